@@ -1,0 +1,94 @@
+"""Array layout conversions between the numpy API and the torch core.
+
+Conventions (see docs/conventions.md):
+
+* numpy, 2D gray ``(H, W)``; 2D colour ``(H, W, C)``; 3D stack ``(Z, Y, X)``; 3D multichannel
+  ``(Z, Y, X, C)``.
+* torch, ``(B, C, H, W)`` for 2D and ``(B, C, Z, Y, X)`` for 3D (torch's own ``(N, C, D, H, W)``
+  order, so a numpy stack maps to torch by adding two leading axes, without transposing).
+* Whether a 3-D numpy array is a colour image or a stack is decided by the PSF: a 2-D PSF makes
+  ``(H, W, C)`` a colour image, a 3-D PSF makes ``(Z, Y, X)`` a stack.  Without a PSF, pass
+  ``spatial_ndim`` explicitly.
+* Compute dtype is float32 (float64 input stays float64 only if asked with ``dtype``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import InputError, require
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a numpy array maps to a torch batch, so that results go back in the same form."""
+
+    spatial_ndim: int
+    channels_last: bool  # numpy array had a trailing channel axis
+    was_torch: bool
+    batch: bool  # torch input already had a batch axis (always true for torch input)
+    numpy_dtype: np.dtype | None
+
+    def to_output(self, x: torch.Tensor):
+        """Convert a (B, C, *spatial) result back to the caller's layout and type."""
+        if self.was_torch:
+            return x
+        arr = x.detach().cpu().numpy()
+        arr = arr[0]
+        if self.channels_last:
+            arr = np.moveaxis(arr, 0, -1)
+        else:
+            arr = arr[0]
+        return np.ascontiguousarray(arr)
+
+
+def check_finite(a, what: str = "image") -> None:
+    """Refuse NaN or Inf values with a clear message."""
+    if isinstance(a, torch.Tensor):
+        bad = int((~torch.isfinite(a)).sum())
+    else:
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+    require(bad == 0, f"{what} contains {bad} NaN or Inf value(s)",
+            "replace them (e.g. with the local median or 0) before deconvolving")
+
+
+def to_batch(image, spatial_ndim: int, dtype=torch.float32, device=None) -> tuple[torch.Tensor, Layout]:
+    """numpy ``(H,W)``, ``(H,W,C)``, ``(Z,Y,X)``, ``(Z,Y,X,C)`` or torch ``(B,C,*spatial)`` -> torch batch."""
+    require(spatial_ndim in (2, 3), f"spatial_ndim must be 2 or 3, got {spatial_ndim}")
+    if isinstance(image, torch.Tensor):
+        require(image.ndim == spatial_ndim + 2,
+                f"torch input must have shape (B, C, {'H, W' if spatial_ndim == 2 else 'Z, Y, X'}), got {tuple(image.shape)}",
+                "add batch/channel axes with x[None, None]")
+        x = image.to(dtype=dtype, device=device)
+        layout = Layout(spatial_ndim, False, True, True, None)
+    else:
+        arr = np.asarray(image)
+        require(arr.dtype.kind in "biuf", f"image dtype {arr.dtype} is not numeric", "pass a real-valued array")
+        if arr.ndim == spatial_ndim:
+            channels_last = False
+            arr = arr[None]
+        elif arr.ndim == spatial_ndim + 1:
+            channels_last = True
+            arr = np.moveaxis(arr, -1, 0)
+        else:
+            raise InputError(
+                f"image has {arr.ndim} axes but the PSF is {spatial_ndim}-D",
+                f"give a {spatial_ndim}-D image (or {spatial_ndim}-D plus a trailing channel axis) with a {spatial_ndim}-D PSF",
+            )
+        x = torch.from_numpy(np.ascontiguousarray(arr)).to(dtype=dtype, device=device)[None]
+        layout = Layout(spatial_ndim, channels_last, False, False, arr.dtype)
+    check_finite(x, "image")
+    spatial = x.shape[2:]
+    require(min(spatial) >= 2 and int(np.prod(spatial)) >= 4,
+            f"image is too small ({tuple(spatial)} pixels)", "give an image of at least a few pixels per axis")
+    return x, layout
+
+
+def as_tensor(a, dtype=torch.float32, device=None) -> torch.Tensor:
+    """numpy or torch -> torch tensor of ``dtype`` on ``device`` (no layout change)."""
+    if isinstance(a, torch.Tensor):
+        return a.to(dtype=dtype, device=device)
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)

@@ -1,0 +1,56 @@
+"""``unblur`` command line.  Exit codes: 0 success, 2 bad input, 1 failure, 130 interrupted.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args)``; add new
+ones to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+from ..errors import InputError
+
+COMMANDS = ["deconvolve", "simulate", "methods"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unblur",
+        description="Deconvolution of images and stacks: known PSF (deconvolve), unknown PSF (blind), PSF models (psf).",
+        epilog="Run 'unblur COMMAND --help' for the options of a command.")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"unblur {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    modules = {}
+    for name in COMMANDS:
+        mod = importlib.import_module(f"unblur.cli.{name}")
+        mod.add_parser(sub)
+        modules[name] = mod
+    parser.set_defaults(_modules=modules)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    try:
+        return int(args._modules[args.command].run(args) or 0)
+    except InputError as e:
+        print(f"unblur {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unblur {args.command}: interrupted (no partial output was written)", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: keep the traceback for the report
+        import traceback
+        traceback.print_exc()
+        print(f"unblur {args.command}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

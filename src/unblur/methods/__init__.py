@@ -1,0 +1,5 @@
+"""Modules whose import registers methods in :mod:`unblur.registry` (one line per module)."""
+
+MODULES = [
+    "unblur.methods.classical",
+]

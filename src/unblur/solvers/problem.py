@@ -1,0 +1,97 @@
+"""Turn user input (numpy or torch image + PSF) into a solver problem: data tensor and operator.
+
+This is the one place where the numpy API's layout rules are applied (see :mod:`unblur.arrays`):
+
+* the PSF's number of axes decides the spatial dimensionality;
+* ``channel_axis=-1`` (or an image with one more axis than the PSF) means a trailing colour axis;
+  a PSF with the same number of axes as such an image is one PSF per channel (last axis, 1 or C);
+* torch input is ``(B, C, *spatial)`` with a PSF ``(*k)``, ``(C, *k)`` or ``(B, C, *k)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..arrays import Layout, to_batch
+from ..errors import require
+from ..physics.convolution import BOUNDARIES, Convolution
+from ..psf.core import prepare_psf
+
+
+@dataclass
+class Problem:
+    y: torch.Tensor
+    op: Convolution
+    layout: Layout
+    psf: torch.Tensor
+    notes: list[str] = field(default_factory=list)
+
+    def output(self, x: torch.Tensor):
+        """Crop the object estimate to the image field of view and return it in the caller's layout."""
+        return self.layout.to_output(self.op.crop_object(x))
+
+
+def _psf_array(psf, spatial_ndim, channels, name="PSF", notes=None, negative="clip"):
+    """Normalise a PSF given as (*k) or (*k, C) numpy / (*k), (C,*k), (B,C,*k) torch -> torch (Bk, Ck, *k)."""
+    if isinstance(psf, torch.Tensor) and psf.ndim > spatial_ndim:
+        p = psf.detach().cpu().numpy()
+        lead = p.shape[: p.ndim - spatial_ndim]
+        flat = p.reshape((-1,) + p.shape[-spatial_ndim:])
+        flat = np.stack([prepare_psf(f, spatial_ndim, name=name, report=notes, negative=negative) for f in flat])
+        out = torch.from_numpy(flat.reshape(lead + flat.shape[1:]))
+    else:
+        p = psf.detach().cpu().numpy() if isinstance(psf, torch.Tensor) else np.asarray(psf)
+        if p.ndim == spatial_ndim + 1:  # per-channel PSF, channel axis last
+            require(p.shape[-1] in (1, channels),
+                    f"channel count mismatch: the PSF has {p.shape[-1]} channels, the image {channels}",
+                    "give one PSF for all channels or one per channel")
+            chans = [prepare_psf(p[..., c], spatial_ndim, name=f"{name} channel {c}", report=notes, negative=negative)
+                     for c in range(p.shape[-1])]
+            out = torch.from_numpy(np.stack(chans))
+        else:
+            require(p.ndim == spatial_ndim, f"{name} has {p.ndim} axes, expected {spatial_ndim}",
+                    f"give a {spatial_ndim}-D PSF for a {spatial_ndim}-D image")
+            out = torch.from_numpy(prepare_psf(p, spatial_ndim, name=name, report=notes, negative=negative))
+    return out
+
+
+def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, device=None,
+                  negative_image: str = "keep", negative_psf: str = "clip", dtype=torch.float32) -> Problem:
+    """Validate ``image`` and ``psf`` and build the data tensor and blur operator.
+
+    ``negative_image``: ``"keep"`` (linear methods) or ``"clip"`` (Richardson-Lucy family: negative
+    pixels, e.g. from background subtraction, are set to 0 with a warning giving their count).
+    """
+    require(boundary in BOUNDARIES, f"unknown boundary {boundary!r}", f"use one of {', '.join(BOUNDARIES)}")
+    notes: list[str] = []
+    if isinstance(image, torch.Tensor):
+        spatial_ndim = image.ndim - 2
+    else:
+        img = np.asarray(image)
+        p_ndim = psf.ndim if hasattr(psf, "ndim") else np.asarray(psf).ndim
+        if channel_axis is None:
+            spatial_ndim = p_ndim if img.ndim in (p_ndim, p_ndim + 1) else min(img.ndim, 3)
+        else:
+            require(channel_axis in (-1, img.ndim - 1), "only a trailing channel axis is supported",
+                    "move the channel axis last (channel_axis=-1)")
+            spatial_ndim = img.ndim - 1
+        require(spatial_ndim in (2, 3), f"image of {img.ndim} axes with a {p_ndim}-D PSF is not supported",
+                "give a 2-D (H, W[, C]) or 3-D (Z, Y, X[, C]) image with a PSF of the same dimensionality")
+    y, layout = to_batch(image, spatial_ndim, dtype=dtype, device=device)
+    psf_t = _psf_array(psf, spatial_ndim, y.shape[1], notes=notes, negative=negative_psf).to(y)
+    k = psf_t.shape[-spatial_ndim:]
+    require(all(a <= b for a, b in zip(k, y.shape[2:])),
+            f"PSF of shape {tuple(k)} is larger than the image {tuple(y.shape[2:])}",
+            "crop the PSF to its support (it must not exceed the image on any axis)")
+    if negative_image == "clip" and bool((y < 0).any()):
+        n = int((y < 0).sum())
+        notes.append(f"image: {n} negative pixel(s) (min {float(y.min()):.3g}) set to 0 for this positivity-preserving method")
+        y = y.clamp_min(0)
+    for n in notes:
+        warnings.warn(n, stacklevel=3)
+    op = Convolution(psf_t, tuple(y.shape[2:]), boundary)
+    return Problem(y=y, op=op, layout=layout, psf=psf_t, notes=notes)
