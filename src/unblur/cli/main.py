@@ -13,7 +13,7 @@ import warnings
 
 from ..errors import InputError
 
-COMMANDS = ["deconvolve", "simulate", "methods"]
+COMMANDS = ["deconvolve", "blind", "simulate", "methods"]
 
 
 def build_parser() -> argparse.ArgumentParser:

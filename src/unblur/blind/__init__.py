@@ -1,0 +1,1 @@
+"""Blind deconvolution methods (kernel unknown).  Each registers itself in :mod:`unblur.registry`."""
