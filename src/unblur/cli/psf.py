@@ -1,0 +1,181 @@
+"""``unblur psf``: make a PSF (analytic, random camera shake, diffraction, widefield) or measure one from beads.
+
+Writes the PSF (float32 TIFF keeps the values; sum 1, centre at ``n // 2``), a log-scaled PNG preview
+``<output>_preview.png`` (2-D: the PSF; 3-D: central XY and XZ slices side by side; grey levels are
+``log10(psf / max)`` mapped from -4 to 0) and a JSON log of the settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, require
+from ..io import check_writable, read_image, write_image
+from .common import log_path_for, write_log
+
+HELP = "make a PSF: gaussian, disk, motion, zernike, widefield, or measure one from beads"
+KINDS = ("gaussian", "disk", "motion", "zernike", "widefield", "beads")
+
+
+def _common(p):
+    p.add_argument("-o", "--output", type=Path, required=True, help="output PSF file (.tif keeps float values)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--no-preview", action="store_true", help="do not write the log-scaled PNG preview")
+
+
+def _optics(p):
+    g = p.add_argument_group("optics (lengths in one unit, e.g. micrometres)")
+    g.add_argument("--na", type=float, default=None, help="numerical aperture")
+    g.add_argument("--wavelength", type=float, default=None, help="emission wavelength")
+    g.add_argument("--pixel-size", type=float, default=None, help="pixel size in the object plane")
+    g.add_argument("--refractive-index", type=float, default=1.0, help="immersion refractive index (default 1.0; oil 1.518)")
+    g.add_argument("--cutoff", type=float, default=None, help="pupil cut-off NA/wavelength*pixel_size in cycles/pixel (instead of the three above)")
+    g.add_argument("--oversampling", type=int, default=2, help="pupil oversampling (default 2)")
+    g.add_argument("--coef", action="append", default=[], metavar="J=WAVES",
+                   help="Zernike coefficient for Noll index J in waves, e.g. --coef 4=0.1 (repeatable)")
+    g.add_argument("--random", action="store_true", help="random aberrations: deep-blur preset (Noll 4..11 uniform in +-amplitude)")
+    g.add_argument("--amplitude", type=float, default=0.15, help="--random: coefficient range in waves (default 0.15)")
+    g.add_argument("--seed", type=int, default=0, help="--random: seed")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("psf", help=HELP, description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  unblur psf gaussian --size 61 --sigma 3 -o g.tif\n"
+                              "  unblur psf motion --size 33 --seed 4 -o shake.tif\n"
+                              "  unblur psf zernike --size 31 --na 1.4 --wavelength 0.52 --pixel-size 0.05 "
+                              "--refractive-index 1.518 --coef 4=0.1 -o z.tif\n"
+                              "  unblur psf beads beads.tif --size 33 -o measured.tif")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    g = kinds.add_parser("gaussian", help="(anisotropic, rotated) Gaussian")
+    g.add_argument("--size", type=int, default=31)
+    g.add_argument("--sigma", type=float, required=True, help="standard deviation in pixels (along --angle)")
+    g.add_argument("--sigma-y", type=float, default=None, help="standard deviation across --angle (default: isotropic)")
+    g.add_argument("--angle", type=float, default=0.0, help="degrees, counter-clockwise from +x")
+    g.add_argument("--ndim", type=int, default=2, choices=(2, 3))
+    _common(g)
+    d = kinds.add_parser("disk", help="uniform disk (defocus)")
+    d.add_argument("--size", type=int, default=31)
+    d.add_argument("--radius", type=float, required=True, help="radius in pixels")
+    _common(d)
+    m = kinds.add_parser("motion", help="random camera shake (seeded) or, with --length, linear motion")
+    m.add_argument("--size", type=int, default=33, help="kernel size (13..75 for random shake)")
+    m.add_argument("--model", default="gp", choices=("gp", "physiological"), help="trajectory model")
+    m.add_argument("--intensity", type=float, default=0.7, help="blur extent relative to the kernel, in (0, 1]")
+    m.add_argument("--length", type=float, default=None, help="linear motion length in pixels (instead of random)")
+    m.add_argument("--angle", type=float, default=0.0, help="linear motion angle in degrees")
+    m.add_argument("--seed", type=int, default=0)
+    _common(m)
+    z = kinds.add_parser("zernike", help="2-D diffraction PSF with Zernike aberrations")
+    z.add_argument("--size", type=int, default=31)
+    _optics(z)
+    _common(z)
+    w = kinds.add_parser("widefield", help="3-D widefield PSF stack (defocus along z)")
+    w.add_argument("--size", type=int, default=33, help="lateral size in pixels")
+    w.add_argument("--nz", type=int, default=33, help="number of planes")
+    w.add_argument("--z-step", type=float, required=True, help="plane spacing (same unit as the wavelength)")
+    _optics(w)
+    _common(w)
+    b = kinds.add_parser("beads", help="measure a PSF from an image or stack of isolated sub-resolution beads")
+    b.add_argument("image", type=Path, help="bead image (2-D) or stack (3-D)")
+    b.add_argument("--size", default="31", help="PSF window: N or ZxYxX (default 31)")
+    b.add_argument("--threshold", type=float, default=0.2, help="detection threshold relative to the brightest bead")
+    b.add_argument("--smooth", type=float, default=1.0, help="Gaussian smoothing before detection (pixels)")
+    b.add_argument("--min-separation", type=float, default=None, help="minimum distance between beads (default: window size)")
+    b.add_argument("--average", default="mean", choices=("mean", "median"))
+    _common(b)
+
+
+def _parse_coefs(items):
+    coefs = {}
+    for it in items:
+        try:
+            j, v = it.split("=")
+            coefs[int(j)] = float(v)
+        except ValueError:
+            raise InputError(f"cannot read --coef {it!r}", "write it as NOLL_INDEX=WAVES, e.g. --coef 4=0.1") from None
+    return coefs
+
+
+def _optics_kw(args):
+    kw = dict(refractive_index=args.refractive_index, oversampling=args.oversampling)
+    if args.cutoff is not None:
+        return dict(kw, cutoff=args.cutoff)
+    missing = [n for n in ("na", "wavelength", "pixel_size") if getattr(args, n) is None]
+    require(not missing, f"missing {', '.join('--' + n.replace('_', '-') for n in missing)}",
+            "give --na, --wavelength and --pixel-size (or --cutoff for a 2-D PSF)")
+    return dict(kw, na=args.na, wavelength=args.wavelength, pixel_size=args.pixel_size)
+
+
+def _coefficients(args):
+    coefs = _parse_coefs(args.coef)
+    if args.random:
+        from ..psf.zernike import DEEPBLUR_NOLL, sample_zernike_coefficients
+        g = sample_zernike_coefficients(1, len(DEEPBLUR_NOLL), args.amplitude, seed=args.seed)[0].tolist()
+        coefs = {**dict(zip(DEEPBLUR_NOLL, g)), **coefs}
+    return coefs
+
+
+def make_psf(args) -> tuple[np.ndarray, dict]:
+    """Build the PSF the arguments ask for; returns ``(psf, record)``."""
+    from .. import psf as P
+
+    if args.kind == "gaussian":
+        return P.gaussian_kernel(args.size, args.sigma, args.sigma_y, args.angle, ndim=args.ndim), {}
+    if args.kind == "disk":
+        return P.disk_kernel(args.size, args.radius), {}
+    if args.kind == "motion":
+        if args.length is not None:
+            return P.line_motion_kernel(args.size, args.length, args.angle), {}
+        return P.motion_kernel(args.size, args.seed, args.model, args.intensity), {}
+    if args.kind in ("zernike", "widefield"):
+        coefs = _coefficients(args)
+        kw = _optics_kw(args)
+        if args.kind == "zernike":
+            return P.diffraction_psf(args.size, coefficients=coefs or None, **kw), {"coefficients": coefs}
+        require("cutoff" not in kw, "a widefield stack needs --na, --wavelength and --pixel-size (not --cutoff)")
+        return P.widefield_psf(args.size, args.nz, args.z_step, coefficients=coefs or None, **kw), {"coefficients": coefs}
+    image = read_image(args.image, scale=False)
+    try:
+        shape = tuple(int(s) for s in str(args.size).lower().split("x"))
+    except ValueError:
+        raise InputError(f"cannot read --size {args.size!r}", "give N or ZxYxX, e.g. 33 or 41x33x33") from None
+    shape = shape[0] if len(shape) == 1 else shape
+    psf, info = P.psf_from_beads(image, shape, threshold=args.threshold, smooth=args.smooth,
+                                 min_separation=args.min_separation, average=args.average, return_info=True)
+    print(f"beads: {info['detected']} detected, {info['used']} isolated and used")
+    return psf, {"beads_detected": info["detected"], "beads_used": info["used"], "bead_positions": info["positions"].tolist()}
+
+
+def log_preview(psf: np.ndarray, floor: float = 1e-4) -> np.ndarray:
+    """Log-scaled display image in [0, 1]: ``log10(psf / max)`` mapped from ``log10(floor)`` to 0.
+
+    3-D stacks: central XY slice and central XZ slice (z vertical) side by side, 2-px gap.
+    """
+    p = np.clip(np.asarray(psf, dtype=np.float64), 0, None)
+    p = p / max(p.max(), 1e-300)
+    lo = np.log10(floor)
+    disp = np.clip((np.log10(np.maximum(p, floor)) - lo) / -lo, 0, 1)
+    if disp.ndim == 3:
+        xy, xz = disp[disp.shape[0] // 2], disp[:, disp.shape[1] // 2, :]
+        h = max(xy.shape[0], xz.shape[0])
+        pad = lambda a: np.pad(a, ((0, h - a.shape[0]), (0, 0)))
+        disp = np.concatenate([pad(xy), np.ones((h, 2)), pad(xz)], 1)
+    return disp
+
+
+def run(args) -> int:
+    out = check_writable(args.output, args.force)
+    preview = None if args.no_preview else out.with_name(out.stem + "_preview.png")
+    if preview is not None:
+        check_writable(preview, True)
+    psf, extra = make_psf(args)
+    write_image(out, psf.astype(np.float32), overwrite=args.force)
+    if preview is not None:
+        write_image(preview, log_preview(psf), overwrite=True, bits=8)
+    record = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"}
+    write_log(log_path_for(out), dict(record, command="psf", shape=list(psf.shape), **extra), overwrite=True)
+    print(f"wrote {out} (shape {psf.shape}, sum {psf.sum():.6f})" + (f" and {preview}" if preview else ""))
+    return 0
