@@ -2,4 +2,6 @@
 
 MODULES = [
     "unblur.methods.classical",
+    "unblur.methods.deepblur",
+    "unblur.methods.learned",
 ]

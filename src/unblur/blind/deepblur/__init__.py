@@ -1,0 +1,8 @@
+"""Deep-blur (Debarnot & Weiss, Biological Imaging 2024): learned blind identification and deblurring.
+
+* :mod:`.identify` -- IN, a ResNet reading the PSF parameters gamma off a blurred image;
+* :mod:`.deblur` -- DN, unrolled Douglas-Rachford with learned proximal networks (Algorithm 1);
+* :mod:`.psf_model` -- the parametric PSF h(gamma) (Zernike pupil of ``unblur.psf.zernike``);
+* :mod:`.simulate` -- training pairs; :mod:`.train` -- ``unblur train deepblur``;
+* :mod:`.api` -- :func:`deepblur` and :func:`identify_psf` with the shipped weights.
+"""

@@ -1,0 +1,115 @@
+"""Deep-blur inference: :func:`identify_psf` (gamma and PSF only) and :func:`deepblur` (also the sharp image).
+
+Weights: by default the files shipped in ``unblur/weights`` (``deepblur_identify.pt``,
+``deepblur_deblur.pt``; see ``deepblur_MODEL_CARD.md``).  They were trained for the Zernike model
+of ``unblur.psf.zernike`` with the optics stored in the file (NA, wavelength, pixel in um) and
+gray images in [0, 1].  Passing other ``optics`` evaluates the PSF of the identified gamma with those
+optics, which is only meaningful when the pupil cut-off ``NA / wavelength * pixel`` is the same (a
+warning says so otherwise).
+
+Images larger than the training crop are handled by tiling the identification and averaging the
+sign-canonicalised gamma over tiles (:func:`.identify.identify_tiled`).  Deblurring runs on the
+whole image with the ``valid`` boundary (the object is estimated ``k - 1`` pixels beyond the edge and
+cropped).  Colour images are identified and deblurred on their channel mean / per channel.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import InputError, require
+from ...physics.convolution import Convolution
+from .identify import canonical_sign, identify_tiled
+from .psf_model import parse_optics, zernike_psf_model
+from .train import load_weights, model_from_weights
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+IDENTIFY_WEIGHTS = WEIGHTS_DIR / "deepblur_identify.pt"
+DEBLUR_WEIGHTS = WEIGHTS_DIR / "deepblur_deblur.pt"
+
+
+@lru_cache(maxsize=4)
+def _load(path: str):
+    w = load_weights(Path(path))
+    return model_from_weights(w), w
+
+
+def _as_gray_tensor(image) -> tuple[torch.Tensor, bool]:
+    a = np.asarray(image, dtype=np.float32)
+    require(a.ndim in (2, 3), f"deep-blur takes a 2-D gray or (H, W, C) colour image, got shape {a.shape}",
+            "give a single 2-D image (take one slice of a stack)")
+    colour = a.ndim == 3
+    t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0) if colour else a[None]))[None]
+    require(bool(torch.isfinite(t).all()), "image contains NaN or infinite values", "clean the image first")
+    return t, colour
+
+
+def _psf_model_for(w: dict, optics):
+    desc = w["psf_model"]
+    if optics is None:
+        return zernike_psf_model(desc["optics"], desc["noll"], desc["psf_size"])
+    na, wl, px = parse_optics(optics)
+    tna, twl, tpx = desc["optics"]
+    if abs(na / wl * px - tna / twl * tpx) > 1e-3:
+        warnings.warn(f"the identification network was trained for a pupil cut-off {tna / twl * tpx:.3f} cycles/pixel "
+                      f"(NA {tna}, wavelength {twl}, pixel {tpx}); these optics give {na / wl * px:.3f}: gamma may be wrong")
+    return zernike_psf_model((na, wl, px), desc["noll"], desc["psf_size"])
+
+
+def identify_psf(image, optics=None, weights=None, tile: int | None = None, overlap: float = 0.5):
+    """Identify the Zernike coefficients of the blur of ``image``.
+
+    Returns ``(gamma, psf, noll)``: ``gamma`` (K,) in waves (even coefficients sign-canonicalised:
+    the first even one >= 0), the PSF ``(k, k)`` it implies (sum 1), and the Noll indices.
+    ``tile`` defaults to the training crop size.
+    """
+    net, w = _load(str(weights or IDENTIFY_WEIGHTS))
+    require(w["kind"] == "identify", f"{weights} holds {w['kind']} weights, not identification weights")
+    model = _psf_model_for(w, optics)
+    y, _ = _as_gray_tensor(image)
+    y = y.mean(1, keepdim=True)
+    require(min(y.shape[-2:]) >= 16, f"image {tuple(y.shape[-2:])} is too small to identify a blur", "use at least 16x16")
+    gamma = identify_tiled(net, y, tile or int(w["train"]["size"]), model.noll, overlap)
+    with torch.no_grad():
+        psf = model(gamma)[0, 0]
+    return gamma[0].numpy(), psf.numpy(), model.noll
+
+
+def deepblur(image, optics=None, identify_weights=None, deblur_weights=None, tile: int | None = None,
+             gamma=None):
+    """Blind deblurring: identify gamma with IN, then restore with DN fed ``A(gamma)``.
+
+    ``gamma`` (optional) skips the identification (non-blind use of DN).  Returns a dict with
+    ``image`` (same layout as the input), ``gamma``, ``psf``, ``noll`` and ``time_s``.
+    """
+    t0 = time.time()
+    if gamma is None:
+        gamma, psf, noll = identify_psf(image, optics, identify_weights, tile)
+    else:
+        _, w = _load(str(identify_weights or IDENTIFY_WEIGHTS))
+        model = _psf_model_for(w, optics)
+        g = torch.as_tensor(np.asarray(gamma, dtype=np.float32)).reshape(1, -1)
+        require(g.shape[1] == model.n_params, f"gamma needs {model.n_params} values, got {g.shape[1]}")
+        with torch.no_grad():
+            psf = model(canonical_sign(g, model.noll))[0, 0].numpy()
+        gamma, noll = g[0].numpy(), model.noll
+    dn, wd = _load(str(deblur_weights or DEBLUR_WEIGHTS))
+    require(wd["kind"] == "deblur", "the deblurring weights file does not hold DN weights")
+    y, colour = _as_gray_tensor(image)
+    y = y.transpose(0, 1)  # channels as a batch
+    require(min(y.shape[-2:]) >= psf.shape[0], f"image {tuple(y.shape[-2:])} is smaller than the PSF {psf.shape}")
+    op = Convolution(torch.from_numpy(psf), tuple(y.shape[-2:]), "valid")
+    with torch.no_grad():
+        x = dn(y, op).transpose(0, 1)[0]
+    out = np.moveaxis(x.numpy(), 0, -1) if colour else x[0].numpy()
+    return {"image": out.astype(np.float32), "gamma": np.asarray(gamma, np.float32), "psf": psf, "noll": list(noll),
+            "time_s": time.time() - t0}
+
+
+__all__ = ["identify_psf", "deepblur", "IDENTIFY_WEIGHTS", "DEBLUR_WEIGHTS", "InputError"]

@@ -1,0 +1,129 @@
+"""Deep-blur identification network IN (Debarnot & Weiss 2024, section 3.1): blurred image -> gamma.
+
+Architecture: a small ResNet encoder -- a 3x3 conv stem with batch-norm and ReLU, max-pooling, then
+``len(widths)`` stages of two residual basic blocks (conv-BN-ReLU-conv-BN + skip), each stage but the
+first halving the resolution (stride-2 conv, 1x1 projection on the skip), then adaptive average
+pooling to 1x1 and a linear layer to the K operator parameters.  The paper uses a ResNet too; ours is
+narrower so that it trains on a CPU.
+
+Input normalisation (:func:`normalise`): each image is standardised by its own mean and standard
+deviation, ``(y - mean(y)) / (std(y) + 1e-6)``.  This makes IN invariant to the image's gain and
+offset: only the *shape* of the blur is read off the image.
+
+Sign convention: the PSF of the pupil phase ``phi_even + phi_odd`` equals the PSF of
+``-phi_even + phi_odd`` (flip the pupil r -> -r and conjugate; valid for a centro-symmetric pupil),
+so the signs of the even-order Zernike coefficients (radial order n even: Noll 4, 5, 6, 11, ...) can
+only be known jointly up to a global flip.  We fix it by requiring the defocus-like *first even*
+coefficient to be >= 0 (:func:`canonical_sign`): training targets are canonicalised, and so are the
+predictions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...errors import InputError
+from ...psf.zernike import noll_to_nm
+
+
+def even_mask(noll) -> torch.Tensor:
+    """Boolean mask of the coefficients whose Zernike polynomial is even (radial order n even)."""
+    return torch.tensor([noll_to_nm(int(j))[0] % 2 == 0 for j in noll])
+
+
+def canonical_sign(gamma: torch.Tensor, noll) -> torch.Tensor:
+    """Flip the even coefficients of each row so that the first even one is >= 0 (see module docstring)."""
+    mask = even_mask(noll).to(gamma.device)
+    if not bool(mask.any()):
+        return gamma
+    first = int(mask.nonzero()[0, 0])
+    flip = torch.where(gamma[:, first:first + 1] < 0, -1.0, 1.0).to(gamma.dtype)
+    return torch.where(mask, gamma * flip, gamma)
+
+
+def normalise(y: torch.Tensor) -> torch.Tensor:
+    """Per-image standardisation ``(y - mean) / (std + 1e-6)`` over channels and pixels."""
+    flat = y.flatten(1)
+    mean = flat.mean(1).view(-1, 1, 1, 1)
+    std = flat.std(1).view(-1, 1, 1, 1)
+    return (y - mean) / (std + 1e-6)
+
+
+class _Block(nn.Module):
+    """ResNet basic block: conv-BN-ReLU-conv-BN plus a (projected) skip, then ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class IdentificationNet(nn.Module):
+    """ResNet encoder ``(B, 1, H, W) -> (B, K)``; any H, W >= 16 (adaptive pooling).
+
+    ``scale`` multiplies the linear head's output (set to eta so that the head works in O(1) units).
+    """
+
+    def __init__(self, n_params: int, widths=(16, 32, 64, 128), in_channels: int = 1, scale: float = 1.0):
+        super().__init__()
+        self.config = {"n_params": int(n_params), "widths": list(widths), "in_channels": int(in_channels),
+                       "scale": float(scale)}
+        w0 = widths[0]
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, w0, 3, 1, 1, bias=False), nn.BatchNorm2d(w0),
+                                  nn.ReLU(inplace=True), nn.MaxPool2d(2))
+        blocks, cin = [], w0
+        for i, w in enumerate(widths):
+            blocks += [_Block(cin, w, 1 if i == 0 else 2), _Block(w, w, 1)]
+            cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(cin, n_params)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if y.ndim != 4 or y.shape[1] != self.config["in_channels"]:
+            raise InputError(f"identification input must be (B, {self.config['in_channels']}, H, W), got {tuple(y.shape)}")
+        h = self.blocks(self.stem(normalise(y)))
+        return self.head(self.pool(h).flatten(1)) * self.config["scale"]
+
+
+def tile_starts(n: int, tile: int, overlap: float = 0.5) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``[0, n)`` with about ``overlap`` overlap."""
+    if n <= tile:
+        return [0]
+    step = max(1, int(round(tile * (1 - overlap))))
+    starts = list(range(0, n - tile + 1, step))
+    if starts[-1] != n - tile:
+        starts.append(n - tile)
+    return starts
+
+
+@torch.no_grad()
+def identify_tiled(net: IdentificationNet, y: torch.Tensor, tile: int, noll, overlap: float = 0.5,
+                   max_tiles: int = 64) -> torch.Tensor:
+    """gamma for each image of ``y (B, 1, H, W)``, averaging IN over tiles of the training size.
+
+    Rule: images no larger than ``tile`` are read whole; larger ones are cut into ``tile x tile``
+    tiles overlapping by ``overlap`` (at most ``max_tiles``, evenly subsampled), each tile's estimate
+    is sign-canonicalised, and the estimates are averaged.  This assumes the blur is the same over
+    the image (the convolution model).  Tiles whose standard deviation is below 1% of the image's are
+    skipped (flat background carries no blur information), unless all are.
+    """
+    B, C, H, W = y.shape
+    boxes = [(i, j) for i in tile_starts(H, tile, overlap) for j in tile_starts(W, tile, overlap)]
+    if len(boxes) > max_tiles:
+        idx = torch.linspace(0, len(boxes) - 1, max_tiles).round().long().tolist()
+        boxes = [boxes[k] for k in idx]
+    th, tw = min(tile, H), min(tile, W)
+    tiles = torch.stack([y[:, :, i:i + th, j:j + tw] for i, j in boxes], 1)  # (B, T, C, th, tw)
+    est = canonical_sign(net(tiles.flatten(0, 1)), noll).view(B, len(boxes), -1)
+    std = tiles.flatten(2).std(2)
+    keep = (std >= 0.01 * y.flatten(1).std(1, keepdim=True)).to(est.dtype)
+    keep = torch.where(keep.sum(1, keepdim=True) > 0, keep, torch.ones_like(keep))
+    return (est * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)

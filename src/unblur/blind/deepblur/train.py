@@ -1,0 +1,217 @@
+"""``unblur train deepblur --stage {identify,deblur}``: train deep-blur's IN, then its DN.
+
+Stage ``identify``: minimise ``||IN(y) - canon(gamma)||^2 / eta^2`` (MSE on gamma in units of eta,
+``canon`` = the even-coefficient sign convention of :mod:`.identify`).
+Stage ``deblur``: with IN frozen (``--identify-weights``), minimise ``||DN(y, A(IN(y))) - x||^2`` over
+the field of view -- DN is fed the *estimated* gamma, as in the paper.
+
+Data: random gray crops of ``--data`` (default ``$UNBLUR_DATA/train/train400_gray``) with flips and
+rotations, ``gamma ~ U[-eta, eta]^K``, Poisson-Gaussian noise (see :mod:`.simulate` for the units).
+Adam, lr 1e-3.  A checkpoint (model, optimiser, step, RNG state, wall time, loss log) is written
+atomically to ``--out/last.pt`` every ``--checkpoint-minutes`` and at the end; ``--resume`` continues
+from it.  ``--export FILE`` writes the inference weights (model + config + PSF model description).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ...data import data_path
+from ...errors import InputError, require
+from ...physics.convolution import Convolution
+from .deblur import DeblurNet
+from .identify import IdentificationNet, canonical_sign
+from .psf_model import DEEPBLUR_NOLL, psf_model_from_description, zernike_psf_model
+from .simulate import load_gray_images, make_batch
+
+HELP = "train deep-blur's identification (IN) or deblurring (DN) network"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stage", choices=("identify", "deblur"), required=True)
+    p.add_argument("--data", type=Path, default=None, help="folder of training images (default train/train400_gray)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/deepblur_STAGE)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--steps", type=int, default=20000, help="total optimisation steps")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=64, help="crop size of the observed image y")
+    p.add_argument("--psf-size", type=int, default=31)
+    p.add_argument("--optics", default="1.2,0.6,0.1", help="NA,wavelength_um,pixel_um of the Zernike model")
+    p.add_argument("--eta", type=float, default=0.15, help="gamma ~ U[-eta, eta]")
+    p.add_argument("--alpha-max", type=float, default=0.05, help="Poisson term of the noise variance")
+    p.add_argument("--beta-max", type=float, default=0.0225, help="Gaussian variance (0.15^2: std up to 0.15)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--width", type=int, default=16, help="first-stage width of the networks")
+    p.add_argument("--identify-weights", type=Path, default=None, help="IN weights (stage deblur)")
+    p.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    p.add_argument("--export", type=Path, default=None, help="write inference weights here at the end")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def add_parser(sub) -> None:
+    """Register ``deepblur`` under ``unblur train``'s subparsers."""
+    p = sub.add_parser("deepblur", help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(_run=run)
+
+
+def save_atomic(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_identifier(n_params: int, width: int, eta: float) -> IdentificationNet:
+    return IdentificationNet(n_params, widths=(width, 2 * width, 4 * width, 8 * width), scale=eta)
+
+
+def build_deblurrer(width: int) -> DeblurNet:
+    return DeblurNet(steps=4, widths=(width, 2 * width, 4 * width))
+
+
+def load_weights(path: Path, device="cpu") -> dict:
+    """An exported weights file: ``{"kind", "config", "state", "psf_model", "train"}``."""
+    require(Path(path).exists(), f"weights file {path} not found", "train with `unblur train deepblur` or use the shipped weights")
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def model_from_weights(w: dict):
+    if w["kind"] == "identify":
+        net = IdentificationNet(**w["config"])
+    elif w["kind"] == "deblur":
+        c = dict(w["config"])
+        net = DeblurNet(steps=c["steps"], lam=c["lam"], cg_iters=c["cg_iters"], widths=c["widths"], blocks=c["blocks"])
+    else:
+        raise InputError(f"unknown weights kind {w['kind']!r}")
+    net.load_state_dict(w["state"])
+    return net.eval()
+
+
+class Trainer:
+    """One training run (both stages share the data pipeline and the checkpoint logic)."""
+
+    def __init__(self, args, psf_model=None, images=None):
+        self.args = a = args
+        torch.manual_seed(a.seed)
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        self.device = torch.device(a.device)
+        self.out = a.out or Path("runs") / f"deepblur_{a.stage}"
+        self.psf_model = psf_model or zernike_psf_model(a.optics, DEEPBLUR_NOLL, a.psf_size)
+        folder = a.data or data_path("train/train400_gray")
+        self.images = images if images is not None else load_gray_images(folder, a.size + self.psf_model.psf_size - 1)
+        self.g = torch.Generator().manual_seed(a.seed)
+        self.noll = self.psf_model.noll or tuple(range(1, self.psf_model.n_params + 1))
+        if a.stage == "identify":
+            self.net = build_identifier(self.psf_model.n_params, a.width, a.eta).to(self.device)
+            self.identifier = None
+        else:
+            require(a.identify_weights is not None, "stage deblur needs --identify-weights", "train stage identify first")
+            self.identifier = model_from_weights(load_weights(a.identify_weights, self.device)).to(self.device)
+            for p in self.identifier.parameters():
+                p.requires_grad_(False)
+            self.net = build_deblurrer(a.width).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=a.lr)
+        self.step, self.wall, self.log = 0, 0.0, []
+        if a.resume:
+            self._load(self.out / "last.pt")
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "step": self.step, "wall_s": self.wall,
+                "rng": self.g.get_state(), "torch_rng": torch.get_rng_state(), "log": self.log,
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items() if not k.startswith("_")}}
+
+    def _load(self, path: Path) -> None:
+        require(path.exists(), f"no checkpoint to resume at {path}", "drop --resume or give the right --out")
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(ck["net"])
+        self.opt.load_state_dict(ck["opt"])
+        self.step, self.wall, self.log = ck["step"], ck["wall_s"], ck["log"]
+        self.g.set_state(ck["rng"])
+        torch.set_rng_state(ck["torch_rng"])
+
+    def checkpoint(self) -> None:
+        save_atomic(self._state(), self.out / "last.pt")
+
+    def export(self, path: Path) -> None:
+        a = self.args
+        save_atomic({"kind": a.stage, "config": self.net.config, "state": self.net.state_dict(),
+                     "psf_model": self.psf_model.description,
+                     "train": {"steps": self.step, "wall_s": round(self.wall, 1), "size": a.size, "batch": a.batch,
+                               "eta": a.eta, "alpha_max": a.alpha_max, "beta_max": a.beta_max, "lr": a.lr,
+                               "seed": a.seed, "final_loss": self.log[-1][1] if self.log else None}}, path)
+
+    # -- one step -----------------------------------------------------------------------------------
+    def loss(self, batch) -> torch.Tensor:
+        a = self.args
+        if a.stage == "identify":
+            target = canonical_sign(batch["gamma"], self.noll)
+            return ((self.net(batch["y"]) - target) ** 2).mean() / a.eta**2
+        with torch.no_grad():
+            gamma = canonical_sign(self.identifier(batch["y"]), self.noll)
+            psf = self.psf_model(gamma)
+        op = Convolution(psf, (a.size, a.size), "valid")
+        x_hat = self.net(batch["y"], op)
+        return ((x_hat - op.crop_object(batch["x"])) ** 2).mean()
+
+    def train_step(self) -> float:
+        a = self.args
+        self.net.train()
+        batch = make_batch(self.images, self.psf_model, a.batch, a.size, a.eta, a.alpha_max, a.beta_max, self.g, self.device)
+        loss = self.loss(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def run(self, steps: int | None = None) -> list[float]:
+        a = self.args
+        total = steps if steps is not None else a.steps
+        losses, last_ck, t_prev = [], time.time(), time.time()
+        bar = tqdm(range(self.step, total), initial=self.step, total=total, desc=f"deepblur {a.stage}", mininterval=5)
+        for _ in bar:
+            losses.append(self.train_step())
+            now = time.time()
+            self.wall += now - t_prev
+            t_prev = now
+            if self.step % 50 == 0:
+                self.log.append((self.step, sum(losses[-50:]) / len(losses[-50:]), round(self.wall, 1)))
+                bar.set_postfix(loss=f"{self.log[-1][1]:.4g}")
+            if now - last_ck > 60 * a.checkpoint_minutes:
+                self.checkpoint()
+                last_ck = now
+        self.checkpoint()
+        if a.export:
+            self.export(a.export)
+        return losses
+
+
+def run(args) -> int:
+    trainer = Trainer(args)
+    trainer.run()
+    print(json.dumps({"stage": args.stage, "steps": trainer.step, "wall_s": round(trainer.wall, 1),
+                      "last_loss": trainer.log[-1][1] if trainer.log else None, "checkpoint": str(trainer.out / "last.pt")}))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m unblur.blind.deepblur.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
