@@ -3,5 +3,4 @@
 MODULES = [
     "unblur.methods.classical",
     "unblur.methods.deepblur",
-    "unblur.methods.learned",
 ]
