@@ -8,7 +8,15 @@ PSF centre, axes).  Simple entry points take and return numpy arrays::
     result = deconvolve(image, psf, method="rl-tv")   # any registered method; result.info has timings
 """
 
-from .api import Restoration, blind_deconvolve, deconvolve
+import os as _os
+
+# torch's OpenMP threads spin-wait by default; when the cores are shared (other jobs running) every
+# parallel op becomes 5-10x slower (measured for Richardson-Lucy, see BENCHMARKS.md).  Passive
+# waiting avoids that.  Takes effect only if unblur is imported before torch; an explicit
+# OMP_WAIT_POLICY in the environment wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .api import Restoration  # noqa: E402, blind_deconvolve, deconvolve
 from .errors import InputError
 from .io import read_image, read_psf, write_image
 from .registry import get_method, list_methods

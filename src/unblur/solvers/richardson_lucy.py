@@ -25,6 +25,7 @@ import time
 import torch
 
 from ..errors import require
+from ..physics.convolution import Convolution
 from ..physics.noise import estimate_noise_sigma
 from ..physics.operator import LinearOperator
 from .problem import setup_problem
@@ -61,8 +62,13 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
     accel = acceleration == "biggs-andrews"
     eps = filter_epsilon if filter_epsilon is not None else 1e-12 * max(float(y.abs().max()), 1e-30)
     at1 = op.adjoint_of_ones(y).clamp_min(1e-12) if normalize else torch.ones((), dtype=y.dtype, device=y.device)
+    inplace = isinstance(op, Convolution)  # its A_adjoint returns a new tensor we may overwrite
+
+    def denom(v):  # RL-TV: A^T 1 + lambda_tv * R(v), kept away from 0 (Dey et al. 2006)
+        return (at1 + lambda_tv * tv_gradient_term(v, tv_eps)).clamp_min(1e-3)
+
     x = x0.clamp_min(0).clone()
-    x_prev = x.clone()
+    x_prev = x
     g_prev = g_prev2 = None
     stopped, n_done = "num_iter", 0
     for it in range(num_iter):
@@ -73,18 +79,24 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
             v = (x + alpha * (x - x_prev)).clamp_min(0)
         else:
             v = x
-        Av = op.A(v) + background
-        ratio = torch.where(Av > eps, y / Av.clamp_min(eps), torch.zeros_like(y))
-        denom = at1
-        if lambda_tv > 0:
-            denom = (at1 + lambda_tv * tv_gradient_term(v, tv_eps)).clamp_min(1e-3)
-        x_new = v * op.A_adjoint(ratio) / denom
-        x_new = torch.nan_to_num(x_new, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
+        Av = op.A(v)
+        if background:
+            Av = Av + background
+        # ratio y / A v, set to 0 where the model is (numerically) zero: no NaN/Inf from empty regions
+        ratio = torch.where(Av > eps, y / Av.clamp_min(eps), 0.0)
+        back = op.A_adjoint(ratio)
+        if inplace and not back.requires_grad:  # fresh tensor from the FFT: update it in place
+            x_new = back.mul_(v)
+            x_new = x_new.div_(denom(v)) if lambda_tv > 0 else (x_new.div_(at1) if normalize else x_new)
+            x_new = x_new.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).clamp_min_(0)
+        else:
+            x_new = back * v / (denom(v) if lambda_tv > 0 else at1)
+            x_new = torch.nan_to_num(x_new, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
         if accel:
             g_prev2, g_prev = g_prev, x_new - v
         x_prev, x = x, x_new
         n_done = it + 1
-        reason = stop(x, x_prev, Av - background if stop.rule in ("discrepancy", "poisson-discrepancy") else None, y) if stop else None
+        reason = stop(x, x_prev, (Av - background if background else Av) if stop.rule in ("discrepancy", "poisson-discrepancy") else None, y) if stop else None
         if progress is not None:
             progress.update(it, x, **({"stop_value": stop.value} if stop and stop.rule else {}))
         if reason:
