@@ -1,0 +1,112 @@
+"""Set-up shared by Fast Diffusion EM and Diffusion EM: input checks, the kernel state and the outputs.
+
+The blur model is circular (the paper's), the image is in [0, 1] (gray ``(H, W)`` or colour ``(H, W, C)``,
+one kernel shared by the channels), the noise sigma is in [0, 1] units and, when not given, is
+estimated by :func:`unblur.physics.noise.estimate_noise_sigma` (the MAD of the finest diagonal Haar
+wavelet band / 0.6745, Donoho 1995) on the first channel of the blurred image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ...algorithms.common import Run, start
+from ...errors import InputError, require
+from ...physics.convolution import Convolution
+from .mstep import REGULARIZERS, check_kernel_size, check_sigma, dirac_kernel, m_step
+
+GUIDANCES = ("pigdm", "dps")
+
+
+def resolve_kernel_prior(kernel_prior, size: int, device=None):
+    """The kernel denoiser ``D(k, sigma)``: a Denoiser/callable as given, or ``load_kernel_prior(spec, size)``."""
+    if kernel_prior is not None and not isinstance(kernel_prior, str):
+        require(callable(kernel_prior), f"kernel_prior must be a denoiser, a spec string or None, got {type(kernel_prior).__name__}")
+        return kernel_prior
+    try:
+        from ...models import load_kernel_prior
+    except ImportError as err:
+        raise InputError("no kernel prior is available in this installation (unblur.models.load_kernel_prior missing)",
+                         "use regularizer='l2' or 'l1', or pass a kernel denoiser from Python") from err
+    den = load_kernel_prior(kernel_prior, size=size)
+    if isinstance(den, torch.nn.Module):
+        den = den.to(device) if device is not None else den
+        den.eval()
+    return den
+
+
+@dataclass
+class KernelState:
+    """The current kernel and the M-step settings; :meth:`update` runs one M-step and records the history."""
+
+    y: torch.Tensor                 # (C, H, W), [0, 1] units
+    sigma: float
+    kernel: torch.Tensor            # (k, k)
+    regularizer: str = "denoiser"
+    lam: float = 1.0
+    beta: float = 1e5
+    iters: int = 10
+    kernel_denoiser: object = None
+    history: list = field(default_factory=list)
+
+    def update(self, x01: torch.Tensor, x_variance: float = 0.0) -> torch.Tensor:
+        """M-step on particles ``x01`` ``(n, C, H, W)`` in [0, 1] (warm start from the current kernel)."""
+        self.kernel = m_step(self.y, x01.detach(), self.kernel, self.sigma, iters=self.iters, lam=self.lam,
+                             beta=self.beta, regularizer=self.regularizer, kernel_denoiser=self.kernel_denoiser,
+                             x_variance=x_variance)
+        self.history.append(self.kernel.detach().cpu().numpy().astype(np.float32))
+        return self.kernel
+
+    def operator(self) -> Convolution:
+        return Convolution(self.kernel, tuple(self.y.shape[-2:]), "circular")
+
+
+def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps: int, noise_sigma, seed,
+                prior, kernel_prior, regularizer: str, lam: float, beta: float, hqs_iters: int,
+                even_rule: str = "refuse", init_kernel=None, device=None) -> tuple[Run, KernelState]:
+    """Validate the inputs and build the run (data, prior, generator) and the kernel state (Dirac start)."""
+    require(guidance in GUIDANCES, f"unknown guidance {guidance!r}", f"use one of {', '.join(GUIDANCES)}")
+    require(regularizer in REGULARIZERS, f"unknown kernel regularizer {regularizer!r}",
+            f"use one of {', '.join(REGULARIZERS)}")
+    require(isinstance(particles, (int, np.integer)) and particles >= 1, f"particles must be an integer >= 1, got {particles!r}")
+    require(isinstance(steps, (int, np.integer)) and steps >= 1, f"steps must be an integer >= 1, got {steps!r}")
+    if noise_sigma is not None:
+        check_sigma(noise_sigma)
+    img = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    require(img.ndim in (2, 3) and (img.ndim == 2 or img.shape[-1] in (1, 3)),
+            f"image of shape {img.shape} is not a gray (H, W) or colour (H, W, C) image",
+            "give a 2-D gray or an (H, W, 3) colour image")
+    check_kernel_size(kernel_size, img.shape[:2], even_rule)
+    run = start(img, np.ones((1, 1), np.float32), boundary="circular", noise_sigma=noise_sigma, prior=prior,
+                seed=seed, device=device)
+    y = run.y[0]
+    if init_kernel is None:
+        k0 = dirac_kernel(kernel_size, y.dtype, y.device)
+    else:
+        k0 = torch.as_tensor(np.asarray(init_kernel), dtype=y.dtype, device=y.device)
+        require(tuple(k0.shape) == (kernel_size, kernel_size), f"init_kernel has shape {tuple(k0.shape)}",
+                f"give a {kernel_size}x{kernel_size} kernel")
+        k0 = k0.clamp_min(0) / k0.clamp_min(0).sum().clamp_min(1e-12)
+    kden = resolve_kernel_prior(kernel_prior, kernel_size, y.device) if regularizer == "denoiser" else None
+    state = KernelState(y=y, sigma=run.sigma, kernel=k0, regularizer=regularizer, lam=lam, beta=beta,
+                        iters=hqs_iters, kernel_denoiser=kden)
+    run.problem.op = state.operator()
+    return run, state
+
+
+def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, sigma_given: bool):
+    """Mean of the particles as the image; each particle, the kernel and its history in ``info``."""
+    parts = [run.problem.output(x01[i:i + 1].clamp(0, 1).detach()) for i in range(x01.shape[0])]
+    restored, info = run.finish(x01.mean(0, keepdim=True), info)
+    info.update(kernel=state.kernel.detach().cpu().numpy().astype(np.float32),
+                kernel_history=np.stack(state.history) if state.history else np.zeros((0,) + tuple(state.kernel.shape), np.float32),
+                particles=parts, particles_n=len(parts), kernel_size=int(state.kernel.shape[-1]),
+                regularizer=state.regularizer,
+                noise_sigma_source="given" if sigma_given else "estimated (wavelet MAD, Donoho 1995)")
+    return restored, info
+
+
+__all__ = ["GUIDANCES", "KernelState", "start_blind", "finish_blind", "resolve_kernel_prior"]

@@ -1,0 +1,180 @@
+"""The M-step of (Fast) Diffusion EM: the blur kernel from n image particles (Laroche et al. 2024, eqs. 21-25).
+
+Given the observation ``y`` (one image, C channels, [0, 1] units), n image estimates ``x_i`` (particles,
+same units) and the noise sigma, the kernel ``k`` (one per image, shared by the channels) solves
+
+    min_k  (1 / (2 sigma^2)) sum_i ||y - k * x_i||^2  +  n lambda R(k)                       (eq. 21)
+    s.t.   k >= 0, sum(k) = 1, support k x k.
+
+Half-quadratic splitting (eqs. 22-25) alternates, ``iters`` times, warm-started from the previous kernel:
+
+* data step, closed form in Fourier (circular blur; ``F`` the unnormalised DFT, ``K`` the kernel
+  zero-padded to the image with its centre ``n // 2`` at the origin)::
+
+      Z = F^-1[ (F(y) sum_i conj F(x_i) + n beta sigma^2 F(K)) / (sum_i |F(x_i)|^2 + n beta sigma^2) ]
+
+  (the minimiser of ``(1/(2 sigma^2)) sum_i ||y - z * x_i||^2 + (n beta / 2) ||z - k||^2``; channels are
+  summed with the particles, the weight stays ``n beta sigma^2``), then cropped to the ``k x k`` support;
+* prior step ``K = prox_{(lambda/beta) R}(Z)``: with the plug-and-play kernel denoiser (the paper's
+  choice, Sec. 3.2) ``K = D_{sqrt(lambda/beta)}(Z)``; ``"l1"`` is soft thresholding at ``lambda/beta``
+  (the Fig. 4 ablation); ``"l2"`` (``R = ||k||^2 / 2``) is folded into the data step (its prox is a
+  scaling that the sum-to-one normalisation would cancel), i.e. ``n lambda sigma^2`` is added to the
+  denominator; ``"none"`` keeps ``Z``;
+* constraints: negatives set to 0, normalised to sum 1, re-centred so that the centre of mass lies on
+  the pixel ``n // 2`` (integer circular shift inside the support box).
+
+``x_variance`` (>= 0, [0, 1] units squared) is the per-pixel variance ``r^2`` of the particles around the
+true image (the PiGDM Gaussian ``x0 | x_t ~ N(x0_hat, r_t^2 I)``).  The expected data term is then
+``||y - k * x0_hat||^2 + r^2 M ||k||^2`` (M pixels), which adds ``n r^2 M`` per channel to the Fourier
+denominator.  This is our derivation of the M-step under the PiGDM approximation (used by
+:func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em` with ``guidance="pigdm"``); with
+``x_variance=0`` it is the plain M-step of Algorithm 2 / A.1.
+
+Everything is plain torch; :func:`m_step` takes tensors ``y (C, H, W)``, ``x (n, C, H, W)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ...errors import InputError, require
+from ...physics.convolution import psf_to_otf
+
+REGULARIZERS = ("denoiser", "l1", "l2", "none")
+EVEN_RULES = ("refuse", "fftshift")
+
+
+def check_kernel_size(kernel_size: int, image_shape, even_rule: str = "refuse") -> int:
+    """Validate a kernel size against the image; even sizes need ``even_rule="fftshift"`` (centre ``n // 2``)."""
+    require(even_rule in EVEN_RULES, f"unknown even_rule {even_rule!r}", f"use one of {', '.join(EVEN_RULES)}")
+    if not isinstance(kernel_size, (int,)) or isinstance(kernel_size, bool) or kernel_size < 1:
+        raise InputError(f"kernel size must be a positive integer, got {kernel_size!r}", "e.g. 33")
+    H, W = (int(s) for s in image_shape[-2:])
+    require(kernel_size <= min(H, W), f"kernel size {kernel_size} is larger than the image {H}x{W}",
+            "use a smaller kernel size or a larger image")
+    if kernel_size % 2 == 0 and even_rule == "refuse":
+        raise InputError(f"kernel size {kernel_size} is even, so its centre pixel is ambiguous",
+                         "use an odd size, or pass even_rule='fftshift' (centre at pixel n // 2, unblur's convention)")
+    return kernel_size
+
+
+def check_sigma(sigma: float, name: str = "noise sigma") -> float:
+    s = float(sigma)
+    require(math.isfinite(s) and s >= 0, f"{name} must be a finite number >= 0, got {sigma!r}",
+            "give a standard deviation in [0, 1] image units (e.g. 10/255)")
+    return s
+
+
+def dirac_kernel(size: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """A ``size x size`` Dirac at the centre pixel ``size // 2`` (the EM starting point)."""
+    k = torch.zeros(size, size, dtype=dtype, device=device)
+    k[size // 2, size // 2] = 1
+    return k
+
+
+def crop_support(z_full: torch.Tensor, size: int) -> torch.Tensor:
+    """Inverse of the zero-padding of :func:`psf_to_otf`: the ``size x size`` box around the origin of a
+    circular ``(..., H, W)`` array, returned with its centre at pixel ``size // 2``."""
+    c = size // 2
+    z = torch.roll(z_full, shifts=(c, c), dims=(-2, -1))
+    return z[..., :size, :size]
+
+
+def recenter(k: torch.Tensor) -> torch.Tensor:
+    """Circular integer shift of a ``(k, k)`` kernel so that its centre of mass lies on pixel ``k // 2``."""
+    n0, n1 = k.shape[-2:]
+    total = k.sum()
+    if float(total) <= 0:
+        return k
+    g0 = torch.arange(n0, dtype=k.dtype, device=k.device)
+    g1 = torch.arange(n1, dtype=k.dtype, device=k.device)
+    c0 = float((k.sum(-1) * g0).sum() / total)
+    c1 = float((k.sum(-2) * g1).sum() / total)
+    s0, s1 = round(n0 // 2 - c0), round(n1 // 2 - c1)
+    if s0 == 0 and s1 == 0:
+        return k
+    return torch.roll(k, shifts=(s0, s1), dims=(-2, -1))
+
+
+def project_kernel(k: torch.Tensor, center: bool = True) -> torch.Tensor:
+    """Non-negative, sum 1 and (optionally) re-centred; an all-zero kernel becomes a Dirac."""
+    k = k.clamp_min(0)
+    s = k.sum()
+    if float(s) <= 0:
+        return dirac_kernel(k.shape[-1], k.dtype, k.device)
+    k = k / s
+    return recenter(k) if center else k
+
+
+def _prior_step(z: torch.Tensor, regularizer: str, lam: float, beta: float, kernel_denoiser) -> torch.Tensor:
+    if regularizer == "denoiser":
+        # K = D_{sqrt(lambda/beta)}(Z): the kernel denoiser takes (B, 1, k, k) like any Denoiser.
+        with torch.no_grad():
+            return kernel_denoiser(z.float()[None, None], math.sqrt(lam / beta))[0, 0]
+    if regularizer == "l1":
+        t = lam / beta
+        return torch.sign(z) * (z.abs() - t).clamp_min(0)
+    return z  # "l2" acts in the data step, "none" does nothing
+
+
+def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float, *, iters: int = 10,
+           lam: float = 1.0, beta: float = 1e5, regularizer: str = "denoiser", kernel_denoiser=None,
+           x_variance: float = 0.0, center: bool = True) -> torch.Tensor:
+    """One M-step (HQS, eqs. 22-25).  Returns the new ``(k, k)`` kernel (non-negative, sum 1, centred).
+
+    Parameters
+    ----------
+    y : (C, H, W) tensor
+        Blurred, noisy observation ([0, 1] units; circular blur model).
+    x : (n, C, H, W) tensor
+        The n particles (current image estimates, same units as ``y``).
+    kernel : (k, k) tensor
+        Warm start (the previous kernel); its size is the support of the estimate.
+    sigma : float
+        Noise standard deviation of ``y`` (same units).  ``sigma = 0`` is allowed (exact data): the
+        weights ``n beta sigma^2`` then vanish and a tiny floor (1e-8 relative) keeps the division finite.
+    iters, lam, beta :
+        HQS iterations, regularisation weight lambda and splitting weight beta (paper: 10, 1, 1e5).
+    regularizer : {"denoiser", "l1", "l2", "none"}
+        Kernel prior (see module docstring); ``"denoiser"`` needs ``kernel_denoiser`` ``D(k, sigma)``.
+    x_variance : float
+        PiGDM variance ``r^2`` of the particles (see module docstring); 0 for plain particles.
+    """
+    require(regularizer in REGULARIZERS, f"unknown kernel regularizer {regularizer!r}",
+            f"use one of {', '.join(REGULARIZERS)}")
+    require(regularizer != "denoiser" or kernel_denoiser is not None,
+            "the denoiser regularizer needs a kernel denoiser", "pass kernel_denoiser or use regularizer='l2'")
+    require(y.ndim == 3 and x.ndim == 4 and tuple(x.shape[1:]) == tuple(y.shape),
+            f"particles {tuple(x.shape)} do not match the observation {tuple(y.shape)}",
+            "give y as (C, H, W) and x as (n, C, H, W)")
+    require(kernel.ndim == 2 and kernel.shape[0] == kernel.shape[1], f"kernel must be square 2-D, got {tuple(kernel.shape)}")
+    sigma = check_sigma(sigma)
+    require(iters >= 1 and lam >= 0 and beta > 0 and x_variance >= 0,
+            "invalid M-step parameters", "use iters >= 1, lam >= 0, beta > 0, x_variance >= 0")
+    size = kernel.shape[-1]
+    H, W = y.shape[-2:]
+    n = x.shape[0]
+    dims = (-2, -1)
+    Y = torch.fft.rfft2(y.to(torch.float64), dim=dims)                       # (C, H, W//2+1)
+    X = torch.fft.rfft2(x.to(torch.float64), dim=dims)                       # (n, C, ...)
+    num_data = (Y[None] * X.conj()).sum(dim=(0, 1))                         # sum_i,c conj(X) Y
+    den_data = (X.abs() ** 2).sum(dim=(0, 1))
+    C = y.shape[0]
+    # n beta sigma^2 as in the paper (channels are summed into the data term); floor for sigma = 0.
+    # The PiGDM term is an expectation of the data term, so it counts every channel.
+    w = n * beta * sigma**2
+    extra = n * C * x_variance * H * W + (n * lam * sigma**2 if regularizer == "l2" else 0.0)
+    w = max(w, 1e-8 * float(den_data.max()))
+    k = kernel.to(torch.float64)
+    for _ in range(iters):
+        K = psf_to_otf(k, (H, W))
+        Z = (num_data + w * K) / (den_data + w + extra)
+        z = crop_support(torch.fft.irfft2(Z, s=(H, W), dim=dims), size)
+        k = project_kernel(_prior_step(z, regularizer, lam, beta, kernel_denoiser).to(torch.float64), center)
+    return k.to(kernel.dtype)
+
+
+__all__ = ["m_step", "dirac_kernel", "crop_support", "recenter", "project_kernel", "check_kernel_size",
+           "check_sigma", "REGULARIZERS", "EVEN_RULES"]
