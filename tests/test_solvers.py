@@ -1,0 +1,191 @@
+"""Classical solvers: Richardson-Lucy (positivity, flux, zeros, stopping, acceleration, RL-TV, 3-D),
+Wiener, Tikhonov (CG vs Fourier), conjugate gradient, and agreement with scikit-image."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+from scipy.ndimage import gaussian_filter
+from skimage.restoration import richardson_lucy as sk_rl
+
+from conftest import gaussian_psf
+from unblur.metrics import psnr
+from unblur.physics.convolution import Convolution, convolve
+from unblur.solvers import richardson_lucy, rl_tv, tikhonov, wiener
+from unblur.solvers.cg import conjugate_gradient
+from unblur.solvers.linear import _grad_ata
+from unblur.solvers.richardson_lucy import rl_iterations
+
+
+def scene(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, n), np.float32)
+    x[n // 4: n // 2, n // 4: 3 * n // 4] = 0.8
+    x[n // 2 + 4: n - 8, 8: n // 3] = 0.5
+    x += gaussian_filter(rng.random((n, n)), 2).astype(np.float32) * 0.4
+    return np.clip(x, 0, 1).astype(np.float32)
+
+
+def blur(x, psf, boundary="circular"):
+    return convolve(torch.from_numpy(x)[None, None], torch.from_numpy(psf), boundary)[0, 0].numpy()
+
+
+@pytest.fixture(scope="module")
+def blurred():
+    x = scene()
+    psf = gaussian_psf(9, 1.6)
+    y = blur(x, psf) + 0.005 * np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    return x, np.clip(y, 0, None).astype(np.float32), psf
+
+
+# ---------------------------------------------------------------- Richardson-Lucy properties
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(8, 24), k=st.integers(1, 7), seed=st.integers(0, 1000), zeros=st.booleans())
+def test_rl_positive_and_flux_preserving(n, k, seed, zeros):
+    """Circular RL: x >= 0 and sum(A x_k) == sum(y) after every step, also with zero regions."""
+    rng = np.random.default_rng(seed)
+    y = rng.random((n, n)) * 10
+    if zeros:
+        y[: n // 2] = 0
+    psf = rng.random((k, k)) + 0.01
+    psf /= psf.sum()
+    op = Convolution(torch.from_numpy(psf), (n, n), "circular")
+    yt = torch.from_numpy(y)[None, None]
+    fluxes = []
+
+    def check(it, x, info):
+        assert bool((x >= 0).all()) and bool(torch.isfinite(x).all())
+        fluxes.append(float(op.A(x).sum()))
+
+    from unblur.solvers.progress import Progress
+    rl_iterations(op, yt, yt + 1e-3, 10, progress=Progress(10, "t", False, check))
+    np.testing.assert_allclose(fluxes, y.sum(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("boundary", ["circular", "valid", "zero", "replicate", "reflect"])
+def test_rl_black_image_no_nan(boundary):
+    psf = gaussian_psf(5, 1.0)
+    out = richardson_lucy(np.zeros((16, 16), np.float32), psf, 10, boundary=boundary)
+    assert np.all(out == 0)
+    y = np.zeros((16, 16), np.float32)
+    y[4:8, 4:8] = 1
+    for accel in (None, "biggs-andrews"):
+        out = richardson_lucy(y, psf, 20, boundary=boundary, acceleration=accel, init="flat")
+        assert np.isfinite(out).all() and (out >= 0).all()
+        assert out[12:, 12:].max() < 1e-3  # dark regions stay dark
+
+
+def test_rl_negative_pixels_clipped_with_warning():
+    y = np.full((16, 16), 0.5, np.float32)
+    y[0, :3] = -0.2
+    with pytest.warns(UserWarning, match="3 negative pixel"):
+        out = richardson_lucy(y, gaussian_psf(3, 1.0), 5)
+    assert (out >= 0).all()
+
+
+def test_rl_improves_and_matches_skimage(blurred):
+    x, y, psf = blurred
+    ours = richardson_lucy(y, psf, 30, boundary="zero", init="flat", normalize=False, clip=True)
+    ref = sk_rl(y, psf, num_iter=30, clip=True)
+    assert np.abs(ours - ref).max() < 1e-4
+    good = richardson_lucy(y, psf, 30, boundary="circular")
+    assert psnr(good, x) > psnr(y, x) + 2.0
+
+
+def test_rl_stopping_rules(blurred):
+    x, y, psf = blurred
+    _, info = richardson_lucy(y, psf, 500, boundary="circular", stop="relative-change", tol=1e-3, return_info=True)
+    assert info["stopped_by"] == "relative-change" and 2 < info["iterations"] < 500
+    # discrepancy: stops once the residual is at the noise level (true sigma 0.005)
+    out, info = richardson_lucy(y, psf, 500, boundary="circular", stop="discrepancy", noise_sigma=0.005,
+                                return_info=True)
+    assert info["stopped_by"] == "discrepancy" and info["iterations"] < 500
+    res = np.sqrt(np.mean((blur(out, psf) - y) ** 2))
+    assert 0.8 * 0.005 < res <= 0.0051
+    _, info = richardson_lucy(y, psf, 7, boundary="circular", return_info=True)
+    assert info == {**info, "iterations": 7, "stopped_by": "num_iter"}
+
+
+def test_biggs_andrews_faster(blurred):
+    x, y, psf = blurred
+    target = psnr(richardson_lucy(y, psf, 40, boundary="circular"), x)
+    hits = {}
+    for accel in (None, "biggs-andrews"):
+        curve = []
+        richardson_lucy(y, psf, 40, boundary="circular", acceleration=accel,
+                        callback=lambda it, xk, info: curve.append(psnr(xk[0, 0].numpy(), x)))
+        hits[accel] = next(i for i, p in enumerate(curve) if p >= target - 1e-6) + 1
+    assert hits[None] == 40 and hits["biggs-andrews"] <= 25
+
+
+def test_rl_tv_smoother_than_rl(blurred):
+    x, y, psf = blurred
+    plain = richardson_lucy(y, psf, 100, boundary="circular")
+    tv = rl_tv(y, psf, 100, lambda_tv=0.01, boundary="circular")
+    tv_norm = lambda a: np.abs(np.diff(a, axis=0)).sum() + np.abs(np.diff(a, axis=1)).sum()  # noqa: E731
+    assert tv_norm(tv) < 0.95 * tv_norm(plain)
+    assert psnr(tv, x) > psnr(y, x)
+    with pytest.raises(ValueError):
+        rl_tv(y, psf, 5, lambda_tv=0)
+
+
+def test_rl_3d_stack():
+    rng = np.random.default_rng(0)
+    x = gaussian_filter(rng.random((12, 24, 24)), 1.5).astype(np.float32)
+    x = (x - x.min()) / (x.max() - x.min())
+    psf = gaussian_psf(5, 1.0, ndim=3)
+    y = blur(x, psf, "circular").astype(np.float32)
+    out = richardson_lucy(y, psf, 30, boundary="circular")
+    assert out.shape == x.shape and psnr(out, x) > psnr(y, x) + 1.0
+    np.testing.assert_allclose(blur(out, psf).sum(), y.sum(), rtol=1e-4)
+
+
+def test_torch_in_torch_out_and_colour(blurred):
+    x, y, psf = blurred
+    t = torch.from_numpy(np.stack([y, y * 0.5]))[None]  # (1, 2, H, W)
+    out = richardson_lucy(t, psf, 5, boundary="circular")
+    assert isinstance(out, torch.Tensor) and out.shape == t.shape
+    rgb = np.stack([y, 0.5 * y, 0.25 * y], -1)
+    out_rgb = richardson_lucy(rgb, psf, 5, boundary="circular")
+    assert out_rgb.shape == rgb.shape
+    np.testing.assert_allclose(out_rgb[..., 1], 0.5 * out_rgb[..., 0], rtol=1e-3, atol=1e-5)
+    w = wiener(t, psf, balance=1e-2)
+    assert isinstance(w, torch.Tensor) and w.shape == t.shape
+
+
+# ---------------------------------------------------------------- linear methods
+@pytest.mark.parametrize("boundary", ["circular", "reflect"])
+def test_wiener_improves(blurred, boundary):
+    x, y, psf = blurred
+    out, info = wiener(y, psf, boundary=boundary, return_info=True)
+    assert psnr(out, x) > psnr(y, x) + 1.5
+    assert 0.002 < info["noise_sigma"] < 0.01
+
+
+@pytest.mark.parametrize("boundary", ["circular", "reflect", "valid"])
+def test_tikhonov_improves(blurred, boundary):
+    x, y, psf = blurred
+    out = tikhonov(y, psf, lam=2e-3, boundary=boundary)
+    assert out.shape == y.shape
+    assert psnr(out, x) > psnr(y, x) + 1.5
+
+
+@pytest.mark.parametrize("reg", ["identity", "gradient"])
+def test_tikhonov_cg_matches_fourier_on_circular(blurred, reg):
+    _, y, psf = blurred
+    lam = 1e-2
+    fourier = tikhonov(y.astype(np.float64), psf, lam=lam, reg=reg, boundary="circular")
+    op = Convolution(torch.from_numpy(psf).double(), y.shape, "circular")
+    yt = torch.from_numpy(y).double()[None, None]
+    L = (lambda v: v) if reg == "identity" else _grad_ata
+    cg = conjugate_gradient(lambda v: op.AtA(v) + lam * L(v), op.A_adjoint(yt), max_iter=300, tol=1e-10)
+    np.testing.assert_allclose(cg[0, 0].numpy(), fourier, atol=1e-4)
+
+
+def test_conjugate_gradient_batched():
+    g = torch.Generator().manual_seed(0)
+    M = torch.randn(2, 6, 6, generator=g, dtype=torch.float64)
+    M = M @ M.transpose(1, 2) + 6 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(2, 6, generator=g, dtype=torch.float64)
+    x = conjugate_gradient(lambda v: torch.einsum("bij,bj->bi", M, v), b, max_iter=50, tol=1e-12)
+    np.testing.assert_allclose(x.numpy(), torch.linalg.solve(M, b).numpy(), atol=1e-9)
