@@ -91,6 +91,7 @@ def test_dr_with_identity_prox_is_iterated_regularised_inverse(steps):
 def _args(stage, **kw):
     a = dict(stage=stage, data=None, out=None, resume=False, steps=10, batch=4, size=24, psf_size=9,
              optics="1.2,0.6,0.1", eta=0.15, alpha_max=0.0, beta_max=1e-4, lr=1e-3, width=4, identify_weights=None,
+             cg_iters=5,
              checkpoint_minutes=100.0, export=None, device="cpu", threads=None, seed=0)
     a.update(kw)
     return argparse.Namespace(**a)
@@ -114,8 +115,6 @@ def test_training_steps_reduce_loss_and_resume(stage, tmp_path):
         t_in.export(tmp_path / "in.pt")
         kw = {"identify_weights": tmp_path / "in.pt"}
     t = Trainer(_args(stage, out=tmp_path / stage, **kw), psf_model=model, images=_images())
-    if stage == "deblur":
-        t.net.cg_iters = 5
     batch = make_batch(t.images, model, 4, 24, 0.15, 0.0, 1e-4, torch.Generator().manual_seed(5))
     t.net.train()
     before = float(t.loss(batch).detach())

@@ -26,7 +26,8 @@ that larger grid (PN_t see it whole) and the result is cropped to the field of v
 (``A.crop_object``), which avoids edge ringing.
 
 PN_t are small DRUNet-style U-Nets (Zhang et al. 2021: residual blocks without batch-norm, strided
-conv down, transposed conv up, additive skips), one per step (untied weights), predicting a residual.
+conv down, transposed conv up, additive skips), one per step (untied weights), predicting a residual
+whose last layer starts at zero, so that an untrained DN is iterated Tikhonov.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class ProxNet(nn.Module):
         self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths[:-1], widths[1:]))
         self.up_body = nn.ModuleList(nn.Sequential(*[_ResBlock(a) for _ in range(blocks)]) for a in widths[:-1])
         self.tail = nn.Conv2d(widths[0], channels, 3, 1, 1)
+        nn.init.zeros_(self.tail.weight)  # start as the identity: untrained DN = iterated Tikhonov
+        nn.init.zeros_(self.tail.bias)
         self.factor = 2 ** (len(widths) - 1)
 
     def forward(self, z):

@@ -42,6 +42,14 @@ def canonical_sign(gamma: torch.Tensor, noll) -> torch.Tensor:
     return torch.where(mask, gamma * flip, gamma)
 
 
+def sign_invariant_mse(pred: torch.Tensor, target: torch.Tensor, noll) -> torch.Tensor:
+    """Mean over the batch of ``min(||pred - g||^2, ||pred - S g||^2) / K``, ``S`` flipping the even coefficients."""
+    s = torch.where(even_mask(noll).to(target.device), -1.0, 1.0).to(target.dtype)
+    e1 = ((pred - target) ** 2).mean(1)
+    e2 = ((pred - s * target) ** 2).mean(1)
+    return torch.minimum(e1, e2).mean()
+
+
 def normalise(y: torch.Tensor) -> torch.Tensor:
     """Per-image standardisation ``(y - mean) / (std + 1e-6)`` over channels and pixels."""
     flat = y.flatten(1)

@@ -1,7 +1,7 @@
 """``unblur train deepblur --stage {identify,deblur}``: train deep-blur's IN, then its DN.
 
-Stage ``identify``: minimise ``||IN(y) - canon(gamma)||^2 / eta^2`` (MSE on gamma in units of eta,
-``canon`` = the even-coefficient sign convention of :mod:`.identify`).
+Stage ``identify``: minimise the MSE on gamma in units of eta, ``|IN(y) - gamma|^2 / eta^2``, made
+invariant to the sign ambiguity of the even coefficients (:func:`.identify.sign_invariant_mse`).
 Stage ``deblur``: with IN frozen (``--identify-weights``), minimise ``||DN(y, A(IN(y))) - x||^2`` over
 the field of view -- DN is fed the *estimated* gamma, as in the paper.
 
@@ -9,7 +9,8 @@ Data: random gray crops of ``--data`` (default ``$UNBLUR_DATA/train/train400_gra
 rotations, ``gamma ~ U[-eta, eta]^K``, Poisson-Gaussian noise (see :mod:`.simulate` for the units).
 Adam, lr 1e-3.  A checkpoint (model, optimiser, step, RNG state, wall time, loss log) is written
 atomically to ``--out/last.pt`` every ``--checkpoint-minutes`` and at the end; ``--resume`` continues
-from it.  ``--export FILE`` writes the inference weights (model + config + PSF model description).
+from it.  ``--export FILE`` writes the inference weights (model + config + PSF model description);
+``--resume --steps 0 --export FILE`` exports the last checkpoint of a stopped run.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ...data import data_path
 from ...errors import InputError, require
 from ...physics.convolution import Convolution
 from .deblur import DeblurNet
-from .identify import IdentificationNet, canonical_sign
+from .identify import IdentificationNet, canonical_sign, sign_invariant_mse
 from .psf_model import DEEPBLUR_NOLL, psf_model_from_description, zernike_psf_model
 from .simulate import load_gray_images, make_batch
 
@@ -50,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--width", type=int, default=16, help="first-stage width of the networks")
     p.add_argument("--identify-weights", type=Path, default=None, help="IN weights (stage deblur)")
+    p.add_argument("--cg-iters", type=int, default=20, help="CG iterations per data-prox solve (stage deblur)")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--export", type=Path, default=None, help="write inference weights here at the end")
     p.add_argument("--device", default="cpu")
@@ -75,8 +77,8 @@ def build_identifier(n_params: int, width: int, eta: float) -> IdentificationNet
     return IdentificationNet(n_params, widths=(width, 2 * width, 4 * width, 8 * width), scale=eta)
 
 
-def build_deblurrer(width: int) -> DeblurNet:
-    return DeblurNet(steps=4, widths=(width, 2 * width, 4 * width))
+def build_deblurrer(width: int, cg_iters: int = 20) -> DeblurNet:
+    return DeblurNet(steps=4, cg_iters=cg_iters, widths=(width, 2 * width, 4 * width))
 
 
 def load_weights(path: Path, device="cpu") -> dict:
@@ -120,7 +122,7 @@ class Trainer:
             self.identifier = model_from_weights(load_weights(a.identify_weights, self.device)).to(self.device)
             for p in self.identifier.parameters():
                 p.requires_grad_(False)
-            self.net = build_deblurrer(a.width).to(self.device)
+            self.net = build_deblurrer(a.width, a.cg_iters).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=a.lr)
         self.step, self.wall, self.log = 0, 0.0, []
         if a.resume:
@@ -156,8 +158,7 @@ class Trainer:
     def loss(self, batch) -> torch.Tensor:
         a = self.args
         if a.stage == "identify":
-            target = canonical_sign(batch["gamma"], self.noll)
-            return ((self.net(batch["y"]) - target) ** 2).mean() / a.eta**2
+            return sign_invariant_mse(self.net(batch["y"]), batch["gamma"], self.noll) / a.eta**2
         with torch.no_grad():
             gamma = canonical_sign(self.identifier(batch["y"]), self.noll)
             psf = self.psf_model(gamma)

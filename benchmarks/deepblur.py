@@ -1,0 +1,174 @@
+"""Deep-blur evaluation (Debarnot & Weiss 2024 protocol, small): prints markdown tables.
+
+* PSF error as SNR in dB, ``20 log10(||h|| / ||h - h_hat||)``, over gray test images and random
+  ``gamma ~ U[-eta, eta]^8`` (Noll 4..11), versus the noise level ``alpha`` (eta 0.15) and versus
+  ``eta`` (alpha 0); ``beta = 0`` in both.  Estimators: deep-blur IN (tiled), the aberration-free PSF
+  ``h(0)`` (what "no identification" gives), and a classical blind fit (alternating 5 Richardson-Lucy
+  iterations on x and 10 Adam steps on gamma of ``||y - h(gamma) * x||^2``, 8 rounds, from gamma = 0).
+* Image PSNR/SSIM on the field of view at eta 0.15, alpha 0.01: DN with the true gamma (ceiling),
+  Wiener with the true PSF, deep-blur (IN + DN), Wiener with the IN PSF, RL (30 its) with the fitted PSF.
+* Time per 400x400 image on this machine (identification + deblurring).
+
+The blur is the valid convolution of a crop larger by ``k - 1`` (no boundary artefact in the data).
+
+    python benchmarks/deepblur.py --images 4 --draws 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from unblur.blind.deepblur.api import _load, IDENTIFY_WEIGHTS, deepblur, identify_psf
+from unblur.blind.deepblur.identify import canonical_sign
+from unblur.blind.deepblur.psf_model import zernike_psf_model
+from unblur.blind.deepblur.simulate import add_noise
+from unblur.data import list_images
+from unblur.io import read_image
+from unblur.metrics import psnr, ssim
+from unblur.physics.convolution import Convolution
+from unblur.solvers import richardson_lucy, wiener
+
+
+def psf_snr(h, h_hat) -> float:
+    h, h_hat = np.asarray(h, np.float64), np.asarray(h_hat, np.float64)
+    return float(20 * np.log10(np.linalg.norm(h) / max(np.linalg.norm(h - h_hat), 1e-30)))
+
+
+def fit_gamma(y: np.ndarray, model, rounds: int = 8, rl_iters: int = 5, adam_steps: int = 10, lr: float = 0.01):
+    """Classical blind baseline: alternate RL on x (valid boundary) and Adam on gamma (differentiable Zernike)."""
+    yt = torch.from_numpy(y)[None, None]
+    gamma = torch.zeros(1, model.n_params, requires_grad=True)
+    opt = torch.optim.Adam([gamma], lr=lr)
+    x = y.copy()
+    for _ in range(rounds):
+        with torch.no_grad():
+            psf = model(gamma)[0, 0].numpy()
+        x = richardson_lucy(y, psf, num_iter=rl_iters, boundary="replicate", init=x)
+        xt = torch.from_numpy(np.asarray(x, np.float32))[None, None]
+        for _ in range(adam_steps):
+            op = Convolution(model(gamma), y.shape, "replicate")
+            loss = ((op.A(xt) - yt) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        g = canonical_sign(gamma.detach(), model.noll)
+        return g[0].numpy(), model(g)[0, 0].numpy()
+
+
+def load_crops(n: int, size: int, k: int) -> list[np.ndarray]:
+    out = []
+    for f in list_images("test/set12")[:n]:
+        im = np.asarray(read_image(f), np.float32)
+        im = im.mean(-1) if im.ndim == 3 else im
+        s = size + k - 1
+        i, j = (im.shape[0] - s) // 2, (im.shape[1] - s) // 2
+        out.append(im[i:i + s, j:j + s])
+    return out
+
+
+def simulate(x: np.ndarray, model, gamma: torch.Tensor, alpha: float, size: int, seed: int):
+    h = model(gamma)
+    z = Convolution(h, (size, size), "valid").A(torch.from_numpy(x)[None, None])
+    g = torch.Generator().manual_seed(seed)
+    y = add_noise(z, torch.tensor([alpha]), torch.tensor([0.0]), g)
+    return y[0, 0].numpy(), h[0, 0].numpy()
+
+
+def psf_table(crops, model, settings, draws, size, fit, seed=0):
+    rows = []
+    for eta, alpha in settings:
+        snr = {"deep-blur IN": [], "h(0) (no identification)": []}
+        if fit:
+            snr["RL + gamma fit"] = []
+        g = torch.Generator().manual_seed(seed)
+        for i, x in enumerate(crops):
+            for d in range(draws):
+                gamma = (2 * torch.rand(1, model.n_params, generator=g) - 1) * eta
+                y, h = simulate(x, model, gamma, alpha, size, seed=1000 * i + d)
+                _, h_in, _ = identify_psf(y)
+                snr["deep-blur IN"].append(psf_snr(h, h_in))
+                snr["h(0) (no identification)"].append(psf_snr(h, model(torch.zeros(1, model.n_params))[0, 0].numpy()))
+                if fit:
+                    snr["RL + gamma fit"].append(psf_snr(h, fit_gamma(y, model)[1]))
+        rows.append((eta, alpha, {k: (np.mean(v), np.std(v)) for k, v in snr.items()}))
+    return rows
+
+
+def image_table(crops, model, size, alpha=0.01, eta=0.15, seed=0):
+    g = torch.Generator().manual_seed(seed + 7)
+    k = model.psf_size
+    res = {}
+    for i, x in enumerate(crops):
+        gamma = (2 * torch.rand(1, model.n_params, generator=g) - 1) * eta
+        y, h = simulate(x, model, gamma, alpha, size, seed=99 + i)
+        ref = x[k // 2:k // 2 + size, k // 2:k // 2 + size]
+        out = {"blurred input": y,
+               "DN, true gamma (ceiling)": deepblur(y, gamma=gamma[0].numpy())["image"],
+               "Wiener, true PSF": wiener(y, h)}
+        r = deepblur(y)
+        out["deep-blur (IN + DN)"] = r["image"]
+        out["Wiener, IN PSF"] = wiener(y, r["psf"])
+        out["RL 30 its, fitted PSF"] = richardson_lucy(y, fit_gamma(y, model)[1], num_iter=30, boundary="valid")
+        for name, im in out.items():
+            res.setdefault(name, []).append((psnr(np.clip(im, 0, 1), ref), ssim(np.clip(im, 0, 1), ref)))
+    return {n: np.mean(v, 0) for n, v in res.items()}
+
+
+def timing(model, reps: int = 3):
+    y = np.random.default_rng(0).random((400, 400)).astype(np.float32)
+    deepblur(y)  # warm-up
+    t_id, t_all = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        identify_psf(y)
+        t1 = time.perf_counter()
+        deepblur(y)
+        t_all.append(time.perf_counter() - t1)
+        t_id.append(t1 - t0)
+    return float(np.median(t_id)), float(np.median(t_all))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=4)
+    p.add_argument("--draws", type=int, default=2, help="random gamma per image and setting")
+    p.add_argument("--size", type=int, default=128, help="observed image size")
+    p.add_argument("--alphas", default="0,0.05,0.1")
+    p.add_argument("--etas", default="0.05,0.1,0.15,0.2")
+    p.add_argument("--no-fit", action="store_true", help="skip the classical gamma-fit baseline in the PSF tables")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    _, w = _load(str(IDENTIFY_WEIGHTS))
+    d = w["psf_model"]
+    model = zernike_psf_model(d["optics"], d["noll"], d["psf_size"])
+    crops = load_crops(a.images, a.size, model.psf_size)
+    print(f"weights: {IDENTIFY_WEIGHTS.name} ({w['train']['steps']} steps, crop {w['train']['size']}); "
+          f"{len(crops)} set12 images, {a.size}x{a.size}, {a.draws} gamma draws each, Noll {d['noll']}, optics {d['optics']}\n")
+    for title, settings in (("PSF SNR (dB, mean ± std) vs noise alpha, eta = 0.15, beta = 0",
+                             [(0.15, float(v)) for v in a.alphas.split(",")]),
+                            ("PSF SNR (dB, mean ± std) vs eta, alpha = 0, beta = 0",
+                             [(float(v), 0.0) for v in a.etas.split(",")])):
+        rows = psf_table(crops, model, settings, a.draws, a.size, not a.no_fit)
+        names = list(rows[0][2])
+        print(f"### {title}\n\n| eta | alpha | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
+        for eta, alpha, r in rows:
+            print(f"| {eta} | {alpha} | " + " | ".join(f"{r[n][0]:.1f} ± {r[n][1]:.1f}" for n in names) + " |")
+        print()
+    res = image_table(crops, model, a.size)
+    print("### Image quality, eta = 0.15, alpha = 0.01, beta = 0 (field of view, clipped to [0, 1])\n\n"
+          "| method | PSNR (dB) | SSIM |\n|---|---|---|")
+    for n, (ps, ss) in res.items():
+        print(f"| {n} | {ps:.2f} | {ss:.3f} |")
+    t_id, t_all = timing(model)
+    print(f"\n### Time per 400x400 gray image ({a.threads} CPU thread)\n\n| identification | identification + deblurring |\n"
+          f"|---|---|\n| {t_id:.2f} s | {t_all:.2f} s |")
+
+
+if __name__ == "__main__":
+    main()
