@@ -3,4 +3,5 @@
 MODULES = [
     "unblur.methods.classical",
     "unblur.methods.deepblur",
+    "unblur.methods.learned",
 ]

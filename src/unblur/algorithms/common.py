@@ -1,0 +1,63 @@
+"""Shared entry-point plumbing of the learned solvers: input checks, problem set-up, prior, seed, result info."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..diffusion.schedule import VPSchedule
+from ..errors import require
+from ..physics.noise import estimate_noise_sigma
+from ..solvers.problem import Problem, setup_problem
+from ..solvers.progress import Progress
+from .prior import CountedPrior, resolve_prior
+
+
+@dataclass
+class Run:
+    problem: Problem
+    prior: CountedPrior | None
+    sigma: float  # noise std in [0, 1] units
+    generator: torch.Generator
+    schedule: VPSchedule = field(default_factory=VPSchedule)
+    t0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def y(self) -> torch.Tensor:
+        return self.problem.y
+
+    @property
+    def op(self):
+        return self.problem.op
+
+    def progress(self, total: int, desc: str, show: bool, callback=None) -> Progress:
+        return Progress(total, desc, show, callback)
+
+    def finish(self, x01: torch.Tensor, info: dict, clip: bool = True):
+        """Crop/convert the [0, 1] estimate to the caller's layout and add ``nfe``, ``time_s``, ``noise_sigma``."""
+        x01 = x01.clamp(0, 1) if clip else x01
+        info.update(nfe=self.prior.nfe if self.prior is not None else 0, time_s=time.perf_counter() - self.t0,
+                    noise_sigma=self.sigma, boundary=self.op.boundary, notes=self.problem.notes)
+        return self.problem.output(x01.detach()), info
+
+
+def start(image, psf, *, boundary: str, noise_sigma, prior, seed: int | None, device=None,
+          need_prior: bool = True) -> Run:
+    """Validate the inputs and build the problem (data in [0, 1] units), prior and random generator."""
+    t0 = time.perf_counter()
+    require(noise_sigma is None or noise_sigma >= 0, f"noise sigma must be >= 0, got {noise_sigma}",
+            "give the noise standard deviation in [0, 1] image units (divide a [-1, 1] value by 2)")
+    require(seed is None or int(seed) == seed, f"seed must be an integer, got {seed!r}")
+    # these solvers are 2-D: a 3-axis numpy image is (H, W, C) whatever the PSF's shape
+    channel_axis = -1 if not isinstance(image, torch.Tensor) and np.ndim(image) == 3 else None
+    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, negative_image="keep")
+    require(problem.y.ndim == 4, "the learned solvers work on 2-D images (gray or colour)",
+            "deconvolve 3-D stacks with rl or tikhonov")
+    sigma = float(noise_sigma) if noise_sigma is not None else estimate_noise_sigma(problem.y[0, 0])
+    den = resolve_prior(prior, problem.y.shape[1], device=problem.y.device) if need_prior else None
+    gen = torch.Generator(device=problem.y.device)
+    gen.manual_seed(int(seed) if seed is not None else torch.seed() % (2**63))
+    return Run(problem=problem, prior=den, sigma=sigma, generator=gen, t0=t0)

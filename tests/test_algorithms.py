@@ -1,0 +1,251 @@
+"""Tests of the non-blind learned solvers (unblur.algorithms): PnP-ADMM, DPIR, DPS, PiGDM, RL-diffusion.
+
+Priors are tiny and training-free (an exact Gaussian-model MMSE denoiser, a random conv net for the
+gradient checks), so nothing here depends on shipped weights.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from unblur.algorithms import DPSGuidance, PiGDMGuidance, dpir, dps, pigdm, pnp_admm, rl_diffusion
+from unblur.algorithms.ddpm import ddpm_posterior_step, make_x0_predictor
+from unblur.algorithms.guidance import solve_regularized_gram
+from unblur.algorithms.pnp import data_step
+from unblur.algorithms.rl_diffusion import rl_diffusion_schedule
+from unblur.diffusion.schedule import VPSchedule
+from unblur.errors import InputError
+from unblur.metrics import psnr
+from unblur.models.base import Denoiser
+from unblur.physics.convolution import Convolution, convolve
+from unblur.registry import get_method
+
+
+class GaussianModelDenoiser(Denoiser):
+    """Exact MMSE denoiser of a stationary Gaussian image model (mean 0.5, 1/(f^2 + c) spectrum)."""
+
+    name = "gaussian-model"
+    sigma_max = 1e3
+
+    def forward(self, x, sigma):
+        H, W = x.shape[-2:]
+        fy = torch.fft.fftfreq(H, dtype=x.dtype, device=x.device).view(-1, 1)
+        fx = torch.fft.rfftfreq(W, dtype=x.dtype, device=x.device).view(1, -1)
+        spectrum = 2e-4 / (fy**2 + fx**2 + 1e-3)
+        gain = spectrum / (spectrum + sigma**2)
+        return 0.5 + torch.fft.irfftn(torch.fft.rfftn(x - 0.5, dim=(-2, -1)) * gain, s=(H, W), dim=(-2, -1))
+
+
+class TinyNet(Denoiser):
+    """A random non-linear denoiser (conv-tanh-conv, sigma as an input channel) for gradient checks."""
+
+    name = "tiny-net"
+    sigma_max = 1e3
+
+    def __init__(self, channels=1):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.w1 = torch.nn.Parameter(0.3 * torch.randn(4, channels + 1, 3, 3, generator=g, dtype=torch.float64))
+        self.w2 = torch.nn.Parameter(0.3 * torch.randn(channels, 4, 3, 3, generator=g, dtype=torch.float64))
+
+    def forward(self, x, sigma):
+        s = torch.log1p(sigma).expand(-1, 1, *x.shape[-2:]).to(x)
+        h = torch.tanh(torch.nn.functional.conv2d(torch.cat([x, s], 1), self.w1, padding=1))
+        return x + torch.nn.functional.conv2d(h, self.w2, padding=1)
+
+
+def _scene(size=40, channels=1):
+    yy, xx = np.mgrid[:size, :size]
+    img = 0.5 + 0.3 * np.sin(xx / 4) * np.cos(yy / 5)
+    img[8:26, 10:18] = 0.9
+    img = np.clip(img, 0, 1).astype(np.float32)
+    if channels == 3:
+        img = np.stack([img, img[::-1], 0.5 * (img + img.T)], -1)
+    return img
+
+
+def _gauss_psf(k=9, s=1.5):
+    g = np.exp(-((np.arange(k) - k // 2) ** 2) / (2 * s**2))
+    p = np.outer(g, g)
+    return (p / p.sum()).astype(np.float32)
+
+
+def _blur(img, psf, boundary, sigma=0.01, seed=0):
+    t = torch.from_numpy(img)
+    t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    b = convolve(t, torch.from_numpy(psf), boundary)[0]
+    b = b[0].numpy() if img.ndim == 2 else b.permute(1, 2, 0).numpy()
+    return b + sigma * np.random.default_rng(seed).standard_normal(b.shape).astype(np.float32)
+
+
+SOLVERS = {
+    "pnp-admm": (pnp_admm, {}),
+    "dpir": (dpir, {}),
+    "dps": (dps, {"steps": 100, "zeta": 2.0}),
+    "pigdm": (pigdm, {"steps": 30}),
+    "rl-diffusion": (rl_diffusion, {"N": 5, "L": 10, "M": 10, "zeta": 1.0}),
+}
+
+
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_each_solver_improves_psnr_gray(name):
+    img, psf = _scene(), _gauss_psf(11, 2.5)
+    y = _blur(img, psf, "circular")
+    func, kw = SOLVERS[name]
+    out, info = func(y, psf, prior=GaussianModelDenoiser(), noise_sigma=0.01, boundary="circular", **kw)
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert psnr(out, img) > psnr(y, img) + 0.3, (psnr(out, img), psnr(y, img))
+    assert info["nfe"] > 0 and info["time_s"] > 0
+
+
+@pytest.mark.parametrize("name", ["pnp-admm", "rl-diffusion", "pigdm"])
+def test_colour_replicate_boundary(name):
+    img, psf = _scene(32, channels=3), _gauss_psf()
+    y = _blur(img, psf, "replicate")
+    func, kw = SOLVERS[name]
+    kw = dict(kw, cg_iter=20) if name == "pigdm" else kw
+    out, info = func(y, psf, prior=GaussianModelDenoiser(), noise_sigma=0.01, boundary="replicate", **kw)
+    assert out.shape == img.shape
+    assert psnr(out, img) > psnr(y, img) + 0.3
+
+
+def test_rl_diffusion_schedule_and_nfe():
+    rl_ts, dps_ts = rl_diffusion_schedule(20, 80)
+    assert rl_ts == list(range(99, 79, -1)) and dps_ts == list(range(79, -1, -1))
+    assert len(rl_ts) + len(dps_ts) == 100
+    sched = VPSchedule()
+    assert abs(float(sched.betas[100]) - 0.002) < 1e-4  # "start at t = 100, beta = 0.002"
+
+    seen = []
+
+    class Recorder(GaussianModelDenoiser):
+        def forward(self, x, sigma):
+            seen.append(float(sigma.reshape(-1)[0]))
+            return super().forward(x, sigma)
+
+    img, psf = _scene(24), _gauss_psf(5, 1.0)
+    N, L, M = 4, 3, 6
+    _, info = rl_diffusion(_blur(img, psf, "replicate"), psf, N=N, L=L, M=M, prior=Recorder(), noise_sigma=0.01)
+    assert info["nfe"] == N + M == len(seen)
+    expected_t = list(range(M + N - 1, -1, -1))
+    assert info["rl_timesteps"] + info["dps_timesteps"] == expected_t
+    # the network saw exactly the noise levels of those timesteps ([0, 1] units = sigma_t / 2)
+    np.testing.assert_allclose(seen, [float(sched.sigma(t)) / 2 for t in expected_t], rtol=1e-5)
+    # ablation: refinement from y uses only the M refinement evaluations
+    _, info_y = rl_diffusion(_blur(img, psf, "replicate"), psf, N=N, L=L, M=M, prior=Recorder(), refine_from="y")
+    assert info_y["nfe"] == M and info_y["rl_timesteps"] == []
+
+
+def _tiny_problem(boundary):
+    g = torch.Generator().manual_seed(1)
+    psf = torch.rand(3, 3, generator=g, dtype=torch.float64)
+    op = Convolution(psf / psf.sum(), (8, 8), boundary)
+    y = torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64)
+    x_t = torch.randn(1, 1, 8, 8, generator=g, dtype=torch.float64)
+    return op, y, x_t
+
+
+@pytest.mark.parametrize("squared", [False, True])
+def test_dps_gradient_matches_finite_differences(squared):
+    op, y, x_t = _tiny_problem("replicate")
+    sched = VPSchedule()
+    predict = make_x0_predictor(TinyNet(), sched)
+    guide = DPSGuidance(predict, y, op, zeta=0.3, squared=squared)
+    t = 300
+    _, g = guide.gradient(x_t, t)
+    h = 1e-6
+    for idx in [(0, 0, 0, 0), (0, 0, 3, 4), (0, 0, 7, 7), (0, 0, 5, 1)]:
+        e = torch.zeros_like(x_t)
+        e[idx] = h
+        fd = (guide.loss(predict(x_t + e, t)) - guide.loss(predict(x_t - e, t))) / (2 * h)
+        assert abs(float(g[idx]) - float(fd)) < 1e-6 * max(1.0, abs(float(fd))), (idx, float(g[idx]), float(fd))
+    # the update is -zeta * gradient
+    _, upd = guide(x_t, t, t - 1)
+    torch.testing.assert_close(upd, -0.3 * g)
+
+
+@pytest.mark.parametrize("boundary", ["circular", "replicate"])
+def test_pigdm_gradient_matches_finite_differences(boundary):
+    op, y, x_t = _tiny_problem(boundary)
+    sched = VPSchedule()
+    predict = make_x0_predictor(TinyNet(), sched)
+    guide = PiGDMGuidance(predict, y, op, sigma=0.05, schedule=sched, cg_iter=200)
+    t, s = 400, 390
+    x0, g = guide.gradient(x_t, t, s)
+    v = guide.vector(x0, guide.r_squared(t, s))
+    gen = torch.Generator().manual_seed(3)
+    h = 1e-6
+    for _ in range(3):  # directional derivatives: <g, d> = <v, d x0_hat(x_t)[d]>
+        d = torch.randn(x_t.shape, generator=gen, dtype=torch.float64)
+        fd = ((predict(x_t + h * d, t) - predict(x_t - h * d, t)) / (2 * h) * v).sum()
+        assert abs(float((g * d).sum()) - float(fd)) < 1e-6 * max(1.0, abs(float(fd)))
+    # the regularised inverse solves the system it claims to (Fourier or CG)
+    r = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    sol = solve_regularized_gram(op, r, 0.7, 0.01, max_iter=500, tol=1e-12)
+    torch.testing.assert_close(0.7 * op.A(op.A_adjoint(sol)) + 0.01 * sol, r, atol=1e-8, rtol=1e-8)
+
+
+def test_fourier_and_cg_data_steps_agree():
+    op, y, _ = _tiny_problem("circular")
+    v = torch.rand_like(y)
+    exact = data_step(op, y, v, 0.2, method="fourier")
+    cg = data_step(op, y, v, 0.2, method="cg", max_iter=500, tol=1e-12)
+    torch.testing.assert_close(exact, cg, atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(op.AtA(exact) + 0.2 * exact, op.A_adjoint(y) + 0.2 * v)
+
+
+def test_ddpm_step_ends_at_x0():
+    sched = VPSchedule()
+    x_t, x0 = torch.randn(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
+    torch.testing.assert_close(ddpm_posterior_step(sched, x_t, x0, 0, -1, torch.randn(1, 1, 4, 4)), x0)
+
+
+@pytest.mark.parametrize("name", ["dps", "rl-diffusion"])
+def test_same_seed_same_result(name):
+    img, psf = _scene(24), _gauss_psf(5, 1.0)
+    y = _blur(img, psf, "replicate")
+    func, kw = SOLVERS[name]
+    kw = dict(kw, steps=10) if name == "dps" else dict(kw, N=2, M=3)
+    a, _ = func(y, psf, prior=GaussianModelDenoiser(), seed=7, **kw)
+    b, _ = func(y, psf, prior=GaussianModelDenoiser(), seed=7, **kw)
+    c, _ = func(y, psf, prior=GaussianModelDenoiser(), seed=8, **kw)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-4
+
+
+def test_registry_and_cli_parameters():
+    m = get_method("rl-diffusion")
+    assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] == 80
+    assert get_method("pnp-admm").defaults()["rho"] == 0.2 and get_method("pnp-admm").defaults()["num_iter"] == 12
+    assert get_method("dps").defaults()["zeta"] == 0.3
+    img, psf = _scene(24), _gauss_psf(5, 1.0)
+    out, info = get_method("pigdm").func(_blur(img, psf, "replicate"), psf, prior=GaussianModelDenoiser(), steps=5,
+                                         progress=False)
+    assert info["nfe"] == 5 and out.shape == img.shape
+
+
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_bad_inputs_rejected(name):
+    img, psf = _scene(24), _gauss_psf(5, 1.0)
+    func, _ = SOLVERS[name]
+    with pytest.raises(InputError, match="sigma"):
+        func(img, psf, prior=GaussianModelDenoiser(), noise_sigma=-0.1)
+    with pytest.raises(InputError, match="PSF"):
+        func(img, _gauss_psf(31, 4.0), prior=GaussianModelDenoiser())
+    with pytest.raises(InputError, match="channel"):
+        func(_scene(24, 3), np.stack([psf, psf], -1), prior=GaussianModelDenoiser())
+    with pytest.raises(InputError, match="prior"):
+        func(img, psf, prior=42)
+
+
+def test_checkpoint_of_the_wrong_kind_rejected(tmp_path):
+    pytest.importorskip("unblur.models", reason="priors module").load_prior  # noqa: B018
+    bad = tmp_path / "not_a_prior.pt"
+    torch.save({"optimizer": {"lr": 1e-3}}, bad)
+    img, psf = _scene(24), _gauss_psf(5, 1.0)
+    with pytest.raises(InputError):
+        rl_diffusion(img, psf, prior=str(bad), N=1, M=1)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(InputError):
+        dps(img, psf, prior=str(text), steps=2)
