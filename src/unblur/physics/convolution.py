@@ -104,7 +104,8 @@ def fft_convolve(x: torch.Tensor, otf: torch.Tensor, fft_shape: tuple[int, ...])
     if _scipy_ok(x, otf):
         workers = max(1, torch.get_num_threads())
         X = _sfft.rfftn(x.detach().numpy(), s=fft_shape, axes=dims, workers=workers)
-        X *= otf.detach().numpy()
+        o = otf.detach().numpy()
+        X = X * o if X.shape != np.broadcast_shapes(X.shape, o.shape) else X.__imul__(o)  # in place unless broadcasting
         return torch.from_numpy(_sfft.irfftn(X, s=fft_shape, axes=dims, workers=workers, overwrite_x=True))
     X = torch.fft.rfftn(x, s=fft_shape, dim=dims)
     if not torch.is_grad_enabled() and X.dtype == torch.result_type(X, otf) and X.shape == torch.broadcast_shapes(X.shape, otf.shape):

@@ -166,7 +166,7 @@ class ProductConvolution(LinearOperator):
             z = self.conv.A(xf * w[None])                  # (BC, M, *out): h_i * (w_i x)
             out = z.sum(1)
         else:
-            z = self.conv.A(xf.expand(-1, self.n_components, *xf.shape[2:]).contiguous())  # h_i * x
+            z = self.conv.A(xf)  # (BC, 1) x OTFs (1, M): one FFT of x, M products, M inverse FFTs
             out = (w[None] * z).sum(1)
         return out.reshape(b, c, *self.out_shape)
 
@@ -175,7 +175,7 @@ class ProductConvolution(LinearOperator):
         yf, (b, c) = self._flat(y)
         w = self.weights.to(y)
         if self.order == "caw":
-            z = self.conv.A_adjoint(yf.expand(-1, self.n_components, *yf.shape[2:]).contiguous())
+            z = self.conv.A_adjoint(yf)  # one FFT of y broadcast against the M OTFs
             out = (w[None] * z).sum(1)
         else:
             out = self.conv.A_adjoint(yf * w[None]).sum(1)
