@@ -3,5 +3,6 @@
 MODULES = [
     "unblur.methods.classical",
     "unblur.methods.deepblur",
+    "unblur.methods.diffusion_em",
     "unblur.methods.learned",
 ]

@@ -98,8 +98,9 @@ def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps
 
 
 def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, sigma_given: bool):
-    """Mean of the particles as the image; each particle, the kernel and its history in ``info``."""
-    parts = [run.problem.output(x01[i:i + 1].clamp(0, 1).detach()) for i in range(x01.shape[0])]
+    """Mean of the particles (each clipped to [0, 1]) as the image; each particle, the kernel and its history in ``info``."""
+    x01 = x01.clamp(0, 1).detach()
+    parts = [run.problem.output(x01[i:i + 1]) for i in range(x01.shape[0])]
     restored, info = run.finish(x01.mean(0, keepdim=True), info)
     info.update(kernel=state.kernel.detach().cpu().numpy().astype(np.float32),
                 kernel_history=np.stack(state.history) if state.history else np.zeros((0,) + tuple(state.kernel.shape), np.float32),
