@@ -72,3 +72,8 @@ def x0_from_denoiser(denoiser, x_t: torch.Tensor, t: int, schedule: VPSchedule) 
     ab = schedule.alpha_bar(t).to(x_t)
     sigma_t = float(schedule.sigma(t))
     return 2 * denoiser((x_t / ab.sqrt() + 1) / 2, sigma_t / 2) - 1
+
+
+# An epsilon-prediction network (guided-diffusion's ffhq_10m.pt, any DDPM UNet) becomes a [0, 1]
+# denoiser D(x, sigma) through unblur.diffusion.epsilon.EpsilonDenoiser (mapping sigma <-> t and
+# [0, 1] <-> [-1, 1]); unblur.models.load_prior(path) wraps such checkpoints automatically.
