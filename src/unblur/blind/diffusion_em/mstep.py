@@ -74,12 +74,19 @@ def dirac_kernel(size: int, dtype=torch.float32, device=None) -> torch.Tensor:
     return k
 
 
+def circular_window(z_full: torch.Tensor, first: int, length: int) -> torch.Tensor:
+    """Entries at circular offsets ``first .. first + length - 1`` (both spatial axes) of a ``(..., H, W)`` array
+    whose offset 0 is at index 0 (gathered by index, no full-size copy)."""
+    H, W = z_full.shape[-2:]
+    i0 = torch.remainder(torch.arange(first, first + length, device=z_full.device), H)
+    i1 = torch.remainder(torch.arange(first, first + length, device=z_full.device), W)
+    return z_full.index_select(-2, i0).index_select(-1, i1)
+
+
 def crop_support(z_full: torch.Tensor, size: int) -> torch.Tensor:
     """Inverse of the zero-padding of :func:`psf_to_otf`: the ``size x size`` box around the origin of a
     circular ``(..., H, W)`` array, returned with its centre at pixel ``size // 2``."""
-    c = size // 2
-    z = torch.roll(z_full, shifts=(c, c), dims=(-2, -1))
-    return z[..., :size, :size]
+    return circular_window(z_full, -(size // 2), size)
 
 
 def recenter(k: torch.Tensor) -> torch.Tensor:
@@ -157,8 +164,8 @@ def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float,
     H, W = y.shape[-2:]
     n = x.shape[0]
     dims = (-2, -1)
-    Y = torch.fft.rfft2(y.to(torch.float64), dim=dims)                       # (C, H, W//2+1)
-    X = torch.fft.rfft2(x.to(torch.float64), dim=dims)                       # (n, C, ...)
+    Y = torch.fft.rfft2(y.to(torch.float32), dim=dims)                       # (C, H, W//2+1)
+    X = torch.fft.rfft2(x.to(torch.float32), dim=dims)                       # (n, C, ...)
     num_data = (Y[None] * X.conj()).sum(dim=(0, 1))                         # sum_i,c conj(X) Y
     den_data = (X.abs() ** 2).sum(dim=(0, 1))
     C = y.shape[0]
@@ -167,14 +174,24 @@ def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float,
     w = n * beta * sigma**2
     extra = n * C * x_variance * H * W + (n * lam * sigma**2 if regularizer == "l2" else 0.0)
     w = max(w, 1e-8 * float(den_data.max()))
-    k = kernel.to(torch.float64)
-    for _ in range(iters):
-        K = psf_to_otf(k, (H, W))
-        Z = (num_data + w * K) / (den_data + w + extra)
-        z = crop_support(torch.fft.irfft2(Z, s=(H, W), dim=dims), size)
-        k = project_kernel(_prior_step(z, regularizer, lam, beta, kernel_denoiser).to(torch.float64), center)
+    D = den_data + w + extra
+    k = kernel.to(torch.float32)
+    if 2 * size - 1 <= min(H, W):
+        # Z = F^-1[num / D] + F^-1[w / D] (*) k: the kernel enters only through a small circular convolution,
+        # so the support crop of Z is  a + (g (*) k)  with  a = crop(F^-1[num / D])  and  g = F^-1[w / D]
+        # at offsets -(size-1) .. size-1 (exact while 2 size - 1 <= H, W); no FFT inside the loop.
+        a = crop_support(torch.fft.irfft2(num_data / D, s=(H, W), dim=dims), size)
+        g = circular_window(torch.fft.irfft2(w / D, s=(H, W), dim=dims), -(size - 1), 2 * size - 1)
+        for _ in range(iters):
+            z = a + torch.nn.functional.conv2d(g[None, None], k.flip(-2, -1)[None, None])[0, 0]
+            k = project_kernel(_prior_step(z, regularizer, lam, beta, kernel_denoiser).to(torch.float32), center)
+    else:  # kernel support too large for the short form: Fourier at every iteration
+        for _ in range(iters):
+            Z = (num_data + w * psf_to_otf(k, (H, W))) / D
+            z = crop_support(torch.fft.irfft2(Z, s=(H, W), dim=dims), size)
+            k = project_kernel(_prior_step(z, regularizer, lam, beta, kernel_denoiser).to(torch.float32), center)
     return k.to(kernel.dtype)
 
 
-__all__ = ["m_step", "dirac_kernel", "crop_support", "recenter", "project_kernel", "check_kernel_size",
+__all__ = ["m_step", "dirac_kernel", "crop_support", "circular_window", "recenter", "project_kernel", "check_kernel_size",
            "check_sigma", "REGULARIZERS", "EVEN_RULES"]
