@@ -22,7 +22,9 @@ orders, named explicitly because mixing them up is a classic bug:
 boundary model (circular, zero, replicate, reflect or valid), ``.`` the pixelwise product and
 ``h^T *`` its exact adjoint.  All ``M`` components are processed in one batched FFT (the component
 axis is carried as the channel axis of a single :class:`Convolution`), never with a loop over
-pixels.  With constant weights ``w_i = c_i`` both orders equal a plain convolution by
+pixels or components.  Each application costs ``M + 1`` FFTs: where the components are summed
+after convolving, the sum is taken in Fourier before one inverse FFT; where one input feeds all
+components, it is transformed once.  With constant weights ``w_i = c_i`` both orders equal a plain convolution by
 ``sum_i c_i h_i``.
 
 Builders:
@@ -158,27 +160,33 @@ class ProductConvolution(LinearOperator):
         require(tuple(x.shape[2:]) == tuple(shape), f"{what} has spatial shape {tuple(x.shape[2:])}, expected {tuple(shape)}",
                 "build the operator for this image size")
 
+    def _sum_of_convolutions(self, z: torch.Tensor, otf: torch.Tensor) -> torch.Tensor:
+        """``sum_i F^-1(otf_i F(z_i))`` for ``z`` of shape ``(BC, M, *fft-grid)``, summed in Fourier:
+        ``M`` forward FFTs and a single inverse FFT (a loop of convolutions needs ``2 M``)."""
+        dims, shape = self.conv._dims, self.conv.fft_shape
+        Z = torch.fft.rfftn(z, s=shape, dim=dims)
+        return torch.fft.irfftn((Z * otf).sum(1, keepdim=True), s=shape, dim=dims)
+
     def A(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x, self.in_shape, "object")
         xf, (b, c) = self._flat(x)
         w = self.weights.to(x)
-        if self.order == "caw":
-            z = self.conv.A(xf * w[None])                  # (BC, M, *out): h_i * (w_i x)
-            out = z.sum(1)
-        else:
-            z = self.conv.A(xf)  # (BC, 1) x OTFs (1, M): one FFT of x, M products, M inverse FFTs
-            out = (w[None] * z).sum(1)
+        conv = self.conv
+        if self.order == "caw":   # sum_i h_i * (w_i x)
+            out = conv._crop(self._sum_of_convolutions(conv._extend(xf * w[None]), conv.otf))
+        else:                     # sum_i w_i (h_i * x): one FFT of x broadcast against the M OTFs
+            out = (w[None] * conv.A(xf)).sum(1)
         return out.reshape(b, c, *self.out_shape)
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         self._check(y, self.out_shape, "data")
         yf, (b, c) = self._flat(y)
         w = self.weights.to(y)
-        if self.order == "caw":
-            z = self.conv.A_adjoint(yf)  # one FFT of y broadcast against the M OTFs
-            out = (w[None] * z).sum(1)
-        else:
-            out = self.conv.A_adjoint(yf * w[None]).sum(1)
+        conv = self.conv
+        if self.order == "caw":   # sum_i w_i (h_i^T * y): one FFT of y broadcast against the M OTFs
+            out = (w[None] * conv.A_adjoint(yf)).sum(1)
+        else:                     # sum_i h_i^T * (w_i y)
+            out = conv._extend_adjoint(self._sum_of_convolutions(conv._embed(yf * w[None]), conv._otf_conj))
         return out.reshape(b, c, *self.in_shape)
 
     def local_psf(self, position) -> torch.Tensor:
