@@ -13,7 +13,7 @@ import warnings
 
 from ..errors import InputError
 
-COMMANDS = ["deconvolve", "blind", "simulate", "methods", "psf"]
+COMMANDS = ["deconvolve", "blind", "simulate", "methods", "train", "psf"]
 
 
 def build_parser() -> argparse.ArgumentParser:

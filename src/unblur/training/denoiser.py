@@ -1,0 +1,187 @@
+"""Training unblur's EDM-preconditioned denoiser (:class:`unblur.models.UnblurDenoiser`).
+
+Each step draws ``batch`` random ``patch`` x ``patch`` crops (random flips/rotations) and one noise
+level per crop from a mixture serving both uses of the network:
+
+* with probability ``1 - p_diffusion``: uniform in ``[0, sigma_denoise]`` (PnP / denoising range,
+  default 0..0.2 = 0..51/255);
+* with probability ``p_diffusion``: EDM's log-normal, ``ln(2 sigma) ~ N(P_mean, P_std)`` with
+  ``P_mean = -1.2``, ``P_std = 1.2`` (EDM's values, given there in [-1, 1] units, hence the 2).
+
+The loss is EDM's: ``|| F(c_in x, c_noise) - (x0 - c_skip x) / c_out ||^2``, i.e. the MSE of ``D``
+weighted by ``1 / c_out^2``.  Adam with linear warm-up then cosine decay.  Every ``val_every``
+steps: PSNR at sigma 15/25/50 (/255) on held-out images with fixed noise.  Every ``ckpt_minutes``:
+``last.pt`` (full training state, atomic); the best validation model goes to ``best.pt``.
+Deterministic for a given seed on a given device and thread count (all randomness comes from one
+``torch.Generator``; resuming restores it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError, require
+from ..metrics import psnr
+from ..models.checkpoints import save_unblur
+from ..models.unblur_net import UnblurDenoiser
+from .data import list_image_files, load_images, random_patches
+from .state import atomic_save, cosine_lr, load_training_checkpoint, training_checkpoint
+
+VAL_SIGMAS = (15 / 255, 25 / 255, 50 / 255)
+
+
+@dataclass
+class DenoiserTrainConfig:
+    data: str
+    out: str
+    channels: int = 1
+    nc: list = field(default_factory=lambda: [32, 64, 128, 128])
+    nb: int = 1
+    patch: int = 64
+    batch: int = 16
+    steps: int = 100_000
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    warmup: int = 200
+    sigma_denoise: float = 0.2
+    p_diffusion: float = 0.2
+    val_images: int = 4
+    val_dir: str | None = None
+    val_every: int = 500
+    ckpt_minutes: float = 5.0
+    max_minutes: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    progress: bool = True
+
+
+def sample_sigmas(n: int, gen: torch.Generator, sigma_denoise: float, p_diffusion: float) -> torch.Tensor:
+    """Noise levels ([0, 1] units) from the denoising/diffusion mixture described in the module docstring."""
+    u = torch.rand(n, generator=gen) * sigma_denoise
+    ln = torch.randn(n, generator=gen) * 1.2 - 1.2
+    pick = torch.rand(n, generator=gen) < p_diffusion
+    return torch.where(pick, torch.exp(ln) / 2, u)
+
+
+def edm_loss(model: UnblurDenoiser, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    s = sigma.view(-1, 1, 1, 1)
+    x = x0 + s * noise
+    f, c_skip, c_out, _ = model.raw(x, s)
+    return ((f - UnblurDenoiser.loss_target(x0, x, c_skip, c_out)) ** 2).mean()
+
+
+@torch.no_grad()
+def validate(model, images, device, seed: int = 12345) -> dict:
+    """Mean PSNR (dB) at the sigmas of VAL_SIGMAS on ``images`` (noise from a fixed generator, clipped output)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for s in VAL_SIGMAS:
+        vals = []
+        for img in images:
+            x0 = img[None]
+            y = x0 + s * torch.randn(x0.shape, generator=gen)
+            e = model(y.to(device), s).clamp(0, 1).cpu()
+            vals.append(psnr(e[0].numpy(), x0[0].numpy()))
+        out[round(s * 255)] = sum(vals) / len(vals)
+    model.train()
+    return out
+
+
+def train_denoiser(cfg: DenoiserTrainConfig, resume: str | None = None, log=print) -> dict:
+    """Train (or resume) and return a summary dict (steps, wall_s, last validation)."""
+    require(cfg.channels in (1, 3), f"--channels must be 1 or 3, got {cfg.channels}")
+    require(cfg.patch % 8 == 0 and cfg.patch >= 16, f"--patch must be a multiple of 8, >= 16 (got {cfg.patch})")
+    require(cfg.batch >= 1 and cfg.steps >= 1, "--batch and --steps must be positive")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda asked but no CUDA device is available", "use --device cpu")
+    device = torch.device(cfg.device)
+    files = list_image_files(cfg.data)
+    if cfg.val_dir:
+        val_files, train_files = list_image_files(cfg.val_dir)[: cfg.val_images], files
+    else:
+        require(len(files) > cfg.val_images, f"{len(files)} image(s) in {cfg.data}: too few to hold out "
+                f"{cfg.val_images} for validation", "add images or lower --val-images")
+        val_files, train_files = files[-cfg.val_images:] if cfg.val_images else [], files[: len(files) - cfg.val_images]
+    train_imgs = load_images(train_files, cfg.channels)
+    val_imgs = load_images(val_files, cfg.channels)
+
+    torch.manual_seed(cfg.seed)
+    model = UnblurDenoiser(cfg.channels, cfg.nc, cfg.nb).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    step, history, wall0, best = 0, [], 0.0, None
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        ck = load_training_checkpoint(resume)
+        if ck.get("kind") != "denoiser" or ck["config"] != model.config:
+            raise InputError(f"{resume}: checkpoint is for a different network ({ck.get('kind')}, {ck['config']})",
+                             "resume with the same --channels/--nc/--nb")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["generator"])
+        step, history, wall0, best = ck["step"], ck["history"], ck["wall_s"], ck["best"]
+        log(f"resumed from {resume} at step {step}")
+    conf = asdict(cfg)
+
+    def save(final=False):
+        atomic_save(training_checkpoint("denoiser", model, opt, step, gen, conf, history,
+                                        wall0 + time.time() - t0, best), out / "last.pt")
+
+    model.train()
+    t0 = last_ckpt = time.time()
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, desc="train denoiser", mininterval=5, dynamic_ncols=True)
+    run_loss = None
+    try:
+        while step < cfg.steps:
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min, cfg.warmup)
+            x0 = random_patches(train_imgs, cfg.batch, cfg.patch, gen)
+            sig = sample_sigmas(cfg.batch, gen, cfg.sigma_denoise, cfg.p_diffusion)
+            noise = torch.randn(x0.shape, generator=gen)
+            loss = edm_loss(model, x0.to(device), sig.to(device), noise.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise RuntimeError(f"loss became {lv} at step {step}; lower --lr")
+            run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{run_loss:.4f}", refresh=False)
+            if val_imgs and (step % cfg.val_every == 0 or step == cfg.steps):
+                v = validate(model, val_imgs, device)
+                history.append({"step": step, "loss": run_loss, "psnr": v, "wall_s": wall0 + time.time() - t0})
+                log(f"step {step}: loss {run_loss:.4f}  val PSNR " + "  ".join(f"{k}: {p:.2f}" for k, p in v.items()))
+                score = sum(v.values()) / len(v)
+                if best is None or score > best:
+                    best = score
+                    save_unblur(model, out / "best.pt", "denoiser",
+                                {"steps": step, "val_psnr": v, "wall_s": round(wall0 + time.time() - t0, 1),
+                                 "train_config": conf})
+            if time.time() - last_ckpt > 60 * cfg.ckpt_minutes:
+                save()
+                last_ckpt = time.time()
+            if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
+                log(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
+                break
+    finally:
+        if bar:
+            bar.close()
+        save()
+    return {"steps": step, "wall_s": wall0 + time.time() - t0, "loss": run_loss,
+            "val": history[-1]["psnr"] if history else None, "best": best}
