@@ -49,7 +49,7 @@ def test_strehl_marechal(rms):
     with torch.no_grad():
         strehl = m.intensity(g).amax(dim=(1, 2)) / m.intensity(torch.zeros(1, 6)).amax()
     expected = math.exp(-(2 * math.pi * rms) ** 2)
-    assert float((strehl - expected).abs().max()) < 0.01  # measured mean 0.9843/0.9057/0.7760
+    assert float((strehl - expected).abs().max()) < 0.01  # measured mean 0.9843/0.9059/0.7773
 
 
 def test_psf_normalised_centred_batched_differentiable():
