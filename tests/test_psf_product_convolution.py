@@ -111,3 +111,17 @@ def test_bad_operator_input():
     op = ProductConvolution(h, torch.ones(9, 30, 30), (20, 20), boundary="valid")
     with pytest.raises(InputError):
         op.A(torch.ones(1, 1, 20, 20))
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_3d_adjoint_and_constant_weights(order):
+    g = torch.Generator().manual_seed(5)
+    h = torch.rand(3, 5, 7, 7, generator=g)
+    w = torch.rand(3, 12, 16, 16, generator=g)
+    op = ProductConvolution(h, w, (12, 16, 16), order, "reflect")
+    x, y = torch.randn(1, 1, 12, 16, 16, generator=g), torch.randn(1, 1, 12, 16, 16, generator=g)
+    lhs, rhs = float((op.A(x) * y).sum()), float((x * op.A_adjoint(y)).sum())
+    assert abs(lhs - rhs) <= 1e-5 * abs(lhs)
+    const = ProductConvolution(h, torch.full((3, 12, 16, 16), 0.5), (12, 16, 16), order, "reflect")
+    ref = Convolution(0.5 * h.sum(0), (12, 16, 16), "reflect")
+    assert float((const.A(x) - ref.A(x)).abs().max()) < 1e-5 * float(ref.A(x).abs().max())
