@@ -55,7 +55,7 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True) -> np.ndarray:
         raise InputError(f"cannot read {path.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                          "the file is corrupt or not an image") from e
     arr = np.asarray(arr)
-    require(arr.size > 1, f"{path.name} is empty or has a single pixel", "give an image of at least 2x2 pixels")
+    require(arr.size > 1, f"{path.name} is empty or has a single pixel (or is corrupt)", "give an image of at least 2x2 pixels")
     if drop_alpha and suffix in RASTER_SUFFIXES + TIFF_SUFFIXES and arr.ndim == 3 and arr.shape[-1] in (2, 4):
         arr = arr[..., :-1]
         if arr.shape[-1] == 1:
@@ -90,6 +90,13 @@ def check_writable(path, overwrite: bool = False) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     require(folder.is_dir(), f"output folder {folder} does not exist", "create it first")
     require(os.access(folder, os.W_OK), f"output folder {folder} is not writable", "choose another output path")
+    try:  # access() says yes to root and on read-only mounts: try for real
+        fd, probe = tempfile.mkstemp(prefix=".unblur-probe-", dir=str(folder))
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputError(f"output folder {folder} is not writable ({e.strerror or type(e).__name__})",
+                         "choose another output path") from e
     return path
 
 

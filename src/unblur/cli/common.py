@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, require
 from ..registry import Method
 
 
@@ -90,3 +90,57 @@ def log_path_for(output: Path) -> Path:
 
 def preview_path_for(output: Path) -> Path:
     return output.with_name(output.stem + "_compare.png")
+
+
+def load_psf_for_image(psf_path: Path, image: np.ndarray, image_path: Path, center: str = "none",
+                       notes: list | None = None) -> list[np.ndarray]:
+    """Read a PSF file and match it to ``image``; returns ``[psf]`` (shared) or one PSF per channel.
+
+    Layout rules (files carry no axis names, so the CLI decides here, once):
+
+    * 2-D image: the PSF must be 2-D (a colour PSF file or a 3-D PSF is refused).
+    * 3-axis image from PNG/JPEG/BMP, or from TIFF with at most 4 values on the last axis and a
+      2-D or colour PSF: a colour image ``(H, W, C)``; the PSF is 2-D (shared) or has 1 or C
+      channels (one PSF per channel).
+    * 3-axis TIFF with a 3-D (non-colour) PSF: a stack ``(Z, Y, X)``; 4-axis: ``(Z, Y, X, C)`` with a
+      3-D PSF.
+    Each PSF is validated and normalised by :func:`unblur.psf.prepare_psf` (notes go to ``notes``).
+    """
+    from ..io import RASTER_SUFFIXES, read_image
+    from ..psf.core import prepare_psf
+
+    raw = read_image(psf_path, scale=False, drop_alpha=False)
+    psf_raster = psf_path.suffix.lower() in RASTER_SUFFIXES
+    if psf_raster and raw.ndim == 3 and raw.shape[-1] in (2, 4):
+        raw = raw[..., :-1]  # drop the alpha channel
+    psf_colour = raw.ndim == 3 and (psf_raster or raw.shape[-1] <= 4)
+    img_raster = image_path.suffix.lower() in RASTER_SUFFIXES
+    name = f"PSF {psf_path.name}"
+    require(raw.ndim in (2, 3), f"{name} has {raw.ndim} axes {raw.shape}", "give a 2-D PSF (or 3-D for stacks)")
+    if image.ndim == 2:
+        require(raw.ndim == 2 and not (psf_colour and raw.shape[-1] > 1),
+                f"channel count mismatch: {name} has {raw.shape[-1]} colour channels but the image is gray"
+                if psf_colour else f"{name} is 3-D {raw.shape} but the image is 2-D {image.shape}",
+                "give a single-channel 2-D PSF for a gray 2-D image")
+        kind, spatial = "gray", image.shape
+    elif image.ndim == 3 and (img_raster or (image.shape[-1] <= 4 and (raw.ndim == 2 or psf_colour))):
+        kind, spatial = "colour", image.shape[:2]
+        require(raw.ndim == 2 or psf_colour, f"{name} is 3-D {raw.shape} but the image is a 2-D colour image",
+                "give a 2-D PSF (shared by the channels) or one per channel (H, W, C)")
+    elif image.ndim == 3:
+        require(raw.ndim == 3, f"the image {image.shape} is a 3-D stack (Z, Y, X) but {name} is 2-D",
+                "give a 3-D PSF (Z, Y, X); colour images need their channels on the last axis (at most 4)")
+        kind, spatial = "stack", image.shape
+    else:
+        require(image.ndim == 4 and raw.ndim == 3 and not psf_raster,
+                f"image of shape {image.shape} with {name} of shape {raw.shape} is not supported",
+                "give (Z, Y, X) or (Z, Y, X, C) stacks with a 3-D PSF")
+        kind, spatial = "stack-colour", image.shape[:3]
+    if kind == "colour" and psf_colour:
+        c_img, c_psf = image.shape[-1], raw.shape[-1]
+        require(c_psf in (1, c_img), f"channel count mismatch: {name} has {c_psf} channels, the image {c_img}",
+                "give one PSF for all channels or one per channel")
+        chans = [raw[..., c] for c in range(c_psf)]
+        return [prepare_psf(p, 2, image_shape=spatial, center=center, name=f"{name} channel {i}" if c_psf > 1 else name,
+                            report=notes) for i, p in enumerate(chans)]
+    return [prepare_psf(raw, len(spatial), image_shape=spatial, center=center, name=name, report=notes)]

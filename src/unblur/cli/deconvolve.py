@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..api import deconvolve
-from ..io import check_writable, preview_png, read_image, read_psf, write_image
+import numpy as np
+
+from ..api import Restoration, deconvolve
+from ..io import check_writable, preview_png, read_image, write_image
 from ..registry import list_methods
-from .common import add_method_options, log_path_for, method_params_from_args, preview_path_for, write_log
+from .common import (add_method_options, load_psf_for_image, log_path_for, method_params_from_args,
+                     preview_path_for, write_log)
 
 HELP = "restore an image blurred by a known PSF"
 
@@ -52,10 +55,18 @@ def run(args) -> int:
         raise InputError(f"{log} exists", "pass --force to replace it")
     image = read_image(args.image)
     notes: list[str] = []
-    psf = read_psf(args.psf, center=args.psf_center, report=notes)
+    psfs = load_psf_for_image(args.psf, image, args.image, center=args.psf_center, notes=notes)
     for n in notes:
         print(f"note: {n}")
-    result = deconvolve(image, psf, method=args.method, **params)
+    if len(psfs) == 1:
+        psf = psfs[0]
+        result = deconvolve(image, psf, method=args.method, **params)
+    else:  # one PSF per colour channel: each channel on its own
+        parts = [deconvolve(image[..., c], p, method=args.method, **params) for c, p in enumerate(psfs)]
+        psf = np.stack(psfs, -1)
+        result = Restoration(np.stack([r.image for r in parts], -1),
+                             dict(parts[0].info, time_s=sum(r.info.get("time_s", 0) for r in parts),
+                                  per_channel=[{k: v for k, v in r.info.items() if k != "params"} for r in parts]))
     write_image(out, result.image, overwrite=args.force, bits=args.bits)
     outputs = [str(out)]
     if not args.no_preview and result.image.ndim in (2, 3):

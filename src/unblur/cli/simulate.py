@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import check_writable, read_image, read_psf, write_image
+import torch
+
+from ..io import check_writable, read_image, write_image
 from ..physics.convolution import BOUNDARIES
 from ..physics.noise import make_noise
 from ..solvers.problem import setup_problem
-from .common import log_path_for, write_log
+from .common import load_psf_for_image, log_path_for, write_log
 
 HELP = "blur an image with a PSF and add noise (seeded)"
 
@@ -38,9 +40,15 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     out = check_writable(args.output, args.force)
     image = read_image(args.image)
-    psf = read_psf(args.psf)
+    notes: list[str] = []
+    psfs = load_psf_for_image(args.psf, image, args.image, notes=notes)
+    for n in notes:
+        print(f"note: {n}")
     noise = make_noise(args.noise, sigma=args.sigma, gain=args.gain, alpha=args.alpha, beta=args.beta)
-    prob = setup_problem(image, psf, "circular")
+    if len(psfs) == 1:
+        prob = setup_problem(image, psfs[0], "circular")
+    else:  # one PSF per colour channel
+        prob = setup_problem(image, torch.from_numpy(np.stack(psfs)), "circular", channel_axis=-1)
     op_boundary = args.boundary
     from ..physics.convolution import Convolution
     if op_boundary == "valid":
@@ -55,6 +63,6 @@ def run(args) -> int:
     write_image(out, arr.astype(np.float32), overwrite=args.force, bits=args.bits)
     write_log(log_path_for(out), {"command": "simulate", "image": args.image, "psf": args.psf, "boundary": args.boundary,
                                   "noise": args.noise, "sigma": args.sigma, "gain": args.gain, "alpha": args.alpha,
-                                  "beta": args.beta, "seed": args.seed, "output": out}, overwrite=True)
+                                  "beta": args.beta, "seed": args.seed, "psf_notes": notes, "output": out}, overwrite=True)
     print(f"wrote {out}")
     return 0
