@@ -3,6 +3,7 @@
 MODULES = [
     "unblur.methods.classical",
     "unblur.methods.deepblur",
+    "unblur.methods.dip",
     "unblur.methods.diffusion_em",
     "unblur.methods.learned",
 ]
