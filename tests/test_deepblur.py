@@ -91,7 +91,7 @@ def test_dr_with_identity_prox_is_iterated_regularised_inverse(steps):
 def _args(stage, **kw):
     a = dict(stage=stage, data=None, out=None, resume=False, steps=10, batch=4, size=24, psf_size=9,
              optics="1.2,0.6,0.1", eta=0.15, alpha_max=0.0, beta_max=1e-4, lr=1e-3, width=4, identify_weights=None,
-             cg_iters=5,
+             cg_iters=5, lam=0.05,
              checkpoint_minutes=100.0, export=None, device="cpu", threads=None, seed=0)
     a.update(kw)
     return argparse.Namespace(**a)
@@ -152,3 +152,20 @@ def test_shipped_weights_beat_zero(shared_data):
         err_net += float(((torch.from_numpy(psf) - h[0, 0]) ** 2).sum())
         err_zero += float(((h0 - h) ** 2).sum())
     assert err_net < err_zero
+
+
+def test_registry_entry_and_bad_input():
+    from unblur.api import blind_deconvolve
+    from unblur.blind.deepblur.api import DEBLUR_WEIGHTS, IDENTIFY_WEIGHTS, identify_psf
+    from unblur.errors import InputError
+
+    if not (IDENTIFY_WEIGHTS.exists() and DEBLUR_WEIGHTS.exists()):
+        pytest.skip("no shipped deep-blur weights")
+    img = np.random.default_rng(0).random((48, 56)).astype(np.float32)
+    r = blind_deconvolve(img, method="deepblur")
+    assert r.image.shape == img.shape and r.kernel.shape == (31, 31)
+    assert abs(float(r.kernel.sum()) - 1) < 1e-4 and len(r.info["gamma"]) == 8 and r.info["gamma"][0] >= 0
+    with pytest.raises(InputError):
+        identify_psf(np.zeros((4, 8, 8, 8), np.float32))
+    with pytest.raises(InputError):
+        identify_psf(img, optics="1.2,0.6")

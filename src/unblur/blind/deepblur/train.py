@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=16, help="first-stage width of the networks")
     p.add_argument("--identify-weights", type=Path, default=None, help="IN weights (stage deblur)")
     p.add_argument("--cg-iters", type=int, default=20, help="CG iterations per data-prox solve (stage deblur)")
+    p.add_argument("--lam", type=float, default=0.05, help="initial DR weight lambda of every step (learned; stage deblur)")
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--export", type=Path, default=None, help="write inference weights here at the end")
     p.add_argument("--device", default="cpu")
@@ -77,8 +78,8 @@ def build_identifier(n_params: int, width: int, eta: float) -> IdentificationNet
     return IdentificationNet(n_params, widths=(width, 2 * width, 4 * width, 8 * width), scale=eta)
 
 
-def build_deblurrer(width: int, cg_iters: int = 20) -> DeblurNet:
-    return DeblurNet(steps=4, cg_iters=cg_iters, widths=(width, 2 * width, 4 * width))
+def build_deblurrer(width: int, cg_iters: int = 20, lam: float = 0.05) -> DeblurNet:
+    return DeblurNet(steps=4, lam=lam, cg_iters=cg_iters, widths=(width, 2 * width, 4 * width))
 
 
 def load_weights(path: Path, device="cpu") -> dict:
@@ -122,7 +123,7 @@ class Trainer:
             self.identifier = model_from_weights(load_weights(a.identify_weights, self.device)).to(self.device)
             for p in self.identifier.parameters():
                 p.requires_grad_(False)
-            self.net = build_deblurrer(a.width, a.cg_iters).to(self.device)
+            self.net = build_deblurrer(a.width, a.cg_iters, a.lam).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=a.lr)
         self.step, self.wall, self.log = 0, 0.0, []
         if a.resume:
