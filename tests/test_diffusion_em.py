@@ -161,6 +161,8 @@ def _case(sigma=0.01):
 
 @pytest.mark.parametrize("guidance", ["pigdm", "dps"])
 def test_fast_em_recovers_kernel_better_than_dirac(guidance):
+    """With the training-free smoother prior the kernel only spreads (ends near a flat 7x7 kernel,
+    ~1.9e-3 vs 2.5e-3 flat): better than the Dirac start, not a real recovery (see the next test)."""
     img, k, y, sigma = _case()
     r, info = fast_diffusion_em(y, guidance=guidance, kernel_size=7, steps=30, noise_sigma=sigma,
                                 prior=GaussianSmoother(), regularizer="l1", beta=1e3, seed=0)
@@ -170,6 +172,34 @@ def test_fast_em_recovers_kernel_better_than_dirac(guidance):
     h = info["kernel_history"]
     assert h.min() >= 0 and np.allclose(h.sum((1, 2)), 1, atol=1e-5)
     assert info["noise_sigma_source"] == "given"
+
+
+class NearTruthPrior(Denoiser):
+    """MMSE denoiser of the Gaussian prior N(x_true, s^2 I): an informative (non-Gaussian-free) stand-in for a
+    trained diffusion prior, so that the EM loop itself can be checked on a 48x48 case."""
+
+    sigma_max = 1e3
+
+    def __init__(self, ref, s=0.05):
+        super().__init__()
+        self.ref, self.s = torch.from_numpy(ref)[None, None], s
+
+    def forward(self, x, sigma):
+        return self.ref + (x - self.ref) * self.s**2 / (self.s**2 + sigma**2)
+
+
+@pytest.mark.parametrize("algorithm", ["fast-pigdm", "fast-dps", "diffusion-em"])
+def test_em_recovers_motion_kernel_with_informative_prior(algorithm):
+    """From a Dirac start the kernel ends far closer to the truth than the Dirac and the flat 7x7 kernel
+    (measured: ~2e-4 for Fast EM, ~8e-5 for Diffusion EM, vs 2.5e-3 flat and 1.6e-2 Dirac)."""
+    img, k, y, sigma = _case()
+    kw = dict(kernel_size=7, noise_sigma=sigma, prior=NearTruthPrior(img), regularizer="l1", beta=1e3, seed=0)
+    if algorithm == "diffusion-em":
+        _, info = diffusion_em(y, steps=10, em_iters=3, **kw)
+    else:
+        _, info = fast_diffusion_em(y, guidance=algorithm[5:], steps=30, **kw)
+    flat = np.full((7, 7), 1 / 49)
+    assert kernel_mse(info["kernel"], k) < 0.2 * kernel_mse(flat, k)
 
 
 def test_fast_em_particles_colour_and_determinism():

@@ -56,7 +56,7 @@ def check_kernel_size(kernel_size: int, image_shape, even_rule: str = "refuse") 
             "use a smaller kernel size or a larger image")
     if kernel_size % 2 == 0 and even_rule == "refuse":
         raise InputError(f"kernel size {kernel_size} is even, so its centre pixel is ambiguous",
-                         "use an odd size, or pass even_rule='fftshift' (centre at pixel n // 2, unblur's convention)")
+                         "use an odd size, or pass even_rule='fftshift' / --even-rule fftshift (centre at pixel n // 2, unblur's convention)")
     return kernel_size
 
 
