@@ -64,7 +64,7 @@ _COMMON = (
 register(Method(
     "fast-em", "blind", lambda image, **p: _run(fast_diffusion_em, image, **p),
     "Fast Diffusion EM: kernel M-step inside one DPS/PiGDM diffusion run (circular blur)",
-    _COMMON + (Param("mstep_variance", bool, True, "PiGDM: account for the x0 variance r_t^2 in the M-step"),),
+    _COMMON + (Param("mstep_variance", bool, False, "PiGDM: add the x0 variance r_t^2 to the M-step (off: over-smooths)"),),
     _REF))
 
 register(Method(

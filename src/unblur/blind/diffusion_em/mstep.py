@@ -26,9 +26,9 @@ Half-quadratic splitting (eqs. 22-25) alternates, ``iters`` times, warm-started 
 ``x_variance`` (>= 0, [0, 1] units squared) is the per-pixel variance ``r^2`` of the particles around the
 true image (the PiGDM Gaussian ``x0 | x_t ~ N(x0_hat, r_t^2 I)``).  The expected data term is then
 ``||y - k * x0_hat||^2 + r^2 M ||k||^2`` (M pixels), which adds ``n r^2 M`` per channel to the Fourier
-denominator.  This is our derivation of the M-step under the PiGDM approximation (used by
-:func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em` with ``guidance="pigdm"``); with
-``x_variance=0`` it is the plain M-step of Algorithm 2 / A.1.
+denominator.  This is our derivation of the M-step under the PiGDM approximation (an option of
+:func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em`, ``mstep_variance=True``); with
+``x_variance=0`` (the default) it is the plain M-step of Algorithm 2 / A.1.
 
 Everything is plain torch; :func:`m_step` takes tensors ``y (C, H, W)``, ``x (n, C, H, W)``.
 """
