@@ -278,3 +278,45 @@ def test_mstep_rejects_bad_sigma_and_shapes():
         m_step(y, torch.rand(1, 3, 16, 16), dirac_kernel(5), 0.1, regularizer="l2")
     with pytest.raises(InputError, match="kernel denoiser"):
         m_step(y, x, dirac_kernel(5), 0.1, regularizer="denoiser")
+
+
+def test_mstep_even_kernel_and_real_kernel_denoiser_class():
+    """Even supports (centre n // 2) are recovered exactly; the shipped KernelDenoiser class plugs in."""
+    img = _image()
+    k = np.zeros((8, 8), np.float32)
+    k[4, 2:7] = 1
+    k[5, 6] = 1
+    k = recenter(torch.from_numpy(k / k.sum())).numpy()
+    y = _blur(img, k, 0.0)
+    est = m_step(y, torch.from_numpy(img)[None, None], dirac_kernel(8), 1e-3, regularizer="none")
+    assert kernel_mse(est.numpy(), k) < 1e-8
+    from unblur.models.kernel_prior import KernelDenoiser
+    torch.manual_seed(0)
+    est = m_step(y, torch.from_numpy(img)[None, None], dirac_kernel(9), 0.01, regularizer="denoiser",
+                 kernel_denoiser=KernelDenoiser(size=9).eval())
+    assert est.shape == (9, 9) and float(est.min()) >= 0 and abs(float(est.sum()) - 1) < 1e-5
+
+
+def test_registry_auto_regularizer_says_what_it_used():
+    from unblur.api import blind_deconvolve
+    y = _case()[2]
+    with pytest.warns(UserWarning) if _no_kernel_weights() else _nullcontext():
+        res = blind_deconvolve(y, "fast-em", kernel_size=7, steps=3, prior=GaussianSmoother(), progress=False)
+    if _no_kernel_weights():
+        assert res.info["regularizer"] == "l1" and any("kernel denoiser unavailable" in n for n in res.info["notes"])
+    else:
+        assert res.info["regularizer"] == "denoiser"
+
+
+def _no_kernel_weights():
+    from unblur.blind.diffusion_em.em_run import resolve_kernel_prior
+    try:
+        resolve_kernel_prior(None, 7)
+        return False
+    except InputError:
+        return True
+
+
+def _nullcontext():
+    import contextlib
+    return contextlib.nullcontext()
