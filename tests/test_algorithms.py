@@ -239,7 +239,8 @@ def test_bad_inputs_rejected(name):
 
 
 def test_checkpoint_of_the_wrong_kind_rejected(tmp_path):
-    pytest.importorskip("unblur.models", reason="priors module").load_prior  # noqa: B018
+    if not hasattr(pytest.importorskip("unblur.models"), "load_prior"):
+        pytest.skip("unblur.models.load_prior is not available")
     bad = tmp_path / "not_a_prior.pt"
     torch.save({"optimizer": {"lr": 1e-3}}, bad)
     img, psf = _scene(24), _gauss_psf(5, 1.0)
@@ -249,3 +250,30 @@ def test_checkpoint_of_the_wrong_kind_rejected(tmp_path):
     text.write_text("hello")
     with pytest.raises(InputError):
         dps(img, psf, prior=str(text), steps=2)
+
+
+def test_sampler_refuses_prior_without_the_noise_range():
+    class SmallRange(GaussianModelDenoiser):
+        sigma_max = 1.0  # like a DnCNN: trained up to sigma 1 in [0, 1] units
+
+    img, psf = _scene(24), _gauss_psf(5, 1.0)
+    with pytest.raises(InputError, match="timestep 999"):
+        dps(img, psf, prior=SmallRange(), steps=10)
+    with pytest.raises(InputError, match="timestep"):
+        pigdm(img, psf, prior=SmallRange(), steps=10)
+    _, info = rl_diffusion(img, psf, prior=SmallRange(), N=2, L=2, M=2)  # t < 100 only: allowed
+    assert info["nfe"] == 4
+
+
+def test_gray_prior_on_colour_image_channel_by_channel():
+    from unblur.algorithms.prior import CountedPrior
+
+    class Gray(GaussianModelDenoiser):
+        channels = (1,)
+
+    x = torch.rand(2, 3, 16, 16)
+    p = CountedPrior(Gray())
+    out = p(x, torch.tensor([0.1, 0.2]))
+    ref = torch.stack([Gray()(x[:, c:c + 1], torch.tensor([0.1, 0.2]))[:, 0] for c in range(3)], 1)
+    torch.testing.assert_close(out, ref)
+    assert p.nfe == 1

@@ -33,6 +33,15 @@ class Run:
     def op(self):
         return self.problem.op
 
+    def require_noise_levels(self, t_max: int) -> None:
+        """Refuse to sample from timestep ``t_max`` if the prior was not trained up to its noise level."""
+        need = float(self.schedule.sigma(t_max)) / 2  # [0, 1] units
+        have = float(getattr(self.prior.denoiser, "sigma_max", float("inf")))
+        require(need <= have * 1.0001,
+                f"the prior handles noise up to sigma {have:g} ([0, 1] units) but timestep {t_max} needs {need:.3g}",
+                "use a diffusion prior (e.g. the DPS ffhq_10m.pt) or fewer high-noise steps (rl-diffusion needs "
+                "only t < M + N)")
+
     def progress(self, total: int, desc: str, show: bool, callback=None) -> Progress:
         return Progress(total, desc, show, callback)
 

@@ -35,6 +35,7 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
     """
     run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     ts = respaced_timesteps(run.schedule, steps)
+    run.require_noise_levels(ts[0])
     x_T = randn(run.y.shape[:2] + tuple(run.op.in_shape), run.y, run.generator)
     bar = run.progress(len(ts), "DPS", progress, callback)
     x = dps_refine(run, x_T, ts, zeta=zeta, squared=squared, progress=bar)

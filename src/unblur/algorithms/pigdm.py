@@ -21,6 +21,7 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: str = "paper", weight: floa
     """PiGDM deblurring of a gray or colour image in [0, 1]; returns ``(restored, info)``."""
     run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     ts = respaced_timesteps(run.schedule, steps)
+    run.require_noise_levels(ts[0])
     guidance = PiGDMGuidance(make_x0_predictor(run.prior, run.schedule), run.y, run.op, run.sigma, run.schedule,
                              r_choice=r_choice, weight=weight, cg_iter=cg_iter)
     x_T = randn(run.y.shape[:2] + tuple(run.op.in_shape), run.y, run.generator)

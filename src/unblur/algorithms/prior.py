@@ -7,6 +7,8 @@ unblur network) or a string spec / checkpoint path understood by :func:`unblur.m
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ..errors import InputError
@@ -43,7 +45,16 @@ def resolve_prior(prior, channels: int, device=None) -> CountedPrior:
         except ImportError as err:  # the priors module is not available in this build
             raise InputError("no learned prior is available in this installation (unblur.models.load_prior missing)",
                              "pass a Denoiser object from Python") from err
-        den = load_prior(prior, channels=channels, device=device)
+        try:
+            den = load_prior(prior, channels=channels, device=device)
+        except InputError as err:
+            if channels != 3 or prior is None:
+                raise
+            try:  # a gray checkpoint denoises a colour image channel by channel
+                den = load_prior(prior, channels=1, device=device)
+            except InputError:
+                raise err from None
+            warnings.warn(f"{prior}: gray prior applied to each colour channel separately", stacklevel=3)
     elif isinstance(prior, torch.nn.Module) or callable(prior):
         den = prior
     else:

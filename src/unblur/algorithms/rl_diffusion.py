@@ -61,6 +61,7 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
     y, op, sched = run.y, run.op, run.schedule
     y_pos = y.clamp_min(0)
     rl_ts, dps_ts = rl_diffusion_schedule(N, M, sched.T)
+    run.require_noise_levels((rl_ts + dps_ts)[0])
     if refine_from != "rl-diffusion":
         rl_ts = []
     bar = run.progress(len(rl_ts) + len(dps_ts), "RL-diffusion", progress, callback)
