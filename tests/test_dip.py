@@ -16,7 +16,7 @@ from unblur.blind.dip.generators import (
     count_parameters,
 )
 from unblur.blind.dip.losses import ELBO, blur_valid, dark_channel, ssim
-from unblur.blind.dip.metrics import kernel_error, psnr_nb
+from unblur.blind.dip.metrics import isnr, kernel_error, psnr_nb
 from unblur.errors import InputError
 from unblur.metrics import shift_tolerant
 from unblur.physics.convolution import Convolution
@@ -95,6 +95,14 @@ def test_kernel_error_is_shift_invariant():
     dirac = np.zeros((9, 9))
     dirac[4, 4] = 1
     assert kernel_error(dirac, k) > 0.9
+
+
+def test_isnr_of_the_blurred_image_is_zero_and_of_the_sharp_positive():
+    rng = np.random.default_rng(0)
+    sharp = rng.random((48, 48))
+    blurred = np.roll(sharp, 2, 0) * 0.5 + sharp * 0.5
+    assert abs(isnr(blurred, blurred, sharp, crop=4, max_shift=3)) < 1e-9
+    assert isnr(np.roll(sharp, 1, 1), blurred, sharp, crop=4, max_shift=3) > 20
 
 
 def _tiny_case():

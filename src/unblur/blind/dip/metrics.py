@@ -6,8 +6,8 @@
   a Dirac kernel), shift-tolerant too.  A high value (close to the blurred image's own PSNR-NB of
   infinity, in practice above ~35 dB) means the method collapsed to the no-blur solution
   (Brozova & Smidl 2024).
-* :func:`isnr` -- improvement in SNR over the blurred image (:func:`unblur.metrics.isnr`), after the
-  best shift.
+* :func:`isnr` -- improvement in SNR over the blurred image (:func:`unblur.metrics.isnr`), each of
+  the two aligned to the sharp image by its own best shift (so the blurred image scores 0).
 * :func:`kernel_error` -- relative L2 error ``||S k - k_true|| / ||k_true||`` minimised over
   translations ``S`` (integer search over the whole support, then a 0.25-pixel bilinear refinement):
   a kernel estimated up to a shift (which moves the image the other way) is not penalised.  A Dirac
@@ -35,10 +35,12 @@ def psnr_nb(x, blurred, crop: int = 15, max_shift: float = 10) -> float:
 def isnr(x, blurred, sharp, crop: int = 15, max_shift: float = 10) -> float:
     """ISNR (dB) of ``x`` aligned to ``sharp`` by its best shift, on the cropped interior."""
     x, blurred, sharp = (np.asarray(a, np.float64) for a in (x, blurred, sharp))
-    dy, dx = _m.best_shift(x, sharp, max_shift=max_shift, crop=crop)
-    xs = ndimage.shift(x, (dy, dx), order=1, mode="nearest")
+    def aligned(a):
+        dy, dx = _m.best_shift(a, sharp, max_shift=max_shift, crop=crop)
+        return ndimage.shift(a, (dy, dx), order=1, mode="nearest")[inner]
+
     inner = (slice(crop, x.shape[0] - crop), slice(crop, x.shape[1] - crop))
-    return _m.isnr(xs[inner], blurred[inner], sharp[inner])
+    return _m.isnr(aligned(x), aligned(blurred), sharp[inner])
 
 
 def _embed(k, n):
