@@ -66,6 +66,21 @@ def test_adjoint_with_autograd_backend(boundary):
     assert torch.allclose(Ax.detach(), op.A(x.detach()), atol=1e-12)
 
 
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_psf_batch_broadcasts_over_one_image(boundary, monkeypatch):
+    """One image, B PSFs -> B results, identical for the scipy and torch FFT paths."""
+    g = torch.Generator().manual_seed(0)
+    psfs = torch.rand(3, 2, 5, 3, generator=g, dtype=torch.float64)
+    op = Convolution(psfs, (12, 10), boundary)
+    x = torch.rand((1, 2) + op.in_shape, generator=g, dtype=torch.float64)
+    y = op.A(x)
+    assert y.shape == (3, 2) + op.out_shape
+    single = Convolution(psfs[1, 0], (12, 10), boundary).A(x[:, :1])
+    assert torch.allclose(y[1:2, :1], single, atol=1e-12)
+    monkeypatch.setenv("UNBLUR_FFT", "torch")
+    assert torch.allclose(op.A(x), y, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape,k", [((20, 17), (5, 7)), ((9, 12, 10), (3, 5, 3)), ((31, 30), (31, 1))])
 def test_zero_equals_scipy_same_and_valid(shape, k):
     rng = np.random.default_rng(1)

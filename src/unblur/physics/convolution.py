@@ -28,8 +28,10 @@ FFT backend: on the CPU, when no gradient has to flow through the operator, the 
 ``scipy.fft`` (pocketfft, ``workers = torch.get_num_threads()``) on zero-copy numpy views; it is
 as fast as torch's FFT on an idle machine and does not collapse when the cores are shared (torch's
 OpenMP threads spin-wait).  Otherwise (GPU, autograd) ``torch.fft`` is used.  ``UNBLUR_FFT=torch``
-forces torch everywhere (``"scipy"``/``"auto"``: the rule above).  PSFs are tensors of shape ``(*k)``, ``(C, *k)``
-(one per channel) or ``(B, C, *k)`` (one per image and channel); size-1 axes broadcast.
+forces torch everywhere (``"scipy"``/``"auto"``: the rule above).
+
+PSFs are tensors of shape ``(*k)``, ``(C, *k)`` (one per channel) or ``(B, C, *k)`` (one per image
+and channel); size-1 axes broadcast (an image batch of 1 with B PSFs gives B blurred images).
 """
 
 from __future__ import annotations
