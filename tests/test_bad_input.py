@@ -96,6 +96,12 @@ def test_unwritable_output_folder(d, capsys):
     assert rc == 2 and "does not exist" in capsys.readouterr().err
 
 
+def test_stack_to_png_refused_before_computing(d, capsys):
+    rc = main(["deconvolve", str(d / "stack.tif"), "--psf", str(d / "psf3d.tif"), "-o", str(d / "s.png")])
+    assert rc == 2 and "cannot be written as .png" in capsys.readouterr().err
+    assert not (d / "s.png").exists()
+
+
 def test_negative_psf_is_clipped_with_a_note(d, capsys):
     rc = main(["deconvolve", str(d / "gray.png"), "--psf", str(d / "psf_neg.tif"), "-o", str(d / "o.tif"),
                "--no-progress", "--num-iter", "3"])

@@ -27,6 +27,15 @@ def test_round_trip_gray(tmp_path, img, suffix, bits, tol):
         assert tifffile.imread(p).dtype == np.uint16
 
 
+def test_jpeg_round_trip(tmp_path):
+    smooth = np.tile(np.linspace(0.1, 0.9, 32, dtype=np.float32), (24, 1))
+    back = read_image(write_image(tmp_path / "a.jpg", smooth))
+    assert back.shape == smooth.shape and np.abs(back - smooth).mean() < 0.01
+    with pytest.raises(InputError, match="JPEG holds only 8-bit"):
+        write_image(tmp_path / "b.jpg", smooth, bits=16)
+    assert sorted(os.listdir(tmp_path)) == ["a.jpg"]
+
+
 def test_float_tiff_keeps_values_outside_unit_range(tmp_path):
     a = np.array([[-3.5, 0.0], [1e4, 7.25]], np.float32)
     np.testing.assert_array_equal(read_image(write_image(tmp_path / "a.tif", a)), a)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..api import Restoration, deconvolve
-from ..io import check_writable, preview_png, read_image, write_image
+from ..errors import require
+from ..io import RASTER_SUFFIXES, check_writable, preview_png, read_image, write_image
 from ..registry import list_methods
 from .common import (add_method_options, load_psf_for_image, log_path_for, method_params_from_args,
                      preview_path_for, write_log)
@@ -56,6 +57,8 @@ def run(args) -> int:
     image = read_image(args.image)
     notes: list[str] = []
     psfs = load_psf_for_image(args.psf, image, args.image, center=args.psf_center, notes=notes)
+    require(not (out.suffix.lower() in RASTER_SUFFIXES and psfs[0].ndim == 3),
+            f"a 3-D stack cannot be written as {out.suffix}", "write stacks as .tif")
     for n in notes:
         print(f"note: {n}")
     if len(psfs) == 1:
