@@ -26,7 +26,7 @@ import torch
 import unblur  # noqa: F401  (imported before torch: sets OMP_WAIT_POLICY)
 from unblur.blind.dip import selfdeblur, vdip
 from unblur.blind.dip.api import _config
-from unblur.blind.dip.fit import SelfDeblurObjective, fit
+from unblur.blind.dip.fit import STABILISED, SelfDeblurObjective, fit
 from unblur.blind.dip.losses import blur_valid
 from unblur.blind.dip.metrics import isnr, kernel_error, psnr_gt, psnr_nb
 from unblur.data import data_path, list_images
@@ -40,7 +40,7 @@ METHODS = {
 #: Stabiliser settings (Brozova & Smidl 2024) measured against the preset ("plain").
 VARIANTS = {
     "plain": {},
-    "stabilised": {"kernel_init": "uniform", "beta1": 0.5},
+    "stabilised": STABILISED,
     "init-uniform": {"kernel_init": "uniform"},
     "init-noblur": {"kernel_init": "no-blur"},
     "no-ssim": {"ssim_switch": False},
