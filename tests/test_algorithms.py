@@ -272,7 +272,7 @@ def test_gray_prior_on_colour_image_channel_by_channel():
         channels = (1,)
 
     x = torch.rand(2, 3, 16, 16)
-    p = CountedPrior(Gray())
+    p = CountedPrior(Gray(), border=0)
     out = p(x, torch.tensor([0.1, 0.2]))
     ref = torch.stack([Gray()(x[:, c:c + 1], torch.tensor([0.1, 0.2]))[:, 0] for c in range(3)], 1)
     torch.testing.assert_close(out, ref)

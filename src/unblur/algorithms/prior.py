@@ -17,16 +17,27 @@ from ..errors import InputError
 class CountedPrior:
     """Wraps a denoiser: counts calls (``nfe``, one per batched network evaluation) and adapts channels.
 
-    A gray image with a colour-only prior is replicated to 3 channels and the output averaged back.
+    A gray image with a colour-only prior is replicated to 3 channels and the output averaged back; a
+    colour image with a gray prior is denoised channel by channel.  ``border`` pixels of reflection are
+    added around the image before denoising and cropped after: CNNs with zero-padded convolutions
+    otherwise bias the border, which iterative solvers (PnP-ADMM's dual variable) amplify.
     """
 
-    def __init__(self, denoiser):
+    def __init__(self, denoiser, border: int = 8):
         self.denoiser = denoiser
         self.nfe = 0
+        self.border = border
         self.channels = tuple(getattr(denoiser, "channels", (1, 3)))
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         self.nfe += 1
+        b = min(self.border, x.shape[-1] - 1, x.shape[-2] - 1)
+        if b <= 0:
+            return self._denoise(x, sigma)
+        out = self._denoise(torch.nn.functional.pad(x, (b, b, b, b), mode="reflect"), sigma)
+        return out[..., b:-b, b:-b]
+
+    def _denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         c = x.shape[1]
         if c not in self.channels and c == 1 and 3 in self.channels:
             return self.denoiser(x.expand(-1, 3, -1, -1), sigma).mean(1, keepdim=True)
