@@ -167,3 +167,19 @@ def test_default_prior_is_shipped_or_clear_error():
     if not (WEIGHTS_DIR / "unblur_denoiser_color.pt").exists():
         with pytest.raises(InputError, match="no shipped"):
             load_prior(channels=3)
+
+
+def test_shipped_kernel_prior_denoises_kernels():
+    if not (WEIGHTS_DIR / "unblur_kernel_denoiser_33.pt").exists():
+        with pytest.raises(InputError, match="no shipped"):
+            load_kernel_prior(size=33)
+        return
+    from unblur.psf.motion import random_motion_kernels
+    from unblur.training.kernel_denoiser import kernel_psnr
+    m = load_kernel_prior(size=33)
+    gen = torch.Generator().manual_seed(7)
+    k = random_motion_kernels(33, 8, generator=gen)
+    y = k + 3e-3 * torch.randn(k.shape, generator=gen)
+    with torch.no_grad():
+        e = m(y, 3e-3)
+    assert float(kernel_psnr(e, k).mean()) > float(kernel_psnr(y, k).mean()) + 6
