@@ -11,7 +11,7 @@ image (high = collapsed to the no-blur solution), ISNR, kernel error up to shift
 Mean +- standard deviation over images x kernels x seeds.  Prints a markdown table.
 
     python benchmarks/blind_dip.py [--images 2] [--kernels 9 10 11 12] [--size 256] [--preset fast]
-        [--sets set12 bsd68_gray] [--iters N] [--seeds 3] [--methods selfdeblur vdip-sparse vdip-extreme]
+        [--sets set12 bsd68_gray] [--iters N] [--seeds 3] [--first-seed 0] [--methods selfdeblur vdip-sparse vdip-extreme]
         [--variants plain stabilised] [--threads 1] [--no-ceiling]
 """
 
@@ -104,6 +104,7 @@ def main():
     ap.add_argument("--iters", type=int, default=None, help="blind iterations (default: the preset's)")
     ap.add_argument("--refine", type=int, default=None, help="non-blind refinement iterations (default: preset's)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--variants", nargs="+", default=["plain", "stabilised"], choices=list(VARIANTS))
     ap.add_argument("--threads", type=int, default=1)
@@ -120,7 +121,7 @@ def main():
         for v in a.variants:
             res = []
             for name, kn, sharp, y, kt in cases:
-                for s in range(a.seeds):
+                for s in range(a.first_seed, a.first_seed + a.seeds):
                     t0 = time.perf_counter()
                     x, info = METHODS[m](y, kt.shape[0], preset=a.preset, iterations=a.iters, refine_iters=a.refine,
                                          seed=s, threads=a.threads, **VARIANTS[v])
