@@ -23,9 +23,10 @@ deconvolution"), as options of :class:`FitConfig`:
 
 Cost control: ``stop_tol`` stops the blind stage once the relative kernel change over ``stop_check``
 iterations stays below ``stop_tol`` for ``stop_patience`` checks (after ``min_iters``);
-``channels_last`` memory format (measured on this project's 2-core CPU, one thread, forward +
-backward at 279x279: 0.51 -> 0.31 s for :data:`~.generators.FAST`); the ``FAST`` generator (FULL:
-about 4.6 s per forward + backward there); presets :data:`PRESETS`.  On a shared CPU, one torch
+``channels_last`` memory format (forward + backward at 279x279 on this project's shared 2-core
+CPU: 0.51 -> 0.31 s for :data:`~.generators.FAST` on one thread; 7.8 -> 4.6 s for ``FULL`` and
+1.08 -> 0.72 s for ``FAST`` with two threads, measured together); the ``FAST`` generator; presets
+:data:`PRESETS`.  On a shared CPU, one torch
 thread per process can be much faster than two (a tiny generator measured 0.03 s vs 1.8 s per
 iteration with two threads on a machine with other jobs): the API's ``threads`` argument sets it.
 """
