@@ -42,9 +42,13 @@ def add_parser(sub) -> None:
     k.add_argument("--sigma-min", type=float, default=5e-4)
     k.add_argument("--sigma-max", type=float, default=5e-2)
     _common(k, 5000)
+    from ..blind.deepblur.train import add_parser as add_deepblur  # unblur train deepblur (issue 8)
+    add_deepblur(tsub)
 
 
 def run(args) -> int:
+    if args.what == "deepblur":
+        return args._run(args)
     resume = None
     if args.resume:
         resume = args.out if args.resume == "auto" else args.resume
