@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from unblur.blind.deepblur.api import _load, IDENTIFY_WEIGHTS, deepblur, identify_psf
+from unblur.blind.deepblur.api import IDENTIFY_WEIGHTS, _load, deepblur, identify_psf
 from unblur.blind.deepblur.identify import canonical_sign
 from unblur.blind.deepblur.psf_model import zernike_psf_model
 from unblur.blind.deepblur.simulate import add_noise

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from unblur.blind.deepblur.deblur import DeblurNet, data_prox
-from unblur.blind.deepblur.identify import IdentificationNet, canonical_sign, identify_tiled, tile_starts
+from unblur.blind.deepblur.identify import (
+    IdentificationNet,
+    canonical_sign,
+    identify_tiled,
+    tile_starts,
+)
 from unblur.blind.deepblur.psf_model import zernike_psf_model
 from unblur.physics.convolution import Convolution, psf_to_otf
 
@@ -89,10 +94,10 @@ def test_dr_with_identity_prox_is_iterated_regularised_inverse(steps):
 
 
 def _args(stage, **kw):
-    a = dict(stage=stage, data=None, out=None, resume=False, steps=10, batch=4, size=24, psf_size=9,
-             optics="1.2,0.6,0.1", eta=0.15, alpha_max=0.0, beta_max=1e-4, lr=1e-3, width=4, identify_weights=None,
-             cg_iters=5, lam=0.05,
-             checkpoint_minutes=100.0, export=None, device="cpu", threads=None, seed=0)
+    a = {"stage": stage, "data": None, "out": None, "resume": False, "steps": 10, "batch": 4, "size": 24,
+         "psf_size": 9, "optics": "1.2,0.6,0.1", "eta": 0.15, "alpha_max": 0.0, "beta_max": 1e-4, "lr": 1e-3,
+         "width": 4, "identify_weights": None, "cg_iters": 5, "lam": 0.05, "checkpoint_minutes": 100.0,
+         "export": None, "device": "cpu", "threads": None, "seed": 0}
     a.update(kw)
     return argparse.Namespace(**a)
 

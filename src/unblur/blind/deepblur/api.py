@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import InputError, require
+from ...errors import require
 from ...physics.convolution import Convolution
 from .identify import canonical_sign, identify_tiled
 from .psf_model import parse_optics, zernike_psf_model
@@ -112,4 +112,4 @@ def deepblur(image, optics=None, identify_weights=None, deblur_weights=None, til
             "time_s": time.time() - t0}
 
 
-__all__ = ["identify_psf", "deepblur", "IDENTIFY_WEIGHTS", "DEBLUR_WEIGHTS", "InputError"]
+__all__ = ["DEBLUR_WEIGHTS", "IDENTIFY_WEIGHTS", "deepblur", "identify_psf"]

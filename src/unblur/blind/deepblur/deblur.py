@@ -33,6 +33,7 @@ whose last layer starts at zero, so that an untrained DN is iterated Tikhonov.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -68,9 +69,9 @@ class ProxNet(nn.Module):
         self.head = nn.Conv2d(channels, widths[0], 3, 1, 1)
         self.down = nn.ModuleList(
             nn.Sequential(*[_ResBlock(a) for _ in range(blocks)], nn.Conv2d(a, b, 2, 2))
-            for a, b in zip(widths[:-1], widths[1:]))
+            for a, b in pairwise(widths))
         self.body = nn.Sequential(*[_ResBlock(widths[-1]) for _ in range(blocks)])
-        self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, 2) for a, b in zip(widths[:-1], widths[1:]))
+        self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, 2) for a, b in pairwise(widths))
         self.up_body = nn.ModuleList(nn.Sequential(*[_ResBlock(a) for _ in range(blocks)]) for a in widths[:-1])
         self.tail = nn.Conv2d(widths[0], channels, 3, 1, 1)
         nn.init.zeros_(self.tail.weight)  # start as the identity: untrained DN = iterated Tikhonov

@@ -105,7 +105,7 @@ def tile_starts(n: int, tile: int, overlap: float = 0.5) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``[0, n)`` with about ``overlap`` overlap."""
     if n <= tile:
         return [0]
-    step = max(1, int(round(tile * (1 - overlap))))
+    step = max(1, round(tile * (1 - overlap)))
     starts = list(range(0, n - tile + 1, step))
     if starts[-1] != n - tile:
         starts.append(n - tile)
@@ -123,7 +123,7 @@ def identify_tiled(net: IdentificationNet, y: torch.Tensor, tile: int, noll, ove
     the image (the convolution model).  Tiles whose standard deviation is below 1% of the image's are
     skipped (flat background carries no blur information), unless all are.
     """
-    B, C, H, W = y.shape
+    B, _, H, W = y.shape
     boxes = [(i, j) for i in tile_starts(H, tile, overlap) for j in tile_starts(W, tile, overlap)]
     if len(boxes) > max_tiles:
         idx = torch.linspace(0, len(boxes) - 1, max_tiles).round().long().tolist()

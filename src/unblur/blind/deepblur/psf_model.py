@@ -11,8 +11,8 @@ coefficients) plugs in by giving ``PSFModel`` its own ``fn``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 

@@ -29,7 +29,7 @@ from ...errors import InputError, require
 from ...physics.convolution import Convolution
 from .deblur import DeblurNet
 from .identify import IdentificationNet, canonical_sign, sign_invariant_mse
-from .psf_model import DEEPBLUR_NOLL, psf_model_from_description, zernike_psf_model
+from .psf_model import DEEPBLUR_NOLL, zernike_psf_model
 from .simulate import load_gray_images, make_batch
 
 HELP = "train deep-blur's identification (IN) or deblurring (DN) network"
