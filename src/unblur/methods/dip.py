@@ -12,6 +12,7 @@ _COMMON = (
                                  "fast: CPU recipe (small generator, <=1500 iterations with a kernel-change stop)",
           tuple(PRESETS)),
     Param("iterations", int, None, "blind iterations (default from the preset; the SSIM switch scales with it)"),
+    Param("refine_iters", int, None, "iterations of the non-blind second pass with the kernel fixed (default from the preset)"),
     Param("seed", int, 0, "random seed (network weights and noise inputs)"),
     Param("seeds", int, 1, "number of seeds to run; the best data fit is kept and a consistency report logged"),
     Param("kernel_init", str, None, "stabiliser: random (default), uniform or no-blur (kernel net pre-fitted)",
