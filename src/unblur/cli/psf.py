@@ -16,8 +16,8 @@ from ..errors import InputError, require
 from ..io import check_writable, read_image, write_image
 from .common import log_path_for, write_log
 
-HELP = "make a PSF: gaussian, disk, motion, zernike, widefield, or measure one from beads"
-KINDS = ("gaussian", "disk", "motion", "zernike", "widefield", "beads")
+HELP = "make a PSF: gaussian, disk, motion, zernike, widefield, measure one from beads, or identify one (deep-blur)"
+KINDS = ("gaussian", "disk", "motion", "zernike", "widefield", "beads", "identify")
 
 
 def _common(p):
@@ -47,7 +47,8 @@ def add_parser(sub) -> None:
                               "  unblur psf motion --size 33 --seed 4 -o shake.tif\n"
                               "  unblur psf zernike --size 31 --na 1.4 --wavelength 0.52 --pixel-size 0.05 "
                               "--refractive-index 1.518 --coef 4=0.1 -o z.tif\n"
-                              "  unblur psf beads beads.tif --size 33 -o measured.tif")
+                              "  unblur psf beads beads.tif --size 33 -o measured.tif\n"
+                              "  unblur psf identify blurred.tif -o identified.tif   # deep-blur: Zernike gamma + PSF")
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
     g = kinds.add_parser("gaussian", help="(anisotropic, rotated) Gaussian")
     g.add_argument("--size", type=int, default=31)
@@ -86,6 +87,11 @@ def add_parser(sub) -> None:
     b.add_argument("--min-separation", type=float, default=None, help="minimum distance between beads (default: window size)")
     b.add_argument("--average", default="mean", choices=("mean", "median"))
     _common(b)
+    ident = kinds.add_parser("identify", help="read the Zernike coefficients of the blur off an image (deep-blur network)")
+    ident.add_argument("image", type=Path, help="blurred gray image (colour is averaged to gray)")
+    ident.add_argument("--optics", default=None, help="NA,wavelength_um,pixel_um of the PSF model (default: the training optics)")
+    ident.add_argument("--tile", type=int, default=None, help="identification tile size (default: the training crop size)")
+    _common(ident)
 
 
 def _parse_coefs(items):
@@ -137,6 +143,13 @@ def make_psf(args) -> tuple[np.ndarray, dict]:
             return P.diffraction_psf(args.size, coefficients=coefs or None, **kw), {"coefficients": coefs}
         require("cutoff" not in kw, "a widefield stack needs --na, --wavelength and --pixel-size (not --cutoff)")
         return P.widefield_psf(args.size, args.nz, args.z_step, coefficients=coefs or None, **kw), {"coefficients": coefs}
+    if args.kind == "identify":
+        from ..blind.deepblur.api import identify_psf
+        gamma, psf, noll = identify_psf(read_image(args.image), optics=args.optics, tile=args.tile)
+        coefs = {int(j): float(g) for j, g in zip(noll, gamma)}
+        print("identified Zernike coefficients (waves, Noll index: value): "
+              + ", ".join(f"{j}: {g:+.4f}" for j, g in coefs.items()))
+        return psf, {"coefficients": coefs}
     image = read_image(args.image, scale=False)
     try:
         shape = tuple(int(s) for s in str(args.size).lower().split("x"))
