@@ -36,9 +36,10 @@ Builders:
 * :meth:`ProductConvolution.from_eigen_psfs` -- eigen-PSFs ``E_k`` and coefficient maps ``alpha_k``
   (Model 2.1: ``h(., u) = sum_k alpha_k(u) E_k``).
 
-Solvers: :func:`unblur.solvers.rl_iterations` accepts the operator as it is (it only needs ``A``,
-``A_adjoint``, ``in_shape``, ``out_shape``); :func:`tikhonov_solve` below is Tikhonov by conjugate
-gradient for any linear operator.
+Solvers: pass the operator in place of the PSF to :func:`unblur.richardson_lucy`, :func:`unblur.rl_tv`
+or :func:`unblur.tikhonov` (numpy in/out), or use the torch cores :func:`unblur.solvers.rl_iterations`
+and :func:`unblur.solvers.linear.tikhonov_solve` directly (they only need ``A``, ``A_adjoint``,
+``in_shape``, ``out_shape``).
 """
 
 from __future__ import annotations
@@ -206,30 +207,4 @@ class ProductConvolution(LinearOperator):
         return False
 
 
-def _grad_ata(x):
-    """``L^T L x`` for the forward-difference gradient with circular wrap."""
-    out = torch.zeros_like(x)
-    for ax in range(2, x.ndim):
-        out = out + 2 * x - torch.roll(x, 1, ax) - torch.roll(x, -1, ax)
-    return out
-
-
-def tikhonov_solve(op: LinearOperator, y: torch.Tensor, lam: float = 1e-3, reg: str = "gradient",
-                   max_iter: int = 100, tol: float = 1e-5, x0: torch.Tensor | None = None) -> torch.Tensor:
-    """``argmin_x ||A x - y||^2 + lam ||L x||^2`` by conjugate gradient, for any :class:`LinearOperator`.
-
-    ``reg="gradient"`` (``L`` = image gradient) or ``"identity"``.  ``y`` is ``(B, C, *out_shape)``;
-    the result is on the object grid ``(B, C, *in_shape)`` (crop it with ``op.crop_object`` for
-    ``valid``).  Starts from ``op.initial_object(y)`` when available.
-    """
-    from ..solvers.cg import conjugate_gradient
-
-    require(reg in ("identity", "gradient"), f"unknown regulariser {reg!r}", "use 'identity' or 'gradient'")
-    require(lam > 0, f"regularisation weight must be > 0, got {lam}")
-    L = (lambda v: v) if reg == "identity" else _grad_ata
-    if x0 is None:
-        x0 = op.initial_object(y) if hasattr(op, "initial_object") else op.A_adjoint(y)
-    return conjugate_gradient(lambda v: op.AtA(v) + lam * L(v), op.A_adjoint(y), x0=x0, max_iter=max_iter, tol=tol)
-
-
-__all__ = ["ProductConvolution", "tikhonov_solve", "grid_weight_maps", "tent_weights", "ORDERS"]
+__all__ = ["ProductConvolution", "grid_weight_maps", "tent_weights", "ORDERS"]

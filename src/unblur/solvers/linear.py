@@ -21,6 +21,7 @@ import torch
 from ..errors import require
 from ..physics.convolution import Convolution, _pad_nd, psf_to_otf
 from ..physics.noise import estimate_noise_sigma
+from ..physics.operator import LinearOperator
 from .cg import conjugate_gradient
 from .problem import setup_problem
 
@@ -59,16 +60,28 @@ def _fourier_solve(y, psf, lam, reg):
     return torch.fft.irfftn(num / den, s=shape, dim=dims)
 
 
-def _linear_solve(problem, lam, reg, boundary, max_iter, tol):
-    y, op = problem.y, problem.op
+def tikhonov_solve(op, y: torch.Tensor, lam: float = 1e-3, reg: str = "gradient", max_iter: int = 100,
+                   tol: float = 1e-5, x0: torch.Tensor | None = None) -> torch.Tensor:
+    """``argmin_x ||A x - y||^2 + lam ||L x||^2`` by conjugate gradient, for any linear operator.
+
+    ``y`` is ``(B, C, *out_shape)``; the result lives on the object grid ``(B, C, *in_shape)`` (crop
+    it with ``op.crop_object`` for the ``valid`` model).  Starts from ``op.initial_object(y)`` when
+    the operator has it, else from ``A^T y``.
+    """
     require(reg in REGULARISERS, f"unknown regulariser {reg!r}", f"use one of {', '.join(REGULARISERS)}")
     require(lam > 0, f"regularisation weight must be > 0, got {lam}")
-    if boundary == "circular":
-        return _fourier_solve(y, problem.psf, lam, reg), {"solver": "fourier"}
     L = (lambda v: v) if reg == "identity" else _grad_ata
-    x = conjugate_gradient(lambda v: op.AtA(v) + lam * L(v), op.A_adjoint(y), x0=op.initial_object(y),
-                           max_iter=max_iter, tol=tol)
-    return x, {"solver": "cg"}
+    if x0 is None:
+        x0 = op.initial_object(y) if hasattr(op, "initial_object") else op.A_adjoint(y)
+    return conjugate_gradient(lambda v: op.AtA(v) + lam * L(v), op.A_adjoint(y), x0=x0, max_iter=max_iter, tol=tol)
+
+
+def _linear_solve(problem, lam, reg, boundary, max_iter, tol):
+    require(reg in REGULARISERS, f"unknown regulariser {reg!r}", f"use one of {', '.join(REGULARISERS)}")
+    require(lam > 0, f"regularisation weight must be > 0, got {lam}")
+    if boundary == "circular" and problem.psf is not None:
+        return _fourier_solve(problem.y, problem.psf, lam, reg), {"solver": "fourier"}
+    return tikhonov_solve(problem.op, problem.y, lam, reg, max_iter, tol), {"solver": "cg"}
 
 
 def _wiener_balance(y, psf, sigma, reg):
@@ -96,6 +109,7 @@ def tikhonov(image, psf, lam: float = 1e-3, *, reg: str = "gradient", boundary: 
 
     ``reg="gradient"`` (default) penalises the image gradient, ``"identity"`` its energy.  Closed
     form for ``boundary="circular"``, conjugate gradient (``max_iter``, ``tol``) for the others.
+    ``psf`` may be a linear operator instead (space-varying blur): solved by conjugate gradient.
     """
     t0 = time.perf_counter()
     problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device)
@@ -120,6 +134,8 @@ def wiener(image, psf, noise_sigma: float | None = None, balance: float | None =
     t0 = time.perf_counter()
     require(boundary in ("circular", "reflect", "replicate"), f"wiener supports circular, reflect or replicate boundaries, not {boundary!r}",
             "use tikhonov for the zero/valid models")
+    require(not isinstance(psf, LinearOperator), "wiener needs a PSF (it is a Fourier filter)",
+            "use tikhonov or richardson_lucy with a space-varying operator")
     problem = setup_problem(image, psf, "circular", channel_axis=channel_axis, device=device)
     y = problem.y
     if balance is None:

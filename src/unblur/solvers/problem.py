@@ -19,20 +19,46 @@ import torch
 from ..arrays import Layout, to_batch
 from ..errors import require
 from ..physics.convolution import BOUNDARIES, Convolution
+from ..physics.operator import LinearOperator
 from ..psf.core import prepare_psf
 
 
 @dataclass
 class Problem:
     y: torch.Tensor
-    op: Convolution
+    op: LinearOperator
     layout: Layout
-    psf: torch.Tensor
+    psf: torch.Tensor | None  # None when the caller gave an operator instead of a PSF
     notes: list[str] = field(default_factory=list)
 
     def output(self, x: torch.Tensor):
         """Crop the object estimate to the image field of view and return it in the caller's layout."""
-        return self.layout.to_output(self.op.crop_object(x))
+        crop = getattr(self.op, "crop_object", None)
+        return self.layout.to_output(crop(x) if crop is not None else x)
+
+
+def _clip_negative(y: torch.Tensor, notes: list) -> torch.Tensor:
+    """Set negative pixels to 0; note it unless they are FFT round-off (above -1e-6 of the maximum)."""
+    tiny = 1e-6 * float(y.abs().max())
+    n = int((y < -tiny).sum())
+    if n:
+        notes.append(f"image: {n} negative pixel(s) (min {float(y.min()):.3g}) set to 0 for this positivity-preserving method")
+    return y.clamp_min(0)
+
+
+def _operator_problem(image, op: LinearOperator, channel_axis, device, negative_image, dtype) -> Problem:
+    """Problem for a user-built operator (e.g. product-convolution): the image must match ``op.out_shape``."""
+    d = len(op.out_shape)
+    y, layout = to_batch(image, d, dtype=dtype, device=device)
+    require(tuple(y.shape[2:]) == tuple(op.out_shape),
+            f"image of spatial shape {tuple(y.shape[2:])} does not match the operator's output {tuple(op.out_shape)}",
+            "build the operator for this image size")
+    notes: list[str] = []
+    if negative_image == "clip":
+        y = _clip_negative(y, notes)
+    for n in notes:
+        warnings.warn(n, stacklevel=4)
+    return Problem(y=y, op=op, layout=layout, psf=None, notes=notes)
 
 
 def _psf_array(psf, spatial_ndim, channels, name="PSF", notes=None, negative="clip"):
@@ -63,9 +89,15 @@ def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, dev
                   negative_image: str = "keep", negative_psf: str = "clip", dtype=torch.float32) -> Problem:
     """Validate ``image`` and ``psf`` and build the data tensor and blur operator.
 
+    ``psf`` may also be a ready-made :class:`~unblur.physics.operator.LinearOperator` (for instance a
+    space-varying :class:`~unblur.physics.product_convolution.ProductConvolution`); ``boundary`` is
+    then the operator's own business and is ignored here.
+
     ``negative_image``: ``"keep"`` (linear methods) or ``"clip"`` (Richardson-Lucy family: negative
     pixels, e.g. from background subtraction, are set to 0 with a warning giving their count).
     """
+    if isinstance(psf, LinearOperator):
+        return _operator_problem(image, psf, channel_axis, device, negative_image, dtype)
     require(boundary in BOUNDARIES, f"unknown boundary {boundary!r}", f"use one of {', '.join(BOUNDARIES)}")
     notes: list[str] = []
     if isinstance(image, torch.Tensor):
@@ -87,10 +119,8 @@ def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, dev
     require(all(a <= b for a, b in zip(k, y.shape[2:])),
             f"PSF of shape {tuple(k)} is larger than the image {tuple(y.shape[2:])}",
             "crop the PSF to its support (it must not exceed the image on any axis)")
-    if negative_image == "clip" and bool((y < 0).any()):
-        n = int((y < 0).sum())
-        notes.append(f"image: {n} negative pixel(s) (min {float(y.min()):.3g}) set to 0 for this positivity-preserving method")
-        y = y.clamp_min(0)
+    if negative_image == "clip":
+        y = _clip_negative(y, notes)
     for n in notes:
         warnings.warn(n, stacklevel=3)
     op = Convolution(psf_t, tuple(y.shape[2:]), boundary)

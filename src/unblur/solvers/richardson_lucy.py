@@ -28,6 +28,7 @@ from ..errors import require
 from ..physics.convolution import Convolution
 from ..physics.noise import estimate_noise_sigma
 from ..physics.operator import LinearOperator
+from ..arrays import to_batch
 from .problem import setup_problem
 from .progress import Progress, StoppingRule
 
@@ -110,11 +111,12 @@ def _initial(init, problem, y):
     if isinstance(init, str):
         require(init in INITS, f"unknown init {init!r}", f"use one of {', '.join(INITS)} or an array")
         if init == "image":
-            return op.initial_object(y).clamp_min(0) + 1e-6 * float(y.mean().clamp_min(1e-12))
+            x0 = op.initial_object(y) if hasattr(op, "initial_object") else op.A_adjoint(y)
+            return x0.clamp_min(0) + 1e-6 * float(y.mean().clamp_min(1e-12))
         if init == "mean":
             return torch.full(y.shape[:2] + tuple(op.in_shape), float(y.mean().clamp_min(1e-12)), dtype=y.dtype, device=y.device)
         return torch.full(y.shape[:2] + tuple(op.in_shape), 0.5, dtype=y.dtype, device=y.device)
-    x0, _ = setup_problem(init, problem.psf[0, 0].cpu().numpy(), "circular").y, None
+    x0, _ = to_batch(init, len(op.in_shape))
     require(tuple(x0.shape[2:]) == tuple(op.in_shape), f"init has shape {tuple(x0.shape[2:])}, expected {tuple(op.in_shape)}")
     return x0.to(y)
 
@@ -132,8 +134,10 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
     image : array
         ``(H, W)``, ``(H, W, C)``, ``(Z, Y, X)`` or torch ``(B, C, ...)``; non-negative (negative pixels
         are set to 0 with a warning).
-    psf : array
-        The PSF; normalised to sum 1 (clipped if negative, with a warning).
+    psf : array or LinearOperator
+        The PSF; normalised to sum 1 (clipped if negative, with a warning).  A non-negative linear
+        operator (e.g. :class:`unblur.physics.product_convolution.ProductConvolution` for space-varying
+        blur) is accepted instead; ``boundary`` is then ignored.
     num_iter : int
         Maximum number of iterations.
     clip : bool
