@@ -7,7 +7,7 @@ fixed-level model: at 15 and 50 it runs at its trained level (listed for complet
 image is the mean wall time of one forward pass (batch 1) over the images at sigma 25.
 
     python benchmarks/denoisers.py [--priors default,../shared/data/weights/kair_dncnn/dncnn_25.pth]
-                                   [--limit N] [--threads N]
+                                   [--limit N] [--threads N] [--sigmas 15,25,50]
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def main(argv=None):
     ap.add_argument("--priors", default="default,../shared/data/weights/kair_dncnn/dncnn_25.pth")
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--sigmas", default="15,25,50", help="noise levels (8-bit units); others print as -")
     a = ap.parse_args(argv)
+    sigmas = [int(v) for v in a.sigmas.split(",")]
     if a.threads:
         torch.set_num_threads(a.threads)
     files = sorted(data_path("test/bsd68_gray").glob("*.png"))[: a.limit]
@@ -56,10 +58,10 @@ def main(argv=None):
     for spec in a.priors.split(","):
         m = load_prior(None if spec == "default" else spec, channels=1)
         n = sum(p.numel() for p in m.parameters())
-        res = {s: evaluate(m, files, s) for s in SIGMAS}
+        res = {s: evaluate(m, files, s) for s in sigmas}
         name = "unblur (shipped)" if spec == "default" else spec.rsplit("/", 1)[-1]
-        print(f"| {name} | {n / 1e6:.2f} M | " + " | ".join(f"{res[s][0]:.2f}" for s in SIGMAS)
-              + f" | {res[25][1]:.3f} |")
+        print(f"| {name} | {n / 1e6:.2f} M | " + " | ".join(f"{res[s][0]:.2f}" if s in res else "-" for s in SIGMAS)
+              + " | " + (f"{res[25][1]:.3f}" if 25 in res else "-") + " |")
 
 
 if __name__ == "__main__":
