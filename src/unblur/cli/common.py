@@ -68,7 +68,6 @@ def _jsonable(v):
 
 def write_log(path: Path, record: dict, overwrite: bool) -> Path:
     """JSON log of every setting and result, written atomically next to the output."""
-    from ..io import check_writable
     import os
     import tempfile
 

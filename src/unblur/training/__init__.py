@@ -3,4 +3,4 @@
 from .denoiser import DenoiserTrainConfig, train_denoiser
 from .kernel_denoiser import KernelTrainConfig, train_kernel_denoiser
 
-__all__ = ["DenoiserTrainConfig", "train_denoiser", "KernelTrainConfig", "train_kernel_denoiser"]
+__all__ = ["DenoiserTrainConfig", "KernelTrainConfig", "train_denoiser", "train_kernel_denoiser"]

@@ -18,19 +18,15 @@ Deterministic for a given seed on a given device and thread count (all randomnes
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import InputError, require
 from ..metrics import psnr
-from ..models.checkpoints import save_unblur
 from ..models.unblur_net import UnblurDenoiser
 from .data import list_image_files, load_images, random_patches
-from .state import atomic_save, cosine_lr, load_training_checkpoint, training_checkpoint
+from .loop import run_training
 
 VAL_SIGMAS = (15 / 255, 25 / 255, 50 / 255)
 
@@ -79,7 +75,6 @@ def edm_loss(model: UnblurDenoiser, x0: torch.Tensor, sigma: torch.Tensor, noise
 @torch.no_grad()
 def validate(model, images, device, seed: int = 12345) -> dict:
     """Mean PSNR (dB) at the sigmas of VAL_SIGMAS on ``images`` (noise from a fixed generator, clipped output)."""
-    model.eval()
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for s in VAL_SIGMAS:
@@ -90,7 +85,6 @@ def validate(model, images, device, seed: int = 12345) -> dict:
             e = model(y.to(device), s).clamp(0, 1).cpu()
             vals.append(psnr(e[0].numpy(), x0[0].numpy()))
         out[round(s * 255)] = sum(vals) / len(vals)
-    model.train()
     return out
 
 
@@ -116,72 +110,16 @@ def train_denoiser(cfg: DenoiserTrainConfig, resume: str | None = None, log=prin
 
     torch.manual_seed(cfg.seed)
     model = UnblurDenoiser(cfg.channels, cfg.nc, cfg.nb).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step, history, wall0, best = 0, [], 0.0, None
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        ck = load_training_checkpoint(resume)
-        if ck.get("kind") != "denoiser" or ck["config"] != model.config:
-            raise InputError(f"{resume}: checkpoint is for a different network ({ck.get('kind')}, {ck['config']})",
-                             "resume with the same --channels/--nc/--nb")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        gen.set_state(ck["generator"])
-        step, history, wall0, best = ck["step"], ck["history"], ck["wall_s"], ck["best"]
-        log(f"resumed from {resume} at step {step}")
-    conf = asdict(cfg)
 
-    def save(final=False):
-        atomic_save(training_checkpoint("denoiser", model, opt, step, gen, conf, history,
-                                        wall0 + time.time() - t0, best), out / "last.pt")
+    def batch_loss(gen):
+        x0 = random_patches(train_imgs, cfg.batch, cfg.patch, gen)
+        sig = sample_sigmas(cfg.batch, gen, cfg.sigma_denoise, cfg.p_diffusion)
+        noise = torch.randn(x0.shape, generator=gen)
+        return edm_loss(model, x0.to(device), sig.to(device), noise.to(device))
 
-    model.train()
-    t0 = last_ckpt = time.time()
-    bar = None
-    if cfg.progress:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=step, desc="train denoiser", mininterval=5, dynamic_ncols=True)
-    run_loss = None
-    try:
-        while step < cfg.steps:
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min, cfg.warmup)
-            x0 = random_patches(train_imgs, cfg.batch, cfg.patch, gen)
-            sig = sample_sigmas(cfg.batch, gen, cfg.sigma_denoise, cfg.p_diffusion)
-            noise = torch.randn(x0.shape, generator=gen)
-            loss = edm_loss(model, x0.to(device), sig.to(device), noise.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                raise RuntimeError(f"loss became {lv} at step {step}; lower --lr")
-            run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
-            if bar:
-                bar.update(1)
-                bar.set_postfix(loss=f"{run_loss:.4f}", refresh=False)
-            if val_imgs and (step % cfg.val_every == 0 or step == cfg.steps):
-                v = validate(model, val_imgs, device)
-                history.append({"step": step, "loss": run_loss, "psnr": v, "wall_s": wall0 + time.time() - t0})
-                log(f"step {step}: loss {run_loss:.4f}  val PSNR " + "  ".join(f"{k}: {p:.2f}" for k, p in v.items()))
-                score = sum(v.values()) / len(v)
-                if best is None or score > best:
-                    best = score
-                    save_unblur(model, out / "best.pt", "denoiser",
-                                {"steps": step, "val_psnr": v, "wall_s": round(wall0 + time.time() - t0, 1),
-                                 "train_config": conf})
-            if time.time() - last_ckpt > 60 * cfg.ckpt_minutes:
-                save()
-                last_ckpt = time.time()
-            if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
-                log(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
-                break
-    finally:
-        if bar:
-            bar.close()
-        save()
-    return {"steps": step, "wall_s": wall0 + time.time() - t0, "loss": run_loss,
-            "val": history[-1]["psnr"] if history else None, "best": best}
+    return run_training(
+        "denoiser", model, cfg, batch_loss=batch_loss,
+        validate=lambda: validate(model, val_imgs, device) if val_imgs else {},
+        score=lambda v: sum(v.values()) / len(v),
+        describe=lambda v: "val PSNR " + "  ".join(f"{k}: {p:.2f}" for k, p in v.items()),
+        warmup=cfg.warmup, desc="train denoiser", resume=resume, log=log)
