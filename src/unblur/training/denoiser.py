@@ -44,6 +44,7 @@ class DenoiserTrainConfig:
     lr: float = 1e-3
     lr_min: float = 1e-5
     warmup: int = 200
+    grad_clip: float = 1.0
     sigma_denoise: float = 0.2
     p_diffusion: float = 0.2
     val_images: int = 4

@@ -27,7 +27,8 @@ def run_training(kind: str, model: torch.nn.Module, cfg, *, batch_loss: Callable
                  warmup: int, desc: str, resume: str | None = None, log=print) -> dict:
     """Train ``model`` for ``cfg.steps`` optimiser steps (or resume) and return a summary dict.
 
-    ``cfg`` needs ``out, steps, lr, lr_min, val_every, ckpt_minutes, max_minutes, seed, progress``.
+    ``cfg`` needs ``out, steps, lr, lr_min, val_every, ckpt_minutes, max_minutes, seed, progress``;
+    an optional ``grad_clip`` caps the gradient norm (a colour run at lr 1e-3 without it diverged).
     ``batch_loss(gen)`` draws a batch with ``gen`` and returns its loss; ``validate()`` returns a
     JSON-friendly dict, ``score(v)`` a number to maximise and ``describe(v)`` a log line.
     """
@@ -68,6 +69,8 @@ def run_training(kind: str, model: torch.nn.Module, cfg, *, batch_loss: Callable
             loss = batch_loss(gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if getattr(cfg, "grad_clip", None):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
             lv = float(loss.detach())
