@@ -1,4 +1,4 @@
-"""Gray denoising on BSD68: unblur's shipped denoiser side by side with KAIR DnCNN-25 (and any other prior).
+"""Denoising on BSD68 (gray) or CBSD68 (colour): unblur's shipped denoisers side by side with KAIR DnCNN-25.
 
 Protocol (KAIR ``main_test_dncnn``): each 8-bit image is scaled to [0, 1], ``np.random.seed(0)`` is
 set before drawing its noise ``N(0, (s/255)^2)`` (added without clipping), the output is clipped and
@@ -7,7 +7,9 @@ fixed-level model: at 15 and 50 it runs at its trained level (listed for complet
 image is the mean wall time of one forward pass (batch 1) over the images at sigma 25.
 
     python benchmarks/denoisers.py [--priors default,../shared/data/weights/kair_dncnn/dncnn_25.pth]
-                                   [--limit N] [--threads N] [--sigmas 15,25,50]
+                                   [--limit N] [--threads N] [--sigmas 15,25,50] [--color]
+
+``--color`` evaluates on CBSD68 with the colour priors (same protocol, noise drawn for all channels).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def evaluate(model, files, sigma8):
         y = (x + np.random.normal(0, sigma8 / 255, x.shape)).astype(np.float32)
         t = time.perf_counter()
         with torch.no_grad():
-            e = model(torch.from_numpy(y)[None, None], sigma8 / 255)[0, 0].numpy()
+            batch = torch.from_numpy(np.ascontiguousarray(np.moveaxis(y, -1, 0)))[None] if y.ndim == 3 else torch.from_numpy(y)[None, None]
+            e = model(batch, sigma8 / 255)[0].numpy()
+            e = np.moveaxis(e, 0, -1) if y.ndim == 3 else e[0]
         times.append(time.perf_counter() - t)
         vals.append(psnr(np.round(np.clip(e, 0, 1) * 255) / 255, x))
     return float(np.mean(vals)), float(np.mean(times))
@@ -47,16 +51,18 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--sigmas", default="15,25,50", help="noise levels (8-bit units); others print as -")
+    ap.add_argument("--color", action="store_true", help="CBSD68 with colour priors instead of BSD68 gray")
     a = ap.parse_args(argv)
     sigmas = [int(v) for v in a.sigmas.split(",")]
     if a.threads:
         torch.set_num_threads(a.threads)
-    files = sorted(data_path("test/bsd68_gray").glob("*.png"))[: a.limit]
-    print(f"BSD68 gray, {len(files)} images, torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n")
+    channels, folder = (3, "test/cbsd68_color") if a.color else (1, "test/bsd68_gray")
+    files = sorted(data_path(folder).glob("*.png"))[: a.limit]
+    print(f"{folder}, {len(files)} images, torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n")
     print("| prior | params | PSNR s=15 | PSNR s=25 | PSNR s=50 | s/image (s=25) |")
     print("|---|---|---|---|---|---|")
     for spec in a.priors.split(","):
-        m = load_prior(None if spec == "default" else spec, channels=1)
+        m = load_prior(None if spec == "default" else spec, channels=channels)
         n = sum(p.numel() for p in m.parameters())
         res = {s: evaluate(m, files, s) for s in sigmas}
         name = "unblur (shipped)" if spec == "default" else spec.rsplit("/", 1)[-1]

@@ -156,17 +156,20 @@ def test_bad_checkpoints_rejected(tmp_path):
         load_prior(channels=2)
 
 
-def test_default_prior_is_shipped_or_clear_error():
-    shipped = (WEIGHTS_DIR / "unblur_denoiser_gray.pt").exists()
-    if shipped:
-        d = load_prior()
-        assert isinstance(d, UnblurDenoiser) and d.channels == (1,)
-    else:
-        with pytest.raises(InputError, match="no shipped"):
-            load_prior()
-    if not (WEIGHTS_DIR / "unblur_denoiser_color.pt").exists():
-        with pytest.raises(InputError, match="no shipped"):
-            load_prior(channels=3)
+@pytest.mark.parametrize("channels, image, min_psnr", [(1, "test/set12/05.png", 28.0),
+                                                      (3, "test/cbsd68_color/101085.png", 28.0)])
+def test_shipped_priors_denoise_real_images(shared_data, channels, image, min_psnr):
+    """The embedded gray and colour priors load without any flag and denoise a test image at sigma 25/255."""
+    d = load_prior(channels=channels)
+    assert isinstance(d, UnblurDenoiser) and d.channels == (channels,)
+    x = read_image(shared_data(image))
+    x = x[..., None] if x.ndim == 2 else x
+    x = torch.from_numpy(np.ascontiguousarray(x[:128, :128].transpose(2, 0, 1)))[None]
+    y = x + 25 / 255 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        e = d(y, 25 / 255).clamp(0, 1)
+    noisy, den = psnr(y.numpy(), x.numpy()), psnr(e.numpy(), x.numpy())
+    assert den > min_psnr and den > noisy + 6, (noisy, den)
 
 
 def test_shipped_kernel_prior_denoises_kernels():
