@@ -111,8 +111,10 @@ class Trainer:
         self.device = torch.device(a.device)
         self.out = a.out or Path("runs") / f"deepblur_{a.stage}"
         self.psf_model = psf_model or zernike_psf_model(a.optics, DEEPBLUR_NOLL, a.psf_size)
-        folder = a.data or data_path("train/train400_gray")
-        self.images = images if images is not None else load_gray_images(folder, a.size + self.psf_model.psf_size - 1)
+        if images is None:
+            folder = a.data or data_path("train/train400_gray")
+            images = load_gray_images(folder, a.size + self.psf_model.psf_size - 1)
+        self.images = images
         self.g = torch.Generator().manual_seed(a.seed)
         self.noll = self.psf_model.noll or tuple(range(1, self.psf_model.n_params + 1))
         if a.stage == "identify":
