@@ -208,3 +208,20 @@ def test_biggs_andrews_on_flowdec_bars(shared_data):
     assert target > curves[None][0] + 2.0
     first = int(np.nonzero(curves["biggs-andrews"] >= target)[0][0]) + 1
     assert first <= 30
+
+
+def test_rl_valid_boundary_on_bundled_example_improves():
+    """Regression: A^T 1 ~ 1e-10 (and negative round-off) at the corners of the extended object once
+    made the 'valid' update explode to an all-zero image on the bundled example."""
+    from pathlib import Path
+
+    from unblur.io import read_image
+    from unblur.metrics import psnr
+
+    ex = Path(__file__).resolve().parents[1] / "examples"
+    sharp, blurred, psf = (read_image(ex / n) for n in ("sharp.png", "blurred.tif", "psf.tif"))
+    for boundary in ("valid", "reflect"):
+        restored = richardson_lucy(blurred, psf, 30, boundary=boundary)
+        assert np.isfinite(restored).all()
+        assert psnr(restored, sharp) > psnr(blurred, sharp) + 2.0, boundary
+        assert abs(restored.mean() / blurred.mean() - 1) < 0.01

@@ -4,7 +4,7 @@ The update, for any linear operator ``A`` with non-negative entries (blur, produ
 
     x_{k+1} = x_k / (A^T 1 + lambda_tv * R(x_k)) * A^T( y / (A x_k + background) )
 
-* ``A^T 1`` normalises the update: flux is preserved (``sum(A x) == sum(y)`` after each step for a
+* ``A^T 1`` (floored at 1e-3 of its maximum) normalises the update: flux is preserved (``sum(A x) == sum(y)`` after each step for a
   circulant blur) and, with ``boundary="valid"``, it is the *masked* update that removes edge
   ringing (pixels outside the field of view are estimated, not wrapped).
 * ``R(x) = -div(grad x / |grad x|)`` is the total-variation term of Dey et al. (2006) (RL-TV).
@@ -62,7 +62,14 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
     require(lambda_tv >= 0, f"lambda_tv must be >= 0, got {lambda_tv}")
     accel = acceleration == "biggs-andrews"
     eps = filter_epsilon if filter_epsilon is not None else 1e-12 * max(float(y.abs().max()), 1e-30)
-    at1 = op.adjoint_of_ones(y).clamp_min(1e-12) if normalize else torch.ones((), dtype=y.dtype, device=y.device)
+    if normalize:
+        # A^T 1 is ~1e-10 at the outer corners of the "valid" object (only PSF tails reach the data), where
+        # FFT round-off makes it meaningless (even negative): floor it at 1e-3 of its maximum, so that
+        # such barely observed pixels decay instead of exploding.
+        at1 = op.adjoint_of_ones(y)
+        at1 = at1.clamp_min(1e-3 * float(at1.max()))
+    else:
+        at1 = torch.ones((), dtype=y.dtype, device=y.device)
     inplace = isinstance(op, Convolution)  # its A_adjoint returns a new tensor we may overwrite
 
     def denom(v):  # RL-TV: A^T 1 + lambda_tv * R(v), kept away from 0 (Dey et al. 2006)
