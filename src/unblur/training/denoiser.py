@@ -26,36 +26,26 @@ from ..errors import InputError, require
 from ..metrics import psnr
 from ..models.unblur_net import UnblurDenoiser
 from .data import list_image_files, load_images, random_patches
-from .loop import run_training
+from .loop import LoopConfig, run_training
 
 VAL_SIGMAS = (15 / 255, 25 / 255, 50 / 255)
 
 
-@dataclass
-class DenoiserTrainConfig:
+@dataclass(kw_only=True)
+class DenoiserTrainConfig(LoopConfig):
     data: str
-    out: str
     channels: int = 1
     nc: list = field(default_factory=lambda: [32, 64, 128, 128])
     nb: int = 1
     patch: int = 64
     batch: int = 16
     steps: int = 100_000
-    lr: float = 1e-3
-    lr_min: float = 1e-5
     warmup: int = 200
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0
     sigma_denoise: float = 0.2
     p_diffusion: float = 0.2
     val_images: int = 4
     val_dir: str | None = None
-    val_every: int = 500
-    ckpt_minutes: float = 5.0
-    max_minutes: float | None = None
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None
-    progress: bool = True
 
 
 def sample_sigmas(n: int, gen: torch.Generator, sigma_denoise: float, p_diffusion: float) -> torch.Tensor:

@@ -19,30 +19,21 @@ import torch
 from ..errors import require
 from ..models.kernel_prior import KernelDenoiser
 from ..psf.motion import random_motion_kernels
-from .loop import run_training
+from .loop import LoopConfig, run_training
 
 VAL_SIGMAS = (3e-3, 1e-2)
 
 
-@dataclass
-class KernelTrainConfig:
-    out: str
+@dataclass(kw_only=True)
+class KernelTrainConfig(LoopConfig):
     size: int = 33
     blocks: int = 5
     features: int = 32
     batch: int = 32
     steps: int = 5000
-    lr: float = 1e-3
-    lr_min: float = 1e-5
     sigma_min: float = 5e-4
     sigma_max: float = 5e-2
     val_every: int = 250
-    ckpt_minutes: float = 5.0
-    max_minutes: float | None = None
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None
-    progress: bool = True
 
 
 def kernel_psnr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -22,13 +22,31 @@ from ..models.checkpoints import save_unblur
 from .state import atomic_save, cosine_lr, load_training_checkpoint, training_checkpoint
 
 
+@dataclass(kw_only=True)
+class LoopConfig:
+    """Options every trainer shares (each trainer's config adds its own and may change defaults)."""
+
+    out: str
+    steps: int = 10_000
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    val_every: int = 500
+    ckpt_minutes: float = 5.0
+    max_minutes: float | None = None
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    progress: bool = True
+
+
 def run_training(kind: str, model: torch.nn.Module, cfg, *, batch_loss: Callable[[torch.Generator], torch.Tensor],
                  validate: Callable[[], dict], score: Callable[[dict], float], describe: Callable[[dict], str],
                  warmup: int, desc: str, resume: str | None = None, log=print) -> dict:
     """Train ``model`` for ``cfg.steps`` optimiser steps (or resume) and return a summary dict.
 
-    ``cfg`` needs ``out, steps, lr, lr_min, val_every, ckpt_minutes, max_minutes, seed, progress``;
-    an optional ``grad_clip`` caps the gradient norm (a colour run at lr 1e-3 without it diverged).
+    ``cfg`` is a :class:`LoopConfig`; its ``grad_clip`` caps the gradient norm (a colour denoiser run
+    at lr 1e-3 without it diverged).
     ``batch_loss(gen)`` draws a batch with ``gen`` and returns its loss; ``validate()`` returns a
     JSON-friendly dict, ``score(v)`` a number to maximise and ``describe(v)`` a log line.
     """
@@ -69,7 +87,7 @@ def run_training(kind: str, model: torch.nn.Module, cfg, *, batch_loss: Callable
             loss = batch_loss(gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if getattr(cfg, "grad_clip", None):
+            if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
