@@ -22,6 +22,17 @@ def shared_data():
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (tiny networks: fastest, and no contention on shared CI cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

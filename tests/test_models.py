@@ -10,12 +10,8 @@ from unblur.models.unblur_net import edm_coefficients
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one thread is fastest and avoids thread contention on shared CI machines."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Tiny networks: run with one thread (see conftest.one_torch_thread)."""
 
 
 def small_unblur(channels):

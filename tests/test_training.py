@@ -15,12 +15,8 @@ from unblur.training.state import cosine_lr
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one thread is fastest and avoids thread contention on shared CI machines."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Tiny networks: run with one thread (see conftest.one_torch_thread)."""
 
 
 NC = [8, 8, 16, 16]
