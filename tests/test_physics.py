@@ -35,22 +35,24 @@ def _psf(k, b, c, kind, seed):
     return torch.rand(lead + k, generator=g, dtype=torch.float64)
 
 
+def _check_adjoint(boundary, problem):
+    shape, k, b, c, kind, seed = problem
+    op = Convolution(_psf(k, b, c, kind, seed), shape, boundary)
+    assert _adjoint_gap(op, b, c, seed) < 1e-10
+
+
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 @settings(max_examples=12, deadline=None)
 @given(problem=problems(2))
 def test_adjoint_2d(boundary, problem):
-    shape, k, b, c, kind, seed = problem
-    op = Convolution(_psf(k, b, c, kind, seed), shape, boundary)
-    assert _adjoint_gap(op, b, c, seed) < 1e-10
+    _check_adjoint(boundary, problem)
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 @settings(max_examples=6, deadline=None)
 @given(problem=problems(3))
 def test_adjoint_3d(boundary, problem):
-    shape, k, b, c, kind, seed = problem
-    op = Convolution(_psf(k, b, c, kind, seed), shape, boundary)
-    assert _adjoint_gap(op, b, c, seed) < 1e-10
+    _check_adjoint(boundary, problem)
 
 
 @pytest.mark.parametrize("boundary", BOUNDARIES)

@@ -1,7 +1,7 @@
 """Loading priors: ``load_prior`` (image denoisers) and ``load_kernel_prior`` (blur-kernel denoisers).
 
 ``spec`` is ``None``/``"default"`` (the network shipped in ``unblur/weights`` for the channel
-count: ``unblur_denoiser_gray.pt``; no colour model is shipped yet, asking for one raises
+count: ``unblur_denoiser_gray.pt`` or ``unblur_denoiser_color.pt``; a missing file raises
 :class:`~unblur.errors.InputError`) or a file path whose kind is detected from its contents:
 
 ==========================  ===================================================================
