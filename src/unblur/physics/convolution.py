@@ -105,8 +105,8 @@ def fft_convolve(x: torch.Tensor, otf: torch.Tensor, fft_shape: tuple[int, ...])
     dims = tuple(range(-d, 0))
     if _scipy_ok(x, otf):
         workers = max(1, torch.get_num_threads())
-        X = _sfft.rfftn(x.detach().numpy(), s=fft_shape, axes=dims, workers=workers)
         o = otf.detach().numpy()
+        X = _sfft.rfftn(x.detach().numpy(), s=fft_shape, axes=dims, workers=workers)
         X = X * o if X.shape != np.broadcast_shapes(X.shape, o.shape) else X.__imul__(o)  # in place unless broadcasting
         return torch.from_numpy(_sfft.irfftn(X, s=fft_shape, axes=dims, workers=workers, overwrite_x=True))
     X = torch.fft.rfftn(x, s=fft_shape, dim=dims)
@@ -229,6 +229,19 @@ class Convolution(LinearOperator):
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         self._check(y, self.out_shape, "data")
         return self._extend_adjoint(self._fft_conv(self._embed(y), self._otf_conj))
+
+    def data_grid(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A zero array on the FFT grid shaped like ``like`` (data-shaped, ``(B, C, *out_shape)``) and
+        the view of it where data go.  Writing data into the view and calling :meth:`A_adjoint_grid`
+        equals :meth:`A_adjoint` of those data without its zero-padding copy; the padding stays zero
+        as long as only the view is written (Richardson-Lucy's inner loop reuses one grid)."""
+        grid = torch.zeros(tuple(like.shape[:-self.spatial_ndim]) + self.fft_shape, dtype=like.dtype, device=like.device)
+        sl = tuple(slice(s, s + n) for s, n in zip(self.crop_start, self.out_shape))
+        return grid, grid[(Ellipsis,) + sl]
+
+    def A_adjoint_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """:meth:`A_adjoint` of data already embedded in a grid from :meth:`data_grid`."""
+        return self._extend_adjoint(self._fft_conv(grid, self._otf_conj))
 
     # -- for closed-form solvers ------------------------------------------------------------------
     @property

@@ -51,6 +51,14 @@ def tv_gradient_term(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return -div
 
 
+def _ratio(y: torch.Tensor, Av: torch.Tensor, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``y / Av`` where ``Av > eps`` and 0 elsewhere (no NaN/Inf from empty regions), into ``out`` if given."""
+    if float(Av.min()) > eps:  # the usual case: a single division
+        return torch.div(y, Av, out=out) if out is not None else y / Av
+    r = torch.where(Av > eps, y / Av.clamp_min(eps), 0.0)
+    return out.copy_(r) if out is not None else r
+
+
 def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_iter: int, *,
                   lambda_tv: float = 0.0, tv_eps: float = 1e-3, acceleration: str | None = None,
                   background: float = 0.0, filter_epsilon: float | None = None,
@@ -71,6 +79,9 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
     else:
         at1 = torch.ones((), dtype=y.dtype, device=y.device)
     inplace = isinstance(op, Convolution)  # its A_adjoint returns a new tensor we may overwrite
+    # no autograd through the loop: the ratio is written straight into one zero-padded FFT grid
+    reuse_grid = inplace and not (y.requires_grad or x0.requires_grad or op.psf.requires_grad)
+    grid = ratio_view = None
 
     def denom(v):  # RL-TV: A^T 1 + lambda_tv * R(v), kept away from 0 (Dey et al. 2006)
         return (at1 + lambda_tv * tv_gradient_term(v, tv_eps)).clamp_min(1e-3)
@@ -91,8 +102,13 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
         if background:
             Av = Av + background
         # ratio y / A v, set to 0 where the model is (numerically) zero: no NaN/Inf from empty regions
-        ratio = torch.where(Av > eps, y / Av.clamp_min(eps), 0.0)
-        back = op.A_adjoint(ratio)
+        if reuse_grid:
+            if grid is None or grid.shape[:-op.spatial_ndim] != Av.shape[:-op.spatial_ndim]:
+                grid, ratio_view = op.data_grid(torch.broadcast_tensors(y, Av)[0])
+            _ratio(y, Av, eps, out=ratio_view)
+            back = op.A_adjoint_grid(grid)
+        else:
+            back = op.A_adjoint(_ratio(y, Av, eps))
         if inplace and not back.requires_grad:  # fresh tensor from the FFT: update it in place
             x_new = back.mul_(v)
             x_new = x_new.div_(denom(v)) if lambda_tv > 0 else (x_new.div_(at1) if normalize else x_new)
