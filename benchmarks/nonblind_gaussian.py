@@ -90,9 +90,9 @@ def run_method(name, y, psf, sigma, args, ref):
     elif name == "pigdm":
         out, info = pigdm(y, psf, steps=100, **common)
     elif name == "rl-diffusion":
-        out, info = rl_diffusion(y, psf, **common)
+        out, info = rl_diffusion(y, psf, zeta=args.zeta, M=args.M, **common)
     else:
-        out, info = rl_diffusion(y, psf, refine_from=name.removeprefix("refine-"), **common)
+        out, info = rl_diffusion(y, psf, refine_from=name.removeprefix("refine-"), zeta=args.zeta, M=args.M, **common)
     return out, info["nfe"], info["time_s"], ""
 
 
@@ -107,10 +107,13 @@ def main(argv=None):
     ap.add_argument("--prior", default=None, help="prior spec/checkpoint (default: the embedded unblur network)")
     ap.add_argument("--dps-steps", type=int, default=1000)
     ap.add_argument("--rl-max", type=int, default=200, help="iterations searched for RL's best early stop")
+    ap.add_argument("--zeta", type=float, default=0.3, help="DPS step of RL-diffusion's refinement (paper: 0.3)")
+    ap.add_argument("--M", type=int, default=80, help="RL-diffusion's DPS refinement steps (paper: 80)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    torch.set_num_threads(args.threads or max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     psf = gaussian_psf()
     images = load_crops(args.data, args.sets, args.images, args.size)
     if not images:
@@ -140,7 +143,7 @@ def main(argv=None):
         blurred = [psnr(blur(ref, psf, sigma, args.seed + i), ref) for i, (_, ref) in enumerate(images)]
         rows.append(f"| {sigma} | (blurred input) | {np.mean(blurred):.2f} | | | |")
     print(f"\n{len(images)} image(s) ({', '.join(args.sets)}), {args.size}x{args.size}, kernel 61x61 sigma 3.0, "
-          f"replicate padding, prior {args.prior or 'embedded'}\n")
+          f"replicate padding, prior {args.prior or 'embedded'}, RL-diffusion zeta {args.zeta} M {args.M}\n")
     print("| noise sigma ([0,1]) | method | PSNR | SSIM | time (s) | nfe |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
