@@ -6,6 +6,7 @@ random camera-shake kernels (``unblur.psf.motion.motion_kernel``, GP model, ``--
 5, 10, 20).  Methods (all with ``--steps`` diffusion steps and the same image prior):
 
 * Fast EM PiGDM n=1 and n=``--particles``, Fast EM DPS n=1 (``unblur.blind.diffusion_em.fast_em``),
+* Fast EM PiGDM n=1 with the PiGDM M-step of the paper's Appendix D (eq. D.9, ``mstep_variance=True``),
 * Diffusion EM (PiGDM E-steps, ``--em-iters`` EM iterations),
 * non-blind PiGDM with the true kernel (upper reference) and with a Dirac kernel (lower reference).
 
@@ -18,7 +19,7 @@ The noise sigma is given to every method (the true value).
 so and uses the training-free GaussianSmoother), ``smoother``, a checkpoint path, or ``near-truth:S`` (diagnostic: a prior that knows the image up to std S).  ``--regularizer``:
 kernel prior of the M-step (``auto``: the shipped kernel denoiser if present, else l1).
 
-    python benchmarks/blind_motion.py --images 1 --size 64 --kernel-size 13 --steps 30 --noise 10
+    python benchmarks/blind_motion.py --images 1 --size 64 --kernel-size 13 --steps 30 --noise 10 --threads 1
 """
 
 from __future__ import annotations
@@ -106,10 +107,13 @@ def main(argv=None) -> None:
     ap.add_argument("--em-iters", type=int, default=10)
     ap.add_argument("--prior", default="default")
     ap.add_argument("--regularizer", default="auto", choices=("auto", "denoiser", "l1", "l2", "none"))
-    ap.add_argument("--methods", default="fast-pigdm,fast-pigdm-n,fast-dps,diffusion-em,pigdm-true,pigdm-dirac")
+    ap.add_argument("--methods", default="fast-pigdm,fast-pigdm-d9,fast-pigdm-n,fast-dps,diffusion-em,pigdm-true,pigdm-dirac")
     ap.add_argument("--crop", type=int, default=0, help="border removed before PSNR/SSIM")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     prior, prior_note = resolve_prior(args.prior)
     reg = args.regularizer
@@ -139,10 +143,12 @@ def main(argv=None) -> None:
         else:
             g = "dps" if name == "fast-dps" else "pigdm"
             n = n_many if name == "fast-pigdm-n" else 1
-            x, info = fast_diffusion_em(y, guidance=g, particles=n, kernel_size=ks, **common, **mkw)
+            x, info = fast_diffusion_em(y, guidance=g, particles=n, kernel_size=ks, mstep_variance=name == "fast-pigdm-d9",
+                                        **common, **mkw)
         return x, info["kernel"], info
 
-    labels = {"fast-pigdm": "Fast EM PiGDM n=1", "fast-pigdm-n": f"Fast EM PiGDM n={n_many}",
+    labels = {"fast-pigdm": "Fast EM PiGDM n=1", "fast-pigdm-d9": "Fast EM PiGDM n=1, M-step eq. D.9 (r_t^2)",
+              "fast-pigdm-n": f"Fast EM PiGDM n={n_many}",
               "fast-dps": "Fast EM DPS n=1", "diffusion-em": f"Diffusion EM (PiGDM, L={args.em_iters})",
               "pigdm-true": "PiGDM, true kernel (non-blind)", "pigdm-dirac": "PiGDM, Dirac kernel (non-blind)"}
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

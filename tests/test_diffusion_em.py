@@ -11,7 +11,7 @@ import torch
 from unblur.blind.diffusion_em.diffusion_em import diffusion_em
 from unblur.blind.diffusion_em.fast_em import fast_diffusion_em
 from unblur.blind.diffusion_em.kernel_metrics import kernel_mse, reblur_loss
-from unblur.blind.diffusion_em.mstep import check_kernel_size, dirac_kernel, m_step, recenter
+from unblur.blind.diffusion_em.mstep import check_kernel_size, data_step, dirac_kernel, m_step, recenter
 from unblur.errors import InputError
 from unblur.models.base import Denoiser, GaussianSmoother
 from unblur.physics.convolution import convolve
@@ -124,6 +124,64 @@ def test_mstep_variance_spreads_kernel():
     a = m_step(y, x, dirac_kernel(7), 0.01, regularizer="none")
     b = m_step(y, x, dirac_kernel(7), 0.01, regularizer="none", x_variance=0.05)
     assert float((b**2).sum()) < float((a**2).sum())
+
+
+def _circulant(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Dense matrix of ``z -> z * x`` (circular) for a full-size ``(size, size)`` kernel ``z`` (centre at n // 2)."""
+    cols = []
+    for j in range(size * size):
+        e = torch.zeros(size * size, dtype=torch.float64)
+        e[j] = 1
+        cols.append(convolve(x[None, None].double(), e.reshape(size, size), "circular").flatten())
+    return torch.stack(cols, 1)
+
+
+def _pigdm_objective_minimiser(y, x, k, sigma, beta, r2):
+    """Dense minimiser over full-size kernels of the PiGDM M-step data objective (eqs. 33, D.2):
+    (1/(2 s^2)) sum_{i,c} (||y_c - z * x_ic||^2 + r^2 M ||z||^2) + (n beta / 2) ||z - k||^2."""
+    n, C, S, _ = x.shape
+    k_full = torch.zeros(S, S, dtype=torch.float64)
+    o = S // 2 - k.shape[0] // 2
+    k_full[o:o + k.shape[0], o:o + k.shape[1]] = k.double()
+    lhs = n * beta * sigma**2 * torch.eye(S * S, dtype=torch.float64)
+    rhs = n * beta * sigma**2 * k_full.flatten()
+    for i in range(n):
+        for c in range(C):
+            A = _circulant(x[i, c], S)
+            lhs += A.T @ A + r2 * S * S * torch.eye(S * S, dtype=torch.float64)
+            rhs += A.T @ y[c].double().flatten()
+    z = torch.linalg.solve(lhs, rhs).reshape(S, S)
+    return z[o:o + k.shape[0], o:o + k.shape[1]]
+
+
+@pytest.mark.parametrize("r2", [0.0, 1e-3, 0.05])
+def test_data_step_matches_dense_minimiser(r2):
+    """The Fourier closed form (eq. 24; eq. D.9 with r^2) equals a dense linear-algebra minimisation of the
+    same objective on a tiny 2-particle, 2-channel problem."""
+    g = torch.Generator().manual_seed(0)
+    S, n, C = 8, 2, 2
+    x = torch.rand(n, C, S, S, generator=g)
+    y = torch.rand(C, S, S, generator=g)
+    k = torch.rand(3, 3, generator=g)
+    sigma, beta = 0.05, 30.0
+    z = data_step(y, x, k, sigma, beta=beta, x_variance=r2)
+    ref = _pigdm_objective_minimiser(y, x, k, sigma, beta, r2)
+    assert torch.allclose(z.double(), ref, atol=1e-5), (z - ref).abs().max()
+    # m_step with no prior, one iteration and no re-centring is the projection of that same step
+    m = m_step(y, x, k, sigma, beta=beta, x_variance=r2, iters=1, regularizer="none", center=False)
+    p = z.clamp_min(0)
+    assert torch.allclose(m, p / p.sum(), atol=1e-6)
+
+
+def test_pigdm_expected_data_term_monte_carlo():
+    """The identity behind eq. D.9: for x ~ N(x0_hat, r^2 I), E||y - z * x||^2 = ||y - z * x0_hat||^2 + r^2 M ||z||^2."""
+    g = torch.Generator().manual_seed(1)
+    S, r = 8, 0.3
+    x0, y, z = torch.rand(S, S, generator=g), torch.rand(1, S, S, generator=g), torch.rand(S, S, generator=g)
+    xs = x0 + r * torch.randn(20000, S, S, generator=g)
+    mc = ((y - convolve(xs[:, None], z, "circular")[:, 0]) ** 2).sum((-2, -1)).mean()
+    closed = ((y - convolve(x0[None, None], z, "circular")[0]) ** 2).sum() + r**2 * S * S * (z**2).sum()
+    assert abs(float(mc / closed) - 1) < 0.02
 
 
 # -- metrics --------------------------------------------------------------------------------

@@ -64,7 +64,8 @@ _COMMON = (
 register(Method(
     "fast-em", "blind", lambda image, **p: _run(fast_diffusion_em, image, **p),
     "Fast Diffusion EM: kernel M-step inside one DPS/PiGDM diffusion run (circular blur)",
-    _COMMON + (Param("mstep_variance", bool, False, "PiGDM: add the x0 variance r_t^2 to the M-step (off: over-smooths)"),),
+    _COMMON + (Param("mstep_variance", bool, False,
+                   "PiGDM: the paper's M-step with the x0 variance r_t^2 (App. D, eq. D.9); off: it over-smooths the kernel"),),
     _REF))
 
 register(Method(

@@ -9,16 +9,19 @@ n particles are sampled as one batch by the shared ancestral DDPM loop
 3. the guidance term of DPS or PiGDM (:mod:`unblur.algorithms.guidance`) with the *new* kernel, then
    the DDPM step.
 
-Optionally (``mstep_variance=True``, PiGDM only) the M-step accounts for the PiGDM Gaussian
-``x0 | x_t ~ N(x0_hat, r_t^2 I)``: the expected data term adds ``r_t^2 M ||k||^2`` (see :mod:`.mstep`;
-our derivation, the paper's appendix may weigh it differently).  Off by default: with PiGDM's
-``r_t^2 = 1 - abar_t`` it over-smooths the kernel; on the 48x48 test case with an informative prior
-it doubled the kernel MSE (2.2e-4 vs 1.1e-4) and cost 1.5 dB.  States are in [-1, 1] units (DPS
-convention); the M-step works in [0, 1] units (``r_t^2 / 4``).  The x0 estimates are clipped to [-1, 1]
-before the M-step.
+``mstep_variance=True`` (PiGDM only) is the paper's PiGDM M-step (Sec. 3.3 eq. 33, Appendix D eq. D.9):
+under PiGDM's ``x0 | x_t ~ N(x0_hat, r_t^2 I)`` the expected data term adds ``r_t^2 M ||k||^2``, i.e.
+``M r_t^2`` per particle and channel in the Fourier denominator of the data step (see :mod:`.mstep`),
+with the guidance's own ``r_t^2`` (``r_choice``) converted from [-1, 1] to [0, 1] units (``/ 4``).  It is
+off by default: the authors' public code does not use it, and with the shipped priors it lost 2 dB
+(benchmarks/blind_motion.py, 2 CBSD68 crops 256x256, 33x33 kernels, noise 10/255: 16.76 dB and kernel
+MSE 1.96e-5 vs 18.71 dB and 2.64e-5 for the plain M-step): the white ``r_t^2`` (close to 1 early on)
+swamps the high frequencies of ``x0_hat``, so the early kernels are broad blobs.  States are in [-1, 1]
+units (DPS convention); the M-step works in [0, 1] units; the x0 estimates are clipped to [-1, 1] first.
 
-Defaults follow the paper: PiGDM guidance, 100 steps, n = 1, 33x33 kernel, Dirac start, HQS with 10
-iterations, lambda = 1, beta = 1e5 and the plug-and-play kernel denoiser.  ``nfe = steps`` (one batched
+Defaults follow the paper (and the authors' code): PiGDM guidance, 100 steps, n = 1, 33x33 kernel, Dirac
+start, HQS with 10 iterations, lambda = 1, beta = 1e5, the plug-and-play kernel denoiser, M-step from
+the first step; the one departure from the paper is ``mstep_variance=False`` (above).  ``nfe = steps`` (one batched
 evaluation per step, whatever n).
 """
 

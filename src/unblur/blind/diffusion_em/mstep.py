@@ -23,12 +23,19 @@ Half-quadratic splitting (eqs. 22-25) alternates, ``iters`` times, warm-started 
 * constraints: negatives set to 0, normalised to sum 1, re-centred so that the centre of mass lies on
   the pixel ``n // 2`` (integer circular shift inside the support box).
 
-``x_variance`` (>= 0, [0, 1] units squared) is the per-pixel variance ``r^2`` of the particles around the
-true image (the PiGDM Gaussian ``x0 | x_t ~ N(x0_hat, r_t^2 I)``).  The expected data term is then
-``||y - k * x0_hat||^2 + r^2 M ||k||^2`` (M pixels), which adds ``n r^2 M`` per channel to the Fourier
-denominator.  This is our derivation of the M-step under the PiGDM approximation (an option of
-:func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em`, ``mstep_variance=True``); with
-``x_variance=0`` (the default) it is the plain M-step of Algorithm 2 / A.1.
+``x_variance`` (>= 0, [0, 1] units squared) is the PiGDM variant of the M-step (Laroche et al. 2024,
+Sec. 3.3 eq. 33 and Appendix D, eq. D.9).  Under PiGDM's approximation ``x0 | x_t ~ N(x0_hat, r_t^2 I)``
+the M-step maximises the *expected* log-likelihood ``E ||y - k * x||^2 = ||y - k * x0_hat||^2 +
+r_t^2 M ||k||^2`` (``M = H W`` pixels per channel), whose data step is
+
+    Z = F^-1[ (F(y) sum_i conj F(x_i) + n beta sigma^2 F(K)) / (sum_i |F(x_i)|^2 + n C M r^2 + n beta sigma^2) ]
+
+Eq. D.9 writes the extra term as ``r_t^2`` because the paper's Fourier transform there is unitary (white
+noise of variance r^2 stays white with variance r^2); with the unnormalised DFT used here (and in the
+authors' code) ``E |F(x)(j)|^2 = |F(x0_hat)(j)|^2 + M r^2``, hence ``M r^2`` per particle and channel
+(``C`` channels); the ``beta`` term keeps the authors' code convention (``n beta sigma^2``, unnormalised DFT).
+The authors' public code does not use this variant (its PiGDM M-step is the plain one).
+``x_variance = 0`` (the default) is the plain M-step of Algorithm 2 / A.1 (eq. 24, App. C).
 
 Everything is plain torch; :func:`m_step` takes tensors ``y (C, H, W)``, ``x (n, C, H, W)``.
 """
@@ -126,6 +133,41 @@ def _prior_step(z: torch.Tensor, regularizer: str, lam: float, beta: float, kern
     return z  # "l2" acts in the data step, "none" does nothing
 
 
+def _l2_weight(regularizer: str, lam: float, n: int, sigma: float) -> float:
+    """Weight of the ``"l2"`` regulariser folded into the data step (``n lambda sigma^2``; 0 otherwise)."""
+    return n * lam * sigma**2 if regularizer == "l2" else 0.0
+
+
+def _data_step_terms(y: torch.Tensor, x: torch.Tensor, sigma: float, beta: float, x_variance: float, l2: float):
+    """Fourier terms of the data step: ``Z = (num + w F(K)) / D`` (rfft2 layout, channels and particles summed).
+
+    ``w = n beta sigma^2`` (floored at 1e-8 of the largest ``sum |F(x_i)|^2`` so that sigma = 0 stays finite),
+    ``D = sum_i |F(x_i)|^2 + w + n C M x_variance + l2``.
+    """
+    n, C = x.shape[0], y.shape[0]
+    H, W = y.shape[-2:]
+    Y = torch.fft.rfft2(y.to(torch.float32))                                 # (C, H, W//2+1)
+    X = torch.fft.rfft2(x.to(torch.float32))                                 # (n, C, ...)
+    num = (Y[None] * X.conj()).sum(dim=(0, 1))                              # sum_i,c conj(X) Y
+    den = (X.abs() ** 2).sum(dim=(0, 1))
+    w = max(n * beta * sigma**2, 1e-8 * float(den.max()))
+    return num, w, den + w + n * C * x_variance * H * W + l2
+
+
+def data_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float, *, beta: float = 1e5,
+              x_variance: float = 0.0) -> torch.Tensor:
+    """One HQS data step (eq. 24; eq. D.9 when ``x_variance > 0``), cropped to the kernel support.
+
+    The minimiser over full-size circular kernels ``z`` of
+    ``(1 / (2 sigma^2)) sum_{i,c} (||y_c - z * x_ic||^2 + x_variance M ||z||^2) + (n beta / 2) ||z - kernel||^2``,
+    returned as its ``(k, k)`` box around the centre (no projection, no prior).  Shapes as in :func:`m_step`.
+    """
+    num, w, D = _data_step_terms(y, x, check_sigma(sigma), beta, x_variance, 0.0)
+    H, W = y.shape[-2:]
+    Z = (num + w * psf_to_otf(kernel.to(torch.float32), (H, W))) / D
+    return crop_support(torch.fft.irfft2(Z, s=(H, W)), kernel.shape[-1])
+
+
 def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float, *, iters: int = 10,
            lam: float = 1.0, beta: float = 1e5, regularizer: str = "denoiser", kernel_denoiser=None,
            x_variance: float = 0.0, center: bool = True) -> torch.Tensor:
@@ -147,7 +189,7 @@ def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float,
     regularizer : {"denoiser", "l1", "l2", "none"}
         Kernel prior (see module docstring); ``"denoiser"`` needs ``kernel_denoiser`` ``D(k, sigma)``.
     x_variance : float
-        PiGDM variance ``r^2`` of the particles (see module docstring); 0 for plain particles.
+        PiGDM variance ``r_t^2`` of the particles in [0, 1] units (eq. D.9, module docstring); 0 for the plain M-step.
     """
     require(regularizer in REGULARIZERS, f"unknown kernel regularizer {regularizer!r}",
             f"use one of {', '.join(REGULARIZERS)}")
@@ -162,36 +204,23 @@ def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float,
             "invalid M-step parameters", "use iters >= 1, lam >= 0, beta > 0, x_variance >= 0")
     size = kernel.shape[-1]
     H, W = y.shape[-2:]
-    n = x.shape[0]
-    dims = (-2, -1)
-    Y = torch.fft.rfft2(y.to(torch.float32), dim=dims)                       # (C, H, W//2+1)
-    X = torch.fft.rfft2(x.to(torch.float32), dim=dims)                       # (n, C, ...)
-    num_data = (Y[None] * X.conj()).sum(dim=(0, 1))                         # sum_i,c conj(X) Y
-    den_data = (X.abs() ** 2).sum(dim=(0, 1))
-    C = y.shape[0]
-    # n beta sigma^2 as in the paper (channels are summed into the data term); floor for sigma = 0.
-    # The PiGDM term is an expectation of the data term, so it counts every channel.
-    w = n * beta * sigma**2
-    extra = n * C * x_variance * H * W + (n * lam * sigma**2 if regularizer == "l2" else 0.0)
-    w = max(w, 1e-8 * float(den_data.max()))
-    D = den_data + w + extra
+    num, w, D = _data_step_terms(y, x, sigma, beta, x_variance, _l2_weight(regularizer, lam, x.shape[0], sigma))
     k = kernel.to(torch.float32)
     if 2 * size - 1 <= min(H, W):
         # Z = F^-1[num / D] + F^-1[w / D] (*) k: the kernel enters only through a small circular convolution,
         # so the support crop of Z is  a + (g (*) k)  with  a = crop(F^-1[num / D])  and  g = F^-1[w / D]
         # at offsets -(size-1) .. size-1 (exact while 2 size - 1 <= H, W); no FFT inside the loop.
-        a = crop_support(torch.fft.irfft2(num_data / D, s=(H, W), dim=dims), size)
-        g = circular_window(torch.fft.irfft2(w / D, s=(H, W), dim=dims), -(size - 1), 2 * size - 1)
+        a = crop_support(torch.fft.irfft2(num / D, s=(H, W)), size)
+        g = circular_window(torch.fft.irfft2(w / D, s=(H, W)), -(size - 1), 2 * size - 1)
         for _ in range(iters):
             z = a + torch.nn.functional.conv2d(g[None, None], k.flip(-2, -1)[None, None])[0, 0]
             k = project_kernel(_prior_step(z, regularizer, lam, beta, kernel_denoiser).to(torch.float32), center)
     else:  # kernel support too large for the short form: Fourier at every iteration
         for _ in range(iters):
-            Z = (num_data + w * psf_to_otf(k, (H, W))) / D
-            z = crop_support(torch.fft.irfft2(Z, s=(H, W), dim=dims), size)
+            z = crop_support(torch.fft.irfft2((num + w * psf_to_otf(k, (H, W))) / D, s=(H, W)), size)
             k = project_kernel(_prior_step(z, regularizer, lam, beta, kernel_denoiser).to(torch.float32), center)
     return k.to(kernel.dtype)
 
 
-__all__ = ["m_step", "dirac_kernel", "crop_support", "circular_window", "recenter", "project_kernel", "check_kernel_size",
+__all__ = ["m_step", "data_step", "dirac_kernel", "crop_support", "circular_window", "recenter", "project_kernel", "check_kernel_size",
            "check_sigma", "REGULARIZERS", "EVEN_RULES"]
