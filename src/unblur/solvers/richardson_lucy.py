@@ -120,7 +120,10 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
             g_prev2, g_prev = g_prev, x_new - v
         x_prev, x = x, x_new
         n_done = it + 1
-        reason = stop(x, x_prev, (Av - background if background else Av) if stop.rule in ("discrepancy", "poisson-discrepancy") else None, y) if stop else None
+        reason = None
+        if stop:
+            model = (Av - background if background else Av) if stop.rule in ("discrepancy", "poisson-discrepancy") else None
+            reason = stop(x, x_prev, model, y)
         if progress is not None:
             progress.update(it, x, **({"stop_value": stop.value} if stop and stop.rule else {}))
         if reason:
