@@ -9,8 +9,13 @@
 * Time per 400x400 image on this machine (identification + deblurring).
 
 The blur is the valid convolution of a crop larger by ``k - 1`` (no boundary artefact in the data).
+``--identify-weights FILE --psf-only`` evaluates the PSF tables of any IN export, whatever its PSF
+model (Zernike, eigen-PSF or product-convolution; the gamma are then drawn in that model's
+parameters, ``h(0)`` is its gamma = 0 PSF, and a product-convolution is scored on all its
+control-point PSFs together).
 
     python benchmarks/deepblur.py --images 4 --draws 2
+    python benchmarks/deepblur.py --identify-weights runs/eigen_in.pt --psf-only --size 64 --no-fit
 """
 
 from __future__ import annotations
@@ -22,13 +27,11 @@ import numpy as np
 import torch
 
 from unblur.blind.deepblur.api import IDENTIFY_WEIGHTS, _load, deepblur, identify_psf
-from unblur.blind.deepblur.identify import canonical_sign
-from unblur.blind.deepblur.psf_model import zernike_psf_model
+from unblur.blind.deepblur.psf_model import psf_model_from_description
 from unblur.blind.deepblur.simulate import add_noise
 from unblur.data import list_images
 from unblur.io import read_image
 from unblur.metrics import psnr, ssim
-from unblur.physics.convolution import Convolution
 from unblur.solvers import richardson_lucy, wiener
 
 
@@ -38,7 +41,7 @@ def psf_snr(h, h_hat) -> float:
 
 
 def fit_gamma(y: np.ndarray, model, rounds: int = 8, rl_iters: int = 5, adam_steps: int = 10, lr: float = 0.01):
-    """Classical blind baseline: alternate RL on x and Adam on gamma (differentiable Zernike), valid boundary.
+    """Classical blind baseline: alternate RL on x and Adam on gamma (differentiable PSF model), valid boundary.
 
     RL update (Richardson 1972): ``x <- x * A^T(y / A x) / A^T 1`` with ``A = A(gamma)`` fixed; then
     ``adam_steps`` steps on ``||A(gamma) x - y||^2`` with ``x`` fixed.  Starts at gamma = 0, x = y.
@@ -46,22 +49,22 @@ def fit_gamma(y: np.ndarray, model, rounds: int = 8, rl_iters: int = 5, adam_ste
     yt = torch.from_numpy(y)[None, None].clamp_min(0)
     gamma = torch.zeros(1, model.n_params, requires_grad=True)
     opt = torch.optim.Adam([gamma], lr=lr)
-    op = Convolution(model(gamma.detach()), y.shape, "valid")
+    op = model.operator(model(gamma.detach()), y.shape, "valid")
     x = op.initial_object(yt).clamp_min(1e-6)
     for _ in range(rounds):
         with torch.no_grad():
-            op = Convolution(model(gamma), y.shape, "valid")
+            op = model.operator(model(gamma), y.shape, "valid")
             norm = op.A_adjoint(torch.ones_like(yt)).clamp_min(1e-12)
             for _ in range(rl_iters):
                 x = x * op.A_adjoint(yt / op.A(x).clamp_min(1e-12)) / norm
         for _ in range(adam_steps):
-            loss = ((Convolution(model(gamma), y.shape, "valid").A(x) - yt) ** 2).mean()
+            loss = ((model.operator(model(gamma), y.shape, "valid").A(x) - yt) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
     with torch.no_grad():
-        g = canonical_sign(gamma.detach(), model.noll)
-        return g[0].numpy(), model(g)[0, 0].numpy()
+        g = model.canonical(gamma.detach())
+        return g[0].numpy(), model.psf_array(model(g)[0]).numpy()
 
 
 def load_crops(n: int, size: int, k: int) -> list[np.ndarray]:
@@ -77,13 +80,13 @@ def load_crops(n: int, size: int, k: int) -> list[np.ndarray]:
 
 def simulate(x: np.ndarray, model, gamma: torch.Tensor, alpha: float, size: int, seed: int):
     h = model(gamma)
-    z = Convolution(h, (size, size), "valid").A(torch.from_numpy(x)[None, None])
+    z = model.operator(h, (size, size), "valid").A(torch.from_numpy(x)[None, None])
     g = torch.Generator().manual_seed(seed)
     y = add_noise(z, torch.tensor([alpha]), torch.tensor([0.0]), g)
-    return y[0, 0].numpy(), h[0, 0].numpy()
+    return y[0, 0].numpy(), model.psf_array(h[0]).numpy()
 
 
-def psf_table(crops, model, settings, draws, size, fit, seed=0):
+def psf_table(crops, model, settings, draws, size, fit, weights=IDENTIFY_WEIGHTS, seed=0):
     rows = []
     for eta, alpha in settings:
         snr = {"deep-blur IN": [], "h(0) (no identification)": []}
@@ -94,16 +97,17 @@ def psf_table(crops, model, settings, draws, size, fit, seed=0):
             for d in range(draws):
                 gamma = (2 * torch.rand(1, model.n_params, generator=g) - 1) * eta
                 y, h = simulate(x, model, gamma, alpha, size, seed=1000 * i + d)
-                _, h_in, _ = identify_psf(y)
+                _, h_in, _ = identify_psf(y, weights=weights)
                 snr["deep-blur IN"].append(psf_snr(h, h_in))
-                snr["h(0) (no identification)"].append(psf_snr(h, model(torch.zeros(1, model.n_params))[0, 0].numpy()))
+                h0 = model.psf_array(model(torch.zeros(1, model.n_params))[0]).numpy()
+                snr["h(0) (no identification)"].append(psf_snr(h, h0))
                 if fit:
                     snr["RL + gamma fit"].append(psf_snr(h, fit_gamma(y, model)[1]))
         rows.append((eta, alpha, {k: (np.mean(v), np.std(v)) for k, v in snr.items()}))
     return rows
 
 
-def image_table(crops, model, size, alpha=0.01, eta=0.15, seed=0):
+def image_table(crops, model, size, weights=IDENTIFY_WEIGHTS, alpha=0.01, eta=0.15, seed=0):
     g = torch.Generator().manual_seed(seed + 7)
     k = model.psf_size
     res = {}
@@ -112,9 +116,9 @@ def image_table(crops, model, size, alpha=0.01, eta=0.15, seed=0):
         y, h = simulate(x, model, gamma, alpha, size, seed=99 + i)
         ref = x[k // 2:k // 2 + size, k // 2:k // 2 + size]
         out = {"blurred input": y,
-               "DN, true gamma (ceiling)": deepblur(y, gamma=gamma[0].numpy())["image"],
+               "DN, true gamma (ceiling)": deepblur(y, identify_weights=weights, gamma=gamma[0].numpy())["image"],
                "Wiener, true PSF": wiener(y, h)}
-        r = deepblur(y)
+        r = deepblur(y, identify_weights=weights)
         out["deep-blur (IN + DN)"] = r["image"]
         out["Wiener, IN PSF"] = wiener(y, r["psf"])
         out["RL 30 its, fitted PSF"] = richardson_lucy(y, fit_gamma(y, model)[1], num_iter=30, boundary="valid")
@@ -123,15 +127,15 @@ def image_table(crops, model, size, alpha=0.01, eta=0.15, seed=0):
     return {n: np.mean(v, 0) for n, v in res.items()}
 
 
-def timing(model, reps: int = 3):
+def timing(weights=IDENTIFY_WEIGHTS, reps: int = 3):
     y = np.random.default_rng(0).random((400, 400)).astype(np.float32)
-    deepblur(y)  # warm-up
+    deepblur(y, identify_weights=weights)  # warm-up
     t_id, t_all = [], []
     for _ in range(reps):
         t0 = time.perf_counter()
-        identify_psf(y)
+        identify_psf(y, weights=weights)
         t1 = time.perf_counter()
-        deepblur(y)
+        deepblur(y, identify_weights=weights)
         t_all.append(time.perf_counter() - t1)
         t_id.append(t1 - t0)
     return float(np.median(t_id)), float(np.median(t_all))
@@ -146,30 +150,35 @@ def main():
     p.add_argument("--etas", default="0.05,0.1,0.15,0.2")
     p.add_argument("--no-fit", action="store_true", help="skip the classical gamma-fit baseline in the PSF tables")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--identify-weights", default=str(IDENTIFY_WEIGHTS), help="IN weights (default: shipped)")
+    p.add_argument("--psf-only", action="store_true", help="only the PSF tables (no image quality, no timing)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    _, w = _load(str(IDENTIFY_WEIGHTS))
+    _, w = _load(a.identify_weights)
     d = w["psf_model"]
-    model = zernike_psf_model(d["optics"], d["noll"], d["psf_size"])
+    model = psf_model_from_description(d)
     crops = load_crops(a.images, a.size, model.psf_size)
-    print(f"weights: {IDENTIFY_WEIGHTS.name} ({w['train']['steps']} steps, crop {w['train']['size']}); "
-          f"{len(crops)} set12 images, {a.size}x{a.size}, {a.draws} gamma draws each, Noll {d['noll']}, optics {d['optics']}\n")
+    about = {k: v for k, v in d.items() if k in ("kind", "noll", "optics", "rank", "grid", "captured_energy")}
+    print(f"weights: {a.identify_weights} ({w['train']['steps']} steps, crop {w['train']['size']}); "
+          f"{len(crops)} set12 images, {a.size}x{a.size}, {a.draws} gamma draws each, PSF model {about}\n")
     for title, settings in (("PSF SNR (dB, mean ± std) vs noise alpha, eta = 0.15, beta = 0",
                              [(0.15, float(v)) for v in a.alphas.split(",")]),
                             ("PSF SNR (dB, mean ± std) vs eta, alpha = 0, beta = 0",
                              [(float(v), 0.0) for v in a.etas.split(",")])):
-        rows = psf_table(crops, model, settings, a.draws, a.size, not a.no_fit)
+        rows = psf_table(crops, model, settings, a.draws, a.size, not a.no_fit, a.identify_weights)
         names = list(rows[0][2])
         print(f"### {title}\n\n| eta | alpha | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
         for eta, alpha, r in rows:
             print(f"| {eta} | {alpha} | " + " | ".join(f"{r[n][0]:.1f} ± {r[n][1]:.1f}" for n in names) + " |")
         print()
-    res = image_table(crops, model, a.size)
+    if a.psf_only:
+        return
+    res = image_table(crops, model, a.size, a.identify_weights)
     print("### Image quality, eta = 0.15, alpha = 0.01, beta = 0 (field of view, clipped to [0, 1])\n\n"
           "| method | PSNR (dB) | SSIM |\n|---|---|---|")
     for n, (ps, ss) in res.items():
         print(f"| {n} | {ps:.2f} | {ss:.3f} |")
-    t_id, t_all = timing(model)
+    t_id, t_all = timing(a.identify_weights)
     print(f"\n### Time per 400x400 gray image ({a.threads} CPU thread)\n\n| identification | identification + deblurring |\n"
           f"|---|---|\n| {t_id:.2f} s | {t_all:.2f} s |")
 

@@ -1,6 +1,8 @@
-"""Deep-blur: IN/DN shapes, Algorithm 1 with identity prox, CG vs direct solve, training, shipped weights."""
+"""Deep-blur: IN/DN shapes, Algorithm 1 with identity prox, CG vs direct solve, training, shipped weights;
+the eigen-PSF (Model 2.1) and product-convolution (Model 2.2) PSF models."""
 
 import argparse
+from functools import lru_cache, partial
 
 import numpy as np
 import pytest
@@ -13,7 +15,15 @@ from unblur.blind.deepblur.identify import (
     identify_tiled,
     tile_starts,
 )
-from unblur.blind.deepblur.psf_model import zernike_psf_model
+from unblur.blind.deepblur.psf_model import (
+    DEEPBLUR_NOLL,
+    OperatorBatch,
+    eigen_psf_model,
+    product_convolution_model,
+    psf_model_from_description,
+    zernike_psf_model,
+)
+from unblur.physics.product_convolution import ProductConvolution
 from unblur.physics.convolution import Convolution, psf_to_otf
 
 torch.set_num_threads(1)
@@ -31,7 +41,7 @@ def test_shapes():
     op = Convolution(psf, (20, 24), "valid")
     out = dn(torch.rand(2, 1, 20, 24), op)
     assert out.shape == (2, 1, 20, 24)
-    g = identify_tiled(net.eval(), torch.rand(1, 1, 70, 90), 32, tuple(range(4, 12)))
+    g = identify_tiled(net.eval(), torch.rand(1, 1, 70, 90), 32, partial(canonical_sign, noll=tuple(range(4, 12))))
     assert g.shape == (1, 8)
     assert tile_starts(90, 32)[-1] == 90 - 32 and tile_starts(20, 32) == [0]
 
@@ -97,7 +107,8 @@ def _args(stage, **kw):
     a = {"stage": stage, "data": None, "out": None, "resume": False, "steps": 10, "batch": 4, "size": 24,
          "psf_size": 9, "optics": "1.2,0.6,0.1", "eta": 0.15, "alpha_max": 0.0, "beta_max": 1e-4, "lr": 1e-3,
          "width": 4, "identify_weights": None, "cg_iters": 5, "lam": 0.05, "checkpoint_minutes": 100.0,
-         "export": None, "device": "cpu", "threads": None, "seed": 0}
+         "export": None, "device": "cpu", "threads": None, "seed": 0, "model": "zernike", "rank": 4,
+         "family_samples": 200, "grid": "2x2", "local_model": "eigen"}
     a.update(kw)
     return argparse.Namespace(**a)
 
@@ -174,3 +185,124 @@ def test_registry_entry_and_bad_input():
         identify_psf(np.zeros((4, 8, 8, 8), np.float32))
     with pytest.raises(InputError):
         identify_psf(img, optics="1.2,0.6")
+
+
+# -- Model 2.1 (eigen-PSF) and Model 2.2 (product-convolution) ----------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _eigen_model():
+    return eigen_psf_model(rank=4, optics=(1.2, 0.6, 0.1), noll=DEEPBLUR_NOLL, psf_size=9, eta=0.15, n_samples=200, seed=0)
+
+
+def _new_model(kind):
+    if kind == "eigen":
+        return _eigen_model()
+    local = _eigen_model() if kind == "pc-eigen" else zernike_psf_model((1.2, 0.6, 0.1), DEEPBLUR_NOLL, 9)
+    return product_convolution_model(local, (2, 3))
+
+
+@pytest.mark.parametrize("kind", ["eigen", "pc-eigen", "pc-zernike"])
+def test_new_models_give_psfs(kind):
+    model = _new_model(kind)
+    n_points = 1 if kind == "eigen" else 6
+    k_local = 4 if kind in ("eigen", "pc-eigen") else 8
+    assert model.n_params == n_points * k_local
+    gamma = (2 * torch.rand(3, model.n_params, generator=torch.Generator().manual_seed(0)) - 1) * 0.3
+    h = model(gamma)
+    assert h.shape == (3, n_points, 9, 9) and float(h.min()) >= 0
+    torch.testing.assert_close(h.sum((-2, -1)), torch.ones(3, n_points))
+    assert model.psf_array(h[0]).shape == ((9, 9) if kind == "eigen" else (2, 3, 9, 9))
+    # each control point's PSF is the local model's PSF of its own coefficients (row-major over the grid)
+    if kind != "eigen":
+        local = psf_model_from_description(model.description["local"])
+        torch.testing.assert_close(h[1, 4], local(gamma[1:2, 4 * k_local:5 * k_local])[0, 0])
+
+
+def test_eigen_model_reproduces_its_family_better_than_the_mean():
+    model = _eigen_model()
+    family = zernike_psf_model((1.2, 0.6, 0.1), DEEPBLUR_NOLL, 9)
+    g = torch.Generator().manual_seed(7)  # PSFs not among those the basis was computed from
+    h = family((2 * torch.rand(20, 8, generator=g) - 1) * 0.15)
+    gamma = model.fn.project(h)
+    assert gamma.shape == (20, 4) and 0.05 < float(gamma.std()) < 0.15  # units: U[-eta, eta] has std 0.087
+    err = ((model(gamma) - h) ** 2).flatten(1).sum(1)
+    err_mean = ((model(torch.zeros(1, 4)) - h) ** 2).flatten(1).sum(1)
+    assert float(err.sum()) < 0.6 * float(err_mean.sum()) and float((err < err_mean).float().mean()) >= 0.9
+
+
+def _adjoint_gap(op, batch):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(batch, 1, *op.in_shape, generator=g)
+    y = torch.rand(batch, 1, *op.out_shape, generator=g)
+    lhs, rhs = (op.A(x) * y).sum(), (x * op.A_adjoint(y)).sum()
+    return float((lhs - rhs).abs() / lhs.abs())
+
+
+def test_product_convolution_operator():
+    model = _new_model("pc-eigen")
+    gamma = (2 * torch.rand(2, model.n_params, generator=torch.Generator().manual_seed(2)) - 1) * 0.15
+    psf = model(gamma)
+    op1 = model.operator(psf[:1], (20, 24), "valid")
+    assert isinstance(op1, ProductConvolution) and op1.in_shape == (28, 32) and op1.out_shape == (20, 24)
+    op2 = model.operator(psf, (20, 24), "valid")
+    assert isinstance(op2, OperatorBatch)
+    assert _adjoint_gap(op1, 1) < 1e-5 and _adjoint_gap(op2, 2) < 1e-5
+    x = torch.rand(2, 1, 28, 32, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(op2.A(x)[1:], model.operator(psf[1:], (20, 24)).A(x[1:]))  # item b uses its own blur
+    # the same coefficients at every control point: a plain convolution by that PSF
+    same = gamma[:1, :4].repeat(1, 6)
+    h = model(same)
+    conv = Convolution(h[:, :1], (20, 24), "valid")
+    torch.testing.assert_close(model.operator(h, (20, 24)).A(x[:1]), conv.A(x[:1]), atol=1e-5, rtol=1e-4)
+
+
+def _new_args(kind, **kw):
+    model = {"eigen": "eigen", "pc-eigen": "product-convolution", "pc-zernike": "product-convolution"}[kind]
+    return _args("identify", model=model, local_model="zernike" if kind == "pc-zernike" else "eigen", grid="2x2", **kw)
+
+
+@pytest.mark.parametrize("kind", ["eigen", "pc-eigen"])
+def test_new_models_training_reduces_identification_loss(kind, tmp_path):
+    from unblur.blind.deepblur.simulate import make_batch
+    from unblur.blind.deepblur.train import Trainer
+
+    t = Trainer(_new_args(kind, out=tmp_path), images=_images())
+    assert t.psf_model.description["kind"] == ("eigen" if kind == "eigen" else "product-convolution")
+    batch = make_batch(t.images, t.psf_model, 4, 24, 0.15, 0.0, 1e-4, torch.Generator().manual_seed(5))
+    assert batch["y"].shape == (4, 1, 24, 24) and batch["psf"].shape[1] == (1 if kind == "eigen" else 4)
+    t.net.train()
+    before = float(t.loss(batch).detach())
+    for _ in range(12):
+        t.opt.zero_grad()
+        t.loss(batch).backward()
+        t.opt.step()
+    assert float(t.loss(batch).detach()) < 0.9 * before
+
+
+@pytest.mark.parametrize("kind", ["eigen", "pc-eigen"])
+def test_new_models_checkpoint_round_trip(kind, tmp_path):
+    from unblur.blind.deepblur.api import deepblur, identify_psf
+    from unblur.blind.deepblur.train import Trainer, load_weights
+
+    t = Trainer(_new_args(kind, out=tmp_path / "in"), images=_images())
+    t.run(steps=1)
+    t.export(tmp_path / "in.pt")
+    gamma = (2 * torch.rand(2, t.psf_model.n_params, generator=torch.Generator().manual_seed(4)) - 1) * 0.15
+    rebuilt = psf_model_from_description(load_weights(tmp_path / "in.pt")["psf_model"])
+    torch.testing.assert_close(rebuilt(gamma), t.psf_model(gamma), atol=0, rtol=0)
+    # resuming with other basis options keeps the checkpoint's basis
+    t2 = Trainer(_new_args(kind, out=tmp_path / "in", resume=True, seed=5, family_samples=100), images=_images())
+    torch.testing.assert_close(t2.psf_model(gamma), t.psf_model(gamma), atol=0, rtol=0)
+    # stage deblur takes IN's model and trains DN with its operator
+    td = Trainer(_args("deblur", out=tmp_path / "dn", identify_weights=tmp_path / "in.pt"), images=_images())
+    torch.testing.assert_close(td.psf_model(gamma), t.psf_model(gamma), atol=0, rtol=0)
+    assert np.isfinite(td.train_step())
+    td.export(tmp_path / "dn.pt")
+    # inference with these weights
+    img = np.random.default_rng(0).random((30, 34)).astype(np.float32)
+    g, psf, noll = identify_psf(img, weights=tmp_path / "in.pt")
+    assert g.shape == (t.psf_model.n_params,) and noll == ()
+    assert psf.shape == ((9, 9) if kind == "eigen" else (2, 2, 9, 9)) and abs(psf.sum((-2, -1)) - 1).max() < 1e-5
+    r = deepblur(img, identify_weights=tmp_path / "in.pt", deblur_weights=tmp_path / "dn.pt")
+    assert r["image"].shape == img.shape and r["psf"].shape == psf.shape

@@ -5,12 +5,15 @@ Weights: by default the files shipped in ``unblur/weights`` (``deepblur_identify
 of ``unblur.psf.zernike`` with the optics stored in the file (NA, wavelength, pixel in um) and
 gray images in [0, 1].  Passing other ``optics`` evaluates the PSF of the identified gamma with those
 optics, which is only meaningful when the pupil cut-off ``NA / wavelength * pixel`` is the same (a
-warning says so otherwise).
+warning says so otherwise).  Weights trained for another PSF model (eigen-PSF or product-convolution,
+see :mod:`.psf_model`) carry that model, eigen basis included; ``optics`` is refused for them.
 
 Images larger than the training crop are handled by tiling the identification and averaging the
-sign-canonicalised gamma over tiles (:func:`.identify.identify_tiled`).  Deblurring runs on the
-whole image with the ``valid`` boundary (the object is estimated ``k - 1`` pixels beyond the edge and
-cropped).  Colour images are identified and deblurred on their channel mean / per channel.
+canonicalised gamma over tiles (:func:`.identify.identify_tiled`).  A product-convolution model is
+identified on the whole image instead (its control points are positions in the image, so the image
+should have about the training crop size).  Deblurring runs on the whole image with the ``valid``
+boundary (the object is estimated ``k - 1`` pixels beyond the edge and cropped) and the model's
+operator.  Colour images are identified and deblurred on their channel mean / per channel.
 """
 
 from __future__ import annotations
@@ -24,9 +27,8 @@ import numpy as np
 import torch
 
 from ...errors import require
-from ...physics.convolution import Convolution
-from .identify import canonical_sign, identify_tiled
-from .psf_model import parse_optics, zernike_psf_model
+from .identify import identify_tiled
+from .psf_model import parse_optics, psf_model_from_description, zernike_psf_model
 from .train import load_weights, model_from_weights
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
@@ -52,8 +54,10 @@ def _as_gray_tensor(image) -> tuple[torch.Tensor, bool]:
 
 def _psf_model_for(w: dict, optics):
     desc = w["psf_model"]
-    if optics is None:
-        return zernike_psf_model(desc["optics"], desc["noll"], desc["psf_size"])
+    if optics is None or desc["kind"] != "zernike":
+        require(optics is None, f"optics apply to the Zernike model only; these weights hold the {desc['kind']} model",
+                "drop the optics option: the PSF model is stored in the weights")
+        return psf_model_from_description(desc)
     na, wl, px = parse_optics(optics)
     tna, twl, tpx = desc["optics"]
     if abs(na / wl * px - tna / twl * tpx) > 1e-3:
@@ -62,22 +66,29 @@ def _psf_model_for(w: dict, optics):
     return zernike_psf_model((na, wl, px), desc["noll"], desc["psf_size"])
 
 
-def identify_psf(image, optics=None, weights=None, tile: int | None = None, overlap: float = 0.5):
-    """Identify the Zernike coefficients of the blur of ``image``.
+def _identify(net, w: dict, model, image, tile: int | None, overlap: float) -> torch.Tensor:
+    """Canonical gamma ``(1, K)`` of ``image`` (gray mean of colour); tiling rule in the module docstring."""
+    y, _ = _as_gray_tensor(image)
+    y = y.mean(1, keepdim=True)
+    require(min(y.shape[-2:]) >= 16, f"image {tuple(y.shape[-2:])} is too small to identify a blur", "use at least 16x16")
+    tile = max(y.shape[-2:]) if model.space_varying else tile or int(w["train"]["size"])
+    return identify_tiled(net, y, tile, model.canonical, overlap)
 
-    Returns ``(gamma, psf, noll)``: ``gamma`` (K,) in waves (even coefficients sign-canonicalised:
-    the first even one >= 0), the PSF ``(k, k)`` it implies (sum 1), and the Noll indices.
-    ``tile`` defaults to the training crop size.
+
+def identify_psf(image, optics=None, weights=None, tile: int | None = None, overlap: float = 0.5):
+    """Identify the PSF parameters of the blur of ``image`` (Zernike coefficients with the shipped weights).
+
+    Returns ``(gamma, psf, noll)``: ``gamma`` (K,) (Zernike: in waves, even coefficients
+    sign-canonicalised: the first even one >= 0), the PSF ``(k, k)`` it implies (sum 1; a
+    product-convolution model gives its control-point PSFs ``(gy, gx, k, k)``), and the Noll indices
+    (empty for non-Zernike models).  ``tile`` defaults to the training crop size.
     """
     net, w = _load(str(weights or IDENTIFY_WEIGHTS))
     require(w["kind"] == "identify", f"{weights} holds {w['kind']} weights, not identification weights")
     model = _psf_model_for(w, optics)
-    y, _ = _as_gray_tensor(image)
-    y = y.mean(1, keepdim=True)
-    require(min(y.shape[-2:]) >= 16, f"image {tuple(y.shape[-2:])} is too small to identify a blur", "use at least 16x16")
-    gamma = identify_tiled(net, y, tile or int(w["train"]["size"]), model.noll, overlap)
+    gamma = _identify(net, w, model, image, tile, overlap)
     with torch.no_grad():
-        psf = model(gamma)[0, 0]
+        psf = model.psf_array(model(gamma)[0])
     return gamma[0].numpy(), psf.numpy(), model.noll
 
 
@@ -86,30 +97,34 @@ def deepblur(image, optics=None, identify_weights=None, deblur_weights=None, til
     """Blind deblurring: identify gamma with IN, then restore with DN fed ``A(gamma)``.
 
     ``gamma`` (optional) skips the identification (non-blind use of DN).  Returns a dict with
-    ``image`` (same layout as the input), ``gamma``, ``psf``, ``noll`` and ``time_s``.
+    ``image`` (same layout as the input), ``gamma``, ``psf`` (as in :func:`identify_psf`), ``noll``
+    and ``time_s``.
     """
     t0 = time.time()
+    net, w = _load(str(identify_weights or IDENTIFY_WEIGHTS))
+    model = _psf_model_for(w, optics)
     if gamma is None:
-        gamma, psf, noll = identify_psf(image, optics, identify_weights, tile)
+        require(w["kind"] == "identify", f"{identify_weights} holds {w['kind']} weights, not identification weights")
+        g = _identify(net, w, model, image, tile, 0.5)
     else:
-        _, w = _load(str(identify_weights or IDENTIFY_WEIGHTS))
-        model = _psf_model_for(w, optics)
         g = torch.as_tensor(np.asarray(gamma, dtype=np.float32)).reshape(1, -1)
         require(g.shape[1] == model.n_params, f"gamma needs {model.n_params} values, got {g.shape[1]}")
-        with torch.no_grad():
-            psf = model(canonical_sign(g, model.noll))[0, 0].numpy()
-        gamma, noll = g[0].numpy(), model.noll
+        g = model.canonical(g)
+    with torch.no_grad():
+        psf = model(g)
     dn, wd = _load(str(deblur_weights or DEBLUR_WEIGHTS))
     require(wd["kind"] == "deblur", "the deblurring weights file does not hold DN weights")
     y, colour = _as_gray_tensor(image)
     y = y.transpose(0, 1)  # channels as a batch
-    require(min(y.shape[-2:]) >= psf.shape[0], f"image {tuple(y.shape[-2:])} is smaller than the PSF {psf.shape}")
-    op = Convolution(torch.from_numpy(psf), tuple(y.shape[-2:]), "valid")
+    require(min(y.shape[-2:]) >= model.psf_size,
+            f"image {tuple(y.shape[-2:])} is smaller than the PSF ({model.psf_size}x{model.psf_size})")
+    op = model.operator(psf, tuple(y.shape[-2:]), "valid")
     with torch.no_grad():
         x = dn(y, op).transpose(0, 1)[0]
     out = np.moveaxis(x.numpy(), 0, -1) if colour else x[0].numpy()
-    return {"image": out.astype(np.float32), "gamma": np.asarray(gamma, np.float32), "psf": psf, "noll": list(noll),
-            "time_s": time.time() - t0}
+    gamma_out = g[0].numpy() if gamma is None else np.asarray(gamma, np.float32).reshape(-1)
+    return {"image": out.astype(np.float32), "gamma": gamma_out.astype(np.float32),
+            "psf": model.psf_array(psf[0]).numpy(), "noll": list(model.noll), "time_s": time.time() - t0}
 
 
 __all__ = ["DEBLUR_WEIGHTS", "IDENTIFY_WEIGHTS", "deepblur", "identify_psf"]

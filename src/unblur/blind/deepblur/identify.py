@@ -15,7 +15,9 @@ Sign convention: the PSF of the pupil phase ``phi_even + phi_odd`` equals the PS
 so the signs of the even-order Zernike coefficients (radial order n even: Noll 4, 5, 6, 11, ...) can
 only be known jointly up to a global flip.  We fix it by requiring the defocus-like *first even*
 coefficient to be >= 0 (:func:`canonical_sign`): training targets are canonicalised, and so are the
-predictions.
+predictions.  This applies to the Zernike model; each PSF model states its own convention
+(``PSFModel.canonical`` in :mod:`.psf_model`: none for eigen-PSF coefficients, this one per control
+point for a product-convolution of Zernike PSFs).
 """
 
 from __future__ import annotations
@@ -113,15 +115,17 @@ def tile_starts(n: int, tile: int, overlap: float = 0.5) -> list[int]:
 
 
 @torch.no_grad()
-def identify_tiled(net: IdentificationNet, y: torch.Tensor, tile: int, noll, overlap: float = 0.5,
+def identify_tiled(net: IdentificationNet, y: torch.Tensor, tile: int, canonical, overlap: float = 0.5,
                    max_tiles: int = 64) -> torch.Tensor:
     """gamma for each image of ``y (B, 1, H, W)``, averaging IN over tiles of the training size.
 
     Rule: images no larger than ``tile`` are read whole; larger ones are cut into ``tile x tile``
     tiles overlapping by ``overlap`` (at most ``max_tiles``, evenly subsampled), each tile's estimate
-    is sign-canonicalised, and the estimates are averaged.  This assumes the blur is the same over
-    the image (the convolution model).  Tiles whose standard deviation is below 1% of the image's are
-    skipped (flat background carries no blur information), unless all are.
+    is mapped to its canonical form by ``canonical`` (the PSF model's sign convention, e.g.
+    :func:`canonical_sign`), and the estimates are averaged.  This assumes the blur is the same over
+    the image (a convolution model; product-convolution models are read whole, see ``api``).  Tiles
+    whose standard deviation is below 1% of the image's are skipped (flat background carries no blur
+    information), unless all are.
     """
     B, _, H, W = y.shape
     boxes = [(i, j) for i in tile_starts(H, tile, overlap) for j in tile_starts(W, tile, overlap)]
@@ -130,7 +134,7 @@ def identify_tiled(net: IdentificationNet, y: torch.Tensor, tile: int, noll, ove
         boxes = [boxes[k] for k in idx]
     th, tw = min(tile, H), min(tile, W)
     tiles = torch.stack([y[:, :, i:i + th, j:j + tw] for i, j in boxes], 1)  # (B, T, C, th, tw)
-    est = canonical_sign(net(tiles.flatten(0, 1)), noll).view(B, len(boxes), -1)
+    est = canonical(net(tiles.flatten(0, 1))).view(B, len(boxes), -1)
     std = tiles.flatten(2).std(2)
     keep = (std >= 0.01 * y.flatten(1).std(1, keepdim=True)).to(est.dtype)
     keep = torch.where(keep.sum(1, keepdim=True) > 0, keep, torch.ones_like(keep))

@@ -1,8 +1,11 @@
 """Training/evaluation pairs for deep-blur: random gray crops, random gamma, valid blur, Poisson-Gaussian noise.
 
 Forward model (paper section 2): ``y = A(gamma) x + sqrt(alpha A(gamma) x + beta) * n``, ``n ~ N(0, I)``,
-images in [0, 1], ``A(gamma)`` the *valid* convolution by ``h(gamma)`` (the object crop is larger than
-``y`` by ``k - 1`` pixels, so there is no artificial boundary), ``gamma ~ U[-eta, eta]^K``.
+images in [0, 1], ``A(gamma)`` the PSF model's operator with the *valid* boundary (the object crop is
+larger than ``y`` by ``k - 1`` pixels, so there is no artificial boundary), ``gamma ~ U[-eta, eta]^K``.
+For a convolution model ``A(gamma)`` is the convolution by ``h(gamma)``; for a product-convolution
+model every control point draws its own coefficients, so each image gets its own space-varying blur
+(PSFs interpolated between the control points, :meth:`.psf_model.PSFModel.operator`).
 
 Noise units -- our interpretation: ``alpha`` is the Poisson gain term of the variance (``alpha`` in
 [0, 0.05] gives a shot-noise standard deviation up to 0.22 at intensity 1), as in
@@ -22,7 +25,6 @@ import torch
 
 from ...errors import require
 from ...io import read_image
-from ...physics.convolution import Convolution
 
 
 def load_gray_images(folder, min_size: int) -> list[torch.Tensor]:
@@ -70,13 +72,13 @@ def sample_noise_levels(n: int, alpha_max: float, beta_max: float, g: torch.Gene
 
 def make_batch(images, psf_model, n: int, size: int, eta: float, alpha_max: float, beta_max: float,
                g: torch.Generator, device="cpu") -> dict:
-    """A batch: object ``x`` (size + k - 1), data ``y`` (size), ``gamma``, ``psf``, ``alpha``, ``beta``."""
+    """A batch: object ``x`` (size + k - 1), data ``y`` (size), ``gamma``, ``psf`` ``(n, M, k, k)``, ``alpha``, ``beta``."""
     k = psf_model.psf_size
     x = random_crops(images, n, size + k - 1, g).to(device)
     gamma = sample_gamma(n, psf_model.n_params, eta, g).to(device)
     with torch.no_grad():
         psf = psf_model(gamma)
-        z = Convolution(psf, (size, size), "valid").A(x)
+        z = psf_model.operator(psf, (size, size), "valid").A(x)
     alpha, beta = sample_noise_levels(n, alpha_max, beta_max, g)
     y = add_noise(z, alpha.to(device), beta.to(device), g)
     return {"x": x, "y": y, "gamma": gamma, "psf": psf, "alpha": alpha, "beta": beta}

@@ -1,9 +1,19 @@
 """``unblur train deepblur --stage {identify,deblur}``: train deep-blur's IN, then its DN.
 
+PSF model (``--model``, see :mod:`.psf_model`): ``zernike`` (8 coefficients, Noll 4..11),
+``eigen`` (``--rank`` eigen-PSF coefficients of the Zernike family drawn with amplitude ``--eta``,
+``--family-samples`` PSFs, seed ``--seed``), or ``product-convolution`` (a ``--grid`` of control
+points, each with ``--local-model`` coefficients: eigen or Zernike).  The model, with its eigen
+basis, is stored in every checkpoint and export; ``--resume`` and stage ``deblur`` (which takes the
+model of ``--identify-weights``) rebuild it from there, so the model options only matter for a new
+identification run.
+
 Stage ``identify``: minimise the MSE on gamma in units of eta, ``|IN(y) - gamma|^2 / eta^2``, made
-invariant to the sign ambiguity of the even coefficients (:func:`.identify.sign_invariant_mse`).
+invariant to the model's ambiguities (the sign of the even Zernike coefficients,
+:func:`.identify.sign_invariant_mse`).
 Stage ``deblur``: with IN frozen (``--identify-weights``), minimise ``||DN(y, A(IN(y))) - x||^2`` over
-the field of view -- DN is fed the *estimated* gamma, as in the paper.
+the field of view -- DN is fed the *estimated* gamma, as in the paper, and the model's operator
+(convolution or product-convolution).
 
 Data: random gray crops of ``--data`` (default ``$UNBLUR_DATA/train/train400_gray``) with flips and
 rotations, ``gamma ~ U[-eta, eta]^K``, Poisson-Gaussian noise (see :mod:`.simulate` for the units).
@@ -26,10 +36,18 @@ from tqdm import tqdm
 
 from ...data import data_path
 from ...errors import InputError, require
-from ...physics.convolution import Convolution
 from .deblur import DeblurNet
-from .identify import IdentificationNet, canonical_sign, sign_invariant_mse
-from .psf_model import DEEPBLUR_NOLL, zernike_psf_model
+from .identify import IdentificationNet
+from .psf_model import (
+    DEEPBLUR_NOLL,
+    MODEL_KINDS,
+    PSFModel,
+    eigen_psf_model,
+    parse_grid,
+    product_convolution_model,
+    psf_model_from_description,
+    zernike_psf_model,
+)
 from .simulate import load_gray_images, make_batch
 
 HELP = "train deep-blur's identification (IN) or deblurring (DN) network"
@@ -45,6 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=64, help="crop size of the observed image y")
     p.add_argument("--psf-size", type=int, default=31)
     p.add_argument("--optics", default="1.2,0.6,0.1", help="NA,wavelength_um,pixel_um of the Zernike model")
+    p.add_argument("--model", choices=MODEL_KINDS, default="zernike", help="PSF model that gamma parametrises")
+    p.add_argument("--rank", type=int, default=8, help="number of eigen-PSFs (eigen models)")
+    p.add_argument("--family-samples", type=int, default=1000,
+                   help="Zernike PSFs sampled to compute the eigen-PSFs (eigen models)")
+    p.add_argument("--grid", default="2x2", help="GYxGX control points (product-convolution)")
+    p.add_argument("--local-model", choices=("eigen", "zernike"), default="eigen",
+                   help="PSF model at each control point (product-convolution)")
     p.add_argument("--eta", type=float, default=0.15, help="gamma ~ U[-eta, eta]")
     p.add_argument("--alpha-max", type=float, default=0.05, help="Poisson term of the noise variance")
     p.add_argument("--beta-max", type=float, default=0.0225, help="Gaussian variance (0.15^2: std up to 0.15)")
@@ -82,6 +107,16 @@ def build_deblurrer(width: int, cg_iters: int = 20, lam: float = 0.05) -> Deblur
     return DeblurNet(steps=4, lam=lam, cg_iters=cg_iters, widths=(width, 2 * width, 4 * width))
 
 
+def psf_model_from_args(a) -> PSFModel:
+    """The PSF model that ``--model`` and its options describe (a new identification run)."""
+    local_kind = a.local_model if a.model == "product-convolution" else a.model
+    if local_kind == "zernike":
+        local = zernike_psf_model(a.optics, DEEPBLUR_NOLL, a.psf_size)
+    else:
+        local = eigen_psf_model(a.rank, a.optics, DEEPBLUR_NOLL, a.psf_size, a.eta, a.family_samples, a.seed)
+    return product_convolution_model(local, parse_grid(a.grid)) if a.model == "product-convolution" else local
+
+
 def load_weights(path: Path, device="cpu") -> dict:
     """An exported weights file: ``{"kind", "config", "state", "psf_model", "train"}``."""
     require(Path(path).exists(), f"weights file {path} not found", "train with `unblur train deepblur` or use the shipped weights")
@@ -110,36 +145,51 @@ class Trainer:
             torch.set_num_threads(a.threads)
         self.device = torch.device(a.device)
         self.out = a.out or Path("runs") / f"deepblur_{a.stage}"
-        self.psf_model = psf_model or zernike_psf_model(a.optics, DEEPBLUR_NOLL, a.psf_size)
+        ck = self._read_checkpoint() if a.resume else None
+        w_in = None
+        if a.stage == "deblur":
+            require(a.identify_weights is not None, "stage deblur needs --identify-weights", "train stage identify first")
+            w_in = load_weights(a.identify_weights, self.device)
+        self.psf_model = psf_model or self._initial_psf_model(ck, w_in)
         if images is None:
             folder = a.data or data_path("train/train400_gray")
             images = load_gray_images(folder, a.size + self.psf_model.psf_size - 1)
         self.images = images
         self.g = torch.Generator().manual_seed(a.seed)
-        self.noll = self.psf_model.noll or tuple(range(1, self.psf_model.n_params + 1))
         if a.stage == "identify":
             self.net = build_identifier(self.psf_model.n_params, a.width, a.eta).to(self.device)
             self.identifier = None
         else:
-            require(a.identify_weights is not None, "stage deblur needs --identify-weights", "train stage identify first")
-            self.identifier = model_from_weights(load_weights(a.identify_weights, self.device)).to(self.device)
+            self.identifier = model_from_weights(w_in).to(self.device)
             for p in self.identifier.parameters():
                 p.requires_grad_(False)
             self.net = build_deblurrer(a.width, a.cg_iters, a.lam).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=a.lr)
         self.step, self.wall, self.log = 0, 0.0, []
-        if a.resume:
-            self._load(self.out / "last.pt")
+        if ck is not None:
+            self._load(ck)
 
     # -- checkpoints ----------------------------------------------------------------------------
+    def _initial_psf_model(self, ck: dict | None, w_in: dict | None) -> PSFModel:
+        """The IN's model for stage deblur, the checkpoint's on resume (older ones have none), else the options'."""
+        if w_in is not None:
+            return psf_model_from_description(w_in["psf_model"])
+        if ck is not None and "psf_model" in ck:
+            return psf_model_from_description(ck["psf_model"])
+        return psf_model_from_args(self.args)
+
     def _state(self) -> dict:
         return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "step": self.step, "wall_s": self.wall,
                 "rng": self.g.get_state(), "torch_rng": torch.get_rng_state(), "log": self.log,
+                "psf_model": self.psf_model.description,
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items() if not k.startswith("_")}}
 
-    def _load(self, path: Path) -> None:
+    def _read_checkpoint(self) -> dict:
+        path = self.out / "last.pt"
         require(path.exists(), f"no checkpoint to resume at {path}", "drop --resume or give the right --out")
-        ck = torch.load(path, map_location=self.device, weights_only=False)
+        return torch.load(path, map_location=self.device, weights_only=False)
+
+    def _load(self, ck: dict) -> None:
         self.net.load_state_dict(ck["net"])
         self.opt.load_state_dict(ck["opt"])
         self.step, self.wall, self.log = ck["step"], ck["wall_s"], ck["log"]
@@ -161,11 +211,10 @@ class Trainer:
     def loss(self, batch) -> torch.Tensor:
         a = self.args
         if a.stage == "identify":
-            return sign_invariant_mse(self.net(batch["y"]), batch["gamma"], self.noll) / a.eta**2
+            return self.psf_model.gamma_loss(self.net(batch["y"]), batch["gamma"]) / a.eta**2
         with torch.no_grad():
-            gamma = canonical_sign(self.identifier(batch["y"]), self.noll)
-            psf = self.psf_model(gamma)
-        op = Convolution(psf, (a.size, a.size), "valid")
+            psf = self.psf_model(self.psf_model.canonical(self.identifier(batch["y"])))
+        op = self.psf_model.operator(psf, (a.size, a.size), "valid")
         x_hat = self.net(batch["y"], op)
         return ((x_hat - op.crop_object(batch["x"])) ** 2).mean()
 
