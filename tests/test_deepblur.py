@@ -2,6 +2,7 @@
 the eigen-PSF (Model 2.1) and product-convolution (Model 2.2) PSF models."""
 
 import argparse
+import json
 from functools import lru_cache, partial
 
 import numpy as np
@@ -306,3 +307,15 @@ def test_new_models_checkpoint_round_trip(kind, tmp_path):
     assert psf.shape == ((9, 9) if kind == "eigen" else (2, 2, 9, 9)) and abs(psf.sum((-2, -1)) - 1).max() < 1e-5
     r = deepblur(img, identify_weights=tmp_path / "in.pt", deblur_weights=tmp_path / "dn.pt")
     assert r["image"].shape == img.shape and r["psf"].shape == psf.shape
+    # the same weights from the command line: PSF (a row-major stack for the control-point grid) and gamma
+    from unblur.cli.main import main
+    from unblur.io import read_image, write_image
+    write_image(tmp_path / "b.tif", img)
+    assert main(["psf", "identify", str(tmp_path / "b.tif"), "--weights", str(tmp_path / "in.pt"),
+                 "-o", str(tmp_path / "p.tif")]) == 0
+    np.testing.assert_allclose(read_image(tmp_path / "p.tif"), psf.reshape(-1, 9, 9).squeeze(), atol=1e-6)
+    log = json.loads((tmp_path / "p.json").read_text())
+    np.testing.assert_allclose(log["gamma"], g, atol=1e-6)
+    assert main(["blind", str(tmp_path / "b.tif"), "--method", "deepblur", "--identify-weights", str(tmp_path / "in.pt"),
+                 "--deblur-weights", str(tmp_path / "dn.pt"), "-o", str(tmp_path / "s.tif")]) == 0
+    assert read_image(tmp_path / "s_kernel.tif").shape == psf.reshape(-1, 9, 9).squeeze().shape

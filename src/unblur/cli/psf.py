@@ -87,10 +87,13 @@ def add_parser(sub) -> None:
     b.add_argument("--min-separation", type=float, default=None, help="minimum distance between beads (default: window size)")
     b.add_argument("--average", default="mean", choices=("mean", "median"))
     _common(b)
-    ident = kinds.add_parser("identify", help="read the Zernike coefficients of the blur off an image (deep-blur network)")
+    ident = kinds.add_parser("identify", help="read the PSF parameters of the blur off an image (deep-blur network)")
     ident.add_argument("image", type=Path, help="blurred gray image (colour is averaged to gray)")
     ident.add_argument("--optics", default=None, help="NA,wavelength_um,pixel_um of the PSF model (default: the training optics)")
     ident.add_argument("--tile", type=int, default=None, help="identification tile size (default: the training crop size)")
+    ident.add_argument("--weights", type=Path, default=None,
+                       help="IN weights (`python -m unblur.blind.deepblur.train --stage identify --export FILE`); default: "
+                            "the shipped Zernike model. Eigen-PSF and product-convolution models are read from the file")
     _common(ident)
 
 
@@ -145,11 +148,20 @@ def make_psf(args) -> tuple[np.ndarray, dict]:
         return P.widefield_psf(args.size, args.nz, args.z_step, coefficients=coefs or None, **kw), {"coefficients": coefs}
     if args.kind == "identify":
         from ..blind.deepblur.api import identify_psf
-        gamma, psf, noll = identify_psf(read_image(args.image), optics=args.optics, tile=args.tile)
-        coefs = {int(j): float(g) for j, g in zip(noll, gamma)}
-        print("identified Zernike coefficients (waves, Noll index: value): "
-              + ", ".join(f"{j}: {g:+.4f}" for j, g in coefs.items()))
-        return psf, {"coefficients": coefs}
+        gamma, psf, noll = identify_psf(read_image(args.image), optics=args.optics, tile=args.tile, weights=args.weights)
+        if psf.ndim == 4:  # product-convolution model: control-point PSFs (gy, gx, k, k) -> (gy*gx, k, k) stack
+            print(f"control-point PSFs on a {psf.shape[0]}x{psf.shape[1]} grid, written as a stack in row-major order")
+            grid = list(psf.shape[:2])
+            psf = psf.reshape(-1, *psf.shape[-2:])
+        else:
+            grid = None
+        if noll:
+            coefs = {int(j): float(g) for j, g in zip(noll, gamma)}
+            print("identified Zernike coefficients (waves, Noll index: value): "
+                  + ", ".join(f"{j}: {g:+.4f}" for j, g in coefs.items()))
+            return psf, {"coefficients": coefs}
+        print("identified coefficients: " + ", ".join(f"{g:+.4f}" for g in gamma))
+        return psf, {"gamma": [float(g) for g in gamma], **({"psf_grid": grid} if grid else {})}
     image = read_image(args.image, scale=False)
     try:
         shape = tuple(int(s) for s in str(args.size).lower().split("x"))
@@ -187,7 +199,11 @@ def run(args) -> int:
     psf, extra = make_psf(args)
     write_image(out, psf.astype(np.float32), overwrite=args.force)
     if preview is not None:
-        write_image(preview, log_preview(psf), overwrite=True, bits=8)
+        shown = psf
+        if "psf_grid" in extra:  # control-point PSFs: a montage in grid order, not a z-stack view
+            gy, gx = extra["psf_grid"]
+            shown = psf.reshape(gy, gx, *psf.shape[-2:]).transpose(0, 2, 1, 3).reshape(gy * psf.shape[-2], gx * psf.shape[-1])
+        write_image(preview, log_preview(shown), overwrite=True, bits=8)
     record = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"}
     write_log(log_path_for(out), dict(record, command="psf", shape=list(psf.shape), **extra), overwrite=True)
     print(f"wrote {out} (shape {psf.shape}, sum {psf.sum():.6f})" + (f" and {preview}" if preview else ""))
