@@ -7,10 +7,11 @@ Each method runs with the preset's settings ("plain") and with stabilisers (see 
 several seeds; the ceiling is the same deep-image-prior fit with the *true* kernel fixed (the
 non-blind pass only, same iteration count).  Metrics (:mod:`unblur.blind.dip.metrics`): shift-
 tolerant PSNR/SSIM against the sharp image (15-px border, +-10 px), PSNR-NB against the blurred
-image (high = collapsed to the no-blur solution), ISNR, kernel error up to shift, wall time.
+image (high = collapsed to the no-blur solution), ISNR, kernel error up to shift, wall time and
+process CPU time (with one thread, the cost without the time slices of other jobs on a shared machine).
 Mean +- standard deviation over images x kernels x seeds.  Prints a markdown table.
 
-    python benchmarks/blind_dip.py [--images 2] [--kernels 9 10 11 12] [--size 256] [--preset fast]
+    python benchmarks/blind_dip.py [--images 2] [--first-image 0] [--kernels 9 10 11 12] [--size 256] [--preset fast|fast-c2f|full]
         [--sets set12 bsd68_gray] [--iters N] [--seeds 3] [--first-seed 0] [--methods selfdeblur vdip-sparse vdip-extreme]
         [--variants plain stabilised] [--threads 1] [--no-ceiling]
 """
@@ -18,6 +19,7 @@ Mean +- standard deviation over images x kernels x seeds.  Prints a markdown tab
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -26,7 +28,7 @@ import torch
 import unblur  # noqa: F401  (imported before torch: sets OMP_WAIT_POLICY)
 from unblur.blind.dip import selfdeblur, vdip
 from unblur.blind.dip.api import _config
-from unblur.blind.dip.fit import STABILISED, SelfDeblurObjective, fit
+from unblur.blind.dip.fit import PRESETS, STABILISED, SelfDeblurObjective, fit
 from unblur.blind.dip.losses import blur_valid
 from unblur.blind.dip.metrics import isnr, kernel_error, psnr_gt, psnr_nb
 from unblur.data import data_path, list_images
@@ -48,10 +50,11 @@ VARIANTS = {
 }
 
 
-def load_cases(n_images, size, kernels, noise, sets=("set12", "bsd68_gray"), seed=0):
-    """Centre crops of ``size + 24`` pixels (images too small for that are skipped), alternating sets."""
+def load_cases(n_images, size, kernels, noise, sets=("set12", "bsd68_gray"), seed=0, first=0):
+    """Centre crops of ``size + 24`` pixels (images too small for that are skipped), alternating sets,
+    from the ``first``-th image of that sequence on."""
     files = [[f for f in list_images(f"test/{s}") if min(read_image(f).shape[:2]) >= size + 24] for s in sets]
-    picks = [files[i % len(files)][i // len(files)] for i in range(n_images)]
+    picks = [files[i % len(files)][i // len(files)] for i in range(first, first + n_images)]
     bank = np.load(data_path("kernels/usrnet_kernels_12_float32.npz"))
     rng = np.random.default_rng(seed)
     cases = []
@@ -95,12 +98,13 @@ def fmt(vals, nd=2):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--first-image", type=int, default=0, help="skip this many images of the sequence")
     ap.add_argument("--kernels", type=int, nargs="+", default=[9, 10, 11, 12])
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--sets", nargs="+", default=["set12", "bsd68_gray"],
                     help="test sets; Set12 (256x256) only fits --size <= 232")
-    ap.add_argument("--preset", default="fast", choices=["fast", "full"])
+    ap.add_argument("--preset", default="fast", choices=list(PRESETS))
     ap.add_argument("--iters", type=int, default=None, help="blind iterations (default: the preset's)")
     ap.add_argument("--refine", type=int, default=None, help="non-blind refinement iterations (default: preset's)")
     ap.add_argument("--seeds", type=int, default=3)
@@ -111,7 +115,7 @@ def main():
     ap.add_argument("--no-ceiling", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    cases = load_cases(a.images, a.size, a.kernels, a.noise, a.sets)
+    cases = load_cases(a.images, a.size, a.kernels, a.noise, a.sets, first=a.first_image)
     rows = {}
     dirac = np.zeros((25, 25), np.float32)
     dirac[12, 12] = 1
@@ -122,14 +126,17 @@ def main():
             res = []
             for name, kn, sharp, y, kt in cases:
                 for s in range(a.first_seed, a.first_seed + a.seeds):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     x, info = METHODS[m](y, kt.shape[0], preset=a.preset, iterations=a.iters, refine_iters=a.refine,
                                          seed=s, threads=a.threads, **VARIANTS[v])
-                    r = evaluate(x, info["kernel"], sharp, y, kt, time.perf_counter() - t0)
+                    t, cpu = time.perf_counter() - t0, time.process_time() - c0
+                    r = evaluate(x, info["kernel"], sharp, y, kt, t)
+                    r["cpu"] = cpu
                     r["iters"] = info["iterations"]
                     res.append(r)
-                    print(f"# {m} {v} {name} k{kn:02d} seed {s}: " + ", ".join(f"{k}={val:.3f}" for k, val in r.items()),
-                          flush=True)
+                    load = ", ".join(f"{a:.1f}" for a in os.getloadavg())
+                    print(f"# {m} {v} {name} k{kn:02d} seed {s}: " + ", ".join(f"{k}={val:.3f}" for k, val in r.items())
+                          + f", levels={info['level_iterations']}, load average {load}", flush=True)
             rows[f"{m} ({v})"] = res
     if not a.no_ceiling:
         res = []
@@ -140,13 +147,14 @@ def main():
         rows["true kernel, DIP non-blind pass (ceiling)"] = res
     print(f"\nimages: {', '.join(sorted({c[0] for c in cases}))}; kernels {a.kernels}; {a.size}x{a.size}; "
           f"noise {a.noise}; preset {a.preset}; iterations {a.iters or 'preset'}; seeds {a.seeds}; threads {a.threads}\n")
-    print("| method | PSNR-GT (dB) | SSIM | PSNR-NB (dB) | ISNR (dB) | kernel error | blind iters | time (s) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| method | PSNR-GT (dB) | SSIM | PSNR-NB (dB) | ISNR (dB) | kernel error | blind iters | time (s) | CPU (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, res in rows.items():
         c = {key: fmt([r[key] for r in res], nd) for key, nd in
              (("psnr", 2), ("ssim", 3), ("psnr_nb", 2), ("isnr", 2), ("kerr", 3), ("time", 0))}
-        it = fmt([r["iters"] for r in res], 0) if "iters" in res[0] else "-"
-        print(f"| {label} | {c['psnr']} | {c['ssim']} | {c['psnr_nb']} | {c['isnr']} | {c['kerr']} | {it} | {c['time']} |")
+        it, cpu = (fmt([r[key] for r in res], 0) if key in res[0] else "-" for key in ("iters", "cpu"))
+        print(f"| {label} | {c['psnr']} | {c['ssim']} | {c['psnr_nb']} | {c['isnr']} | {c['kerr']} | {it} | {c['time']} "
+              f"| {cpu} |")
 
 
 if __name__ == "__main__":

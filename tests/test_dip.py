@@ -1,12 +1,24 @@
 """Deep-image-prior blind deconvolution (issue 7): generators, losses, metrics, the fitting loop, API."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from unblur.blind.dip import selfdeblur, vdip
 from unblur.blind.dip.api import estimate_kernel_size
-from unblur.blind.dip.fit import FitConfig, SelfDeblurObjective, VDIPObjective, fit
+from unblur.blind.dip.fit import (
+    PRESETS,
+    FitConfig,
+    SelfDeblurObjective,
+    VDIPObjective,
+    downsample,
+    fit,
+    levels,
+    scaled_kernel_size,
+    upsample_kernel,
+)
 from unblur.blind.dip.generators import (
     FAST,
     FULL,
@@ -172,3 +184,57 @@ def test_registry_entries():
     for name in ("selfdeblur", "vdip-sparse", "vdip-extreme"):
         m = get_method(name)
         assert m.kind == "blind" and "kernel_size" in m.defaults()
+
+
+def test_kernel_resampling_for_coarse_to_fine():
+    assert [scaled_kernel_size(25, s) for s in (0.25, 0.5, 1.0)] == [7, 13, 25]
+    assert scaled_kernel_size(7, 0.25) == 3
+    dirac = torch.zeros(7, 7)
+    dirac[3, 3] = 1
+    up = upsample_kernel(dirac, 13, 0.5)
+    assert up.shape == (13, 13) and abs(float(up.sum()) - 1) < 1e-6 and float(up.min()) >= 0
+    assert int(up.argmax()) == 6 * 13 + 6  # centre stays the centre
+    line = torch.zeros(7, 7)
+    line[3, 1:6] = 0.2
+    up = upsample_kernel(line, 13, 0.5)
+    # twice as long (coarse columns 1..5 -> fine columns 1..11), the coarse row spread over fine rows 5..7
+    assert abs(float(up[5:8].sum()) - 1) < 1e-6 and int(up.sum(1).argmax()) == 6
+    assert float(up[6, 1]) > 0 and float(up[6, 11]) > 0 and float(up[6, 0]) == 0 and float(up[6, 12]) == 0
+    assert downsample(torch.rand(1, 1, 48, 40), 0.5).shape == (1, 1, 24, 20)
+
+
+def _c2f_config(**kw):
+    return FitConfig(iterations=150, switch_iter=75, refine_iters=50, generator=TINY, lr_kernel=1e-3,
+                     channels_last=False, pyramid=(0.5,), pyramid_iters=(300,), warmup_iters=20, init_iters=100,
+                     **kw)
+
+
+def test_coarse_to_fine_fit_kernel_closer_than_dirac_and_deterministic():
+    sharp, y, kt = _tiny_case()
+    cfg = _c2f_config()
+    res = fit(y, 7, SelfDeblurObjective(cfg.switch_iter), cfg, seed=0)
+    assert res.kernel.shape == (7, 7) and res.kernel.min() >= 0 and abs(res.kernel.sum() - 1) < 1e-4
+    assert res.level_iterations == [300, 150]
+    dirac = np.zeros((7, 7))
+    dirac[3, 3] = 1
+    assert kernel_error(res.kernel, kt) < 0.7 * kernel_error(dirac, kt), kernel_error(res.kernel, kt)
+    p_blur = shift_tolerant(y[0, 0].numpy(), sharp, crop=4, max_shift=3)["psnr"]
+    assert shift_tolerant(res.image, sharp, crop=4, max_shift=3)["psnr"] > p_blur + 1.0
+    short = replace(cfg, iterations=10, switch_iter=5, refine_iters=3, pyramid_iters=(10,), warmup_iters=3,
+                    init_iters=5)
+    a, b = (fit(y, 7, SelfDeblurObjective(5), short, seed=3) for _ in range(2))
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.kernel, b.kernel)
+    assert not np.array_equal(a.kernel, fit(y, 7, SelfDeblurObjective(5), short, seed=4).kernel)
+
+
+def test_coarse_to_fine_preset_and_pyramid_checks():
+    rng = np.random.default_rng(0)
+    out, info = selfdeblur(rng.random((140, 140)).astype(np.float32), 7, preset="fast-c2f", iterations=6,
+                           refine_iters=2, threads=1)
+    assert out.shape == (140, 140) and info["level_iterations"] == [10, 10, 6] and info["kernel"].shape == (7, 7)
+    # a 1/4-scale object narrower than the 5-level generator accepts (33 px) is skipped
+    assert [lv.scale for lv in levels((100, 100), 7, PRESETS["fast-c2f"])] == [0.5, 1.0]
+    _, y, _ = _tiny_case()
+    for bad in ({"pyramid": (0.5, 0.25), "pyramid_iters": (5, 5)}, {"pyramid": (0.5,), "pyramid_iters": ()}):
+        with pytest.raises(InputError):
+            fit(y, 7, SelfDeblurObjective(5), FitConfig(iterations=5, generator=TINY, **bad))

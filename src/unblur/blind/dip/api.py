@@ -61,9 +61,11 @@ def _config(preset, iterations, overrides):
     cfg = PRESETS[preset]
     if iterations is not None:
         require(iterations >= 1, f"iterations must be >= 1, got {iterations}")
-        frac = cfg.switch_iter / cfg.iterations
-        cfg = replace(cfg, iterations=int(iterations), switch_iter=round(frac * iterations),
-                      min_iters=min(cfg.min_iters, int(iterations)))
+        f = iterations / cfg.iterations
+        cfg = replace(cfg, iterations=int(iterations), switch_iter=round(f * cfg.switch_iter),
+                      min_iters=min(cfg.min_iters, int(iterations)),
+                      pyramid_iters=tuple(max(1, round(f * n)) for n in cfg.pyramid_iters),
+                      warmup_iters=round(f * cfg.warmup_iters))
     given = {k: v for k, v in overrides.items() if v is not None}
     if "kernel_init" in given:
         require(given["kernel_init"] in KERNEL_INITS, f"unknown kernel_init {given['kernel_init']!r}",
@@ -112,7 +114,8 @@ def _run(image, kernel_size, make_objective, cfg, seed, seeds, progress, threads
         chroma = [np.asarray(wiener(c, r.kernel, boundary="reflect"), np.float32) for c in (cb, cr)]
         restored = np.clip(_ycbcr_to_rgb(r.image, *chroma), 0, 1).astype(np.float32)
     info = {"kernel": r.kernel, "kernel_size": k, "kernel_size_rule": "given" if kernel_size else "2*floor(min(H,W)/20)+1",
-            "iterations": r.iterations, "refine_iterations": r.refine_iterations, "data_mse": r.data_mse,
+            "iterations": r.iterations, "level_iterations": r.level_iterations,
+            "refine_iterations": r.refine_iterations, "data_mse": r.data_mse,
             "seed": seed + best, "time_s": time.perf_counter() - t0}
     if seeds > 1:
         pairs = [kernel_error(runs[i].kernel, runs[j].kernel) for i, j in itertools.combinations(range(seeds), 2)]
@@ -130,7 +133,8 @@ def selfdeblur(image, kernel_size: int | None = None, *, preset: str = "fast", i
                threads: int | None = None, progress: bool = False):
     """SelfDeblur (Ren et al., CVPR 2020).  ``preset="full"`` is the published recipe, ``"fast"`` the CPU one.
 
-    ``iterations`` rescales the preset (the SSIM switch keeps its fraction, 1000/5000 or 500/1500);
+    ``iterations`` (blind iterations at full resolution) rescales the preset: the SSIM switch keeps its
+    fraction (1000/5000, 500/1500, 200/600) and ``fast-c2f``'s coarse levels and warm-ups their iterations in proportion;
     ``kernel_init``, ``ssim_switch``, ``beta1`` are the stabilisers of :mod:`.fit`.
     """
     cfg = _config(preset, iterations, {"kernel_init": kernel_init, "ssim_switch": ssim_switch, "beta1": beta1,
