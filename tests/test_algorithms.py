@@ -185,6 +185,73 @@ def test_pigdm_gradient_matches_finite_differences(boundary):
     torch.testing.assert_close(0.7 * op.A(op.A_adjoint(sol)) + 0.01 * sol, r, atol=1e-8, rtol=1e-8)
 
 
+
+def _abar_by_hand(t):
+    """``abar_t`` of the linear schedule (betas 1e-4 .. 0.02, T = 1000), computed here independently."""
+    return float(np.prod(1.0 - np.linspace(1e-4, 0.02, 1000)[: t + 1]))
+
+
+def test_dps_zeta_schedule():
+    op, y, x_t = _tiny_problem("replicate")
+    sched = VPSchedule()
+    predict = make_x0_predictor(TinyNet(), sched)
+    const = DPSGuidance(predict, y, op, zeta=0.3)
+    ramp = DPSGuidance(predict, y, op, zeta=0.3, zeta_schedule="sqrt_abar", schedule=sched)
+    for t in (0, 250, 999):
+        assert const.step_size(t) == 0.3
+        assert abs(ramp.step_size(t) - 0.3 * _abar_by_hand(t) ** 0.5) < 1e-12
+    assert abs(ramp.step_size(999) - 0.3 * 0.0063532) < 1e-6  # sqrt(abar_999) = 6.35e-3
+    # the update is -zeta_t * gradient, the gradient itself unchanged
+    t = 300
+    _, g = const.gradient(x_t, t)
+    _, upd = ramp(x_t, t, t - 1)
+    torch.testing.assert_close(upd, -0.3 * _abar_by_hand(t) ** 0.5 * g)
+    # the default schedule object is unblur's linear one
+    assert DPSGuidance(predict, y, op, zeta_schedule="sqrt_abar").step_size(t) == ramp.step_size(t)
+    with pytest.raises(InputError, match="zeta schedule"):
+        DPSGuidance(predict, y, op, zeta_schedule="linear")
+
+
+def test_pigdm_r_squared_and_step_by_hand():
+    op, y, _ = _tiny_problem("circular")
+    sched = VPSchedule()
+    predict = make_x0_predictor(TinyNet(), sched)
+    kw = dict(sigma=0.05, schedule=sched)
+    paper = PiGDMGuidance(predict, y, op, r_choice="paper", **kw)
+    fast = PiGDMGuidance(predict, y, op, r_choice="fastem", weight=2.0, **kw)
+    t, s = 400, 390
+    ab_t, ab_s = _abar_by_hand(t), _abar_by_hand(s)
+    alpha = ab_t / ab_s
+    v = (1 - alpha) * (1 - ab_s) / (1 - ab_t)
+    assert abs(paper.r_squared(t, s) - (1 - ab_t)) < 1e-12
+    assert abs(fast.r_squared(t, s) - 4 * v / (1 + v)) < 1e-12  # v / (1 + v) in [0, 1] units
+    assert abs(paper.coefficient(t, s) - (1 - alpha) / alpha**0.5) < 1e-12
+    assert abs(fast.coefficient(t, s) - 2.0 * ab_t**0.5 * (v / (1 + v)) * (1 / (1 + v)) ** 0.5) < 1e-12
+    # last step (s = -1): the step variance is 0, so the Fast EM update vanishes; the Tweedie one does not
+    assert fast.r_squared(0, -1) == 0.0 and fast.coefficient(0, -1) == 0.0
+    assert abs(paper.coefficient(0, -1) - (1 - _abar_by_hand(0)) / _abar_by_hand(0) ** 0.5) < 1e-12
+    with pytest.raises(InputError, match="r_t"):
+        PiGDMGuidance(predict, y, op, r_choice="posterior", **kw)
+
+
+@pytest.mark.parametrize("r_choice", ["paper", "fastem"])
+def test_pigdm_gradient_is_unit_free(r_choice):
+    """g computed as the Fast EM code does, in [0, 1] units (x0 in [0, 1], sigma in [0, 1] units, r^2 / 4),
+    equals unblur's [-1, 1]-unit g (circular blur: both inverses exact in Fourier)."""
+    op, y, x_t = _tiny_problem("circular")
+    sched = VPSchedule()
+    predict = make_x0_predictor(TinyNet(), sched)
+    sigma = 0.05
+    guide = PiGDMGuidance(predict, y, op, sigma=sigma, schedule=sched, r_choice=r_choice)
+    t, s = 400, 390
+    _, g = guide.gradient(x_t, t, s)
+    r2_01 = guide.r_squared(t, s) / 4
+    xt = x_t.clone().requires_grad_(True)
+    x01 = (predict(xt, t) + 1) / 2
+    vec = op.A_adjoint(solve_regularized_gram(op, y - op.A(x01.detach()), r2_01, sigma**2))
+    (g01,) = torch.autograd.grad(x01, xt, grad_outputs=vec)
+    torch.testing.assert_close(g01, g, atol=1e-10, rtol=1e-10)
+
 def test_fourier_and_cg_data_steps_agree():
     op, y, _ = _tiny_problem("circular")
     v = torch.rand_like(y)

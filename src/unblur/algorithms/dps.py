@@ -18,18 +18,21 @@ from .guidance import DPSGuidance
 
 
 def dps_refine(run, x_start: torch.Tensor, timesteps: list[int], *, zeta: float = 0.3, squared: bool = False,
-               progress=None) -> torch.Tensor:
+               zeta_schedule: str = "constant", progress=None) -> torch.Tensor:
     """DPS steps through ``timesteps`` from state ``x_start`` ([-1, 1] units); returns the [0, 1] estimate."""
-    guidance = DPSGuidance(make_x0_predictor(run.prior, run.schedule), run.y, run.op, zeta=zeta, squared=squared)
+    guidance = DPSGuidance(make_x0_predictor(run.prior, run.schedule), run.y, run.op, zeta=zeta, squared=squared,
+                           zeta_schedule=zeta_schedule, schedule=run.schedule)
     x = guided_ddpm(x_start, timesteps, run.schedule, guidance, run.generator, progress)
     return (x + 1) / 2
 
 
-def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = False, prior=None,
-        noise_sigma: float | None = None, boundary: str = "replicate", seed: int | None = 0, device=None,
+def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = False, zeta_schedule: str = "constant",
+        prior=None, noise_sigma: float | None = None, boundary: str = "replicate", seed: int | None = 0, device=None,
         progress: bool = False, callback=None):
     """DPS deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image in [0, 1]; returns ``(restored, info)``.
 
+    ``zeta_schedule``: ``"constant"`` (``zeta_t = zeta``) or ``"sqrt_abar"`` (``zeta_t = zeta sqrt(abar_t)``, the
+    BlindDPS / Fast Diffusion EM code's schedule; :mod:`unblur.algorithms.guidance`).
     ``prior``: Denoiser, checkpoint path/spec or None (embedded network).  ``boundary``: the blur model
     (``replicate`` = the RL-diffusion paper's).  ``info``: ``nfe``, ``time_s``, ``timesteps``.
     """
@@ -38,6 +41,7 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
     run.require_noise_levels(ts[0])
     x_T = randn(run.y.shape[:2] + tuple(run.op.in_shape), run.y, run.generator)
     bar = run.progress(len(ts), "DPS", progress, callback)
-    x = dps_refine(run, x_T, ts, zeta=zeta, squared=squared, progress=bar)
+    x = dps_refine(run, x_T, ts, zeta=zeta, squared=squared, zeta_schedule=zeta_schedule, progress=bar)
     bar.close()
-    return run.finish(x, {"method": "dps", "steps": len(ts), "zeta": zeta, "squared_norm": squared})
+    return run.finish(x, {"method": "dps", "steps": len(ts), "zeta": zeta, "squared_norm": squared,
+                          "zeta_schedule": zeta_schedule})

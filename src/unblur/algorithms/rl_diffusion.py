@@ -10,7 +10,8 @@ and diffusion regularization", EUSIPCO 2024, Algorithm 1:
    ``x_t = sqrt(abar_t) x' + sqrt(1 - abar_t) z`` (in [-1, 1] units) and take the Tweedie estimate
    ``x = x0_hat(x_t)`` (one network evaluation; clipped to [0, 1] so that RL stays positive).
 3. Renoise the result to ``t = M - 1`` and run ``M`` DPS steps ``t = M-1 .. 0``
-   (:func:`unblur.algorithms.dps.dps_refine`; same zeta/norm conventions as DPS).
+   (:func:`unblur.algorithms.dps.dps_refine`; same zeta/norm/``zeta_schedule`` conventions as DPS; the
+   paper uses a constant ``zeta``).
 
 Network evaluations: ``N + M`` (100 with the defaults N = 20, L = 20, M = 80).  The blur model is
 replicate padding by ``k // 2`` (``boundary="replicate"``) as in the paper.  ``refine_from`` starts
@@ -45,9 +46,9 @@ def rl_diffusion_schedule(N: int, M: int, T: int = 1000) -> tuple[list[int], lis
 
 
 def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: float = 0.3, squared: bool = False,
-                 refine_from="rl-diffusion", prior=None, noise_sigma: float | None = None,
-                 boundary: str = "replicate", seed: int | None = 0, device=None, progress: bool = False,
-                 callback=None):
+                 zeta_schedule: str = "constant", refine_from="rl-diffusion", prior=None,
+                 noise_sigma: float | None = None, boundary: str = "replicate", seed: int | None = 0, device=None,
+                 progress: bool = False, callback=None):
     """RL-diffusion deblurring (module docstring) of a gray or colour image in [0, 1].
 
     Returns ``(restored, info)``; ``info`` has ``nfe``, ``time_s``, ``rl_timesteps``, ``dps_timesteps``.
@@ -83,9 +84,10 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
             x = (x0_from_denoiser(run.prior, x_t, t, sched).clamp(-1, 1) + 1) / 2
             bar.update(i, x, t=t)
         x_start = sched.q_sample(2 * x.clamp(0, 1) - 1, dps_ts[0], randn(x.shape, x, run.generator))
-    x = dps_refine(run, x_start, dps_ts, zeta=zeta, squared=squared, progress=_Offset(bar, len(rl_ts)))
+    x = dps_refine(run, x_start, dps_ts, zeta=zeta, squared=squared, zeta_schedule=zeta_schedule,
+                   progress=_Offset(bar, len(rl_ts)))
     bar.close()
-    return run.finish(x, {"method": "rl-diffusion", "N": N, "L": L, "M": M, "zeta": zeta,
+    return run.finish(x, {"method": "rl-diffusion", "N": N, "L": L, "M": M, "zeta": zeta, "zeta_schedule": zeta_schedule,
                           "refine_from": "array" if custom else refine_from,
                           "rl_timesteps": rl_ts, "dps_timesteps": dps_ts})
 

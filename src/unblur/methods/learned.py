@@ -8,7 +8,7 @@ evaluations) and ``time_s``.
 from __future__ import annotations
 
 from ..algorithms import dpir, dps, pigdm, pnp_admm, rl_diffusion
-from ..algorithms.guidance import R_CHOICES
+from ..algorithms.guidance import R_CHOICES, ZETA_SCHEDULES
 from ..algorithms.rl_diffusion import REFINE_FROM
 from ..physics.convolution import BOUNDARIES
 from ..registry import Method, Param, register
@@ -23,6 +23,9 @@ _COMMON = (
 )
 _ZETA = Param("zeta", float, 0.3, "DPS step: x -= zeta * grad ||y - A x0_hat|| ([-1, 1] units; 0.3 = DPS reference for deblurring)")
 _SQUARED = Param("squared", bool, False, "DPS guidance on the squared norm instead of the norm")
+_ZETA_SCHEDULE = Param("zeta_schedule", str, "constant",
+                       "DPS step schedule: constant = zeta (DPS paper); sqrt_abar = zeta sqrt(abar_t) (BlindDPS / Fast EM code)",
+                       ZETA_SCHEDULES)
 
 register(Method(
     "pnp-admm", "nonblind", pnp_admm, "plug-and-play ADMM with a denoiser prior (exact Fourier data step for circular blur, CG otherwise)",
@@ -42,13 +45,14 @@ register(Method(
 
 register(Method(
     "dps", "nonblind", dps, "diffusion posterior sampling: ancestral DDPM guided by grad ||y - A x0_hat||",
-    (Param("steps", int, 1000, "diffusion steps (1000 = full schedule; fewer = respaced)"), _ZETA, _SQUARED) + _COMMON,
+    (Param("steps", int, 1000, "diffusion steps (1000 = full schedule; fewer = respaced)"), _ZETA, _SQUARED, _ZETA_SCHEDULE) + _COMMON,
     "Chung et al., ICLR 2023"))
 
 register(Method(
     "pigdm", "nonblind", pigdm, "pseudoinverse-guided diffusion: (r_t^2 H H^T + sigma^2 I)^-1 guidance",
     (Param("steps", int, 100, "diffusion steps (respaced)"),
-     Param("r_choice", str, "paper", "r_t^2: paper = 1 - abar_t; posterior = DDPM posterior variance", R_CHOICES),
+     Param("r_choice", str, "paper",
+           "r_t^2 and step: paper = 1 - abar_t with Tweedie step; fastem = Fast EM code (4v/(1+v), v = step variance)", R_CHOICES),
      Param("weight", float, 1.0, "guidance weight"),
      Param("cg_iter", int, 50, "conjugate-gradient iterations for the inverse (non-circular boundaries)")) + _COMMON,
     "Song et al., ICLR 2023"))
@@ -59,6 +63,6 @@ register(Method(
     (Param("N", int, 20, "outer RL + renoise/Tweedie steps (t = M+N-1 .. M)"),
      Param("L", int, 20, "Richardson-Lucy iterations per outer step"),
      Param("M", int, 80, "DPS refinement steps (t = M-1 .. 0)"),
-     _ZETA, _SQUARED,
+     _ZETA, _SQUARED, _ZETA_SCHEDULE,
      Param("refine_from", str, "rl-diffusion", "start of the DPS refinement (paper's Table II ablation)", REFINE_FROM)) + _COMMON,
     "Modrzyk, Etxebeste, Bretin, Maxim, EUSIPCO 2024"))
