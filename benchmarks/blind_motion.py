@@ -111,6 +111,8 @@ def main(argv=None) -> None:
     ap.add_argument("--crop", type=int, default=0, help="border removed before PSNR/SSIM")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--r-choice", default="paper", choices=("paper", "fastem"),
+                    help="PiGDM r_t^2 and update scale of every PiGDM row (see unblur.algorithms.guidance)")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -133,18 +135,18 @@ def main(argv=None) -> None:
     def run(name, y, k_true, sigma, seed):
         common = dict(steps=args.steps, noise_sigma=sigma, prior=prior, seed=seed)
         if name == "pigdm-true":
-            x, info = pigdm(y, k_true, boundary="circular", **common)
+            x, info = pigdm(y, k_true, boundary="circular", r_choice=args.r_choice, **common)
             return x, k_true, info
         if name == "pigdm-dirac":
-            x, info = pigdm(y, dirac, boundary="circular", **common)
+            x, info = pigdm(y, dirac, boundary="circular", r_choice=args.r_choice, **common)
             return x, dirac, info
         if name == "diffusion-em":
-            x, info = diffusion_em(y, kernel_size=ks, em_iters=args.em_iters, **common, **mkw)
+            x, info = diffusion_em(y, kernel_size=ks, em_iters=args.em_iters, r_choice=args.r_choice, **common, **mkw)
         else:
             g = "dps" if name == "fast-dps" else "pigdm"
             n = n_many if name == "fast-pigdm-n" else 1
             x, info = fast_diffusion_em(y, guidance=g, particles=n, kernel_size=ks, mstep_variance=name == "fast-pigdm-d9",
-                                        **common, **mkw)
+                                        r_choice=args.r_choice, **common, **mkw)
         return x, info["kernel"], info
 
     labels = {"fast-pigdm": "Fast EM PiGDM n=1", "fast-pigdm-d9": "Fast EM PiGDM n=1, M-step eq. D.9 (r_t^2)",
@@ -158,7 +160,7 @@ def main(argv=None) -> None:
     images = load_images(args.folder, args.images, args.size)
     print(f"images: {len(images)} x {args.size}px crops of {args.folder} ({', '.join(n for n, _ in images)}); "
           f"kernels: GP camera shake {ks}x{ks}; steps {args.steps}; prior: {prior_note}; "
-          f"M-step regulariser: {reg}; torch threads {torch.get_num_threads()}\n")
+          f"M-step regulariser: {reg}; PiGDM r_choice {args.r_choice}; torch threads {torch.get_num_threads()}\n")
     c = args.crop
     inner = (slice(c, args.size - c), slice(c, args.size - c)) if c else (slice(None), slice(None))
     for s255 in [float(v) for v in args.noise.split(",")]:
