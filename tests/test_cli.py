@@ -98,6 +98,15 @@ def test_help_and_methods(capsys):
     assert "tikhonov" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["deconvolve", "blind", "simulate", "psf", "train", "methods"])
+def test_every_help_text_renders(command, capsys):
+    """argparse %-formats help strings: a bare "%" in a registry parameter's help used to crash --help."""
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "usage" in capsys.readouterr().out
+
+
 def test_exit_code_1_on_internal_failure(files, monkeypatch, capsys):
     d, _, _ = files
     import unblur.cli.deconvolve as dec

@@ -28,12 +28,11 @@ def add_method_options(parser: argparse.ArgumentParser, methods: list[Method]) -
             group = group or parser.add_argument_group(f"options of --method {m.name} (and later methods sharing them)")
             flag = "--" + p.name.replace("_", "-")
             default_txt = "" if p.default is None else f" (default {p.default})"
+            text = (p.help + default_txt).replace("%", "%%")  # argparse formats help with %
             if p.type is bool:
-                group.add_argument(flag, dest=p.name, action=argparse.BooleanOptionalAction, default=None,
-                                   help=p.help + default_txt)
+                group.add_argument(flag, dest=p.name, action=argparse.BooleanOptionalAction, default=None, help=text)
             else:
-                group.add_argument(flag, dest=p.name, type=p.type, default=None, choices=p.choices,
-                                   help=p.help + default_txt)
+                group.add_argument(flag, dest=p.name, type=p.type, default=None, choices=p.choices, help=text)
 
 
 def method_params_from_args(args: argparse.Namespace, method: Method, all_methods: list[Method]) -> dict:
