@@ -120,7 +120,7 @@ def main(argv=None):
         sys.exit(f"no images found under {args.data}")
     print(f"{len(images)} image(s): {', '.join(n for n, _ in images)}; torch threads {torch.get_num_threads()}",
           file=sys.stderr)
-    rows = []
+    rows, per_image = [], {}
     for sigma in args.noise:
         for name in args.methods:
             res, skipped = [], None
@@ -138,15 +138,22 @@ def main(argv=None):
             if skipped:
                 rows.append(f"| {sigma} | {name} | not run: {skipped} | | | |")
                 continue
-            m = np.mean(res, axis=0)
-            rows.append(f"| {sigma} | {name} | {m[0]:.2f} | {m[1]:.3f} | {m[2]:.1f} | {int(m[3])} |")
+            m, sd = np.mean(res, axis=0), np.std(res, axis=0)
+            per_image[(sigma, name)] = [r[0] for r in res]
+            rows.append(f"| {sigma} | {name} | {m[0]:.2f} ± {sd[0]:.2f} | {m[1]:.3f} | {m[2]:.1f} | {int(m[3])} |")
         blurred = [psnr(blur(ref, psf, sigma, args.seed + i), ref) for i, (_, ref) in enumerate(images)]
         rows.append(f"| {sigma} | (blurred input) | {np.mean(blurred):.2f} | | | |")
     print(f"\n{len(images)} image(s) ({', '.join(args.sets)}), {args.size}x{args.size}, kernel 61x61 sigma 3.0, "
           f"replicate padding, prior {args.prior or 'embedded'}, RL-diffusion zeta {args.zeta} M {args.M}\n")
-    print("| noise sigma ([0,1]) | method | PSNR | SSIM | time (s) | nfe |")
+    print("| noise sigma ([0,1]) | method | PSNR (mean ± std over images) | SSIM | time (s) | nfe |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))
+    for sigma in args.noise:  # paired per-image differences behind the paper's claims
+        for a, b in (("rl-diffusion", "rl-tv"), ("rl-diffusion", "dps"), ("rl-diffusion", "pnp-admm")):
+            if (sigma, a) in per_image and (sigma, b) in per_image:
+                d = np.subtract(per_image[(sigma, a)], per_image[(sigma, b)])
+                print(f"\nnoise {sigma}: PSNR({a}) - PSNR({b}) per image: mean {d.mean():+.2f} dB, "
+                      f"min {d.min():+.2f}, max {d.max():+.2f} ({len(d)} images)")
 
 
 if __name__ == "__main__":
