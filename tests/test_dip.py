@@ -14,6 +14,7 @@ from unblur.blind.dip.fit import (
     SelfDeblurObjective,
     VDIPObjective,
     downsample,
+    downsample_noise_gain,
     fit,
     levels,
     scaled_kernel_size,
@@ -238,3 +239,21 @@ def test_coarse_to_fine_preset_and_pyramid_checks():
     for bad in ({"pyramid": (0.5, 0.25), "pyramid_iters": (5, 5)}, {"pyramid": (0.5,), "pyramid_iters": ()}):
         with pytest.raises(InputError):
             fit(y, 7, SelfDeblurObjective(5), FitConfig(iterations=5, generator=TINY, **bad))
+
+
+def test_vdip_objective_at_coarse_scale_uses_the_downsampled_noise_level():
+    # the coarse-to-fine levels fit an antialiased downsampled image, whose noise is weaker
+    noise = torch.randn(1, 1, 256, 256, generator=torch.Generator().manual_seed(0)) * 0.04
+    for scale in (0.5, 0.25):
+        measured = float(downsample(noise, scale)[..., 4:-4, 4:-4].std()) / 0.04
+        gain = downsample_noise_gain((256, 256), scale)
+        assert abs(measured / gain - 1) < 0.1, (scale, measured, gain)
+    assert downsample_noise_gain((64, 64), 1.0) == pytest.approx(1.0)
+    obj = VDIPObjective(ELBO("sparse", 0.04), 3, 10)
+    coarse = obj.for_downsampled(0.5)
+    assert coarse.elbo.noise_sigma == pytest.approx(0.02) and coarse.elbo.var2 == pytest.approx(2 * 0.02**2)
+    assert (coarse.pretrain, coarse.switch_iter, coarse.elbo.prior) == (3, 10, "sparse")
+    assert obj.elbo.noise_sigma == 0.04  # the full-resolution objective is unchanged
+    assert obj.for_downsampled(0.1).elbo.var2 == pytest.approx(2 * 0.005**2)  # the floor still applies
+    sd = SelfDeblurObjective(5)
+    assert sd.for_downsampled(0.25) is sd

@@ -121,10 +121,15 @@ class ELBO:
         if prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}")
         self.prior = prior
+        self.noise_sigma = float(noise_sigma)
         self.var2 = 2 * max(float(noise_sigma), 0.005) ** 2
         self.prior_weight = prior_weight if prior_weight is not None else (2e-3 if prior == "sparse" else 5e-3)
         self.grad_weight = grad_weight
         self.patch = patch
+
+    def with_noise(self, noise_sigma: float) -> "ELBO":
+        """The same ELBO for another noise level (e.g. a downsampled copy of the image)."""
+        return ELBO(self.prior, noise_sigma, self.prior_weight, self.grad_weight, self.patch)
 
     @staticmethod
     def mean_std(out: torch.Tensor):
