@@ -319,3 +319,73 @@ def test_new_models_checkpoint_round_trip(kind, tmp_path):
     assert main(["blind", str(tmp_path / "b.tif"), "--method", "deepblur", "--identify-weights", str(tmp_path / "in.pt"),
                  "--deblur-weights", str(tmp_path / "dn.pt"), "-o", str(tmp_path / "s.tif")]) == 0
     assert read_image(tmp_path / "s_kernel.tif").shape == psf.reshape(-1, 9, 9).squeeze().shape
+
+
+# -- issue 8, s4: PSF-space identification loss, spectrum input features, lr schedule -----------------
+
+def test_psf_loss_zero_at_truth_and_sign_invariant():
+    from unblur.blind.deepblur.train import psf_loss
+
+    model = zernike_psf_model((1.2, 0.6, 0.1), DEEPBLUR_NOLL, 15)
+    g = (2 * torch.rand(3, 8, generator=torch.Generator().manual_seed(2)) - 1) * 0.15
+    psf = model(g)
+    assert float(psf_loss(model, g, psf)) < 1e-10
+    flipped = torch.where(torch.tensor([j in (4, 5, 6, 11) for j in DEEPBLUR_NOLL]), -g, g)  # even coefficients
+    other = g + 0.05
+    assert float(psf_loss(model, flipped, psf)) < 1e-10
+    l_other = float(psf_loss(model, other, psf))
+    assert l_other > 1e-3
+    torch.testing.assert_close(psf_loss(model, other, psf), psf_loss(model, other, model(flipped)))
+
+
+@pytest.mark.parametrize("loss,features", [("psf", "image"), ("both", "image+spectrum")])
+def test_new_losses_and_features_train_and_export(loss, features, tmp_path):
+    from unblur.blind.deepblur.simulate import make_batch
+    from unblur.blind.deepblur.train import Trainer, load_weights, model_from_weights
+
+    kw = {"loss": loss, "features": features, "lr_schedule": "cosine", "max_minutes": None}
+    t = Trainer(_args("identify", out=tmp_path / "in", **kw), psf_model=_small_model(), images=_images())
+    assert t.net.config.get("features", "image") == features
+    batch = make_batch(t.images, t.psf_model, 4, 24, 0.15, 0.0, 1e-4, torch.Generator().manual_seed(5))
+    t.net.train()
+    before = float(t.loss(batch).detach())
+    for _ in range(12):
+        t.opt.zero_grad()
+        t.loss(batch).backward()
+        t.opt.step()
+    assert float(t.loss(batch).detach()) < 0.9 * before
+    t.run(steps=3)
+    t.export(tmp_path / "in.pt")
+    w = load_weights(tmp_path / "in.pt")
+    assert w["train"]["loss"] == loss and w["config"].get("features", "image") == features
+    net = model_from_weights(w)
+    y = torch.rand(2, 1, 24, 30)
+    torch.testing.assert_close(net(y), t.net.eval()(y))
+    # resuming without the feature option rebuilds the checkpoint's network
+    t2 = Trainer(_args("identify", out=tmp_path / "in", resume=True, loss=loss), psf_model=_small_model(),
+                 images=_images())
+    assert t2.step == 3 and t2.net.config.get("features", "image") == features
+
+
+def test_old_identify_config_loads_as_image_features():
+    from unblur.blind.deepblur.identify import log_spectrum
+
+    net = IdentificationNet(8, widths=(4, 8, 8, 8), scale=0.15)
+    assert "features" not in net.config  # configs of the paper's IN are unchanged
+    old = dict(net.config)
+    net2 = IdentificationNet(**old)
+    net2.load_state_dict(net.state_dict())
+    y = torch.rand(2, 1, 32, 32)
+    torch.testing.assert_close(net2.eval()(y), net.eval()(y))
+    with pytest.raises(Exception):
+        IdentificationNet(8, widths=(4, 8, 8, 8), features="nope")
+    s = log_spectrum(torch.randn(2, 1, 16, 20))
+    assert s.shape == (2, 1, 16, 20) and abs(float(s.mean())) < 1e-4
+
+
+def test_lr_schedule():
+    from unblur.blind.deepblur.train import lr_factor
+
+    assert lr_factor(500, 1000, "constant") == 1.0
+    f = [lr_factor(s, 1000, "cosine") for s in range(1000)]
+    assert f[0] < 0.1 and abs(max(f) - 1) < 1e-6 and f[-1] < 1e-4 and f[500] < f[100]

@@ -10,6 +10,18 @@ Input normalisation (:func:`normalise`): each image is standardised by its own m
 deviation, ``(y - mean(y)) / (std(y) + 1e-6)``.  This makes IN invariant to the image's gain and
 offset: only the *shape* of the blur is read off the image.
 
+Input features (``features``, stored in the config; weights without the key are ``"image"``):
+
+* ``"image"``: the standardised image only (the paper's IN; one channel per image channel).
+* ``"image+spectrum"``: the standardised image, plus the log power spectrum of the Hann-windowed
+  standardised crop (:func:`log_spectrum`: fftshifted, DC at the centre, standardised per image),
+  plus two channels of frequency coordinates (``fy``, ``fx`` in [-1, 1) on the shifted grid; CoordConv) so
+  that the convolutions know *where* in the spectrum they look.  The power spectrum of ``y = h * x``
+  is ``|H|^2 |X|^2``: the MTF of the PSF (its rings and zeros, their radii and anisotropy) is
+  multiplied into the spectrum and is easy to read off its log; it is blind to ``h(r) -> h(-r)``
+  (the signs of the odd coefficients), which the image channel still carries.  The input must then be
+  a square or rectangular crop of the training size's order (the spectrum channel is as large as the image).
+
 Sign convention: the PSF of the pupil phase ``phi_even + phi_odd`` equals the PSF of
 ``-phi_even + phi_odd`` (flip the pupil r -> -r and conjugate; valid for a centro-symmetric pupil),
 so the signs of the even-order Zernike coefficients (radial order n even: Noll 4, 5, 6, 11, ...) can
@@ -52,6 +64,32 @@ def sign_invariant_mse(pred: torch.Tensor, target: torch.Tensor, noll) -> torch.
     return torch.minimum(e1, e2).mean()
 
 
+FEATURES = ("image", "image+spectrum")
+
+
+def log_spectrum(yn: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Standardised log power spectrum of the Hann-windowed ``yn (B, C, H, W)``, DC at ``(H // 2, W // 2)``.
+
+    ``p = |FFT(w yn)|^2 / sum(w^2)`` (about 1 per frequency on average for a unit-variance input),
+    ``log(p + eps)``, then each image's map is standardised (mean 0, std 1).
+    """
+    H, W = yn.shape[-2:]
+    win = torch.outer(torch.hann_window(H, periodic=False, dtype=yn.dtype, device=yn.device),
+                      torch.hann_window(W, periodic=False, dtype=yn.dtype, device=yn.device))
+    f = torch.fft.fft2(yn * win)
+    p = (f.real**2 + f.imag**2) / (win**2).sum().clamp_min(1e-12)
+    s = torch.fft.fftshift(torch.log(p + eps), dim=(-2, -1))
+    return normalise(s)
+
+
+def frequency_coordinates(B: int, H: int, W: int, like: torch.Tensor) -> torch.Tensor:
+    """``(B, 2, H, W)``: ``fy, fx`` in [-1, 1) (twice the frequency in cycles/pixel) on the fftshifted grid."""
+    fy = 2 * torch.fft.fftshift(torch.fft.fftfreq(H, dtype=like.dtype, device=like.device))
+    fx = 2 * torch.fft.fftshift(torch.fft.fftfreq(W, dtype=like.dtype, device=like.device))
+    grid = torch.stack(torch.meshgrid(fy, fx, indexing="ij"))
+    return grid[None].expand(B, 2, H, W)
+
+
 def normalise(y: torch.Tensor) -> torch.Tensor:
     """Per-image standardisation ``(y - mean) / (std + 1e-6)`` over channels and pixels."""
     flat = y.flatten(1)
@@ -79,14 +117,22 @@ class IdentificationNet(nn.Module):
     """ResNet encoder ``(B, 1, H, W) -> (B, K)``; any H, W >= 16 (adaptive pooling).
 
     ``scale`` multiplies the linear head's output (set to eta so that the head works in O(1) units).
+    ``features``: the input features (module docstring); ``"image"`` is the paper's IN.
     """
 
-    def __init__(self, n_params: int, widths=(16, 32, 64, 128), in_channels: int = 1, scale: float = 1.0):
+    def __init__(self, n_params: int, widths=(16, 32, 64, 128), in_channels: int = 1, scale: float = 1.0,
+                 features: str = "image"):
         super().__init__()
+        if features not in FEATURES:
+            raise InputError(f"unknown IN features {features!r}", f"use one of {', '.join(FEATURES)}")
         self.config = {"n_params": int(n_params), "widths": list(widths), "in_channels": int(in_channels),
                        "scale": float(scale)}
+        if features != "image":  # old configs have no key: they stay byte-identical
+            self.config["features"] = features
+        self.features = features
         w0 = widths[0]
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, w0, 3, 1, 1, bias=False), nn.BatchNorm2d(w0),
+        c_stem = in_channels if features == "image" else 2 * in_channels + 2
+        self.stem = nn.Sequential(nn.Conv2d(c_stem, w0, 3, 1, 1, bias=False), nn.BatchNorm2d(w0),
                                   nn.ReLU(inplace=True), nn.MaxPool2d(2))
         blocks, cin = [], w0
         for i, w in enumerate(widths):
@@ -99,7 +145,11 @@ class IdentificationNet(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         if y.ndim != 4 or y.shape[1] != self.config["in_channels"]:
             raise InputError(f"identification input must be (B, {self.config['in_channels']}, H, W), got {tuple(y.shape)}")
-        h = self.blocks(self.stem(normalise(y)))
+        x = normalise(y)
+        if self.features == "image+spectrum":
+            B, _, H, W = x.shape
+            x = torch.cat([x, log_spectrum(x), frequency_coordinates(B, H, W, x)], 1)
+        h = self.blocks(self.stem(x))
         return self.head(self.pool(h).flatten(1)) * self.config["scale"]
 
 

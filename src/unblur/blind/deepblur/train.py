@@ -8,16 +8,23 @@ basis, is stored in every checkpoint and export; ``--resume`` and stage ``deblur
 model of ``--identify-weights``) rebuild it from there, so the model options only matter for a new
 identification run.
 
-Stage ``identify``: minimise the MSE on gamma in units of eta, ``|IN(y) - gamma|^2 / eta^2``, made
-invariant to the model's ambiguities (the sign of the even Zernike coefficients,
-:func:`.identify.sign_invariant_mse`).
+Stage ``identify``: ``--loss gamma`` (the paper's) minimises the MSE on gamma in units of eta,
+``|IN(y) - gamma|^2 / eta^2``, made invariant to the model's ambiguities (the sign of the even Zernike
+coefficients, :func:`.identify.sign_invariant_mse`).  ``--loss psf`` minimises the relative squared
+error of the PSF, ``||h(IN(y)) - h(gamma)||^2 / ||h(gamma)||^2`` (:func:`psf_loss`; differentiable
+through the PSF model, invariant to every ambiguity of the model by construction, and the quantity
+behind the PSF SNR that we report); ``--loss both`` adds the two.  ``--features`` picks IN's input
+features (:mod:`.identify`: ``image`` or ``image+spectrum``).
 Stage ``deblur``: with IN frozen (``--identify-weights``), minimise ``||DN(y, A(IN(y))) - x||^2`` over
 the field of view -- DN is fed the *estimated* gamma, as in the paper, and the model's operator
 (convolution or product-convolution).
 
 Data: random gray crops of ``--data`` (default ``$UNBLUR_DATA/train/train400_gray``) with flips and
-rotations, ``gamma ~ U[-eta, eta]^K``, Poisson-Gaussian noise (see :mod:`.simulate` for the units).
-Adam, lr 1e-3.  A checkpoint (model, optimiser, step, RNG state, wall time, loss log) is written
+rotations, ``gamma ~ U[-eta, eta]^K`` (``--eta-dist uniform``: ``eta_i ~ U[0, eta]`` per image first, so
+that every blur level up to eta is seen), Poisson-Gaussian noise (see :mod:`.simulate` for the units).
+Adam, lr ``--lr`` (1e-3), constant or (``--lr-schedule cosine``) a cosine decay over ``--steps``
+after a linear warm-up over the first 2% of them.  ``--max-minutes`` stops a run after that much
+training wall time (counted over resumes; a checkpoint is written).  A checkpoint (model, optimiser, step, RNG state, wall time, loss log) is written
 atomically to ``--out/last.pt`` every ``--checkpoint-minutes`` and at the end; ``--resume`` continues
 from it.  ``--export FILE`` writes the inference weights (model + config + PSF model description);
 ``--resume --steps 0 --export FILE`` exports the last checkpoint of a stopped run.
@@ -27,17 +34,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as nn_f
 from tqdm import tqdm
 
 from ...data import data_path
 from ...errors import InputError, require
 from .deblur import DeblurNet
-from .identify import IdentificationNet
+from .identify import FEATURES, IdentificationNet
 from .psf_model import (
     DEEPBLUR_NOLL,
     MODEL_KINDS,
@@ -51,6 +60,40 @@ from .psf_model import (
 from .simulate import load_gray_images, make_batch
 
 HELP = "train deep-blur's identification (IN) or deblurring (DN) network"
+LOSSES = ("gamma", "psf", "both")
+
+
+def _opt(args, name: str, default):
+    """An option that older argument namespaces (scripts, tests) may lack."""
+    return getattr(args, name, default)
+
+
+def psf_loss(psf_model: PSFModel, pred: torch.Tensor, psf: torch.Tensor, scales=(1,)) -> torch.Tensor:
+    """Mean over the batch of ``||h(pred) - psf||^2 / ||psf||^2`` (all PSFs of an image together).
+
+    ``scales``: the relative error is averaged over the PSFs summed over ``s x s`` pixel blocks for each
+    ``s`` (``(1,)``: the plain PSF error; ``(1, 2, 4)``: a pyramid, whose coarse levels compare the
+    PSFs' overall shapes and vary more smoothly with gamma).
+    """
+    h = psf_model(pred)
+    total = 0.0
+    for s in scales:
+        a, b = (h, psf) if s == 1 else (nn_f.avg_pool2d(h.flatten(0, 1)[:, None], s, ceil_mode=True),
+                                         nn_f.avg_pool2d(psf.flatten(0, 1)[:, None], s, ceil_mode=True))
+        a, b = a.reshape(len(h), -1), b.reshape(len(h), -1)
+        total = total + (((a - b) ** 2).sum(1) / (b**2).sum(1).clamp_min(1e-30)).mean()
+    return total / len(scales)
+
+
+def lr_factor(step: int, total: int, schedule: str) -> float:
+    """Multiplier of the base lr at ``step`` (0-based) of ``total``: 1, or warm-up then cosine decay."""
+    if schedule == "constant" or total <= 0:
+        return 1.0
+    warm = max(1, int(0.02 * total))
+    if step < warm:
+        return (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    return 0.5 * (1 + math.cos(math.pi * t))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,9 +114,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local-model", choices=("eigen", "zernike"), default="eigen",
                    help="PSF model at each control point (product-convolution)")
     p.add_argument("--eta", type=float, default=0.15, help="gamma ~ U[-eta, eta]")
+    p.add_argument("--eta-dist", choices=("fixed", "uniform"), default="fixed",
+                   help="fixed: gamma ~ U[-eta, eta]; uniform: each image draws eta_i ~ U[0, eta] first "
+                        "(all blur levels up to eta are seen)")
     p.add_argument("--alpha-max", type=float, default=0.05, help="Poisson term of the noise variance")
     p.add_argument("--beta-max", type=float, default=0.0225, help="Gaussian variance (0.15^2: std up to 0.15)")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant lr, or warm-up + cosine decay to 0 over --steps")
+    p.add_argument("--loss", choices=LOSSES, default="gamma",
+                   help="identification loss: gamma MSE (paper), relative PSF error, or their sum")
+    p.add_argument("--psf-scales", default="1",
+                   help="block sizes of the PSF loss pyramid, e.g. 1,2,4 (--loss psf/both)")
+    p.add_argument("--features", choices=FEATURES, default="image", help="IN input features (stage identify)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training wall time")
     p.add_argument("--width", type=int, default=16, help="first-stage width of the networks")
     p.add_argument("--identify-weights", type=Path, default=None, help="IN weights (stage deblur)")
     p.add_argument("--cg-iters", type=int, default=20, help="CG iterations per data-prox solve (stage deblur)")
@@ -99,8 +153,8 @@ def save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def build_identifier(n_params: int, width: int, eta: float) -> IdentificationNet:
-    return IdentificationNet(n_params, widths=(width, 2 * width, 4 * width, 8 * width), scale=eta)
+def build_identifier(n_params: int, width: int, eta: float, features: str = "image") -> IdentificationNet:
+    return IdentificationNet(n_params, widths=(width, 2 * width, 4 * width, 8 * width), scale=eta, features=features)
 
 
 def build_deblurrer(width: int, cg_iters: int = 20, lam: float = 0.05) -> DeblurNet:
@@ -146,6 +200,8 @@ class Trainer:
         self.device = torch.device(a.device)
         self.out = a.out or Path("runs") / f"deepblur_{a.stage}"
         ck = self._read_checkpoint() if a.resume else None
+        if ck is not None and "features" in ck.get("args", {}):
+            a.features = ck["args"]["features"]  # the checkpoint's network, whatever the options say
         w_in = None
         if a.stage == "deblur":
             require(a.identify_weights is not None, "stage deblur needs --identify-weights", "train stage identify first")
@@ -157,7 +213,8 @@ class Trainer:
         self.images = images
         self.g = torch.Generator().manual_seed(a.seed)
         if a.stage == "identify":
-            self.net = build_identifier(self.psf_model.n_params, a.width, a.eta).to(self.device)
+            self.net = build_identifier(self.psf_model.n_params, a.width, a.eta,
+                                        _opt(a, "features", "image")).to(self.device)
             self.identifier = None
         else:
             self.identifier = model_from_weights(w_in).to(self.device)
@@ -205,13 +262,25 @@ class Trainer:
                      "psf_model": self.psf_model.description,
                      "train": {"steps": self.step, "wall_s": round(self.wall, 1), "size": a.size, "batch": a.batch,
                                "eta": a.eta, "alpha_max": a.alpha_max, "beta_max": a.beta_max, "lr": a.lr,
-                               "seed": a.seed, "final_loss": self.log[-1][1] if self.log else None}}, path)
+                               "seed": a.seed, "final_loss": self.log[-1][1] if self.log else None,
+                               "loss": _opt(a, "loss", "gamma"), "psf_scales": _opt(a, "psf_scales", "1"),
+                               "eta_dist": _opt(a, "eta_dist", "fixed"),
+                               "features": _opt(a, "features", "image"), "lr_schedule": _opt(a, "lr_schedule", "constant")}},
+                    path)
 
     # -- one step -----------------------------------------------------------------------------------
     def loss(self, batch) -> torch.Tensor:
         a = self.args
         if a.stage == "identify":
-            return self.psf_model.gamma_loss(self.net(batch["y"]), batch["gamma"]) / a.eta**2
+            kind = _opt(a, "loss", "gamma")
+            pred = self.net(batch["y"])
+            loss = 0.0
+            if kind in ("gamma", "both"):
+                loss = self.psf_model.gamma_loss(pred, batch["gamma"]) / a.eta**2
+            if kind in ("psf", "both"):
+                scales = tuple(int(v) for v in str(_opt(a, "psf_scales", "1")).split(","))
+                loss = loss + psf_loss(self.psf_model, pred, batch["psf"], scales)
+            return loss
         with torch.no_grad():
             psf = self.psf_model(self.psf_model.canonical(self.identifier(batch["y"])))
         op = self.psf_model.operator(psf, (a.size, a.size), "valid")
@@ -221,7 +290,13 @@ class Trainer:
     def train_step(self) -> float:
         a = self.args
         self.net.train()
-        batch = make_batch(self.images, self.psf_model, a.batch, a.size, a.eta, a.alpha_max, a.beta_max, self.g, self.device)
+        eta = a.eta
+        if _opt(a, "eta_dist", "fixed") == "uniform":
+            eta = torch.rand(a.batch, 1, generator=self.g) * a.eta
+        batch = make_batch(self.images, self.psf_model, a.batch, a.size, eta, a.alpha_max, a.beta_max, self.g, self.device)
+        f = lr_factor(self.step, a.steps, _opt(a, "lr_schedule", "constant"))
+        for group in self.opt.param_groups:
+            group["lr"] = a.lr * f
         loss = self.loss(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -245,6 +320,9 @@ class Trainer:
             if now - last_ck > 60 * a.checkpoint_minutes:
                 self.checkpoint()
                 last_ck = now
+            max_min = _opt(a, "max_minutes", None)
+            if max_min is not None and self.wall >= 60 * max_min:
+                break
         self.checkpoint()
         if a.export:
             self.export(a.export)
