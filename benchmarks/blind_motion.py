@@ -111,8 +111,8 @@ def main(argv=None) -> None:
     ap.add_argument("--crop", type=int, default=0, help="border removed before PSNR/SSIM")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--r-choice", default="paper", choices=("paper", "fastem"),
-                    help="PiGDM r_t^2 and update scale of every PiGDM row (see unblur.algorithms.guidance)")
+    ap.add_argument("--r-choice", default="fastem", choices=("paper", "fastem"),
+                    help="PiGDM r_t^2 and update scale of every PiGDM row, Fast EM and non-blind alike (default: Fast EM's default; see unblur.algorithms.guidance)")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)

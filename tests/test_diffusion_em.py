@@ -297,9 +297,18 @@ def test_registry_entries():
     res = blind_deconvolve(y, "fast-em", kernel_size=7, steps=5, prior=GaussianSmoother(), regularizer="l2",
                            noise_sigma=sigma, progress=False)
     assert res.kernel.shape == (7, 7) and res.image.shape == y.shape and res.info["nfe"] == 5
+    res_fast = res
     res = blind_deconvolve(y, "diffusion-em", kernel_size=7, steps=3, em_iters=2, prior=GaussianSmoother(),
                            regularizer="l2", progress=False)
     assert res.info["nfe"] == 6
+    # PiGDM r_t: Fast EM / Diffusion EM default to the authors' code ("fastem"), settable; non-blind PiGDM keeps "paper"
+    from unblur.registry import get_method
+    for name in ("fast-em", "diffusion-em"):
+        assert {p.name: p.default for p in get_method(name).params}["r_choice"] == "fastem"
+    assert {p.name: p.default for p in get_method("pigdm").params}["r_choice"] == "paper"
+    a = blind_deconvolve(y, "fast-em", kernel_size=7, steps=5, prior=GaussianSmoother(), regularizer="l2",
+                         noise_sigma=sigma, progress=False, r_choice="paper")
+    assert not np.allclose(a.image, res_fast.image)
 
 
 # -- bad input ------------------------------------------------------------------------------

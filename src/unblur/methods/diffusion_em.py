@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+from ..algorithms.guidance import R_CHOICES
 from ..blind.diffusion_em.diffusion_em import diffusion_em
 from ..blind.diffusion_em.fast_em import fast_diffusion_em
 from ..blind.diffusion_em.mstep import EVEN_RULES, REGULARIZERS
@@ -57,6 +58,8 @@ _COMMON = (
     Param("beta", float, None, "HQS splitting weight beta (default 1e5; 1e3 for l1)"),
     Param("hqs_iters", int, 10, "HQS iterations per M-step"),
     Param("zeta", float, 0.3, "DPS step size"),
+    Param("r_choice", str, "fastem", "PiGDM r_t^2 and step: fastem = the Fast EM authors' code (default), "
+          "paper = 1 - abar_t with Tweedie step", R_CHOICES),
     Param("even_rule", str, "refuse", "even kernel sizes: refuse, or fftshift (centre pixel n // 2)", EVEN_RULES),
     Param("progress", bool, True, "show a progress bar"),
 )
