@@ -389,3 +389,12 @@ def test_lr_schedule():
     assert lr_factor(500, 1000, "constant") == 1.0
     f = [lr_factor(s, 1000, "cosine") for s in range(1000)]
     assert f[0] < 0.1 and abs(max(f) - 1) < 1e-6 and f[-1] < 1e-4 and f[500] < f[100]
+
+
+def test_eta_dist_uniform_trains(tmp_path):
+    from unblur.blind.deepblur.train import Trainer
+
+    t = Trainer(_args("identify", out=tmp_path, loss="psf", eta_dist="uniform"), psf_model=_small_model(),
+                images=_images())
+    losses = t.run(steps=2)
+    assert len(losses) == 2 and all(np.isfinite(losses))
