@@ -14,7 +14,9 @@ coefficients, :func:`.identify.sign_invariant_mse`).  ``--loss psf`` minimises t
 error of the PSF, ``||h(IN(y)) - h(gamma)||^2 / ||h(gamma)||^2`` (:func:`psf_loss`; differentiable
 through the PSF model, invariant to every ambiguity of the model by construction, and the quantity
 behind the PSF SNR that we report); ``--loss both`` adds the two.  ``--features`` picks IN's input
-features (:mod:`.identify`: ``image`` or ``image+spectrum``).
+features (:mod:`.identify`: ``image`` or ``image+spectrum``).  The defaults are the paper's; the shipped IN uses
+``--loss psf --features image+spectrum --eta-dist uniform`` (the gamma loss alone stays on the plateau of
+the best constant prediction in a CPU budget; see the model card).
 Stage ``deblur``: with IN frozen (``--identify-weights``), minimise ``||DN(y, A(IN(y))) - x||^2`` over
 the field of view -- DN is fed the *estimated* gamma, as in the paper, and the model's operator
 (convolution or product-convolution).
