@@ -52,11 +52,12 @@ def tv_gradient_term(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 
 
 def _ratio(y: torch.Tensor, Av: torch.Tensor, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``y / Av`` where ``Av > eps`` and 0 elsewhere (no NaN/Inf from empty regions), into ``out`` if given."""
-    if float(Av.min()) > eps:  # the usual case: a single division
-        return torch.div(y, Av, out=out) if out is not None else y / Av
-    r = torch.where(Av > eps, y / Av.clamp_min(eps), 0.0)
-    return out.copy_(r) if out is not None else r
+    """``y / Av`` where ``Av > eps`` and 0 elsewhere (no NaN/Inf from empty regions), into ``out`` if given.
+
+    One division and one masked fill (no reduction, no temporaries of image size besides a bool
+    mask): about 2x cheaper than ``where`` + ``clamp`` in the RL inner loop."""
+    r = torch.div(y, Av, out=out) if out is not None else y / Av
+    return r.masked_fill_((Av > eps).logical_not_(), 0.0)
 
 
 def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_iter: int, *,
