@@ -87,6 +87,13 @@ SOLVERS = {
 }
 
 
+# PSNR gain over the blurred input (dB): about half of the measured gain (seeded runs; measured gray:
+# pnp-admm 3.41, dpir 3.57, dps 0.98, pigdm 2.45, rl-diffusion 2.19; colour: pnp-admm 2.50, rl-diffusion 0.92,
+# pigdm 1.20), so that a solver that stops working fails while a change of CPU or BLAS does not.
+MIN_GAIN_GRAY = {"pnp-admm": 1.7, "dpir": 1.8, "dps": 0.5, "pigdm": 1.2, "rl-diffusion": 1.1}
+MIN_GAIN_COLOUR = {"pnp-admm": 1.2, "rl-diffusion": 0.45, "pigdm": 0.6}
+
+
 @pytest.mark.parametrize("name", list(SOLVERS))
 def test_each_solver_improves_psnr_gray(name):
     img, psf = _scene(), _gauss_psf(11, 2.5)
@@ -94,19 +101,20 @@ def test_each_solver_improves_psnr_gray(name):
     func, kw = SOLVERS[name]
     out, info = func(y, psf, prior=GaussianModelDenoiser(), noise_sigma=0.01, boundary="circular", **kw)
     assert out.shape == img.shape and out.dtype == np.float32
-    assert psnr(out, img) > psnr(y, img) + 0.3, (psnr(out, img), psnr(y, img))
+    assert out.min() >= 0 and out.max() <= 1  # [0, 1] in, [0, 1] out
+    assert psnr(out, img) > psnr(y, img) + MIN_GAIN_GRAY[name], (psnr(out, img), psnr(y, img))
     assert info["nfe"] > 0 and info["time_s"] > 0
 
 
-@pytest.mark.parametrize("name", ["pnp-admm", "rl-diffusion", "pigdm"])
+@pytest.mark.parametrize("name", list(MIN_GAIN_COLOUR))
 def test_colour_replicate_boundary(name):
     img, psf = _scene(32, channels=3), _gauss_psf()
     y = _blur(img, psf, "replicate")
     func, kw = SOLVERS[name]
     kw = dict(kw, cg_iter=20) if name == "pigdm" else kw
     out, info = func(y, psf, prior=GaussianModelDenoiser(), noise_sigma=0.01, boundary="replicate", **kw)
-    assert out.shape == img.shape
-    assert psnr(out, img) > psnr(y, img) + 0.3
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert psnr(out, img) > psnr(y, img) + MIN_GAIN_COLOUR[name], (psnr(out, img), psnr(y, img))
 
 
 def test_rl_diffusion_schedule_and_nfe():
@@ -306,8 +314,6 @@ def test_bad_inputs_rejected(name):
 
 
 def test_checkpoint_of_the_wrong_kind_rejected(tmp_path):
-    if not hasattr(pytest.importorskip("unblur.models"), "load_prior"):
-        pytest.skip("unblur.models.load_prior is not available")
     bad = tmp_path / "not_a_prior.pt"
     torch.save({"optimizer": {"lr": 1e-3}}, bad)
     img, psf = _scene(24), _gauss_psf(5, 1.0)

@@ -24,6 +24,7 @@ from unblur.blind.deepblur.psf_model import (
     psf_model_from_description,
     zernike_psf_model,
 )
+from unblur.errors import InputError
 from unblur.physics.product_convolution import ProductConvolution
 from unblur.physics.convolution import Convolution, psf_to_otf
 
@@ -149,16 +150,18 @@ def test_training_steps_reduce_loss_and_resume(stage, tmp_path):
 
 
 def test_shipped_weights_beat_zero(shared_data):
+    """The shipped IN identifies held-out blurs of Set12 images far better than the aberration-free PSF
+    (measured: squared PSF error 0.06-0.075 of the zero-coefficient PSF's on these three images)."""
     from unblur.blind.deepblur.api import IDENTIFY_WEIGHTS, identify_psf
     from unblur.io import read_image
 
-    if not IDENTIFY_WEIGHTS.exists():
-        pytest.skip("no shipped deep-blur weights")
+    assert IDENTIFY_WEIGHTS.exists(), f"shipped deep-blur weights missing: {IDENTIFY_WEIGHTS}"
     folder = shared_data("test/set12")
     files = sorted(folder.glob("*.png"))[:3]
+    assert len(files) == 3, f"expected Set12 images in {folder}"
     model = zernike_psf_model((1.2, 0.6, 0.1), (4, 5, 6, 7, 8, 9, 10, 11), 31)
     g = torch.Generator().manual_seed(3)
-    err_net, err_zero = 0.0, 0.0
+    err_net, err_zero = [], []
     for f in files:
         x = torch.from_numpy(np.asarray(read_image(f), np.float32))[None, None][..., :158, :158]
         gamma = (2 * torch.rand(1, 8, generator=g) - 1) * 0.15
@@ -166,18 +169,16 @@ def test_shipped_weights_beat_zero(shared_data):
         y = Convolution(h, (128, 128), "valid").A(x)
         _, psf, _ = identify_psf(y[0, 0].numpy())
         h0 = model(torch.zeros(1, 8))
-        err_net += float(((torch.from_numpy(psf) - h[0, 0]) ** 2).sum())
-        err_zero += float(((h0 - h) ** 2).sum())
-    assert err_net < err_zero
+        err_net.append(float(((torch.from_numpy(psf) - h[0, 0]) ** 2).sum()))
+        err_zero.append(float(((h0 - h) ** 2).sum()))
+    assert all(a < 0.25 * b for a, b in zip(err_net, err_zero)), (err_net, err_zero)
 
 
 def test_registry_entry_and_bad_input():
     from unblur.api import blind_deconvolve
     from unblur.blind.deepblur.api import DEBLUR_WEIGHTS, IDENTIFY_WEIGHTS, identify_psf
-    from unblur.errors import InputError
 
-    if not (IDENTIFY_WEIGHTS.exists() and DEBLUR_WEIGHTS.exists()):
-        pytest.skip("no shipped deep-blur weights")
+    assert IDENTIFY_WEIGHTS.exists() and DEBLUR_WEIGHTS.exists(), "shipped deep-blur weights missing"
     img = np.random.default_rng(0).random((48, 56)).astype(np.float32)
     r = blind_deconvolve(img, method="deepblur")
     assert r.image.shape == img.shape and r.kernel.shape == (31, 31)
@@ -376,7 +377,7 @@ def test_old_identify_config_loads_as_image_features():
     net2.load_state_dict(net.state_dict())
     y = torch.rand(2, 1, 32, 32)
     torch.testing.assert_close(net2.eval()(y), net.eval()(y))
-    with pytest.raises(Exception):
+    with pytest.raises(InputError, match="unknown IN features"):
         IdentificationNet(8, widths=(4, 8, 8, 8), features="nope")
     s = log_spectrum(torch.randn(2, 1, 16, 20))
     assert s.shape == (2, 1, 16, 20) and abs(float(s.mean())) < 1e-4

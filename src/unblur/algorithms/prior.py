@@ -51,11 +51,8 @@ class CountedPrior:
 def resolve_prior(prior, channels: int, device=None) -> CountedPrior:
     """A :class:`CountedPrior` for ``prior`` (Denoiser object, ``None`` or a spec/path string)."""
     if prior is None or isinstance(prior, str):
-        try:
-            from ..models import load_prior
-        except ImportError as err:  # the priors module is not available in this build
-            raise InputError("no learned prior is available in this installation (unblur.models.load_prior missing)",
-                             "pass a Denoiser object from Python") from err
+        from ..models import load_prior
+
         try:
             den = load_prior(prior, channels=channels, device=device)
         except InputError as err:
