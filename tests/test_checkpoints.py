@@ -173,10 +173,7 @@ def test_shipped_priors_denoise_real_images(shared_data, channels, image, min_ps
 
 
 def test_shipped_kernel_prior_denoises_kernels():
-    if not (WEIGHTS_DIR / "unblur_kernel_denoiser_33.pt").exists():
-        with pytest.raises(InputError, match="no shipped"):
-            load_kernel_prior(size=33)
-        return
+    assert (WEIGHTS_DIR / "unblur_kernel_denoiser_33.pt").exists(), "shipped kernel denoiser missing"
     from unblur.psf.motion import random_motion_kernels
     from unblur.training.kernel_denoiser import kernel_psnr
     m = load_kernel_prior(size=33)

@@ -367,26 +367,19 @@ def test_mstep_even_kernel_and_real_kernel_denoiser_class():
     assert est.shape == (9, 9) and float(est.min()) >= 0 and abs(float(est.sum()) - 1) < 1e-5
 
 
-def test_registry_auto_regularizer_says_what_it_used():
+def test_registry_auto_regularizer_says_what_it_used(monkeypatch):
+    """auto: the shipped kernel denoiser when its weights load (they ship with unblur), else l1 with a
+    warning and a note in the result (checked by hiding the weights folder)."""
     from unblur.api import blind_deconvolve
+    from unblur.models import checkpoints
     y = _case()[2]
-    with pytest.warns(UserWarning) if _no_kernel_weights() else _nullcontext():
+    assert (checkpoints.WEIGHTS_DIR / checkpoints.DEFAULT_KERNEL_WEIGHTS[33]).exists(), "shipped kernel denoiser missing"
+    res = blind_deconvolve(y, "fast-em", kernel_size=7, steps=3, prior=GaussianSmoother(), progress=False)
+    assert res.info["regularizer"] == "denoiser" and res.info["notes"] == []
+    monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", checkpoints.WEIGHTS_DIR / "no-such-folder")
+    with pytest.warns(UserWarning, match="kernel denoiser unavailable"):
         res = blind_deconvolve(y, "fast-em", kernel_size=7, steps=3, prior=GaussianSmoother(), progress=False)
-    if _no_kernel_weights():
-        assert res.info["regularizer"] == "l1" and any("kernel denoiser unavailable" in n for n in res.info["notes"])
-    else:
-        assert res.info["regularizer"] == "denoiser"
-
-
-def _no_kernel_weights():
-    from unblur.blind.diffusion_em.em_run import resolve_kernel_prior
-    try:
-        resolve_kernel_prior(None, 7)
-        return False
-    except InputError:
-        return True
-
-
-def _nullcontext():
-    import contextlib
-    return contextlib.nullcontext()
+    assert res.info["regularizer"] == "l1" and any("kernel denoiser unavailable" in n for n in res.info["notes"])
+    with pytest.raises(InputError):  # a kernel prior asked for by name is never replaced silently
+        blind_deconvolve(y, "fast-em", kernel_size=7, steps=3, prior=GaussianSmoother(), progress=False,
+                         kernel_prior="missing_kernel_prior.pt")

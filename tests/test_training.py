@@ -61,7 +61,9 @@ def test_patches_and_sigmas_are_seeded():
     assert a.shape == (4, 1, 16, 16) and torch.equal(a, b)
     assert len({dihedral(torch.arange(4.0).view(1, 2, 2), k).flatten().tolist().__str__() for k in range(8)}) == 8
     s = sample_sigmas(4000, torch.Generator().manual_seed(0), 0.2, 0.25)
-    assert (s >= 0).all() and 0.07 < float((s > 0.2).float().mean()) < 0.14  # 0.25 * P(lognormal > 0.2) and float(s.max()) > 2
+    # P(s > 0.2) = 0.25 * P(exp(N(-1.2, 1.2^2)) / 2 > 0.2) = 0.25 * 0.406 = 0.101 (+-0.016 = 3.5 binomial std)
+    assert (s >= 0).all() and 0.085 < float((s > 0.2).float().mean()) < 0.117
+    assert float(s.max()) > 2  # the log-normal tail reaches high noise levels (measured max 12.2)
     with pytest.raises(InputError):
         random_patches(imgs, 1, 64, torch.Generator())
 
