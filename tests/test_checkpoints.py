@@ -106,6 +106,8 @@ def test_guided_diffusion_ffhq_keys():
     assert not any(".1.qkv" in k for k in sd if k.startswith(("input_blocks.7.", "output_blocks.5.")))
     n = sum(v.numel() for v in sd.values())
     assert 93.0e6 < n < 94.0e6  # the published model has ~93.6 M parameters
+    with pytest.raises(InputError, match="resblock_updown"):  # the only resampling written
+        ADMUNet(**dict(FFHQ_CONFIG, resblock_updown=False))
 
 
 def test_guided_diffusion_random_state_dict_loads_as_denoiser(tmp_path):

@@ -88,6 +88,10 @@ def test_preview_png(tmp_path, img):
     p = preview_png(tmp_path / "cmp.png", [("a", img), ("b", img[:10])])
     arr = read_image(p)
     assert arr.shape == (20, 24 + 4 + 24, 3)
+    assert np.all(arr[:, 24:28] == 1) and np.all(arr[10:, 28:] == 1)  # white gap, shorter panel padded white
+    np.testing.assert_array_equal(arr[..., 0], arr[..., 2])  # gray panels: gray RGB
+    lo, hi = np.percentile(img, [0.5, 99.5])  # each panel percentile-scaled to [0, 1], 8-bit
+    np.testing.assert_allclose(arr[:, :24, 0], np.clip((img - lo) / (hi - lo), 0, 1), atol=0.5 / 255 + 1e-6)
 
 
 def test_read_psf_normalises_clips_and_warns(tmp_path):

@@ -148,3 +148,12 @@ def test_numpy_solvers_accept_space_varying_operator():
         unblur.richardson_lucy(y[:32], op)
     with pytest.raises(unblur.InputError, match="needs a PSF"):
         unblur.wiener(y, op)
+    # colour: a trailing channel axis, each channel restored on its own; channel_axis is checked, not ignored
+    rgb = np.stack([y, 0.5 * y, 0.25 * y], -1)
+    out = unblur.richardson_lucy(rgb, op, num_iter=10, channel_axis=-1)
+    assert out.shape == rgb.shape
+    np.testing.assert_allclose(out[..., 1], 0.5 * out[..., 0], rtol=1e-3, atol=1e-6)
+    with pytest.raises(unblur.InputError, match="trailing channel axis"):
+        unblur.richardson_lucy(rgb, op, channel_axis=0)
+    with pytest.raises(unblur.InputError, match="channel_axis=-1 given"):
+        unblur.richardson_lucy(y, op, channel_axis=-1)

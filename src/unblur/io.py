@@ -168,8 +168,9 @@ def _display(a: np.ndarray) -> np.ndarray:
 def preview_png(path, panels: list[tuple[str, np.ndarray]], overwrite: bool = True) -> Path:
     """Write a PNG with ``panels`` (title, image) tiled left to right, each scaled for display.
 
-    Panels are separated by a white 4-px gap; titles are not drawn (no plotting dependency):
-    callers record the panel order in their JSON log.
+    Panels are separated by a white 4-px gap, each top-aligned on a white canvas as tall as the
+    tallest; titles are not drawn (no plotting dependency): the commands name the panel order in
+    their ``--help`` (``deconvolve``: input | restored; ``blind``: input | restored | kernel).
     """
     views = [_display(img) for _, img in panels]
     h = max(v.shape[0] for v in views)

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import require
+
 FFHQ_CONFIG = dict(image_size=256, in_channels=3, model_channels=128, out_channels=6, num_res_blocks=1,
                    attention_resolutions=(16,), channel_mult=(1, 1, 2, 2, 4, 4), num_head_channels=64,
                    resblock_updown=True, use_scale_shift_norm=True)
@@ -133,8 +135,10 @@ class ADMUNet(nn.Module):
                  attention_resolutions=(16,), channel_mult=(1, 1, 2, 2, 4, 4), num_head_channels=64,
                  resblock_updown=True, use_scale_shift_norm=True, dropout=0.0):
         super().__init__()
-        if not resblock_updown:
-            raise NotImplementedError("only resblock_updown=True (the ffhq_10m.pt configuration) is written")
+        # guided-diffusion's other resampling (separate Downsample/Upsample layers) is not written here:
+        # no checkpoint unblur reads uses it, so it is refused rather than left as a stub
+        require(resblock_updown, "resblock_updown=False (Downsample/Upsample layers) is not supported",
+                "use the ffhq_10m.pt configuration (FFHQ_CONFIG: up/down sampling inside residual blocks)")
         self.config = dict(image_size=image_size, in_channels=in_channels, model_channels=model_channels,
                            out_channels=out_channels, num_res_blocks=num_res_blocks,
                            attention_resolutions=tuple(attention_resolutions), channel_mult=tuple(channel_mult),

@@ -58,7 +58,7 @@ def load_prior(spec: str | Path | None = None, channels: int = 1, device=None) -
                              "train one with 'unblur train denoiser' and pass its path, or pass a KAIR/scico/"
                              "guided-diffusion checkpoint path")
         spec = path
-    m = _load_file(Path(spec), channels)
+    m = _load_file(Path(spec))
     if isinstance(m, KernelDenoiser):
         raise InputError(f"{spec} is a kernel denoiser, not an image prior", "use load_kernel_prior for it")
     if channels not in m.channels:
@@ -79,7 +79,7 @@ def load_kernel_prior(spec: str | Path | None = None, size: int = 33, device=Non
             raise InputError(f"no shipped kernel denoiser weights ({name} is not in {WEIGHTS_DIR})",
                              "train one with 'unblur train kernel-denoiser' and pass its path")
         spec = path
-    m = _load_file(Path(spec), 1)
+    m = _load_file(Path(spec))
     if not isinstance(m, KernelDenoiser):
         raise InputError(f"{spec} is not a kernel denoiser checkpoint", "give a file written by 'unblur train kernel-denoiser'")
     return _to_device(m, device)
@@ -87,7 +87,7 @@ def load_kernel_prior(spec: str | Path | None = None, size: int = 33, device=Non
 
 # -- detection and loading ----------------------------------------------------------------------
 
-def _load_file(path: Path, channels: int) -> Denoiser:
+def _load_file(path: Path) -> Denoiser:
     if not path.exists():
         raise InputError(f"checkpoint not found: {path}", "check the path")
     if not path.is_file():
@@ -99,11 +99,12 @@ def _load_file(path: Path, channels: int) -> Denoiser:
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
         raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e)[:120]}",
                          "give a PyTorch .pt/.pth state dict, an unblur checkpoint or a scico .mpk file") from None
-    return from_object(obj, str(path), channels)
+    return from_object(obj, str(path))
 
 
-def from_object(obj, where: str = "checkpoint", channels: int = 1) -> Denoiser:
-    """Build a denoiser from a loaded checkpoint object (detecting its kind)."""
+def from_object(obj, where: str = "checkpoint") -> Denoiser:
+    """Build a denoiser from a loaded checkpoint object (detecting its kind; the channel count is the
+    checkpoint's own: :func:`load_prior` checks it against the one asked for)."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return _load_unblur(obj, where)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

@@ -2,13 +2,13 @@
 
 Both minimise ``||A x - y||^2 + lam * ||L x||^2`` with ``L`` the identity or the gradient:
 
-* :func:`tikhonov`: ``lam`` given (default 1e-2 * ... see docstring), ``reg="identity"`` or ``"gradient"``.
+* :func:`tikhonov`: ``lam`` given (default 1e-3), ``reg="identity"`` or ``"gradient"`` (default).
 * :func:`wiener`: the same with ``lam = sigma^2 / signal variance`` (the Wiener-Hunt balance); sigma
   is given or estimated from the image (wavelet MAD).
 
 For ``boundary="circular"`` the solution is exact in Fourier.  For other boundaries, Wiener uses the
-usual "pad then crop" trick (the image is extended by the PSF size with ``reflect`` padding, solved
-circularly, and cropped); Tikhonov solves the normal equations by conjugate gradient on the chosen
+usual "pad then crop" trick (the image is extended by the PSF size with ``reflect`` or ``replicate``
+padding, solved circularly, and cropped); Tikhonov solves the normal equations by conjugate gradient on the chosen
 operator (exact for the boundary model, including ``valid``).
 """
 
@@ -129,9 +129,10 @@ def wiener(image, psf, noise_sigma: float | None = None, balance: float | None =
     on the data (see :func:`_wiener_balance`) and ``noise_sigma`` given or estimated by the wavelet MAD
     estimator (:func:`unblur.physics.estimate_noise_sigma`).  ``boundary="reflect"`` (default)
     pads the image by the PSF size with mirror images before the circular solve, which suppresses
-    edge ringing; ``"circular"`` solves on the image as it is.
+    edge ringing (``"replicate"``: edge values instead); ``"circular"`` solves on the image as it is.
     """
     t0 = time.perf_counter()
+    require(reg in REGULARISERS, f"unknown regulariser {reg!r}", f"use one of {', '.join(REGULARISERS)}")
     require(boundary in ("circular", "reflect", "replicate"), f"wiener supports circular, reflect or replicate boundaries, not {boundary!r}",
             "use tikhonov for the zero/valid models")
     require(not isinstance(psf, LinearOperator), "wiener needs a PSF (it is a Fourier filter)",

@@ -47,8 +47,18 @@ def _clip_negative(y: torch.Tensor, notes: list) -> torch.Tensor:
 
 
 def _operator_problem(image, op: LinearOperator, channel_axis, device, negative_image, dtype) -> Problem:
-    """Problem for a user-built operator (e.g. product-convolution): the image must match ``op.out_shape``."""
+    """Problem for a user-built operator (e.g. product-convolution): the image must match ``op.out_shape``.
+
+    A numpy image with one axis more than the operator has a trailing channel axis (as with a PSF);
+    ``channel_axis``, when given, must say the same.
+    """
     d = len(op.out_shape)
+    if channel_axis is not None and not isinstance(image, torch.Tensor):
+        nd = np.ndim(image)
+        require(channel_axis in (-1, nd - 1), "only a trailing channel axis is supported",
+                "move the channel axis last (channel_axis=-1)")
+        require(nd == d + 1, f"channel_axis={channel_axis} given, but the image has {nd} axes for a {d}-D operator",
+                f"give a {d}-D image with a trailing channel axis, or omit channel_axis")
     y, layout = to_batch(image, d, dtype=dtype, device=device)
     require(tuple(y.shape[2:]) == tuple(op.out_shape),
             f"image of spatial shape {tuple(y.shape[2:])} does not match the operator's output {tuple(op.out_shape)}",
