@@ -58,4 +58,7 @@ def test_shift_tolerant_recovers_subpixel_shift(pair):
     r = shift_tolerant(moved, ref)
     assert r["shift"] == (-1.25, 2.5) and r["psnr"] > 40 and r["ssim"] > 0.99
     assert psnr(moved, ref) < 30
-    assert error_ratio(moved, moved, ref) == pytest.approx(1.0)
+    # error ratio = MSE(x) / MSE(reference) after alignment: offsets 0.02 vs 0.01 give 4, whatever the shift of x
+    assert error_ratio(ref + 0.02, ref + 0.01, ref) == pytest.approx(4.0, rel=1e-6)
+    assert error_ratio(moved + 0.02, ref + 0.01, ref) == pytest.approx(4.0, rel=0.03)
+    assert error_ratio(ref + 0.01, ref + 0.02, ref) == pytest.approx(0.25, rel=1e-6)

@@ -147,3 +147,6 @@ def test_noise_sigma_estimate():
     rng = np.random.default_rng(0)
     img = np.kron(rng.random((16, 16)), np.ones((8, 8)))  # piecewise constant
     assert abs(estimate_noise_sigma(img + 0.02 * rng.standard_normal(img.shape)) - 0.02) < 0.003
+    stack = np.stack([img] * 6, -1)  # a colour image, or a stack read (Z, Y, X): further axes are pooled
+    assert abs(estimate_noise_sigma(stack + 0.05 * rng.standard_normal(stack.shape)) - 0.05) < 0.003
+    assert estimate_noise_sigma(img) < 1e-6  # noise-free piecewise-constant image

@@ -87,7 +87,8 @@ def make_noise(kind: str, sigma: float = 0.0, gain: float = 1.0, alpha: float = 
 def estimate_noise_sigma(image: np.ndarray | torch.Tensor) -> float:
     """Gaussian noise sigma from the finest wavelet (Haar-like) diagonal band, MAD / 0.6745 (Donoho 1995).
 
-    Works on 2-D or 3-D data (per axis pair); for colour the channels are pooled.
+    The band is taken over the first two axes; any further axes are pooled (the X axis of a
+    ``(Z, Y, X)`` stack, the channels of an ``(H, W, C)`` colour image).
     """
     a = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, dtype=np.float64)
     a = np.asarray(a, dtype=np.float64)
