@@ -398,3 +398,54 @@ def test_eta_dist_uniform_trains(tmp_path):
                 images=_images())
     losses = t.run(steps=2)
     assert len(losses) == 2 and all(np.isfinite(losses))
+
+
+# -- issue 8, s5: Welch-averaged spectrum features, --init ------------------------------------------------
+
+def test_welch_spectrum_reads_the_mtf_better_than_one_tile():
+    from unblur.blind.deepblur.identify import WELCH_TILE, log_spectrum, welch_log_spectrum
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 1, 256, 256, generator=g)
+    f = torch.fft.fftfreq(256)
+    H = torch.exp(-2 * (torch.pi * 2.0) ** 2 * (f[:, None] ** 2 + f[None] ** 2))  # Gaussian blur, sigma 2 px
+    y = torch.fft.ifft2(torch.fft.fft2(x) * H).real
+    ft = torch.fft.fftshift(torch.fft.fftfreq(WELCH_TILE))
+    truth = -4 * (torch.pi * 2.0) ** 2 * (ft[:, None] ** 2 + ft[None] ** 2)  # log |H|^2 on the tile's grid
+    keep = truth > -6  # where the MTF is above the windowing floor
+
+    def corr(s):
+        a, b = s[0, 0][keep], truth[keep]
+        return float(((a - a.mean()) * (b - b.mean())).mean() / (a.std() * b.std()))
+
+    c_welch = corr(welch_log_spectrum(y))
+    c_tile = corr(log_spectrum(y[..., 96:160, 96:160]))
+    assert c_welch > 0.95 and c_welch > c_tile + 0.05, (c_welch, c_tile)
+
+
+def test_welch_features_shape_and_small_image_error():
+    net = IdentificationNet(8, widths=(4, 8, 8, 8), scale=0.15, features="welch")
+    assert net.config["features"] == "welch"
+    out = net.eval()(torch.rand(2, 1, 100, 130))
+    assert out.shape == (2, 8) and torch.isfinite(out).all()
+    with pytest.raises(InputError, match="smaller than the 64-pixel Welch tile"):
+        net(torch.rand(1, 1, 50, 80))
+
+
+def test_init_from_exported_weights(tmp_path):
+    from unblur.blind.deepblur.train import Trainer
+
+    big = [torch.nn.functional.interpolate(im[None, None], size=(96, 96), mode="bilinear")[0, 0] for im in _images()]
+    t = Trainer(_args("identify", out=tmp_path / "a", size=64, features="image+spectrum", loss="psf"),
+                psf_model=_small_model(), images=big)
+    t.run(steps=2)
+    t.export(tmp_path / "a.pt")
+    t2 = Trainer(_args("identify", out=tmp_path / "b", size=64, features="welch", loss="psf", init=tmp_path / "a.pt"),
+                 psf_model=_small_model(), images=big)
+    assert t2.net.config["features"] == "welch"
+    for k, v in t.net.state_dict().items():
+        torch.testing.assert_close(t2.net.state_dict()[k], v)
+    assert np.isfinite(t2.run(steps=1)).all()
+    with pytest.raises(InputError, match="does not fit this network"):
+        Trainer(_args("identify", out=tmp_path / "c", size=64, width=8, init=tmp_path / "a.pt"),
+                psf_model=_small_model(), images=big)

@@ -11,7 +11,8 @@ see :mod:`.psf_model`) carry that model, eigen basis included; ``optics`` is ref
 Images larger than the training crop are handled by tiling the identification and averaging the
 canonicalised gamma over tiles (:func:`.identify.identify_tiled`).  A product-convolution model is
 identified on the whole image instead (its control points are positions in the image, so the image
-should have about the training crop size).  Deblurring runs on the whole image with the ``valid``
+should have about the training crop size).  An IN with ``features="welch"`` also reads the whole image:
+it averages the spectra of its tiles itself (:func:`.identify.welch_log_spectrum`).  Deblurring runs on the whole image with the ``valid``
 boundary (the object is estimated ``k - 1`` pixels beyond the edge and cropped) and the model's
 operator.  Colour images are identified and deblurred on their channel mean / per channel.
 """
@@ -71,7 +72,8 @@ def _identify(net, w: dict, model, image, tile: int | None, overlap: float) -> t
     y, _ = _as_gray_tensor(image)
     y = y.mean(1, keepdim=True)
     require(min(y.shape[-2:]) >= 16, f"image {tuple(y.shape[-2:])} is too small to identify a blur", "use at least 16x16")
-    tile = max(y.shape[-2:]) if model.space_varying else tile or int(w["train"]["size"])
+    whole = model.space_varying or getattr(net, "features", "image") == "welch"  # welch averages spectra inside IN
+    tile = max(y.shape[-2:]) if whole else tile or int(w["train"]["size"])
     return identify_tiled(net, y, tile, model.canonical, overlap)
 
 

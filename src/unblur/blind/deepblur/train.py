@@ -129,6 +129,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--psf-scales", default="1",
                    help="block sizes of the PSF loss pyramid, e.g. 1,2,4 (--loss psf/both)")
     p.add_argument("--features", choices=FEATURES, default="image", help="IN input features (stage identify)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start a new identify run from these exported IN weights (same widths and number of "
+                        "parameters; features image+spectrum and welch share the stem, so either may start the other)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training wall time")
     p.add_argument("--width", type=int, default=16, help="first-stage width of the networks")
     p.add_argument("--identify-weights", type=Path, default=None, help="IN weights (stage deblur)")
@@ -223,6 +226,16 @@ class Trainer:
             for p in self.identifier.parameters():
                 p.requires_grad_(False)
             self.net = build_deblurrer(a.width, a.cg_iters, a.lam).to(self.device)
+        init = _opt(a, "init", None)
+        if init is not None and ck is None:
+            require(a.stage == "identify", "--init applies to stage identify", "drop --init")
+            w0 = load_weights(init, self.device)
+            require(w0["kind"] == "identify", f"{init} holds {w0['kind']} weights, not identification weights")
+            try:
+                self.net.load_state_dict(w0["state"])
+            except RuntimeError as err:
+                raise InputError(f"{init} does not fit this network ({err.args[0].splitlines()[0]})",
+                                 "use weights with the same --width and PSF model") from None
         self.opt = torch.optim.Adam(self.net.parameters(), lr=a.lr)
         self.step, self.wall, self.log = 0, 0.0, []
         if ck is not None:
@@ -267,7 +280,8 @@ class Trainer:
                                "seed": a.seed, "final_loss": self.log[-1][1] if self.log else None,
                                "loss": _opt(a, "loss", "gamma"), "psf_scales": _opt(a, "psf_scales", "1"),
                                "eta_dist": _opt(a, "eta_dist", "fixed"),
-                               "features": _opt(a, "features", "image"), "lr_schedule": _opt(a, "lr_schedule", "constant")}},
+                               "features": _opt(a, "features", "image"), "lr_schedule": _opt(a, "lr_schedule", "constant"),
+                               "init": str(_opt(a, "init", None))}},
                     path)
 
     # -- one step -----------------------------------------------------------------------------------
