@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ...algorithms.common import Run, start
-from ...errors import InputError, require
+from ...errors import require
 from ...physics.convolution import Convolution
 from .mstep import REGULARIZERS, check_kernel_size, check_sigma, dirac_kernel, m_step
 
@@ -26,11 +26,8 @@ def resolve_kernel_prior(kernel_prior, size: int, device=None):
     if kernel_prior is not None and not isinstance(kernel_prior, str):
         require(callable(kernel_prior), f"kernel_prior must be a denoiser, a spec string or None, got {type(kernel_prior).__name__}")
         return kernel_prior
-    try:
-        from ...models import load_kernel_prior
-    except ImportError as err:
-        raise InputError("no kernel prior is available in this installation (unblur.models.load_kernel_prior missing)",
-                         "use regularizer='l2' or 'l1', or pass a kernel denoiser from Python") from err
+    from ...models import load_kernel_prior  # local: models imports the diffusion code
+
     den = load_kernel_prior(kernel_prior, size=size)
     if isinstance(den, torch.nn.Module):
         den = den.to(device) if device is not None else den
