@@ -118,3 +118,23 @@ def test_exit_code_1_on_internal_failure(files, monkeypatch, capsys):
     rc = main(["deconvolve", str(d / "blurred.tif"), "--psf", str(d / "psf.tif"), "-o", str(d / "x.tif")])
     assert rc == 1 and "failed: RuntimeError: boom" in capsys.readouterr().err
     assert not (d / "x.tif").exists()
+
+
+@pytest.mark.parametrize("command", ["simulate", "blind", "psf"])
+def test_existing_json_log_is_not_overwritten_without_force(command, tmp_path, capsys):
+    """Every command checks its JSON log before doing any work: an existing one needs --force."""
+    img = tmp_path / "in.tif"
+    write_image(img, np.full((32, 32), 0.5, np.float32))
+    psf = tmp_path / "psf.tif"
+    write_image(psf, np.full((3, 3), 1 / 9, np.float32))
+    out = tmp_path / "out.tif"
+    log = tmp_path / "out.json"
+    log.write_text("{}")
+    argv = {"simulate": ["simulate", str(img), "--psf", str(psf), "-o", str(out)],
+            "blind": ["blind", str(img), "--method", "deepblur", "-o", str(out)],
+            "psf": ["psf", "gaussian", "--size", "5", "--sigma", "1", "-o", str(out)]}[command]
+    assert main(argv) == 2
+    assert "out.json exists" in capsys.readouterr().err
+    assert log.read_text() == "{}" and not out.exists()
+    log.unlink()  # without the log, the same command runs
+    assert main(argv) == 0 and out.exists() and json.loads(log.read_text())["command"] == command

@@ -11,7 +11,7 @@ from ..api import blind_deconvolve
 from ..errors import InputError
 from ..io import check_writable, preview_png, read_image, write_image
 from ..registry import list_methods
-from .common import add_method_options, log_path_for, method_params_from_args, preview_path_for, write_log
+from .common import add_method_options, check_output_and_log, method_params_from_args, preview_path_for, write_log
 
 HELP = "blind deconvolution: estimate the PSF and the sharp image"
 
@@ -39,7 +39,7 @@ def run(args) -> int:
         raise InputError("no blind method is available in this installation", "update unblur")
     method = next(m for m in methods if m.name == args.method)
     params = method_params_from_args(args, method, methods)
-    out = check_writable(args.output, args.force)
+    out, log = check_output_and_log(args.output, args.force)
     kout = check_writable(args.kernel_out or out.with_name(out.stem + "_kernel.tif"), args.force)
     image = read_image(args.image)
     result = blind_deconvolve(image, method=args.method, **params)
@@ -55,7 +55,7 @@ def run(args) -> int:
         panels.append(("kernel", np.kron(k / max(float(k.max()), 1e-12), np.ones((scale, scale), np.float32))))
     pv = preview_png(preview_path_for(out), panels, overwrite=True)
     outputs.append(str(pv))
-    log = write_log(log_path_for(out), {"command": "blind", "image": args.image, "image_shape": image.shape,
+    log = write_log(log, {"command": "blind", "image": args.image, "image_shape": image.shape,
                                         "method": args.method, "params": result.info.get("params"),
                                         "info": {k: v for k, v in result.info.items() if k != "params"},
                                         "outputs": outputs}, overwrite=True)

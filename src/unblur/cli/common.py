@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError, require
+from ..io import check_writable
 from ..registry import Method
 
 
@@ -84,6 +85,15 @@ def write_log(path: Path, record: dict, overwrite: bool) -> Path:
 
 def log_path_for(output: Path) -> Path:
     return output.with_name(output.stem + ".json")
+
+
+def check_output_and_log(output, force: bool) -> tuple[Path, Path]:
+    """Check, before any work, that ``output`` and its JSON log may be written (exist only with ``force``)."""
+    out = check_writable(output, force)
+    log = log_path_for(out)
+    if log.exists() and not force:
+        raise InputError(f"{log} exists", "pass --force to replace it")
+    return out, log
 
 
 def preview_path_for(output: Path) -> Path:

@@ -9,9 +9,9 @@ import numpy as np
 
 from ..api import Restoration, deconvolve
 from ..errors import require
-from ..io import RASTER_SUFFIXES, check_writable, preview_png, read_image, write_image
+from ..io import RASTER_SUFFIXES, preview_png, read_image, write_image
 from ..registry import list_methods
-from .common import (add_method_options, load_psf_for_image, log_path_for, method_params_from_args,
+from .common import (add_method_options, check_output_and_log, load_psf_for_image, method_params_from_args,
                      preview_path_for, write_log)
 
 HELP = "restore an image blurred by a known PSF"
@@ -48,12 +48,7 @@ def run(args) -> int:
     methods = list_methods("nonblind")
     method = next(m for m in methods if m.name == args.method)
     params = method_params_from_args(args, method, methods)
-    out = check_writable(args.output, args.force)
-    log = log_path_for(out)
-    check_writable(log.with_suffix(".tif"), True)  # folder checks
-    if log.exists() and not args.force:
-        from ..errors import InputError
-        raise InputError(f"{log} exists", "pass --force to replace it")
+    out, log = check_output_and_log(args.output, args.force)
     image = read_image(args.image)
     notes: list[str] = []
     psfs = load_psf_for_image(args.psf, image, args.image, center=args.psf_center, notes=notes)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError, require
 from ..io import check_writable, read_image, write_image
-from .common import log_path_for, write_log
+from .common import check_output_and_log, write_log
 
 HELP = "make a PSF: gaussian, disk, motion, zernike, widefield, measure one from beads, or identify one (deep-blur)"
 KINDS = ("gaussian", "disk", "motion", "zernike", "widefield", "beads", "identify")
@@ -192,7 +192,7 @@ def log_preview(psf: np.ndarray, floor: float = 1e-4) -> np.ndarray:
 
 
 def run(args) -> int:
-    out = check_writable(args.output, args.force)
+    out, log = check_output_and_log(args.output, args.force)
     preview = None if args.no_preview else out.with_name(out.stem + "_preview.png")
     if preview is not None:
         check_writable(preview, True)
@@ -205,6 +205,6 @@ def run(args) -> int:
             shown = psf.reshape(gy, gx, *psf.shape[-2:]).transpose(0, 2, 1, 3).reshape(gy * psf.shape[-2], gx * psf.shape[-1])
         write_image(preview, log_preview(shown), overwrite=True, bits=8)
     record = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"}
-    write_log(log_path_for(out), dict(record, command="psf", shape=list(psf.shape), **extra), overwrite=True)
+    write_log(log, dict(record, command="psf", shape=list(psf.shape), **extra), overwrite=True)
     print(f"wrote {out} (shape {psf.shape}, sum {psf.sum():.6f})" + (f" and {preview}" if preview else ""))
     return 0

@@ -9,11 +9,11 @@ import numpy as np
 
 import torch
 
-from ..io import check_writable, read_image, write_image
+from ..io import read_image, write_image
 from ..physics.convolution import BOUNDARIES
 from ..physics.noise import make_noise
 from ..solvers.problem import setup_problem
-from .common import load_psf_for_image, log_path_for, write_log
+from .common import check_output_and_log, load_psf_for_image, write_log
 
 HELP = "blur an image with a PSF and add noise (seeded)"
 
@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    out = check_writable(args.output, args.force)
+    out, log = check_output_and_log(args.output, args.force)
     image = read_image(args.image)
     notes: list[str] = []
     psfs = load_psf_for_image(args.psf, image, args.image, notes=notes)
@@ -61,7 +61,7 @@ def run(args) -> int:
     y = noise(z, seed=args.seed)
     arr = prob.layout.to_output(y)
     write_image(out, arr.astype(np.float32), overwrite=args.force, bits=args.bits)
-    write_log(log_path_for(out), {"command": "simulate", "image": args.image, "psf": args.psf, "boundary": args.boundary,
+    write_log(log, {"command": "simulate", "image": args.image, "psf": args.psf, "boundary": args.boundary,
                                   "noise": args.noise, "sigma": args.sigma, "gain": args.gain, "alpha": args.alpha,
                                   "beta": args.beta, "seed": args.seed, "psf_notes": notes, "output": out}, overwrite=True)
     print(f"wrote {out}")
