@@ -446,6 +446,9 @@ def test_init_from_exported_weights(tmp_path):
     for k, v in t.net.state_dict().items():
         torch.testing.assert_close(t2.net.state_dict()[k], v)
     assert np.isfinite(t2.run(steps=1)).all()
+    with pytest.raises(InputError, match="holds identify weights, not deblur weights"):
+        Trainer(_args("deblur", out=tmp_path / "d", size=64, identify_weights=tmp_path / "a.pt", init=tmp_path / "a.pt"),
+                psf_model=_small_model(), images=big)
     with pytest.raises(InputError, match="does not fit this network"):
         Trainer(_args("identify", out=tmp_path / "c", size=64, width=8, init=tmp_path / "a.pt"),
                 psf_model=_small_model(), images=big)

@@ -130,8 +130,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="block sizes of the PSF loss pyramid, e.g. 1,2,4 (--loss psf/both)")
     p.add_argument("--features", choices=FEATURES, default="image", help="IN input features (stage identify)")
     p.add_argument("--init", type=Path, default=None,
-                   help="start a new identify run from these exported IN weights (same widths and number of "
-                        "parameters; features image+spectrum and welch share the stem, so either may start the other)")
+                   help="start a new run from exported weights of the same stage (same widths; for IN the same number "
+                        "of parameters; IN features image+spectrum and welch share the stem, so either may start the other)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training wall time")
     p.add_argument("--width", type=int, default=16, help="first-stage width of the networks")
     p.add_argument("--identify-weights", type=Path, default=None, help="IN weights (stage deblur)")
@@ -228,9 +228,9 @@ class Trainer:
             self.net = build_deblurrer(a.width, a.cg_iters, a.lam).to(self.device)
         init = _opt(a, "init", None)
         if init is not None and ck is None:
-            require(a.stage == "identify", "--init applies to stage identify", "drop --init")
             w0 = load_weights(init, self.device)
-            require(w0["kind"] == "identify", f"{init} holds {w0['kind']} weights, not identification weights")
+            require(w0["kind"] == a.stage, f"{init} holds {w0['kind']} weights, not {a.stage} weights",
+                    f"give weights exported by a --stage {a.stage} run")
             try:
                 self.net.load_state_dict(w0["state"])
             except RuntimeError as err:
