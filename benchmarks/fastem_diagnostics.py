@@ -13,11 +13,13 @@ camera-shake kernels seeded by the image index, circular blur, true noise sigma 
     image, for several settings (lambda, beta, HQS iterations, no kernel denoiser): the accuracy the
     M-step reaches when the image estimate is perfect.
 ``--study init``
-    Fast EM from other starting kernels (``--inits``: ``dirac``, ``flat``, ``gS`` a Gaussian of std S px).
+    Fast EM from other starting kernels (``--inits``: ``dirac``, ``flat``, ``gS`` a Gaussian of std S px),
+    and with other M-step weights ``--lams`` (lambda of eq. 21; the paper's 1).
 
     python benchmarks/fastem_diagnostics.py --study path --noise 10,5 --images 4
     python benchmarks/fastem_diagnostics.py --study oracle --noise 5,10 --images 4
     python benchmarks/fastem_diagnostics.py --study init --noise 10 --inits dirac,g3,flat
+    python benchmarks/fastem_diagnostics.py --study init --noise 10,20 --inits dirac --lams 0.1,1,10
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def main(argv=None) -> None:
     ap.add_argument("--noise", default="10", help="noise sigmas in /255, comma separated")
     ap.add_argument("--mid-step", type=int, default=50, help="path study: the intermediate kernel")
     ap.add_argument("--inits", default="dirac,g3,flat", help="init study: starting kernels")
+    ap.add_argument("--lams", default="1", help="init study: M-step lambdas")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -79,9 +82,10 @@ def main(argv=None) -> None:
                   + " | ".join(f"{r} lambda {lam:g} beta {b:.0e} HQS {it}" for r, lam, b, it in ORACLE_SETTINGS)
                   + " |\n|" + "---|" * (len(ORACLE_SETTINGS) + 1))
         else:
-            print(f"\n### noise {s255:g}/255\n\n| start kernel | PSNR (per image) | kernel MSE (per image) | time (s) |\n|---|---|---|---|")
-        inits = a.inits.split(",") if a.study == "init" else [None]
-        for init in inits:
+            print(f"\n### noise {s255:g}/255\n\n| start kernel | lambda | PSNR (per image) | kernel MSE (per image) | time (s) |"
+                  "\n|---|---|---|---|---|")
+        inits = [(i, float(lam)) for i in a.inits.split(",") for lam in a.lams.split(",")] if a.study == "init" else [(None, 1.0)]
+        for init, lam in inits:
             rows = []
             for i, (name, img) in enumerate(images):
                 k = motion_kernel(ks, seed=i)
@@ -97,7 +101,7 @@ def main(argv=None) -> None:
                     print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
                     continue
                 t0 = time.perf_counter()
-                x, info = fast_diffusion_em(y, noise_sigma=sig, seed=i, kernel_size=ks, steps=a.steps,
+                x, info = fast_diffusion_em(y, noise_sigma=sig, seed=i, kernel_size=ks, steps=a.steps, lam=lam,
                                             init_kernel=start_kernel(init, ks) if init else None)
                 dt = time.perf_counter() - t0
                 if a.study == "init":
@@ -110,7 +114,7 @@ def main(argv=None) -> None:
                 print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in out) + f" | {kernel_mse(info['kernel'], k):.1e} |", flush=True)
             if a.study == "init":
                 r = np.array(rows)
-                print(f"| {init} | {r[:, 0].mean():.2f} ({' '.join(f'{v:.2f}' for v in r[:, 0])}) | {r[:, 1].mean():.2e} "
+                print(f"| {init} | {lam:g} | {r[:, 0].mean():.2f} ({' '.join(f'{v:.2f}' for v in r[:, 0])}) | {r[:, 1].mean():.2e} "
                       f"({' '.join(f'{v:.1e}' for v in r[:, 1])}) | {r[:, 2].mean():.1f} |", flush=True)
 
 
