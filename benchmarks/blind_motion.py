@@ -48,10 +48,10 @@ from unblur.physics.convolution import convolve
 from unblur.psf.motion import motion_kernel
 
 
-def load_images(folder: str, n: int, size: int) -> list[tuple[str, np.ndarray]]:
+def load_images(folder: str, n: int, size: int, first: int = 0) -> list[tuple[str, np.ndarray]]:
     files = sorted(p for p in Path(data_path(folder)).iterdir() if p.suffix.lower() in (".png", ".jpg", ".bmp", ".tif"))
     out = []
-    for p in files[:n]:
+    for p in files[first:first + n]:
         a = read_image(p)[..., :3].astype(np.float32)
         h, w = a.shape[:2]
         s = min(size, h, w)
@@ -101,6 +101,9 @@ def resolve_prior(spec: str):
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--first", type=int, default=0,
+                    help="skip this many images of the folder (image j of the run is folder image first + j; its kernel "
+                         "and noise seeds follow the folder index, so a run with --first is disjoint from one without)")
     ap.add_argument("--folder", default="test/cbsd68_color")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--kernel-size", type=int, default=33)
@@ -109,6 +112,7 @@ def main(argv=None) -> None:
     ap.add_argument("--particles", type=int, default=4, help="n of the second Fast EM PiGDM row")
     ap.add_argument("--em-iters", type=int, default=10)
     ap.add_argument("--prior", default="default")
+    ap.add_argument("--lam", type=float, default=None, help="M-step lambda (default: the library's)")
     ap.add_argument("--regularizer", default="auto", choices=("auto", "denoiser", "l1", "l2", "none"))
     ap.add_argument("--methods", default="fast-pigdm,fast-pigdm-d9,fast-pigdm-n,fast-dps,diffusion-em,pigdm-true,pigdm-dirac")
     ap.add_argument("--crop", type=int, default=0, help="border removed before PSNR/SSIM")
@@ -130,6 +134,8 @@ def main(argv=None) -> None:
         except InputError:
             reg = "l1"
     mkw = dict(regularizer=reg, beta=1e3 if reg == "l1" else 1e5)
+    if args.lam is not None:
+        mkw["lam"] = args.lam
     ks = args.kernel_size
     dirac = np.zeros((ks, ks), np.float32)
     dirac[ks // 2, ks // 2] = 1
@@ -160,17 +166,18 @@ def main(argv=None) -> None:
     for m in methods:
         if m not in labels:
             raise SystemExit(f"unknown method {m!r}; choose from {', '.join(labels)}")
-    images = load_images(args.folder, args.images, args.size)
+    images = load_images(args.folder, args.images, args.size, args.first)
     print(f"images: {len(images)} x {args.size}px crops of {args.folder} ({', '.join(n for n, _ in images)}); "
           f"kernels: GP camera shake {ks}x{ks}; steps {args.steps}; prior: {prior_note}; "
-          f"M-step regulariser: {reg}; PiGDM r_choice {args.r_choice}; torch threads {torch.get_num_threads()}\n")
+          f"M-step regulariser: {reg}, lambda {mkw.get('lam', 'default')}; PiGDM r_choice {args.r_choice}; torch threads {torch.get_num_threads()}\n")
     c = args.crop
     inner = (slice(c, args.size - c), slice(c, args.size - c)) if c else (slice(None), slice(None))
     for s255 in [float(v) for v in args.noise.split(",")]:
         sigma = s255 / 255
         rows = {m: [] for m in methods}
         flat_mse = []
-        for i, (name, img) in enumerate(images):
+        for j, (name, img) in enumerate(images):
+            i = args.first + j
             k = motion_kernel(ks, seed=args.seed + i)
             flat_mse.append(kernel_mse(np.full((ks, ks), 1.0 / ks**2), k))
             y = blur(img, k, sigma, seed=args.seed + 1000 + i)
