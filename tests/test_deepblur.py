@@ -446,6 +446,12 @@ def test_init_from_exported_weights(tmp_path):
     for k, v in t.net.state_dict().items():
         torch.testing.assert_close(t2.net.state_dict()[k], v)
     assert np.isfinite(t2.run(steps=1)).all()
+    t2.args.grad_clip = 1e-12  # a clipped step barely moves the weights
+    before = {k: v.clone() for k, v in t2.net.state_dict().items() if v.dtype.is_floating_point and "running" not in k}
+    t2.args.lr = 1e-3
+    t2.opt = torch.optim.SGD(t2.net.parameters(), lr=1e-3)
+    t2.train_step()
+    assert max(float((t2.net.state_dict()[k] - v).abs().max()) for k, v in before.items()) < 1e-12
     with pytest.raises(InputError, match="holds identify weights, not deblur weights"):
         Trainer(_args("deblur", out=tmp_path / "d", size=64, identify_weights=tmp_path / "a.pt", init=tmp_path / "a.pt"),
                 psf_model=_small_model(), images=big)

@@ -132,6 +132,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, default=None,
                    help="start a new run from exported weights of the same stage (same widths; for IN the same number "
                         "of parameters; IN features image+spectrum and welch share the stem, so either may start the other)")
+    p.add_argument("--grad-clip", type=float, default=None,
+                   help="cap the gradient norm at this value (off by default; a DN fine-tuning run at lr 1e-3 "
+                        "without it diverged after 3600 steps, see the model card)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training wall time")
     p.add_argument("--width", type=int, default=16, help="first-stage width of the networks")
     p.add_argument("--identify-weights", type=Path, default=None, help="IN weights (stage deblur)")
@@ -316,6 +319,9 @@ class Trainer:
         loss = self.loss(batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        clip = _opt(a, "grad_clip", None)
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip)
         self.opt.step()
         self.step += 1
         return float(loss.detach())
