@@ -11,7 +11,8 @@ import torch
 from unblur.blind.diffusion_em.diffusion_em import diffusion_em
 from unblur.blind.diffusion_em.fast_em import fast_diffusion_em
 from unblur.blind.diffusion_em.kernel_metrics import kernel_mse, reblur_loss
-from unblur.blind.diffusion_em.mstep import check_kernel_size, data_step, dirac_kernel, m_step, recenter
+from unblur.blind.diffusion_em.mstep import (DENOISER_LAM, check_kernel_size, data_step, default_lam, dirac_kernel,
+                                             m_step, recenter)
 from unblur.errors import InputError
 from unblur.models.base import Denoiser, GaussianSmoother
 from unblur.physics.convolution import convolve
@@ -96,6 +97,15 @@ def test_mstep_with_particles_and_denoiser_prior():
     est = m_step(y, x, dirac_kernel(7), 0.01, regularizer="denoiser", kernel_denoiser=Shrink(), lam=1.0, beta=1e5)
     assert len(seen) == 10 and abs(seen[0] - (1 / 1e5) ** 0.5) < 1e-7
     assert kernel_mse(est.numpy(), k) < 0.05 * kernel_mse(dirac_kernel(7).numpy(), k)
+    # default lambda: DENOISER_LAM (0.3) with the kernel denoiser, the paper's 1 for the other regularisers
+    seen.clear()
+    m_step(y, x, dirac_kernel(7), 0.01, regularizer="denoiser", kernel_denoiser=Shrink(), beta=1e5)
+    assert abs(seen[0] - (DENOISER_LAM / 1e5) ** 0.5) < 1e-7 and DENOISER_LAM == 0.3
+    assert default_lam("l1") == default_lam("l2") == 1.0
+    torch.testing.assert_close(m_step(y, x, dirac_kernel(7), 0.01, regularizer="l1", beta=1e3),
+                               m_step(y, x, dirac_kernel(7), 0.01, regularizer="l1", lam=1.0, beta=1e3))
+    with pytest.raises(InputError, match="lambda must be >= 0"):
+        m_step(y, x, dirac_kernel(7), 0.01, regularizer="l2", lam=-1.0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

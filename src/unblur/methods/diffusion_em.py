@@ -34,8 +34,6 @@ def _regularizer(regularizer: str, kernel_prior, kernel_size: int, notes: list) 
 def _run(func, image, regularizer="auto", lam=None, beta=None, **p):
     notes: list = []
     reg = _regularizer(regularizer, p.get("kernel_prior"), p["kernel_size"], notes)
-    if lam is None:
-        lam = 1.0
     if beta is None:
         beta = 1e3 if reg == "l1" else 1e5  # l1: threshold lam/beta = 1e-3 of the kernel mass per pixel
     restored, info = func(image, regularizer=reg, lam=lam, beta=beta, **p)
@@ -54,7 +52,7 @@ _COMMON = (
     Param("kernel_prior", str, None, "kernel denoiser checkpoint (default: the shipped one)"),
     Param("regularizer", str, "auto", "kernel prior of the M-step: auto = denoiser if available, else l1",
           ("auto",) + REGULARIZERS),
-    Param("lam", float, None, "M-step regularisation weight lambda (default 1)"),
+    Param("lam", float, None, "M-step regularisation weight lambda (default 0.3 with the kernel denoiser, 1 for l1/l2)"),
     Param("beta", float, None, "HQS splitting weight beta (default 1e5; 1e3 for l1)"),
     Param("hqs_iters", int, 10, "HQS iterations per M-step"),
     Param("zeta", float, 0.3, "DPS step size"),

@@ -22,7 +22,7 @@ from .fast_em import make_guidance
 
 def diffusion_em(image, *, guidance: str = "pigdm", particles: int = 1, kernel_size: int = 33, steps: int = 100,
                  em_iters: int = 10, noise_sigma: float | None = None, seed: int | None = 0, prior=None,
-                 kernel_prior=None, regularizer: str = "denoiser", lam: float = 1.0, beta: float = 1e5,
+                 kernel_prior=None, regularizer: str = "denoiser", lam: float | None = None, beta: float = 1e5,
                  hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0, r_choice: str = "fastem",
                  even_rule: str = "refuse", init_kernel=None, device=None, progress: bool = False, callback=None):
     """Diffusion EM on a gray or colour image in [0, 1]; returns ``(restored, info)`` like

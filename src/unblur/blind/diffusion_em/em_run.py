@@ -43,7 +43,7 @@ class KernelState:
     sigma: float
     kernel: torch.Tensor            # (k, k)
     regularizer: str = "denoiser"
-    lam: float = 1.0
+    lam: float | None = None       # None: mstep.default_lam(regularizer)
     beta: float = 1e5
     iters: int = 10
     kernel_denoiser: object = None
@@ -62,7 +62,7 @@ class KernelState:
 
 
 def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps: int, noise_sigma, seed,
-                prior, kernel_prior, regularizer: str, lam: float, beta: float, hqs_iters: int,
+                prior, kernel_prior, regularizer: str, lam: float | None, beta: float, hqs_iters: int,
                 even_rule: str = "refuse", init_kernel=None, device=None) -> tuple[Run, KernelState]:
     """Validate the inputs and build the run (data, prior, generator) and the kernel state (Dirac start)."""
     require(guidance in GUIDANCES, f"unknown guidance {guidance!r}", f"use one of {', '.join(GUIDANCES)}")

@@ -20,8 +20,15 @@ swamps the high frequencies of ``x0_hat``, so the early kernels are broad blobs.
 units (DPS convention); the M-step works in [0, 1] units; the x0 estimates are clipped to [-1, 1] first.
 
 Defaults follow the paper (and the authors' code): PiGDM guidance, 100 steps, n = 1, 33x33 kernel, Dirac
-start, HQS with 10 iterations, lambda = 1, beta = 1e5, the plug-and-play kernel denoiser, M-step from
-the first step.  Two choices follow the authors' code rather than the paper's text: ``mstep_variance=False``
+start, HQS with 10 iterations, beta = 1e5, the plug-and-play kernel denoiser, M-step from the first step.
+lambda is 0.3, not the paper's 1 (:data:`~unblur.blind.diffusion_em.mstep.DENOISER_LAM`): lambda sets the
+noise level ``sqrt(lambda / beta)`` at which the kernel denoiser is called, and the paper's value belongs to
+its own denoiser.  With unblur's (benchmarks/blind_motion.py, 4 CBSD68 crops, 33x33 kernels, 100 steps,
+noise 5 / 10 / 20 /255) lambda 0.3 gave 23.97 / 22.69 / 21.45 dB and kernel MSE 3.4e-6 / 5.1e-6 / 9.6e-6,
+against 21.17 / 21.17 / 21.13 dB and 9.2e-6 / 1.1e-5 / 2.7e-5 with lambda 1.  On 4 other crops (chosen
+before looking, ``--first 4``): 21.37 / 22.41 / 21.27 dB and 7.4e-6 / 7.1e-6 / 1.3e-5, against 19.46 / 21.50
+/ 21.52 dB and 1.1e-5 / 1.1e-5 / 1.3e-5 (BENCHMARKS.md, Fast Diffusion EM, session 5).
+Two choices follow the authors' code rather than the paper's text: ``mstep_variance=False``
 (above) and PiGDM's ``r_choice="fastem"`` (the code's ``r_t^2`` and update scale; see
 :mod:`unblur.algorithms.guidance`).  With the shipped priors, ``"fastem"`` beat the paper's
 ``r_t^2 = 1 - abar_t`` at every noise level measured (benchmarks/blind_motion.py, 2 CBSD68 crops, 33x33
@@ -83,7 +90,7 @@ def make_guidance(run, state: KernelState, guidance: str, *, zeta: float, weight
 
 def fast_diffusion_em(image, *, guidance: str = "pigdm", particles: int = 1, kernel_size: int = 33,
                       steps: int = 100, noise_sigma: float | None = None, seed: int | None = 0, prior=None,
-                      kernel_prior=None, regularizer: str = "denoiser", lam: float = 1.0, beta: float = 1e5,
+                      kernel_prior=None, regularizer: str = "denoiser", lam: float | None = None, beta: float = 1e5,
                       hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0, r_choice: str = "fastem",
                       mstep_variance: bool = False, even_rule: str = "refuse", init_kernel=None, device=None,
                       progress: bool = False, callback=None):

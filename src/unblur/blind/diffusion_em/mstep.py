@@ -50,6 +50,17 @@ from ...errors import InputError, require
 from ...physics.convolution import psf_to_otf
 
 REGULARIZERS = ("denoiser", "l1", "l2", "none")
+# lambda of eq. 21 with unblur's shipped kernel denoiser.  The paper's lambda = 1 is tied to its own
+# kernel denoiser (the prior step calls D with sigma = sqrt(lambda / beta)).  With ours, 0.3 was chosen
+# among 0.1, 0.3, 1 and 10 on 4 CBSD68 crops (kernel MSE 1.5-3x lower, +0.3 to +2.8 dB at noise 5-20/255)
+# and checked on 4 others: +1.9 / +0.9 dB at noise 5 / 10, -0.25 dB at 20 (BENCHMARKS.md, Fast Diffusion
+# EM, session 5).  l1/l2/none keep the paper's 1.
+DENOISER_LAM = 0.3
+
+
+def default_lam(regularizer: str) -> float:
+    """The M-step's default lambda for ``regularizer`` (:data:`DENOISER_LAM` for the kernel denoiser, else 1)."""
+    return DENOISER_LAM if regularizer == "denoiser" else 1.0
 EVEN_RULES = ("refuse", "fftshift")
 
 
@@ -169,7 +180,7 @@ def data_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: flo
 
 
 def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float, *, iters: int = 10,
-           lam: float = 1.0, beta: float = 1e5, regularizer: str = "denoiser", kernel_denoiser=None,
+           lam: float | None = None, beta: float = 1e5, regularizer: str = "denoiser", kernel_denoiser=None,
            x_variance: float = 0.0, center: bool = True) -> torch.Tensor:
     """One M-step (HQS, eqs. 22-25).  Returns the new ``(k, k)`` kernel (non-negative, sum 1, centred).
 
@@ -185,7 +196,8 @@ def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float,
         Noise standard deviation of ``y`` (same units).  ``sigma = 0`` is allowed (exact data): the
         weights ``n beta sigma^2`` then vanish and a tiny floor (1e-8 relative) keeps the division finite.
     iters, lam, beta :
-        HQS iterations, regularisation weight lambda and splitting weight beta (paper: 10, 1, 1e5).
+        HQS iterations, regularisation weight lambda and splitting weight beta (paper: 10, 1, 1e5;
+        ``lam=None`` is :func:`default_lam`: 0.3 with the kernel denoiser, 1 otherwise).
     regularizer : {"denoiser", "l1", "l2", "none"}
         Kernel prior (see module docstring); ``"denoiser"`` needs ``kernel_denoiser`` ``D(k, sigma)``.
     x_variance : float
@@ -193,6 +205,8 @@ def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float,
     """
     require(regularizer in REGULARIZERS, f"unknown kernel regularizer {regularizer!r}",
             f"use one of {', '.join(REGULARIZERS)}")
+    lam = default_lam(regularizer) if lam is None else lam
+    require(lam >= 0, f"lambda must be >= 0, got {lam}")
     require(regularizer != "denoiser" or kernel_denoiser is not None,
             "the denoiser regularizer needs a kernel denoiser", "pass kernel_denoiser or use regularizer='l2'")
     require(y.ndim == 3 and x.ndim == 4 and tuple(x.shape[1:]) == tuple(y.shape),
