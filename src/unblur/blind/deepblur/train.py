@@ -134,7 +134,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of parameters; IN features image+spectrum and welch share the stem, so either may start the other)")
     p.add_argument("--grad-clip", type=float, default=None,
                    help="cap the gradient norm at this value (off by default; a DN fine-tuning run at lr 1e-3 "
-                        "without it diverged after 3600 steps, see the model card)")
+                        "without it diverged after 3600 steps, see BENCHMARKS.md, deep-blur, session 5)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training wall time")
     p.add_argument("--width", type=int, default=16, help="first-stage width of the networks")
     p.add_argument("--identify-weights", type=Path, default=None, help="IN weights (stage deblur)")
@@ -284,7 +284,7 @@ class Trainer:
                                "loss": _opt(a, "loss", "gamma"), "psf_scales": _opt(a, "psf_scales", "1"),
                                "eta_dist": _opt(a, "eta_dist", "fixed"),
                                "features": _opt(a, "features", "image"), "lr_schedule": _opt(a, "lr_schedule", "constant"),
-                               "init": str(_opt(a, "init", None))}},
+                               "init": None if _opt(a, "init", None) is None else str(_opt(a, "init", None))}},
                     path)
 
     # -- one step -----------------------------------------------------------------------------------

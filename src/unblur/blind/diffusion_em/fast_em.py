@@ -23,8 +23,8 @@ Defaults follow the paper (and the authors' code): PiGDM guidance, 100 steps, n 
 start, HQS with 10 iterations, beta = 1e5, the plug-and-play kernel denoiser, M-step from the first step.
 lambda is 0.3, not the paper's 1 (:data:`~unblur.blind.diffusion_em.mstep.DENOISER_LAM`): lambda sets the
 noise level ``sqrt(lambda / beta)`` at which the kernel denoiser is called, and the paper's value belongs to
-its own denoiser.  With unblur's (benchmarks/blind_motion.py, 4 CBSD68 crops, 33x33 kernels, 100 steps,
-noise 5 / 10 / 20 /255) lambda 0.3 gave 23.97 / 22.69 / 21.45 dB and kernel MSE 3.4e-6 / 5.1e-6 / 9.6e-6,
+its own denoiser.  With unblur's (4 CBSD68 crops, 33x33 kernels, 100 steps, noise 5 / 10 / 20 /255;
+benchmarks/fastem_diagnostics.py --study init for lambda 0.3, benchmarks/blind_motion.py for 1) lambda 0.3 gave 23.97 / 22.69 / 21.45 dB and kernel MSE 3.4e-6 / 5.1e-6 / 9.6e-6,
 against 21.17 / 21.17 / 21.13 dB and 9.2e-6 / 1.1e-5 / 2.7e-5 with lambda 1.  On 4 other crops (chosen
 before looking, ``--first 4``): 21.37 / 22.41 / 21.27 dB and 7.4e-6 / 7.1e-6 / 1.3e-5, against 19.46 / 21.50
 / 21.52 dB and 1.1e-5 / 1.1e-5 / 1.3e-5 (BENCHMARKS.md, Fast Diffusion EM, session 5).
