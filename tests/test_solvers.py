@@ -13,7 +13,7 @@ from unblur.metrics import psnr
 from unblur.physics.convolution import Convolution, convolve
 from unblur.solvers import richardson_lucy, rl_tv, tikhonov, wiener
 from unblur.solvers.cg import conjugate_gradient
-from unblur.solvers.linear import _grad_ata
+from unblur.physics.operator import gradient_normal as _grad_ata
 from unblur.solvers.richardson_lucy import rl_iterations
 
 

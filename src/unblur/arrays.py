@@ -9,7 +9,10 @@ Conventions (see docs/conventions.md):
 * Whether a 3-D numpy array is a colour image or a stack is decided by the PSF: a 2-D PSF makes
   ``(H, W, C)`` a colour image, a 3-D PSF makes ``(Z, Y, X)`` a stack.  Without a PSF, pass
   ``spatial_ndim`` explicitly.
-* Compute dtype is float32 (float64 input stays float64 only if asked with ``dtype``).
+* Compute dtype is float32; results go back in the caller's floating dtype (float64 in, float64
+  out; integer input gives float32), as scikit-image does.
+* Devices: :func:`resolve_device` validates ``device`` once (a clear error when CUDA is asked for
+  and absent).
 """
 
 from __future__ import annotations
@@ -31,12 +34,17 @@ class Layout:
     was_torch: bool
     batch: bool  # torch input already had a batch axis (always true for torch input)
     numpy_dtype: np.dtype | None
+    torch_dtype: torch.dtype | None = None  # dtype of a torch input
 
     def to_output(self, x: torch.Tensor):
-        """Convert a (B, C, *spatial) result back to the caller's layout and type."""
+        """Convert a (B, C, *spatial) result back to the caller's layout and floating dtype."""
         if self.was_torch:
+            if self.torch_dtype is not None and self.torch_dtype.is_floating_point and x.dtype != self.torch_dtype:
+                return x.to(self.torch_dtype)
             return x
         arr = x.detach().cpu().numpy()
+        if self.numpy_dtype is not None and self.numpy_dtype.kind == "f" and arr.dtype != self.numpy_dtype:
+            arr = arr.astype(self.numpy_dtype)
         arr = arr[0]
         if self.channels_last:
             arr = np.moveaxis(arr, 0, -1)
@@ -55,15 +63,53 @@ def check_finite(a, what: str = "image") -> None:
             "replace them (e.g. with the local median or 0) before deconvolving")
 
 
+def resolve_device(device) -> torch.device | None:
+    """Validate a device (``None``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"auto"`` or a
+    :class:`torch.device`) and return it as a :class:`torch.device` (``None`` stays ``None``: the
+    input's own device).  ``"auto"`` is CUDA when available, else the CPU.
+
+    Raises :class:`~unblur.errors.InputError` for an unknown name or an accelerator this torch lacks.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if device is None:
+        return None
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"unknown device {device!r}", "use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'") from None
+    if dev.type == "cuda":
+        require(torch.cuda.is_available(), "CUDA was requested but this torch has no GPU",
+                "run without --device cuda or install a CUDA build of torch")
+        require(dev.index is None or dev.index < torch.cuda.device_count(),
+                f"GPU {dev.index} was requested but this machine has {torch.cuda.device_count()}",
+                "use --device cuda:0 or another existing GPU")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        require(mps is not None and mps.is_available(), "MPS was requested but this torch cannot use it",
+                "run without --device mps")
+    elif dev.type != "cpu":
+        raise InputError(f"device {device!r} is not supported", "use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
+    return dev
+
+
 def to_batch(image, spatial_ndim: int, dtype=torch.float32, device=None) -> tuple[torch.Tensor, Layout]:
-    """numpy ``(H,W)``, ``(H,W,C)``, ``(Z,Y,X)``, ``(Z,Y,X,C)`` or torch ``(B,C,*spatial)`` -> torch batch."""
+    """numpy ``(H,W)``, ``(H,W,C)``, ``(Z,Y,X)``, ``(Z,Y,X,C)`` or torch ``(B,C,*spatial)`` -> torch batch.
+
+    ``device`` is checked by :func:`resolve_device`; the result keeps the caller's dtype in its
+    :class:`Layout` so that :meth:`Layout.to_output` can return the same floating dtype.
+    """
     require(spatial_ndim in (2, 3), f"spatial_ndim must be 2 or 3, got {spatial_ndim}")
+    device = resolve_device(device)
     if isinstance(image, torch.Tensor):
         require(image.ndim == spatial_ndim + 2,
                 f"torch input must have shape (B, C, {'H, W' if spatial_ndim == 2 else 'Z, Y, X'}), got {tuple(image.shape)}",
                 "add batch/channel axes with x[None, None]")
         x = image.to(dtype=dtype, device=device)
-        layout = Layout(spatial_ndim, False, True, True, None)
+        layout = Layout(spatial_ndim, False, True, True, None, image.dtype)
     else:
         arr = np.asarray(image)
         require(arr.dtype.kind in "biuf", f"image dtype {arr.dtype} is not numeric", "pass a real-valued array")

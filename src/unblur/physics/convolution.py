@@ -20,7 +20,7 @@ Boundaries (``boundary=``):
     beyond the image edge and crop it at the end, which removes edge ringing
     (Bertero & Boccacci 2005; the masked update of scikit-image#3859).
 
-The PSF transform is computed once, at construction, on an FFT grid of "fast" size (products
+The PSF transform is computed once (at construction, and again by ``update_kernel``) on an FFT grid of "fast" size (products
 of 2, 3, 5: ``scipy.fft.next_fast_len(n, real=True)``) for the non-circular modes; ``"zero"``
 needs only ``n + k // 2`` per axis (the object sits at the grid origin), the others ``n + k - 1``.
 
@@ -29,6 +29,11 @@ FFT backend: on the CPU, when no gradient has to flow through the operator, the 
 as fast as torch's FFT on an idle machine and does not collapse when the cores are shared (torch's
 OpenMP threads spin-wait).  Otherwise (GPU, autograd) ``torch.fft`` is used.  ``UNBLUR_FFT=torch``
 forces torch everywhere (``"scipy"``/``"auto"``: the rule above).
+
+Solves: with ``boundary="circular"`` the operator is diagonal in Fourier, so ``solve_normal``,
+``prox_l2``, ``regularized_inverse`` and ``solve_gram`` (see :mod:`unblur.physics.operator`) are exact
+one-pass Fourier filters, e.g. ``(A^T A + mu D^T D)^-1 A^T y = F^-1[conj(H) Y / (|H|^2 + mu |D|^2)]``;
+the other boundaries use the base class's conjugate gradient.
 
 PSFs are tensors of shape ``(*k)``, ``(C, *k)`` (one per channel) or ``(B, C, *k)`` (one per image
 and channel); size-1 axes broadcast (an image batch of 1 with B PSFs gives B blurred images).
@@ -44,24 +49,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, require
-from .operator import LinearOperator
+from .operator import SOLVE_METHODS, LinearOperator, regulariser_normal
 
 BOUNDARIES = ("circular", "zero", "replicate", "reflect", "valid")
-
-
-def next_fast_len(n: int) -> int:
-    """Smallest integer >= n whose prime factors are 2, 3, 5 and 7."""
-    best = None
-    m = n
-    while best is None:
-        k = m
-        for p in (2, 3, 5, 7):
-            while k % p == 0:
-                k //= p
-        if k == 1:
-            best = m
-        m += 1
-    return best
 
 
 def _fast_len(n: int) -> int:
@@ -79,6 +69,20 @@ def psf_to_otf(psf: torch.Tensor, fft_shape: tuple[int, ...]) -> torch.Tensor:
     big = F.pad(psf, pad)
     big = torch.roll(big, shifts=tuple(-(n // 2) for n in k), dims=tuple(range(-d, 0)))
     return torch.fft.rfftn(big, dim=tuple(range(-d, 0)))
+
+
+def gradient_symbol(shape: tuple[int, ...], dtype=torch.float32, device=None) -> torch.Tensor:
+    """Fourier symbol of ``D^T D`` (forward differences, circular wrap; :func:`~.operator.gradient_normal`)
+    on the rfft grid of ``shape``: ``sum_axes (2 - 2 cos(2 pi f))``."""
+    sym = 0
+    d = len(shape)
+    for ax, n in enumerate(shape):
+        freqs = torch.fft.rfftfreq(n) if ax == d - 1 else torch.fft.fftfreq(n)
+        w = (2 - 2 * torch.cos(2 * torch.pi * freqs.double())).to(dtype=dtype, device=device)
+        view = [1] * d
+        view[ax] = -1
+        sym = sym + w.view(view)
+    return sym
 
 
 def _fft_backend() -> str:
@@ -146,11 +150,17 @@ class Convolution(LinearOperator):
         self.boundary = boundary
         self.spatial_ndim = d = len(image_shape)
         require(d in (2, 3), f"image must be 2-D or 3-D, got {d} spatial axes")
+        self.out_shape = tuple(int(n) for n in image_shape)
+        self._dims = tuple(range(-d, 0))
+        self._build(psf)
+
+    def _build(self, psf: torch.Tensor) -> None:
+        """Grid geometry and OTF for ``psf`` (shared by ``__init__`` and :meth:`update_kernel`)."""
+        d, boundary = self.spatial_ndim, self.boundary
         psf = _as_batched_psf(psf, d)
         self.psf = psf
         k = tuple(psf.shape[-d:])
         self.kernel_shape = k
-        self.out_shape = tuple(int(n) for n in image_shape)
         require(all(a <= b for a, b in zip(k, self.out_shape)) or boundary == "valid",
                 f"PSF {k} is larger than the image {self.out_shape}", "crop the PSF or use a larger image")
         # padding before/after so that the linear convolution is exact (see module docstring)
@@ -175,9 +185,18 @@ class Convolution(LinearOperator):
             ext = tuple(n + m - 1 for n, m in zip(self.out_shape, k))
             self.fft_shape = tuple(_fast_len(n) for n in ext)
             self.crop_start = self.pad_before
-        self._dims = tuple(range(-d, 0))
         self.otf = psf_to_otf(psf, self.fft_shape)
         self._otf_conj = self.otf.conj().resolve_conj()
+        self._otf_power = None
+        self._clear_cache()
+
+    def update_kernel(self, psf: torch.Tensor) -> None:
+        """Use ``psf`` from now on (same shapes rules as the constructor); equals a fresh operator.
+
+        Blind methods call it after each kernel update instead of building a new operator.  With
+        ``boundary="valid"`` a kernel of another size changes ``in_shape``.
+        """
+        self._build(psf)
 
     # -- helpers ---------------------------------------------------------------------------
     def _fft_conv(self, x: torch.Tensor, otf: torch.Tensor) -> torch.Tensor:
@@ -243,10 +262,59 @@ class Convolution(LinearOperator):
         """:meth:`A_adjoint` of data already embedded in a grid from :meth:`data_grid`."""
         return self._extend_adjoint(self._fft_conv(grid, self._otf_conj))
 
-    # -- for closed-form solvers ------------------------------------------------------------------
+    # -- exact solves (circular boundary: A is diagonal in Fourier) ----------------------------------
     @property
-    def is_circulant(self) -> bool:
+    def diagonal_in_fourier(self) -> bool:
+        """True for the circular boundary, where ``A = F^-1 diag(otf) F`` and the solves are exact."""
         return self.boundary == "circular"
+
+    def transfer_power(self) -> torch.Tensor:
+        """``|otf|^2`` on the rfft grid of ``fft_shape`` (cached until :meth:`update_kernel`)."""
+        if self._otf_power is None:
+            self._otf_power = self.otf.abs() ** 2
+        return self._otf_power
+
+    def regulariser_symbol(self, reg: str, dtype=None) -> torch.Tensor:
+        """Fourier symbol of ``L^T L`` on the rfft grid of ``fft_shape`` (``reg`` as in :meth:`solve_normal`)."""
+        regulariser_normal(reg)  # validates the name
+        dtype = dtype or self.transfer_power().dtype
+        if reg == "identity":
+            return torch.ones((), dtype=dtype, device=self.otf.device)
+        return gradient_symbol(self.fft_shape, dtype, self.otf.device)
+
+    def _fourier(self, method: str) -> bool:
+        require(method in SOLVE_METHODS, f"unknown solve method {method!r}", f"use one of {', '.join(SOLVE_METHODS)}")
+        require(method != "fourier" or self.diagonal_in_fourier,
+                f"the exact Fourier solve needs boundary='circular', not {self.boundary!r}",
+                "use method='auto' (conjugate gradient for this boundary)")
+        return method != "cg" and self.diagonal_in_fourier
+
+    def _filter(self, X: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfftn(X / den, s=self.fft_shape, dim=self._dims)
+
+    def solve_normal(self, rhs, mu, *, reg="identity", x0=None, max_iter=100, tol=1e-5, method="auto"):
+        if not self._fourier(method):
+            return super().solve_normal(rhs, mu, reg=reg, x0=x0, max_iter=max_iter, tol=tol, method="cg")
+        den = self.transfer_power() + mu * self.regulariser_symbol(reg)
+        return self._filter(torch.fft.rfftn(rhs, dim=self._dims), den)
+
+    def prox_l2(self, v, y, mu, *, x0=None, max_iter=100, tol=1e-5, method="auto"):
+        if not self._fourier(method):
+            return super().prox_l2(v, y, mu, x0=x0, max_iter=max_iter, tol=tol, method="cg")
+        num = self._otf_conj * torch.fft.rfftn(y, dim=self._dims) + mu * torch.fft.rfftn(v, dim=self._dims)
+        return self._filter(num, self.transfer_power() + mu)
+
+    def regularized_inverse(self, y, mu, *, reg="identity", x0=None, max_iter=100, tol=1e-5, method="auto"):
+        if not self._fourier(method):
+            return super().regularized_inverse(y, mu, reg=reg, x0=x0, max_iter=max_iter, tol=tol, method="cg")
+        num = self._otf_conj * torch.fft.rfftn(y, dim=self._dims)
+        return self._filter(num, self.transfer_power() + mu * self.regulariser_symbol(reg))
+
+    def solve_gram(self, r, c, *, weight=1.0, max_iter=100, tol=1e-6, method="auto"):
+        if not self._fourier(method):
+            return super().solve_gram(r, c, weight=weight, max_iter=max_iter, tol=tol, method="cg")
+        require(weight >= 0 and c >= 0 and weight + c > 0, "the Gram system needs weight + c > 0 (both >= 0)")
+        return self._filter(torch.fft.rfftn(r, dim=self._dims), weight * self.transfer_power() + c)
 
     def crop_object(self, x: torch.Tensor) -> torch.Tensor:
         """Crop an object estimate to the image's field of view (identity except for ``valid``)."""
@@ -295,4 +363,4 @@ def crop_valid(n_in, k):
     return tuple(a - b + 1 for a, b in zip(n_in, k))
 
 
-__all__ = ["BOUNDARIES", "Convolution", "convolve", "fft_convolve", "psf_to_otf", "next_fast_len", "crop_valid"]
+__all__ = ["BOUNDARIES", "Convolution", "convolve", "fft_convolve", "psf_to_otf", "gradient_symbol", "crop_valid"]

@@ -36,10 +36,10 @@ Builders:
 * :meth:`ProductConvolution.from_eigen_psfs` -- eigen-PSFs ``E_k`` and coefficient maps ``alpha_k``
   (Model 2.1: ``h(., u) = sum_k alpha_k(u) E_k``).
 
-Solvers: pass the operator in place of the PSF to :func:`unblur.richardson_lucy`, :func:`unblur.rl_tv`
-or :func:`unblur.tikhonov` (numpy in/out), or use the torch cores :func:`unblur.solvers.rl_iterations`
-and :func:`unblur.solvers.linear.tikhonov_solve` directly (they only need ``A``, ``A_adjoint``,
-``in_shape``, ``out_shape``).
+Solvers: pass the operator in place of the PSF to :func:`unblur.richardson_lucy`, :func:`unblur.rl_tv`,
+:func:`unblur.tikhonov` or :func:`unblur.solvers.tv.tv_admm` (numpy in/out), or use the torch cores
+(:func:`unblur.solvers.rl_iterations`, the operator's ``solve_normal`` / ``prox_l2``, solved by
+conjugate gradient: the operator is not diagonal in Fourier).
 """
 
 from __future__ import annotations
@@ -195,16 +195,22 @@ class ProductConvolution(LinearOperator):
         idx = (slice(None),) + tuple(int(p) for p in position)
         return torch.einsum("m,m...->...", self.weights[idx], self.psfs)
 
-    # -- helpers used by the solvers (same as Convolution) ------------------------------------------
+    def update_kernel(self, psfs) -> None:
+        """Use new component PSFs ``(M, *k)`` (same ``M`` and size; the weight maps stay)."""
+        psfs = _tensor(psfs)
+        require(tuple(psfs.shape) == tuple(self.psfs.shape),
+                f"new PSFs have shape {tuple(psfs.shape)}, expected {tuple(self.psfs.shape)}",
+                "keep the number and size of the components (build a new operator otherwise)")
+        self.conv.update_kernel(psfs[None])
+        self.psfs = psfs
+        self._clear_cache()
+
+    # -- object grid (same as the underlying Convolution); solves: conjugate gradient (base class) --
     def crop_object(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv.crop_object(x)
 
     def initial_object(self, y: torch.Tensor) -> torch.Tensor:
         return self.conv.initial_object(y)
-
-    @property
-    def is_circulant(self) -> bool:
-        return False
 
 
 __all__ = ["ProductConvolution", "grid_weight_maps", "tent_weights", "ORDERS"]

@@ -6,96 +6,52 @@ Both minimise ``||A x - y||^2 + lam * ||L x||^2`` with ``L`` the identity or the
 * :func:`wiener`: the same with ``lam = sigma^2 / signal variance`` (the Wiener-Hunt balance); sigma
   is given or estimated from the image (wavelet MAD).
 
-For ``boundary="circular"`` the solution is exact in Fourier.  For other boundaries, Wiener uses the
-usual "pad then crop" trick (the image is extended by the PSF size with ``reflect`` or ``replicate``
-padding, solved circularly, and cropped); Tikhonov solves the normal equations by conjugate gradient on the chosen
+Both solve with the operator's ``regularized_inverse`` (:mod:`unblur.physics.operator`): exact in
+Fourier for ``boundary="circular"``.  For other boundaries, Wiener uses the usual "pad then crop"
+trick (the image is extended by the PSF size with ``reflect`` or ``replicate`` padding, solved
+circularly, and cropped); Tikhonov solves the normal equations by conjugate gradient on the chosen
 operator (exact for the boundary model, including ``valid``).
 """
 
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import torch
 
 from ..errors import require
-from ..physics.convolution import Convolution, _pad_nd, psf_to_otf
+from ..physics.convolution import BOUNDARIES, Convolution, _pad_nd
 from ..physics.noise import estimate_noise_sigma
-from ..physics.operator import LinearOperator
-from .cg import conjugate_gradient
+from ..physics.operator import REGULARISERS, LinearOperator, regulariser_normal
 from .problem import setup_problem
 
-REGULARISERS = ("identity", "gradient")
 
-
-def _reg_symbol(shape, reg, dtype, device):
-    """Fourier symbol of L^T L on an rfft grid of ``shape``."""
-    if reg == "identity":
-        return torch.ones((), dtype=dtype, device=device)
-    sym = 0
-    d = len(shape)
-    for ax, n in enumerate(shape):
-        freqs = torch.fft.rfftfreq(n) if ax == d - 1 else torch.fft.fftfreq(n)
-        w = (2 - 2 * torch.cos(2 * torch.pi * freqs)).to(dtype=dtype, device=device)
-        view = [1] * d
-        view[ax] = -1
-        sym = sym + w.view(view)
-    return sym
-
-
-def _grad_ata(x):
-    """L^T L x for L = forward-difference gradient with circular wrap (matches :func:`_reg_symbol`)."""
-    out = torch.zeros_like(x)
-    for ax in range(2, x.ndim):
-        out = out + 2 * x - torch.roll(x, 1, ax) - torch.roll(x, -1, ax)
-    return out
-
-
-def _fourier_solve(y, psf, lam, reg):
-    shape = tuple(y.shape[2:])
-    dims = tuple(range(-len(shape), 0))
-    H = psf_to_otf(psf, shape)
-    num = H.conj() * torch.fft.rfftn(y, dim=dims)
-    den = H.abs() ** 2 + lam * _reg_symbol(shape, reg, y.dtype, y.device)
-    return torch.fft.irfftn(num / den, s=shape, dim=dims)
-
-
-def tikhonov_solve(op, y: torch.Tensor, lam: float = 1e-3, reg: str = "gradient", max_iter: int = 100,
+def tikhonov_solve(op: LinearOperator, y: torch.Tensor, lam: float = 1e-3, reg: str = "gradient", max_iter: int = 100,
                    tol: float = 1e-5, x0: torch.Tensor | None = None) -> torch.Tensor:
-    """``argmin_x ||A x - y||^2 + lam ||L x||^2`` by conjugate gradient, for any linear operator.
+    """``argmin_x ||A x - y||^2 + lam ||L x||^2`` for any linear operator (``op.regularized_inverse``).
 
     ``y`` is ``(B, C, *out_shape)``; the result lives on the object grid ``(B, C, *in_shape)`` (crop
-    it with ``op.crop_object`` for the ``valid`` model).  Starts from ``op.initial_object(y)`` when
-    the operator has it, else from ``A^T y``.
+    it with ``op.crop_object`` for the ``valid`` model).  Exact in Fourier for a circular
+    convolution, else conjugate gradient from ``x0`` (default ``op.initial_object(y)``).
     """
-    require(reg in REGULARISERS, f"unknown regulariser {reg!r}", f"use one of {', '.join(REGULARISERS)}")
+    regulariser_normal(reg)
     require(lam > 0, f"regularisation weight must be > 0, got {lam}")
-    L = (lambda v: v) if reg == "identity" else _grad_ata
-    if x0 is None:
-        x0 = op.initial_object(y) if hasattr(op, "initial_object") else op.A_adjoint(y)
-    return conjugate_gradient(lambda v: op.AtA(v) + lam * L(v), op.A_adjoint(y), x0=x0, max_iter=max_iter, tol=tol)
+    return op.regularized_inverse(y, lam, reg=reg, x0=x0, max_iter=max_iter, tol=tol)
 
 
-def _linear_solve(problem, lam, reg, boundary, max_iter, tol):
-    require(reg in REGULARISERS, f"unknown regulariser {reg!r}", f"use one of {', '.join(REGULARISERS)}")
-    require(lam > 0, f"regularisation weight must be > 0, got {lam}")
-    if boundary == "circular" and problem.psf is not None:
-        return _fourier_solve(problem.y, problem.psf, lam, reg), {"solver": "fourier"}
-    return tikhonov_solve(problem.op, problem.y, lam, reg, max_iter, tol), {"solver": "cg"}
-
-
-def _wiener_balance(y, psf, sigma, reg):
+def _wiener_balance(y, op: Convolution, sigma, reg):
     """Noise-to-signal ratio for a signal power spectrum ``S_x(f) = c / |L(f)|^2``.
 
     ``c`` is fitted on the data: in the band where the blur transfers well (``|H|^2 > 0.1``) and the
     data are above the noise, ``(|Y|^2 / N - sigma^2) * |L|^2 / |H|^2`` is an estimate of ``c``; the
-    median is taken.  The balance is ``sigma^2 / c``.
+    median is taken.  The balance is ``sigma^2 / c``.  ``op`` is the circular convolution on ``y``'s grid.
     """
     shape = tuple(y.shape[2:])
     dims = tuple(range(-len(shape), 0))
-    H2 = psf_to_otf(psf, shape).abs() ** 2
+    H2 = op.transfer_power()
     Sy = torch.fft.rfftn(y, dim=dims).abs() ** 2 / float(torch.tensor(shape).prod())
-    L2 = _reg_symbol(shape, reg, y.dtype, y.device).expand_as(H2)
+    L2 = op.regulariser_symbol(reg, y.dtype).expand_as(H2)
     sel = (H2 > 0.1) & (Sy > 2 * sigma**2) & (L2 > 0)
     if sigma <= 0 or int(sel.sum()) < 8:
         return 1e-6
@@ -103,61 +59,128 @@ def _wiener_balance(y, psf, sigma, reg):
     return max(float(sigma**2 / c.clamp_min(1e-30)), 1e-8)
 
 
-def tikhonov(image, psf, lam: float = 1e-3, *, reg: str = "gradient", boundary: str = "reflect",
-             max_iter: int = 100, tol: float = 1e-5, channel_axis=None, device=None, return_info: bool = False):
-    """Tikhonov-regularised deconvolution ``argmin ||A x - y||^2 + lam ||L x||^2``.
+def tikhonov(image, psf, *, lam: float = 1e-3, reg: Literal["gradient", "identity"] = "gradient",
+             boundary: Literal["reflect", "circular", "zero", "replicate", "valid"] = "reflect",
+             max_iter: int = 100, tol: float = 1e-5, channel_axis: int | None = None, device: str | None = None,
+             return_info: bool = False):
+    """Tikhonov-regularised deconvolution ``argmin_x ||A x - y||^2 + lam ||L x||^2``.
 
-    ``reg="gradient"`` (default) penalises the image gradient, ``"identity"`` its energy.  Closed
-    form for ``boundary="circular"``, conjugate gradient (``max_iter``, ``tol``) for the others.
-    ``psf`` may be a linear operator instead (space-varying blur): solved by conjugate gradient.
+    Exact in Fourier for ``boundary="circular"``, conjugate gradient on the boundary model otherwise
+    (:meth:`unblur.physics.operator.LinearOperator.regularized_inverse`).
+
+    Parameters
+    ----------
+    image : array or tensor
+        ``(H, W)``, ``(H, W, C)``, ``(Z, Y, X)``, ``(Z, Y, X, C)`` or torch ``(B, C, ...)``; float64 in
+        gives float64 out (computed in float32).
+    psf : array or LinearOperator
+        The PSF (normalised to sum 1), or a linear operator (space-varying blur; solved by CG).
+    lam : float
+        Regularisation weight, > 0.
+    reg : str
+        ``"gradient"`` penalises the image gradient (forward differences), ``"identity"`` its energy.
+    boundary : str
+        Blur boundary model (see :mod:`unblur.physics.convolution`); ignored for an operator.
+    max_iter : int
+        Conjugate-gradient iterations (non-circular boundaries).
+    tol : float
+        Conjugate-gradient relative-residual tolerance.
+    channel_axis : int or None
+        ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
+    device : str or None
+        Torch device, e.g. ``"cuda"`` (default: the input's, the CPU for numpy).
+    return_info : bool
+        Also return a dict (solver, lam, time).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unblur.solvers import tikhonov
+    >>> tikhonov(np.ones((16, 16)), np.ones((3, 3)) / 9, lam=1e-2).shape
+    (16, 16)
     """
     t0 = time.perf_counter()
+    regulariser_normal(reg)
+    require(lam > 0, f"regularisation weight must be > 0, got {lam}")
     problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device)
-    x, info = _linear_solve(problem, lam, reg, boundary, max_iter, tol)
-    info.update(lam=lam, time_s=time.perf_counter() - t0, notes=problem.notes)
+    op = problem.op
+    x = op.regularized_inverse(problem.y, lam, reg=reg, max_iter=max_iter, tol=tol)
+    info = {"solver": "fourier" if op.diagonal_in_fourier else "cg", "lam": lam,
+            "time_s": time.perf_counter() - t0, "notes": problem.notes}
     out = problem.output(x)
     return (out, info) if return_info else out
 
 
-def wiener(image, psf, noise_sigma: float | None = None, balance: float | None = None, *, reg: str = "gradient",
-           boundary: str = "reflect", channel_axis=None, device=None, return_info: bool = False):
-    """Wiener(-Hunt) deconvolution.
+def wiener(image, psf, *, noise_sigma: float | None = None, balance: float | None = None,
+           reg: Literal["gradient", "identity"] = "gradient", boundary: Literal["reflect", "circular", "replicate"] = "reflect",
+           channel_axis: int | None = None, device: str | None = None, return_info: bool = False):
+    """Wiener(-Hunt) deconvolution: ``argmin_x ||A x - y||^2 + balance ||L x||^2`` as a Fourier filter.
 
-    Minimises ``||A x - y||^2 + balance * ||L x||^2`` (``reg="gradient"``: a ``1/|f|^2`` image
-    spectrum; ``"identity"``: a flat one).  ``balance`` (noise-to-signal power ratio) is used when
-    given; otherwise ``balance = noise_sigma^2 / c`` with ``c`` the signal spectrum amplitude fitted
-    on the data (see :func:`_wiener_balance`) and ``noise_sigma`` given or estimated by the wavelet MAD
-    estimator (:func:`unblur.physics.estimate_noise_sigma`).  ``boundary="reflect"`` (default)
-    pads the image by the PSF size with mirror images before the circular solve, which suppresses
-    edge ringing (``"replicate"``: edge values instead); ``"circular"`` solves on the image as it is.
+    ``reg="gradient"`` assumes a ``1/|f|^2`` image spectrum, ``"identity"`` a flat one.  Without
+    ``balance``, ``balance = noise_sigma^2 / c`` with ``c`` the signal spectrum amplitude fitted on the
+    data (:func:`_wiener_balance`) and ``noise_sigma`` given or estimated (wavelet MAD, per channel,
+    :func:`unblur.physics.estimate_noise_sigma`).  Non-circular boundaries use the "pad then crop"
+    filter: the image is extended by the PSF size (mirror or edge values), filtered circularly and
+    cropped, which suppresses edge ringing.  Unlike ``skimage.restoration.wiener``, whose third
+    positional argument is ``balance``, every argument after ``psf`` is keyword-only.
+
+    Parameters
+    ----------
+    image : array or tensor
+        ``(H, W)``, ``(H, W, C)``, ``(Z, Y, X)``, ``(Z, Y, X, C)`` or torch ``(B, C, ...)``; float64 in
+        gives float64 out.
+    psf : array
+        The PSF (normalised to sum 1); an operator is refused (this is a Fourier filter).
+    noise_sigma : float or None
+        Noise standard deviation in image units, used to set the balance; estimated when omitted.
+    balance : float or None
+        Noise-to-signal power ratio; overrides ``noise_sigma`` when given.
+    reg : str
+        ``"gradient"`` or ``"identity"`` (the assumed image spectrum).
+    boundary : str
+        ``"reflect"`` (mirror padding), ``"replicate"`` (edge padding) or ``"circular"`` (no padding).
+    channel_axis : int or None
+        ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
+    device : str or None
+        Torch device, e.g. ``"cuda"`` (default: the input's, the CPU for numpy).
+    return_info : bool
+        Also return a dict (balance, noise sigma, time).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unblur.solvers import wiener
+    >>> wiener(np.ones((16, 16)), np.ones((3, 3)) / 9, balance=0.01).shape
+    (16, 16)
     """
     t0 = time.perf_counter()
-    require(reg in REGULARISERS, f"unknown regulariser {reg!r}", f"use one of {', '.join(REGULARISERS)}")
+    regulariser_normal(reg)
     require(boundary in ("circular", "reflect", "replicate"), f"wiener supports circular, reflect or replicate boundaries, not {boundary!r}",
             "use tikhonov for the zero/valid models")
     require(not isinstance(psf, LinearOperator), "wiener needs a PSF (it is a Fourier filter)",
             "use tikhonov or richardson_lucy with a space-varying operator")
     problem = setup_problem(image, psf, "circular", channel_axis=channel_axis, device=device)
-    y = problem.y
+    y, op = problem.y, problem.op
     if balance is None:
         if noise_sigma is None:
-            noise_sigma = estimate_noise_sigma(y[0].mean(0))
+            noise_sigma = estimate_noise_sigma(y)
         require(noise_sigma >= 0, f"noise_sigma must be >= 0, got {noise_sigma}")
-        balance = _wiener_balance(y, problem.psf, noise_sigma, reg)
+        balance = _wiener_balance(y, op, noise_sigma, reg)
     require(balance > 0, f"balance must be > 0, got {balance}")
     if boundary != "circular":
-        k = problem.op.kernel_shape
+        k = op.kernel_shape
         pad = []
         for n in reversed(k):
             pad += [n, n]
         yp = _pad_nd(y, pad, boundary)
-        x = _fourier_solve(yp, problem.psf, balance, reg)
+        padded = Convolution(problem.psf, tuple(yp.shape[2:]), "circular")
+        x = padded.regularized_inverse(yp, balance, reg=reg)
         x = x[(Ellipsis,) + tuple(slice(n, n + s) for n, s in zip(k, y.shape[2:]))]
     else:
-        x = _fourier_solve(y, problem.psf, balance, reg)
+        x = op.regularized_inverse(y, balance, reg=reg)
     info = {"balance": balance, "noise_sigma": noise_sigma, "time_s": time.perf_counter() - t0, "notes": problem.notes}
     out = problem.output(x)
     return (out, info) if return_info else out
 
 
-__all__ = ["wiener", "tikhonov", "Convolution"]
+__all__ = ["wiener", "tikhonov", "tikhonov_solve", "REGULARISERS", "BOUNDARIES"]
