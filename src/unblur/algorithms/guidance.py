@@ -79,7 +79,6 @@ import torch
 
 from ..diffusion.schedule import VPSchedule
 from ..errors import require
-from ..solvers.cg import conjugate_gradient
 from .ddpm import posterior_variance
 
 R_CHOICES = ("paper", "fastem")
@@ -133,16 +132,10 @@ class DPSGuidance:
 
 def solve_regularized_gram(op, r: torch.Tensor, r2: float, s2: float, method: str = "auto",
                            max_iter: int = 100, tol: float = 1e-6) -> torch.Tensor:
-    """``(r2 A A^T + s2 I)^{-1} r`` in data space: exact in Fourier for circulant ``A``, else CG."""
+    """``(r2 A A^T + s2 I)^{-1} r`` in data space: the operator's ``solve_gram`` (exact in Fourier for a
+    circular blur, conjugate gradient otherwise)."""
     require(r2 >= 0 and s2 >= 0 and r2 + s2 > 0, "the regularised Gram system needs r^2 + sigma^2 > 0")
-    if method == "auto":
-        method = "fourier" if getattr(op, "is_circulant", False) else "cg"
-    if method == "fourier":
-        dims = tuple(range(-op.spatial_ndim, 0))
-        R = torch.fft.rfftn(r, dim=dims)
-        denom = r2 * (op.otf.abs() ** 2) + s2
-        return torch.fft.irfftn(R / denom, s=r.shape[-op.spatial_ndim:], dim=dims)
-    return conjugate_gradient(lambda v: r2 * op.A(op.A_adjoint(v)) + s2 * v, r, max_iter=max_iter, tol=tol)
+    return op.solve_gram(r, s2, weight=r2, max_iter=max_iter, tol=tol, method=method)
 
 
 class PiGDMGuidance:

@@ -29,22 +29,15 @@ import math
 import torch
 
 from ..errors import require
-from ..solvers.cg import conjugate_gradient
 from .common import start
 
 
 def data_step(op, y: torch.Tensor, v: torch.Tensor, mu: float, x0: torch.Tensor | None = None,
               method: str = "auto", max_iter: int = 50, tol: float = 1e-5) -> torch.Tensor:
-    """``(A^T A + mu I)^{-1} (A^T y + mu v)``: Fourier for circulant ``A`` (``method="auto"``), else CG."""
+    """``(A^T A + mu I)^{-1} (A^T y + mu v)``: the operator's ``prox_l2`` (exact in Fourier for a circular
+    blur, conjugate gradient from ``x0`` otherwise; ``method`` forces one)."""
     require(mu > 0, f"the data-step weight must be > 0, got {mu}")
-    if method == "auto":
-        method = "fourier" if getattr(op, "is_circulant", False) else "cg"
-    if method == "fourier":
-        dims = tuple(range(-op.spatial_ndim, 0))
-        num = op._otf_conj * torch.fft.rfftn(y, dim=dims) + mu * torch.fft.rfftn(v, dim=dims)
-        return torch.fft.irfftn(num / (op.otf.abs() ** 2 + mu), s=v.shape[-op.spatial_ndim:], dim=dims)
-    b = op.A_adjoint(y) + mu * v
-    return conjugate_gradient(lambda x: op.AtA(x) + mu * x, b, x0=x0, max_iter=max_iter, tol=tol)
+    return op.prox_l2(v, y, mu, x0=x0, max_iter=max_iter, tol=tol, method=method)
 
 
 def admm_iterations(op, y: torch.Tensor, prior, rho: float, num_iter: int, denoiser_sigma: float,

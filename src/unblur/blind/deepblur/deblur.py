@@ -10,9 +10,9 @@ step ``1/lambda`` reads
 
 with ``R_t(v) = prox_{f/lambda_t}(v) = (A^T A + lambda_t I)^-1 (A^T y + lambda_t v)`` the data
 proximal map -- the paper's "regularised inverse", which for ``v = 0`` is exactly
-``(A^T A + lambda I)^-1 A^T y``.  Each solve is ``cg_iters`` (20) conjugate-gradient steps
-(:func:`unblur.solvers.cg.conjugate_gradient`, differentiable), so any linear operator with an adjoint
-can be plugged in at run time: the :class:`~unblur.physics.convolution.Convolution` of the PSF
+``(A^T A + lambda I)^-1 A^T y``.  Each solve is the operator's ``solve_normal``: ``cg_iters`` (20)
+conjugate-gradient steps (differentiable), or the exact Fourier solve for a circular blur, so any
+linear operator with an adjoint can be plugged in at run time: the :class:`~unblur.physics.convolution.Convolution` of the PSF
 ``h(gamma)`` identified by IN, or a product-convolution operator.  ``lambda_t`` are learned (one per
 step, stored as logs).
 
@@ -39,17 +39,18 @@ import torch
 from torch import nn
 
 from ...physics.operator import LinearOperator
-from ...solvers.cg import conjugate_gradient
 
 
 def data_prox(op: LinearOperator, Aty: torch.Tensor, v: torch.Tensor | None, lam, cg_iters: int = 20,
               tol: float = 1e-6) -> torch.Tensor:
-    """``(A^T A + lam I)^-1 (A^T y + lam v)`` by CG (``v=None``: the regularised inverse of ``y``).
+    """``(A^T A + lam I)^-1 (A^T y + lam v)`` (``v=None``: the regularised inverse of ``y``).
 
-    ``lam`` is a float or a tensor broadcastable to ``(B, 1, 1, 1)``.
+    The operator's ``solve_normal`` (differentiable; ``cg_iters`` conjugate-gradient steps warm-started
+    at ``v``, or the exact Fourier solve for a circular blur).  ``lam`` is a float or a tensor
+    broadcastable to ``(B, 1, 1, 1)``.
     """
     rhs = Aty if v is None else Aty + lam * v
-    return conjugate_gradient(lambda u: op.AtA(u) + lam * u, rhs, x0=v, max_iter=cg_iters, tol=tol)
+    return op.solve_normal(rhs, lam, x0=v, max_iter=cg_iters, tol=tol)
 
 
 class _ResBlock(nn.Module):
