@@ -1,9 +1,9 @@
 """Deep-blur: IN/DN shapes, Algorithm 1 with identity prox, CG vs direct solve, training, shipped weights;
 the eigen-PSF (Model 2.1) and product-convolution (Model 2.2) PSF models."""
 
-import argparse
 import json
 from functools import lru_cache, partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,13 +106,25 @@ def test_dr_with_identity_prox_is_iterated_regularised_inverse(steps):
 
 
 def _args(stage, **kw):
-    a = {"stage": stage, "data": None, "out": None, "resume": False, "steps": 10, "batch": 4, "size": 24,
-         "psf_size": 9, "optics": "1.2,0.6,0.1", "eta": 0.15, "alpha_max": 0.0, "beta_max": 1e-4, "lr": 1e-3,
-         "width": 4, "identify_weights": None, "cg_iters": 5, "lam": 0.05, "checkpoint_minutes": 100.0,
-         "export": None, "device": "cpu", "threads": None, "seed": 0, "model": "zernike", "rank": 4,
-         "family_samples": 200, "grid": "2x2", "local_model": "eigen"}
+    """A small DeepblurTrainConfig (``out`` is a path; resume is the Trainer's own argument)."""
+    from unblur.training.config import DeepblurTrainConfig
+
+    a = {"stage": stage, "steps": 10, "batch": 4, "size": 24, "psf_size": 9, "alpha_max": 0.0, "beta_max": 1e-4,
+         "width": 4, "cg_iters": 5, "ckpt_minutes": 100.0, "rank": 4, "family_samples": 200, "progress": False,
+         "val_every": 0}
     a.update(kw)
-    return argparse.Namespace(**a)
+    a = {k: str(v) if isinstance(v, Path) else v for k, v in a.items()}
+    return DeepblurTrainConfig(**a)
+
+
+def _trainer(cfg, resume=None, **kw):
+    from unblur.blind.deepblur.train import Trainer
+
+    return Trainer(cfg, resume, **kw)
+
+
+def _run(t):
+    return t.run(log=lambda *_: None)
 
 
 def _images():
@@ -124,28 +136,30 @@ def _images():
 @pytest.mark.parametrize("stage", ["identify", "deblur"])
 def test_training_steps_reduce_loss_and_resume(stage, tmp_path):
     from unblur.blind.deepblur.simulate import make_batch
-    from unblur.blind.deepblur.train import Trainer
+    from unblur.training.state import load_training_checkpoint
 
     model = _small_model()
     kw = {}
     if stage == "deblur":
-        t_in = Trainer(_args("identify", out=tmp_path / "in"), psf_model=model, images=_images())
+        t_in = _trainer(_args("identify", out=tmp_path / "in", steps=1), psf_model=model, images=_images())
+        _run(t_in)
         t_in.export(tmp_path / "in.pt")
         kw = {"identify_weights": tmp_path / "in.pt"}
-    t = Trainer(_args(stage, out=tmp_path / stage, **kw), psf_model=model, images=_images())
+    t = _trainer(_args(stage, out=tmp_path / stage, steps=2, val_every=2, **kw), psf_model=model, images=_images())
     batch = make_batch(t.images, model, 4, 24, 0.15, 0.0, 1e-4, torch.Generator().manual_seed(5))
-    t.net.train()
-    before = float(t.loss(batch).detach())
-    for _ in range(12):  # overfit one fixed batch: the loss must go down
-        t.opt.zero_grad()
-        t.loss(batch).backward()
-        t.opt.step()
-    after = float(t.loss(batch).detach())
-    assert after < 0.9 * before
-    t.run(steps=2)
-    t2 = Trainer(_args(stage, out=tmp_path / stage, resume=True, **kw), psf_model=model, images=_images())
-    assert t2.step == 2
-    for p, q in zip(t.net.parameters(), t2.net.parameters()):
+    _assert_a_few_steps_reduce_the_loss(t, batch)
+    res = _run(t)
+    assert res["steps"] == 2 and np.isfinite(res["loss"]) and np.isfinite(res["val"]["loss"])
+    assert (tmp_path / stage / "best.pt").exists()  # validation on a fixed batch keeps the best model
+    # a resumed run rebuilds the checkpoint's network and weights, and continues the step count
+    t2 = _trainer(_args(stage, out=tmp_path / stage, steps=3, **kw), resume="auto", psf_model=model,
+                  images=_images())
+    ck = load_training_checkpoint(tmp_path / stage)
+    assert ck["kind"] == f"deepblur-{stage}" and ck["step"] == 2 and "psf_model" in ck
+    assert _run(t2)["steps"] == 3
+    t3 = _trainer(_args(stage, out=tmp_path / stage, steps=2, **kw), resume="auto", psf_model=model, images=_images())
+    _run(t3)  # no step left: loads the saved state only
+    for p, q in zip(t2.net.parameters(), t3.net.parameters()):
         torch.testing.assert_close(p, q)
 
 
@@ -265,22 +279,22 @@ def _new_args(kind, **kw):
 
 
 def _assert_a_few_steps_reduce_the_loss(t, batch, steps: int = 12):
-    """12 Adam steps of a Trainer on one fixed batch lower its loss by at least 10 %."""
+    """12 Adam steps of a Trainer's network on one fixed batch lower its loss by at least 10 %."""
+    from unblur.training.loop import train_step
+
     t.net.train()
+    opt = torch.optim.Adam(t.net.parameters(), lr=1e-3)
     before = float(t.loss(batch).detach())
     for _ in range(steps):
-        t.opt.zero_grad()
-        t.loss(batch).backward()
-        t.opt.step()
+        train_step(t.net, opt, t.loss(batch))
     assert float(t.loss(batch).detach()) < 0.9 * before
 
 
 @pytest.mark.parametrize("kind", ["eigen", "pc-eigen"])
 def test_new_models_training_reduces_identification_loss(kind, tmp_path):
     from unblur.blind.deepblur.simulate import make_batch
-    from unblur.blind.deepblur.train import Trainer
 
-    t = Trainer(_new_args(kind, out=tmp_path), images=_images())
+    t = _trainer(_new_args(kind, out=tmp_path), images=_images())
     assert t.psf_model.description["kind"] == ("eigen" if kind == "eigen" else "product-convolution")
     batch = make_batch(t.images, t.psf_model, 4, 24, 0.15, 0.0, 1e-4, torch.Generator().manual_seed(5))
     assert batch["y"].shape == (4, 1, 24, 24) and batch["psf"].shape[1] == (1 if kind == "eigen" else 4)
@@ -290,21 +304,21 @@ def test_new_models_training_reduces_identification_loss(kind, tmp_path):
 @pytest.mark.parametrize("kind", ["eigen", "pc-eigen"])
 def test_new_models_checkpoint_round_trip(kind, tmp_path):
     from unblur.blind.deepblur.api import deepblur, identify_psf
-    from unblur.blind.deepblur.train import Trainer, load_weights
+    from unblur.blind.deepblur.train import load_weights
 
-    t = Trainer(_new_args(kind, out=tmp_path / "in"), images=_images())
-    t.run(steps=1)
+    t = _trainer(_new_args(kind, out=tmp_path / "in", steps=1), images=_images())
+    _run(t)
     t.export(tmp_path / "in.pt")
     gamma = (2 * torch.rand(2, t.psf_model.n_params, generator=torch.Generator().manual_seed(4)) - 1) * 0.15
     rebuilt = psf_model_from_description(load_weights(tmp_path / "in.pt")["psf_model"])
     torch.testing.assert_close(rebuilt(gamma), t.psf_model(gamma), atol=0, rtol=0)
     # resuming with other basis options keeps the checkpoint's basis
-    t2 = Trainer(_new_args(kind, out=tmp_path / "in", resume=True, seed=5, family_samples=100), images=_images())
+    t2 = _trainer(_new_args(kind, out=tmp_path / "in", seed=5, family_samples=100), resume=True, images=_images())
     torch.testing.assert_close(t2.psf_model(gamma), t.psf_model(gamma), atol=0, rtol=0)
     # stage deblur takes IN's model and trains DN with its operator
-    td = Trainer(_args("deblur", out=tmp_path / "dn", identify_weights=tmp_path / "in.pt"), images=_images())
+    td = _trainer(_args("deblur", out=tmp_path / "dn", identify_weights=tmp_path / "in.pt", steps=1), images=_images())
     torch.testing.assert_close(td.psf_model(gamma), t.psf_model(gamma), atol=0, rtol=0)
-    assert np.isfinite(td.train_step())
+    assert np.isfinite(_run(td)["loss"])
     td.export(tmp_path / "dn.pt")
     # inference with these weights
     img = np.random.default_rng(0).random((30, 34)).astype(np.float32)
@@ -347,24 +361,25 @@ def test_psf_loss_zero_at_truth_and_sign_invariant():
 @pytest.mark.parametrize("loss,features", [("psf", "image"), ("both", "image+spectrum")])
 def test_new_losses_and_features_train_and_export(loss, features, tmp_path):
     from unblur.blind.deepblur.simulate import make_batch
-    from unblur.blind.deepblur.train import Trainer, load_weights, model_from_weights
+    from unblur.blind.deepblur.train import load_weights, model_from_weights
 
-    kw = {"loss": loss, "features": features, "lr_schedule": "cosine", "max_minutes": None}
-    t = Trainer(_args("identify", out=tmp_path / "in", **kw), psf_model=_small_model(), images=_images())
+    kw = {"loss": loss, "features": features, "lr_schedule": "cosine", "max_minutes": None, "steps": 3}
+    t = _trainer(_args("identify", out=tmp_path / "in", **kw), psf_model=_small_model(), images=_images())
     assert t.net.config.get("features", "image") == features
     batch = make_batch(t.images, t.psf_model, 4, 24, 0.15, 0.0, 1e-4, torch.Generator().manual_seed(5))
     _assert_a_few_steps_reduce_the_loss(t, batch)
-    t.run(steps=3)
+    _run(t)
     t.export(tmp_path / "in.pt")
     w = load_weights(tmp_path / "in.pt")
     assert w["train"]["loss"] == loss and w["config"].get("features", "image") == features
+    assert w["checkpoint"]["format"] == "unblur" and "optimizer" not in w["checkpoint"]
     net = model_from_weights(w)
     y = torch.rand(2, 1, 24, 30)
     torch.testing.assert_close(net(y), t.net.eval()(y))
     # resuming without the feature option rebuilds the checkpoint's network
-    t2 = Trainer(_args("identify", out=tmp_path / "in", resume=True, loss=loss), psf_model=_small_model(),
-                 images=_images())
-    assert t2.step == 3 and t2.net.config.get("features", "image") == features
+    t2 = _trainer(_args("identify", out=tmp_path / "in", loss=loss, steps=3), resume=True, psf_model=_small_model(),
+                  images=_images())
+    assert t2.net.config.get("features", "image") == features and _run(t2)["steps"] == 3
 
 
 def test_old_identify_config_loads_as_image_features():
@@ -384,20 +399,21 @@ def test_old_identify_config_loads_as_image_features():
 
 
 def test_lr_schedule():
-    from unblur.blind.deepblur.train import lr_factor
+    """Constant lr, or warm-up over 2 % of the steps then cosine decay to --lr-min (0 for deep-blur)."""
+    from unblur.training.loop import learning_rate
 
-    assert lr_factor(500, 1000, "constant") == 1.0
-    f = [lr_factor(s, 1000, "cosine") for s in range(1000)]
+    assert learning_rate(_args("identify", steps=1000), 500) == 1e-3
+    cfg = _args("identify", steps=1000, lr_schedule="cosine")
+    f = [learning_rate(cfg, s) / 1e-3 for s in range(1000)]
     assert f[0] < 0.1 and abs(max(f) - 1) < 1e-6 and f[-1] < 1e-4 and f[500] < f[100]
+    assert f[19] == pytest.approx(1.0) and f[9] == pytest.approx(0.5)  # 20 warm-up steps
 
 
 def test_eta_dist_uniform_trains(tmp_path):
-    from unblur.blind.deepblur.train import Trainer
-
-    t = Trainer(_args("identify", out=tmp_path, loss="psf", eta_dist="uniform"), psf_model=_small_model(),
-                images=_images())
-    losses = t.run(steps=2)
-    assert len(losses) == 2 and all(np.isfinite(losses))
+    t = _trainer(_args("identify", out=tmp_path, loss="psf", eta_dist="uniform", steps=2), psf_model=_small_model(),
+                 images=_images())
+    res = _run(t)
+    assert res["steps"] == 2 and np.isfinite(res["loss"])
 
 
 # -- issue 8, s5: Welch-averaged spectrum features, --init ------------------------------------------------
@@ -433,28 +449,32 @@ def test_welch_features_shape_and_small_image_error():
 
 
 def test_init_from_exported_weights(tmp_path):
-    from unblur.blind.deepblur.train import Trainer
+    from unblur.training.loop import train_step
 
     big = [torch.nn.functional.interpolate(im[None, None], size=(96, 96), mode="bilinear")[0, 0] for im in _images()]
-    t = Trainer(_args("identify", out=tmp_path / "a", size=64, features="image+spectrum", loss="psf"),
-                psf_model=_small_model(), images=big)
-    t.run(steps=2)
-    t.export(tmp_path / "a.pt")
-    t2 = Trainer(_args("identify", out=tmp_path / "b", size=64, features="welch", loss="psf", init=tmp_path / "a.pt"),
+    t = _trainer(_args("identify", out=tmp_path / "a", size=64, features="image+spectrum", loss="psf", steps=2),
                  psf_model=_small_model(), images=big)
+    _run(t)
+    t.export(tmp_path / "a.pt")
+    t2 = _trainer(_args("identify", out=tmp_path / "b", size=64, features="welch", loss="psf", init=tmp_path / "a.pt",
+                        steps=0), psf_model=_small_model(), images=big)
     assert t2.net.config["features"] == "welch"
+    _run(t2)  # no step: the run starts from (and saves) the --init weights
     for k, v in t.net.state_dict().items():
         torch.testing.assert_close(t2.net.state_dict()[k], v)
-    assert np.isfinite(t2.run(steps=1)).all()
-    t2.args.grad_clip = 1e-12  # a clipped step barely moves the weights
+    # --grad-clip: a clipped SGD step barely moves the weights, an unclipped one does
     before = {k: v.clone() for k, v in t2.net.state_dict().items() if v.dtype.is_floating_point and "running" not in k}
-    t2.args.lr = 1e-3
-    t2.opt = torch.optim.SGD(t2.net.parameters(), lr=1e-3)
-    t2.train_step()
-    assert max(float((t2.net.state_dict()[k] - v).abs().max()) for k, v in before.items()) < 1e-12
-    with pytest.raises(InputError, match="holds identify weights, not deblur weights"):
-        Trainer(_args("deblur", out=tmp_path / "d", size=64, identify_weights=tmp_path / "a.pt", init=tmp_path / "a.pt"),
-                psf_model=_small_model(), images=big)
+    g = torch.Generator().manual_seed(0)
+
+    def moved(clip):
+        t2.net.load_state_dict({**t2.net.state_dict(), **before})
+        train_step(t2.net, torch.optim.SGD(t2.net.parameters(), lr=1e-3), t2.batch_loss(g), clip)
+        return max(float((t2.net.state_dict()[k] - v).abs().max()) for k, v in before.items())
+
+    assert moved(1e-12) < 1e-12 < moved(None)
+    with pytest.raises(InputError, match="holds deepblur-identify weights, not deepblur-deblur weights"):
+        _run(_trainer(_args("deblur", out=tmp_path / "d", size=64, identify_weights=tmp_path / "a.pt",
+                            init=tmp_path / "a.pt"), psf_model=_small_model(), images=big))
     with pytest.raises(InputError, match="does not fit this network"):
-        Trainer(_args("identify", out=tmp_path / "c", size=64, width=8, init=tmp_path / "a.pt"),
-                psf_model=_small_model(), images=big)
+        _run(_trainer(_args("identify", out=tmp_path / "c", size=64, width=8, init=tmp_path / "a.pt"),
+                      psf_model=_small_model(), images=big))

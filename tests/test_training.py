@@ -104,7 +104,7 @@ def test_train_kernel_denoiser_improves_kernels(tmp_path):
     m = load_kernel_prior(tmp_path / "k" / "best.pt")
     assert isinstance(m, KernelDenoiser) and m.size == 17
     ck = torch.load(tmp_path / "k" / "last.pt", weights_only=True)
-    (noisy, den), = [v for k, v in ck["history"][-1]["psnr"].items() if k == "0.01"]
+    (noisy, den), = [v for k, v in ck["history"][-1]["val"].items() if k == "0.01"]
     assert den > noisy  # the denoised kernels are closer to the truth than the noisy ones
     with pytest.raises(InputError):
         load_prior(tmp_path / "k" / "best.pt")

@@ -1,4 +1,4 @@
-"""Loading priors: ``load_prior`` (image denoisers) and ``load_kernel_prior`` (blur-kernel denoisers).
+"""Loading priors (``load_prior``, ``load_kernel_prior``) and unblur's one checkpoint format.
 
 ``spec`` is ``None``/``"default"`` (the network shipped in ``unblur/weights`` for the channel
 count: ``unblur_denoiser_gray.pt`` or ``unblur_denoiser_color.pt``; a missing file raises
@@ -15,7 +15,25 @@ guided-diffusion (.pt)      ADM UNet state dict (``time_embed.0.weight``, ``inpu
 ==========================  ===================================================================
 
 Anything else (wrong kind, truncated, not a checkpoint) raises :class:`~unblur.errors.InputError`.
-Files are read with ``torch.load(weights_only=True)`` (no code execution).
+Every file is read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and
+dicts only, so a file cannot run code when it is opened; a file that holds anything else is refused.
+
+**The unblur checkpoint format** (every network unblur trains: image denoiser, kernel denoiser,
+deep-blur's IN and DN), built by :func:`make_checkpoint` and written by :func:`save_checkpoint`::
+
+    {"format": "unblur",
+     "kind": "denoiser" | "kernel-denoiser" | "deepblur-identify" | "deepblur-deblur",
+     "config": {...},       # the network's constructor arguments (``model.config``)
+     "model": {...},        # its state dict (CPU tensors)
+     "step": int,           # optimiser steps done
+     "meta": {...},         # JSON-friendly: steps, wall_s, loss, val, train_config
+     ...}                   # kind-specific entries (deep-blur: "psf_model", its PSF model description)
+
+A training checkpoint (``last.pt``) is the same dict plus the training state (``optimizer``,
+``generator``, ``torch_rng``, ``history``, ``best``, ``wall_s``, ``train_config``); exporting drops
+those (:data:`TRAINING_KEYS`).  :func:`read_checkpoint` reads either, and converts deep-blur weight files
+of the earlier layout ``{"kind": "identify"|"deblur", "config", "state", "psf_model", "train"}``
+(:func:`convert_legacy_deepblur`).
 """
 
 from __future__ import annotations
@@ -37,6 +55,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = {1: "unblur_denoiser_gray.pt", 3: "unblur_denoiser_color.pt"}
 DEFAULT_KERNEL_WEIGHTS = {33: "unblur_kernel_denoiser_33.pt", 64: "unblur_kernel_denoiser_64.pt"}
 FORMAT = "unblur"
+KINDS = ("denoiser", "kernel-denoiser", "deepblur-identify", "deepblur-deblur")
+TRAINING_KEYS = ("optimizer", "generator", "torch_rng", "history", "best", "wall_s", "train_config")
 
 
 def _to_device(m: Denoiser, device) -> Denoiser:
@@ -94,11 +114,7 @@ def _load_file(path: Path) -> Denoiser:
         raise InputError(f"not a file: {path}", "give a checkpoint file")
     if path.suffix.lower() == ".mpk":
         return load_scico_mpk(path)
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e)[:120]}",
-                         "give a PyTorch .pt/.pth state dict, an unblur checkpoint or a scico .mpk file") from None
+    obj = torch_load(path, "give a PyTorch .pt/.pth state dict, an unblur checkpoint or a scico .mpk file")
     return from_object(obj, str(path))
 
 
@@ -107,6 +123,9 @@ def from_object(obj, where: str = "checkpoint") -> Denoiser:
     checkpoint's own: :func:`load_prior` checks it against the one asked for)."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return _load_unblur(obj, where)
+    if is_legacy_deepblur(obj):
+        raise InputError(f"{where} holds deep-blur {obj['kind']} weights, not an image prior",
+                         "use them with the deepblur method (--identify-weights / --deblur-weights)")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -169,7 +188,8 @@ def _load_unblur(obj: dict, where: str) -> Denoiser:
         elif kind == "kernel-denoiser":
             m = KernelDenoiser(**cfg)
         else:
-            raise InputError(f"{where}: unknown unblur checkpoint kind {kind!r}", "use a denoiser or kernel-denoiser file")
+            raise InputError(f"{where} holds {kind} weights, not a denoiser or kernel denoiser",
+                             "use a file written by 'unblur train denoiser' or 'unblur train kernel-denoiser'")
         m.load_state_dict(sd)
     except (RuntimeError, TypeError) as e:
         raise InputError(f"{where}: weights do not match the stored config ({str(e)[:160]})",
@@ -179,12 +199,81 @@ def _load_unblur(obj: dict, where: str) -> Denoiser:
 
 
 def save_unblur(model: Denoiser, path, kind: str, meta: dict | None = None) -> None:
-    """Write an inference checkpoint ``{"format": "unblur", kind, config, model, meta}`` atomically."""
+    """Write ``model`` as an inference checkpoint of ``kind`` (see the module docstring) atomically."""
+    save_checkpoint(make_checkpoint(kind, model.config, model.state_dict(), meta=meta), path)
+
+
+# -- the unblur checkpoint format ------------------------------------------------------------------
+
+def make_checkpoint(kind: str, config: dict, state_dict: dict, *, step: int = 0, meta: dict | None = None,
+                    **extra) -> dict:
+    """The one checkpoint dict (module docstring): ``extra`` holds kind-specific and training entries."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}")
+    meta = dict(meta or {})
+    return {"format": FORMAT, "kind": kind, "config": config,
+            "model": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
+            "step": int(step), "meta": meta, **extra}
+
+
+def save_checkpoint(obj: dict, path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename (never a half-written file)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "kind": kind, "config": model.config,
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta or {}}, tmp)
+    torch.save(obj, tmp)
     tmp.replace(path)
+
+
+def torch_load(path: Path, fix: str):
+    """``torch.load(path, weights_only=True)`` on CPU; any failure is a one-line :class:`InputError`.
+
+    ``weights_only`` refuses pickled objects other than tensors and plain containers, so opening a
+    crafted file cannot execute code.
+    """
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise InputError(f"{path} holds Python objects other than tensors (refused: opening it could run code)",
+                             "give a checkpoint written by unblur or a plain state dict") from None
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {first}", fix) from None
+
+
+def is_legacy_deepblur(obj) -> bool:
+    return isinstance(obj, dict) and obj.get("kind") in ("identify", "deblur") and "state" in obj and "psf_model" in obj
+
+
+def convert_legacy_deepblur(obj: dict) -> dict:
+    """Deep-blur weights of the earlier layout ``{kind, config, state, psf_model, train}`` in the one format."""
+    train = dict(obj.get("train") or {})
+    meta = {"steps": int(train.get("steps", 0)), "wall_s": train.get("wall_s"), "loss": train.get("final_loss"),
+            "train_config": train}
+    return make_checkpoint(f"deepblur-{obj['kind']}", obj["config"], obj["state"], step=meta["steps"], meta=meta,
+                           psf_model=obj["psf_model"])
+
+
+def read_checkpoint(path, kinds: tuple[str, ...] | None = None) -> dict:
+    """An unblur checkpoint (inference or training) from ``path``; ``kinds`` restricts the kinds accepted.
+
+    Raises :class:`InputError` for a missing file, a file that is not an unblur checkpoint, or one of
+    another kind.  Deep-blur files of the earlier layout are converted (:func:`convert_legacy_deepblur`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}", "check the path")
+    obj = torch_load(path, "give a checkpoint written by 'unblur train'")
+    if is_legacy_deepblur(obj):
+        obj = convert_legacy_deepblur(obj)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT or not isinstance(obj.get("model"), dict):
+        raise InputError(f"{path} is not an unblur checkpoint", "give a file written by 'unblur train' (last.pt, "
+                         "best.pt or an exported weights file)")
+    if kinds is not None and obj.get("kind") not in kinds:
+        raise InputError(f"{path} holds {obj.get('kind')} weights, not {' or '.join(kinds)} weights",
+                         "give weights of the network this command uses")
+    obj.setdefault("step", int(obj.get("meta", {}).get("steps", 0)))
+    return obj
 
 
 # -- scico flax msgpack --------------------------------------------------------------------------

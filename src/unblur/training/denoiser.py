@@ -9,43 +9,25 @@ level per crop from a mixture serving both uses of the network:
   ``P_mean = -1.2``, ``P_std = 1.2`` (EDM's values, given there in [-1, 1] units, hence the 2).
 
 The loss is EDM's: ``|| F(c_in x, c_noise) - (x0 - c_skip x) / c_out ||^2``, i.e. the MSE of ``D``
-weighted by ``1 / c_out^2``.  Adam with linear warm-up then cosine decay.  Every ``val_every``
-steps: PSNR at sigma 15/25/50 (/255) on held-out images with fixed noise.  Every ``ckpt_minutes``:
-``last.pt`` (full training state, atomic); the best validation model goes to ``best.pt``.
-Deterministic for a given seed on a given device and thread count (all randomness comes from one
-``torch.Generator``; resuming restores it).
+weighted by ``1 / c_out^2`` (Karras et al. 2022, "Elucidating the design space of diffusion-based
+generative models", Sec. 5).  Validation: PSNR at sigma 15/25/50 (/255) on held-out images with fixed
+noise.  Optimiser, schedule, checkpoints and resume: the one loop (:mod:`.loop`).  Deterministic for
+a given seed on a given device and thread count (all randomness comes from one ``torch.Generator``;
+resuming restores it).  Options: :class:`.config.DenoiserTrainConfig`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-from ..errors import InputError, require
+from ..errors import require
 from ..metrics import psnr
 from ..models.unblur_net import UnblurDenoiser
+from .config import DenoiserTrainConfig
 from .data import list_image_files, load_images, random_patches
-from .loop import LoopConfig, run_training
+from .loop import run_training, setup_torch
 
 VAL_SIGMAS = (15 / 255, 25 / 255, 50 / 255)
-
-
-@dataclass(kw_only=True)
-class DenoiserTrainConfig(LoopConfig):
-    data: str
-    channels: int = 1
-    nc: list = field(default_factory=lambda: [32, 64, 128, 128])
-    nb: int = 1
-    patch: int = 64
-    batch: int = 16
-    steps: int = 100_000
-    warmup: int = 200
-    grad_clip: float | None = 1.0
-    sigma_denoise: float = 0.2
-    p_diffusion: float = 0.2
-    val_images: int = 4
-    val_dir: str | None = None
 
 
 def sample_sigmas(n: int, gen: torch.Generator, sigma_denoise: float, p_diffusion: float) -> torch.Tensor:
@@ -79,16 +61,13 @@ def validate(model, images, device, seed: int = 12345) -> dict:
     return out
 
 
-def train_denoiser(cfg: DenoiserTrainConfig, resume: str | None = None, log=print) -> dict:
-    """Train (or resume) and return a summary dict (steps, wall_s, last validation)."""
+def train_denoiser(cfg: DenoiserTrainConfig, resume=None, log=print) -> dict:
+    """Train (or resume from a ``last.pt`` or run folder) and return the loop's summary dict."""
     require(cfg.channels in (1, 3), f"--channels must be 1 or 3, got {cfg.channels}")
+    require(len(cfg.nc) == 4, f"--nc needs 4 comma-separated integers, got {cfg.nc}", "e.g. --nc 32,64,128,128")
     require(cfg.patch % 8 == 0 and cfg.patch >= 16, f"--patch must be a multiple of 8, >= 16 (got {cfg.patch})")
     require(cfg.batch >= 1 and cfg.steps >= 1, "--batch and --steps must be positive")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda asked but no CUDA device is available", "use --device cpu")
-    device = torch.device(cfg.device)
+    device = setup_torch(cfg)
     files = list_image_files(cfg.data)
     if cfg.val_dir:
         val_files, train_files = list_image_files(cfg.val_dir)[: cfg.val_images], files
@@ -99,7 +78,6 @@ def train_denoiser(cfg: DenoiserTrainConfig, resume: str | None = None, log=prin
     train_imgs = load_images(train_files, cfg.channels)
     val_imgs = load_images(val_files, cfg.channels)
 
-    torch.manual_seed(cfg.seed)
     model = UnblurDenoiser(cfg.channels, cfg.nc, cfg.nb).to(device)
 
     def batch_loss(gen):
@@ -113,4 +91,4 @@ def train_denoiser(cfg: DenoiserTrainConfig, resume: str | None = None, log=prin
         validate=lambda: validate(model, val_imgs, device) if val_imgs else {},
         score=lambda v: sum(v.values()) / len(v),
         describe=lambda v: "val PSNR " + "  ".join(f"{k}: {p:.2f}" for k, p in v.items()),
-        warmup=cfg.warmup, desc="train denoiser", resume=resume, log=log)
+        desc="train denoiser", resume=resume, log=log)

@@ -1,31 +1,28 @@
 """Export a training run's checkpoint to a small inference file (what ships in ``unblur/weights``).
 
 ``python -m unblur.training.export runs/denoiser_gray/best.pt src/unblur/weights/unblur_denoiser_gray.pt``
-keeps the kind, the network config, the weights (float32) and a short ``meta`` (steps, wall time,
-validation PSNR, the training config); optimizer state and history are dropped.
+keeps the kind, the network config, the weights (floating tensors as float32), the step, kind-specific entries (deep-blur's
+PSF model) and ``meta`` (steps, wall time, last loss, validation, the training config); the training
+state (optimizer, random states, history) is dropped.  The result is in the one unblur checkpoint
+format (:mod:`unblur.models.checkpoints`).
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import torch
-
-from ..errors import InputError
-from ..models.checkpoints import FORMAT
-from .state import atomic_save
+from ..models.checkpoints import TRAINING_KEYS, make_checkpoint, read_checkpoint, save_checkpoint
 
 
 def export(src, dst) -> dict:
-    obj = torch.load(str(src), map_location="cpu", weights_only=True)
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise InputError(f"{src} is not an unblur checkpoint", "give runs/<name>/best.pt or last.pt")
-    meta = dict(obj.get("meta", {}))
-    out = {"format": FORMAT, "kind": obj["kind"], "config": obj["config"],
-           "model": {k: v.float().contiguous() for k, v in obj["model"].items()}, "meta": meta}
-    atomic_save(out, Path(dst))
-    return meta
+    """Write the inference part of checkpoint ``src`` to ``dst`` (atomically); return its ``meta``."""
+    obj = read_checkpoint(src)
+    extra = {k: v for k, v in obj.items()
+             if k not in TRAINING_KEYS and k not in ("format", "kind", "config", "model", "step", "meta")}
+    out = make_checkpoint(obj["kind"], obj["config"], {k: v.float() if v.is_floating_point() else v for k, v in obj["model"].items()},
+                          step=obj["step"], meta=obj.get("meta", {}), **extra)
+    save_checkpoint(out, dst)
+    return out["meta"]
 
 
 if __name__ == "__main__":

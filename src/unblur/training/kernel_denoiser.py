@@ -4,7 +4,8 @@ Training pairs are random camera-shake kernels from :func:`unblur.psf.motion.ran
 (non-negative, sum 1, ``size`` x ``size``) plus white Gaussian noise of std ``sigma`` drawn
 log-uniformly in ``[sigma_min, sigma_max]`` (default 5e-4 .. 5e-2, around the EM's
 ``sqrt(lambda / beta) ~ 3e-3`` and above).  Loss: MSE of the denoised kernel divided by ``sigma^2``
-(every noise level weighs the same).  Adam + cosine decay.  Validation: mean kernel PSNR on 32 fixed
+(every noise level weighs the same).  Optimiser, schedule and checkpoints: the one loop
+(:mod:`.loop`); options: :class:`.config.KernelTrainConfig`.  Validation: mean kernel PSNR on 32 fixed
 kernels at sigma 3e-3 and 1e-2, PSNR with the kernel's own peak as the data range,
 ``10 log10(max(k)^2 / mse)``.
 """
@@ -12,28 +13,16 @@ kernels at sigma 3e-3 and 1e-2, PSNR with the kernel's own peak as the data rang
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from ..errors import require
 from ..models.kernel_prior import KernelDenoiser
 from ..psf.motion import random_motion_kernels
-from .loop import LoopConfig, run_training
+from .config import KernelTrainConfig
+from .loop import run_training, setup_torch
 
 VAL_SIGMAS = (3e-3, 1e-2)
-
-
-@dataclass(kw_only=True)
-class KernelTrainConfig(LoopConfig):
-    size: int = 33
-    blocks: int = 5
-    features: int = 32
-    batch: int = 32
-    steps: int = 5000
-    sigma_min: float = 5e-4
-    sigma_max: float = 5e-2
-    val_every: int = 250
 
 
 def kernel_psnr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -56,13 +45,11 @@ def validate_kernels(model, size: int, device, n: int = 32, seed: int = 999) -> 
     return out
 
 
-def train_kernel_denoiser(cfg: KernelTrainConfig, resume: str | None = None, log=print) -> dict:
+def train_kernel_denoiser(cfg: KernelTrainConfig, resume=None, log=print) -> dict:
+    """Train (or resume from a ``last.pt`` or run folder) and return the loop's summary dict."""
     require(13 <= cfg.size <= 75, f"--size must be in [13, 75], got {cfg.size}")
     require(0 < cfg.sigma_min <= cfg.sigma_max, "need 0 < --sigma-min <= --sigma-max")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    device = setup_torch(cfg)
     model = KernelDenoiser(cfg.size, cfg.blocks, cfg.features).to(device)
     lo, hi = math.log(cfg.sigma_min), math.log(cfg.sigma_max)
 
@@ -80,4 +67,4 @@ def train_kernel_denoiser(cfg: KernelTrainConfig, resume: str | None = None, log
         "kernel-denoiser", model, cfg, batch_loss=batch_loss, validate=validate,
         score=lambda v: sum(b[1] for b in v.values()) / len(v),
         describe=lambda v: "  ".join(f"sigma {a}: {b[0]:.2f} -> {b[1]:.2f} dB" for a, b in v.items()),
-        warmup=100, desc=f"train kernel-denoiser {cfg.size}", resume=resume, log=log)
+        desc=f"train kernel-denoiser {cfg.size}", resume=resume, log=log)

@@ -1,10 +1,13 @@
-"""The one optimisation loop shared by unblur's training commands (denoiser, kernel denoiser).
+"""The one optimisation loop behind every ``unblur train`` command (denoiser, kernel denoiser, deep-blur).
 
-A trainer supplies what differs: how to draw a batch and compute its loss, how to validate, and how
-to score a validation result.  This module does the rest, the same way for every network:
-resume from ``last.pt`` (model, optimizer, data generator, history), warm-up + cosine learning rate,
-tqdm progress, periodic validation with the best model written to ``best.pt``, an atomic ``last.pt``
-every ``ckpt_minutes`` and on exit (also on Ctrl-C), and an optional ``max_minutes`` budget.
+A trainer supplies what differs: the network, how to draw a batch and compute its loss, and
+optionally how to validate and score a validation result (and kind-specific checkpoint entries such
+as deep-blur's PSF model).  This module does the rest, the same way for every network: resume from
+``last.pt`` (model, optimizer, data generator, torch's random state, history), a start from other
+weights (``init``), Adam with a constant or warm-up + cosine learning rate, optional gradient-norm
+clipping, tqdm progress, periodic validation with the best model written to ``best.pt``, an atomic
+``last.pt`` every ``ckpt_minutes`` and on exit (also on Ctrl-C), a ``max_minutes`` budget for the
+run, and an optional export of the final model's inference weights.  Options: :class:`.config.LoopConfig`.
 """
 
 from __future__ import annotations
@@ -12,59 +15,105 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
-from ..models.checkpoints import save_unblur
-from .state import atomic_save, cosine_lr, load_training_checkpoint, training_checkpoint
+from ..models.checkpoints import make_checkpoint, read_checkpoint, save_checkpoint
+from .config import LoopConfig
+from .state import cosine_lr, load_training_checkpoint, training_checkpoint
+
+__all__ = ["LoopConfig", "learning_rate", "run_training", "setup_torch", "train_step"]
 
 
-@dataclass(kw_only=True)
-class LoopConfig:
-    """Options every trainer shares (each trainer's config adds its own and may change defaults)."""
-
-    out: str
-    steps: int = 10_000
-    lr: float = 1e-3
-    lr_min: float = 1e-5
-    val_every: int = 500
-    ckpt_minutes: float = 5.0
-    max_minutes: float | None = None
-    grad_clip: float | None = None
-    seed: int = 0
-    device: str = "cpu"
-    threads: int | None = None
-    progress: bool = True
+def setup_torch(cfg: LoopConfig) -> torch.device:
+    """Apply ``threads`` and ``seed`` (the initialisation's randomness) and check ``device``."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {cfg.device} asked but no CUDA device is available", "use --device cpu")
+    torch.manual_seed(cfg.seed)
+    return torch.device(cfg.device)
 
 
-def run_training(kind: str, model: torch.nn.Module, cfg, *, batch_loss: Callable[[torch.Generator], torch.Tensor],
-                 validate: Callable[[], dict], score: Callable[[dict], float], describe: Callable[[dict], str],
-                 warmup: int, desc: str, resume: str | None = None, log=print) -> dict:
+def resolve_resume(resume, out) -> Path | None:
+    """``--resume`` without a path (``"auto"`` or ``True``) means the run folder ``out``."""
+    if not resume:
+        return None
+    return Path(out) if resume is True or resume == "auto" else Path(resume)
+
+
+def learning_rate(cfg: LoopConfig, step: int) -> float:
+    """The learning rate at ``step`` (0-based): ``cfg.lr``, or :func:`.state.cosine_lr` with ``cfg.warmup``
+    (2 % of ``cfg.steps`` when not given)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    warmup = cfg.warmup if cfg.warmup is not None else max(1, int(0.02 * cfg.steps))
+    return cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min, warmup)
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor,
+               grad_clip: float | None = None) -> float:
+    """One optimiser step on ``loss``; the gradient norm is capped at ``grad_clip`` when given (> 0)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
+def load_init(model: torch.nn.Module, kind: str, path) -> dict:
+    """Load the weights of checkpoint ``path`` (of the same ``kind``) into ``model`` for a new run."""
+    ck = read_checkpoint(path)
+    if ck["kind"] != kind:
+        raise InputError(f"{path} holds {ck['kind']} weights, not {kind} weights",
+                         "give weights of the network this run trains")
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as err:
+        raise InputError(f"{path} does not fit this network ({err.args[0].splitlines()[0]})",
+                         "use weights of a network with the same widths and options") from None
+    return ck
+
+
+def run_training(kind: str, model: torch.nn.Module, cfg: LoopConfig, *,
+                 batch_loss: Callable[[torch.Generator], torch.Tensor],
+                 validate: Callable[[], dict] | None = None, score: Callable[[dict], float] | None = None,
+                 describe: Callable[[dict], str] | None = None, desc: str = "train", resume=None,
+                 extra: dict | None = None, log=print) -> dict:
     """Train ``model`` for ``cfg.steps`` optimiser steps (or resume) and return a summary dict.
 
-    ``cfg`` is a :class:`LoopConfig`; its ``grad_clip`` caps the gradient norm (a colour denoiser run
-    at lr 1e-3 without it diverged).
-    ``batch_loss(gen)`` draws a batch with ``gen`` and returns its loss; ``validate()`` returns a
-    JSON-friendly dict, ``score(v)`` a number to maximise and ``describe(v)`` a log line.
+    ``batch_loss(gen)`` draws a batch with ``gen`` and returns its loss.  ``validate()`` (run in eval
+    mode without gradients every ``cfg.val_every`` steps) returns a JSON-friendly dict, ``score(v)`` a
+    number to maximise and ``describe(v)`` a log line.  ``extra``: kind-specific entries stored in
+    every checkpoint.  ``resume``: a ``last.pt`` or a run folder.  Returns ``steps``, ``wall_s``
+    (training wall time over resumes), ``loss`` (running mean), ``val`` (last validation), ``best``.
     """
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    step, history, wall0, best = 0, [], 0.0, None
+    extra = dict(extra or {})
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    if resume:
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    step, history, wall0, best, run_loss = 0, [], 0.0, None, None
+    resume = resolve_resume(resume, out)
+    if resume is not None:
         ck = load_training_checkpoint(resume)
-        if ck.get("kind") != kind or ck["config"] != model.config:
-            raise InputError(f"{resume}: checkpoint is for a different network ({ck.get('kind')}, {ck['config']})",
+        if ck["kind"] != kind or ck["config"] != model.config:
+            raise InputError(f"{resume}: checkpoint is for a different network ({ck['kind']}, {ck['config']})",
                              "resume with the same network options as the original run")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["generator"])
+        if "torch_rng" in ck:
+            torch.set_rng_state(ck["torch_rng"])
         step, history, wall0, best = ck["step"], ck["history"], ck["wall_s"], ck["best"]
+        run_loss = ck["meta"].get("loss")
         log(f"resumed from {resume} at step {step}")
+    elif cfg.init:
+        load_init(model, kind, cfg.init)
     conf = asdict(cfg)
     t0 = last_ckpt = time.time()
 
@@ -72,44 +121,40 @@ def run_training(kind: str, model: torch.nn.Module, cfg, *, batch_loss: Callable
         return wall0 + time.time() - t0
 
     def save():
-        atomic_save(training_checkpoint(kind, model, opt, step, gen, conf, history, wall(), best), out / "last.pt")
+        save_checkpoint(training_checkpoint(kind, model, opt, step, gen, conf, history, wall(), best, run_loss,
+                                            **extra), out / "last.pt")
 
     bar = None
     if cfg.progress:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc=desc, mininterval=5, dynamic_ncols=True)
-    run_loss = None
     model.train()
     try:
         while step < cfg.steps:
             for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.lr_min, warmup)
-            loss = batch_loss(gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+                g["lr"] = learning_rate(cfg, step)
+            lv = train_step(model, opt, batch_loss(gen), cfg.grad_clip)
             step += 1
-            lv = float(loss.detach())
             if not math.isfinite(lv):
-                raise RuntimeError(f"loss became {lv} at step {step}; lower --lr")
+                raise RuntimeError(f"loss became {lv} at step {step}; lower --lr or set --grad-clip")
             run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
             if bar:
                 bar.update(1)
-                bar.set_postfix(loss=f"{run_loss:.4f}", refresh=False)
+                bar.set_postfix(loss=f"{run_loss:.4g}", refresh=False)
             if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-                model.eval()
-                with torch.no_grad():
-                    v = validate()
-                model.train()
-                if v:
-                    history.append({"step": step, "loss": run_loss, "psnr": v, "wall_s": wall()})
-                    log(f"step {step}: loss {run_loss:.4f}  {describe(v)}")
-                    if best is None or score(v) > best:
-                        best = score(v)
-                        save_unblur(model, out / "best.pt", kind,
-                                    {"steps": step, "val_psnr": v, "wall_s": round(wall(), 1), "train_config": conf})
+                v = {}
+                if validate is not None:
+                    model.eval()
+                    with torch.no_grad():
+                        v = validate()
+                    model.train()
+                history.append({"step": step, "loss": run_loss, "val": v, "wall_s": wall()})
+                log(f"step {step}: loss {run_loss:.4g}  {describe(v) if v and describe else ''}".rstrip())
+                if v and score is not None and (best is None or score(v) > best):
+                    best = score(v)
+                    meta = {"steps": step, "val": v, "wall_s": round(wall(), 1), "loss": run_loss, "train_config": conf}
+                    save_checkpoint(make_checkpoint(kind, model.config, model.state_dict(), step=step, meta=meta,
+                                                    **extra), out / "best.pt")
             if time.time() - last_ckpt > 60 * cfg.ckpt_minutes:
                 save()
                 last_ckpt = time.time()
@@ -120,5 +165,8 @@ def run_training(kind: str, model: torch.nn.Module, cfg, *, batch_loss: Callable
         if bar:
             bar.close()
         save()
+    if cfg.export:
+        from .export import export
+        export(out / "last.pt", cfg.export)
     return {"steps": step, "wall_s": wall(), "loss": run_loss,
-            "val": history[-1]["psnr"] if history else None, "best": best}
+            "val": history[-1]["val"] if history else None, "best": best}
