@@ -23,19 +23,17 @@ deconvolution"), as options of :class:`FitConfig`:
 
 Cost control: ``stop_tol`` stops the blind stage once the relative kernel change over ``stop_check``
 iterations stays below ``stop_tol`` for ``stop_patience`` checks (after ``min_iters``);
-``channels_last`` memory format (forward + backward at 279x279 on this project's shared 2-core
-CPU: 0.51 -> 0.31 s for :data:`~.generators.FAST` on one thread; 7.8 -> 4.6 s for ``FULL`` and
-1.08 -> 0.72 s for ``FAST`` with two threads, measured together); the ``FAST`` generator; presets
+``channels_last`` memory format (faster convolutions on CPU; per-iteration costs are in
+BENCHMARKS.md, "Blind deconvolution with deep image priors"); the ``FAST`` generator; presets
 :data:`PRESETS`; coarse to fine (``pyramid``, ``pyramid_iters``, ``warmup_iters``): the blind fit
 runs first on antialiased downsampled copies of the image with proportionally smaller kernels (an
 iteration at scale ``s`` costs about ``s**2`` of one at full resolution), each level's kernel is
 upsampled (:func:`upsample_kernel`) to pre-fit the next level's kernel network, and the next level's
 fresh image network is warmed up with that kernel fixed before both are fitted together; VDIP's
 ELBO at a coarse level uses that level's noise sigma (the full-resolution one times
-:func:`downsample_noise_gain`, about ``2 s / 3``).  On a
-shared CPU, one torch thread per process can be much faster than two (a tiny generator measured
-0.03 s vs 1.8 s per iteration with two threads on a machine with other jobs): the API's ``threads``
-argument sets it.
+:func:`downsample_noise_gain`, about ``2 s / 3``).  On a CPU shared with other jobs, one torch thread
+per process can be much faster than two (threads wait for each other): the API's ``threads`` argument
+sets it.
 """
 
 from __future__ import annotations
@@ -93,8 +91,8 @@ class FitConfig:
 #: ``fast-c2f``: the small generator coarse to fine -- 1000 blind iterations at 1/4 scale (7x7 kernel
 #: for a 25x25 one), 1000 at 1/2, then at most 600 at full resolution (stopping rule after 300) and
 #: 150 refinement iterations; each finer level starts from the upsampled kernel with 50 image-only
-#: warm-up iterations; kernel learning rate 2e-4 (1e-4 left the full-resolution kernel blurred: on
-#: BSD68 test001 with kernel 09 at 255x255, kernel error 0.60 against 0.43 with 2e-4).
+#: warm-up iterations; kernel learning rate 2e-4 (with the paper's 1e-4 the kernel at full resolution
+#: stayed blurred).
 PRESETS = {
     "full": FitConfig(),
     "fast": FitConfig(iterations=1500, generator=FAST, switch_iter=500, refine_iters=200,
@@ -104,11 +102,9 @@ PRESETS = {
                           warmup_iters=50),
 }
 
-#: The stabilised variant measured in the benchmark: kernel network pre-fitted to a flat kernel and
-#: beta1 = 0.5 (the SSIM switch kept).  The no-blur (Dirac) start is not used here: on a 64x64
-#: camera-man crop with a 7x7 motion kernel and the paper's kernel learning rate (1e-4) it stayed at
-#: the no-blur solution for 300 iterations (relative kernel error without shift search 2.44, a
-#: Dirac's 2.45; the random start reached 0.77).
+#: The stabilised variant of the benchmark: kernel network pre-fitted to a flat kernel and
+#: beta1 = 0.5 (the SSIM switch kept).  The no-blur (Dirac) start is not used here: with the paper's
+#: kernel learning rate, a fit started there stayed at the no-blur solution on a small test crop.
 STABILISED = {"kernel_init": "uniform", "beta1": 0.5}
 
 

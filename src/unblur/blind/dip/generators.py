@@ -40,8 +40,8 @@ class GeneratorConfig:
 #: SelfDeblur's generators as published.
 FULL = GeneratorConfig()
 #: The CPU variant: same depth (5 scales); 16 channels at the finest scale, 32 below, 4 skip channels
-#: (about 1/18 of the parameters; forward + backward at 279x279, channels_last, on the project's
-#: shared 2-core CPU: 0.72 s against 4.6 s for :data:`FULL`, two threads; 0.31 s on one thread).
+#: (about 1/18 of the parameters; its cost per iteration against :data:`FULL` is in BENCHMARKS.md,
+#: "Blind deconvolution with deep image priors").
 FAST = GeneratorConfig(down=(16, 32, 32, 32, 32), up=(16, 32, 32, 32, 32), skip=(4,) * 5)
 
 
