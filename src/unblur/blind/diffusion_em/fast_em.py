@@ -13,28 +13,22 @@ n particles are sampled as one batch by the shared ancestral DDPM loop
 under PiGDM's ``x0 | x_t ~ N(x0_hat, r_t^2 I)`` the expected data term adds ``r_t^2 M ||k||^2``, i.e.
 ``M r_t^2`` per particle and channel in the Fourier denominator of the data step (see :mod:`.mstep`),
 with the guidance's own ``r_t^2`` (``r_choice``) converted from [-1, 1] to [0, 1] units (``/ 4``).  It is
-off by default: the authors' public code does not use it, and with the shipped priors it lost 2 dB
-(benchmarks/blind_motion.py, 2 CBSD68 crops 256x256, 33x33 kernels, noise 10/255: 16.76 dB and kernel
-MSE 1.96e-5 vs 18.71 dB and 2.64e-5 for the plain M-step): the white ``r_t^2`` (close to 1 early on)
-swamps the high frequencies of ``x0_hat``, so the early kernels are broad blobs.  States are in [-1, 1]
+off by default: the authors' public code does not use it, and with unblur's priors it gives lower PSNR
+(BENCHMARKS.md, "Blind camera-shake deblurring with diffusion priors"): the white ``r_t^2`` (close to 1
+early on) swamps the high frequencies of ``x0_hat``, so the early kernels are broad blobs.  States are in [-1, 1]
 units (DPS convention); the M-step works in [0, 1] units; the x0 estimates are clipped to [-1, 1] first.
 
 Defaults follow the paper (and the authors' code): PiGDM guidance, 100 steps, n = 1, 33x33 kernel, Dirac
 start, HQS with 10 iterations, beta = 1e5, the plug-and-play kernel denoiser, M-step from the first step.
 lambda is 0.3, not the paper's 1 (:data:`~unblur.blind.diffusion_em.mstep.DENOISER_LAM`): lambda sets the
 noise level ``sqrt(lambda / beta)`` at which the kernel denoiser is called, and the paper's value belongs to
-its own denoiser.  With unblur's (4 CBSD68 crops, 33x33 kernels, 100 steps, noise 5 / 10 / 20 /255;
-benchmarks/fastem_diagnostics.py --study init for lambda 0.3, benchmarks/blind_motion.py for 1) lambda 0.3 gave 23.97 / 22.69 / 21.45 dB and kernel MSE 3.4e-6 / 5.1e-6 / 9.6e-6,
-against 21.17 / 21.17 / 21.13 dB and 9.2e-6 / 1.1e-5 / 2.7e-5 with lambda 1.  On 4 other crops (chosen
-before looking, ``--first 4``): 21.37 / 22.41 / 21.27 dB and 7.4e-6 / 7.1e-6 / 1.3e-5, against 19.46 / 21.50
-/ 21.52 dB and 1.1e-5 / 1.1e-5 / 1.3e-5 (BENCHMARKS.md, Fast Diffusion EM, session 5).
+its own denoiser.  With unblur's kernel denoiser, 0.3 gives higher PSNR and a more accurate kernel than 1
+at noise 5 and 10/255 and about the same at 20/255 (BENCHMARKS.md, same section: "M-step lambda").
 Two choices follow the authors' code rather than the paper's text: ``mstep_variance=False``
 (above) and PiGDM's ``r_choice="fastem"`` (the code's ``r_t^2`` and update scale; see
-:mod:`unblur.algorithms.guidance`).  With the shipped priors, ``"fastem"`` beat the paper's
-``r_t^2 = 1 - abar_t`` at every noise level measured (benchmarks/blind_motion.py, 2 CBSD68 crops, 33x33
-kernels, 100 steps): 20.58 / 19.50 / 20.80 dB vs 19.75 / 18.71 / 19.51 dB at noise 5 / 10 / 20 (/255),
-kernel MSE 1.2e-5 / 2.1e-5 / 1.6e-5 vs 2.0e-5 / 2.6e-5 / 3.6e-5.  Non-blind PiGDM keeps ``"paper"``.  ``nfe = steps`` (one batched
-evaluation per step, whatever n).
+:mod:`unblur.algorithms.guidance`), which with unblur's priors gives higher PSNR and a lower kernel MSE
+than the paper's ``r_t^2 = 1 - abar_t`` at noise 5, 10 and 20/255.  Non-blind PiGDM keeps ``"paper"``.
+``nfe = steps`` (one batched evaluation per step, whatever n).
 """
 
 from __future__ import annotations
