@@ -10,11 +10,16 @@ units (DPS papers quote it in [-1, 1] units: 0.05 there is 0.025 here) and DPS i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import torch
 
 from .common import start
 from .ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
 from .guidance import DPSGuidance
+
+if TYPE_CHECKING:
+    from ..models.base import Denoiser
 
 
 def dps_refine(run, x_start: torch.Tensor, timesteps: list[int], *, zeta: float = 0.3, squared: bool = False,
@@ -26,15 +31,57 @@ def dps_refine(run, x_start: torch.Tensor, timesteps: list[int], *, zeta: float 
     return (x + 1) / 2
 
 
-def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = False, zeta_schedule: str = "constant",
-        prior=None, noise_sigma: float | None = None, boundary: str = "replicate", seed: int | None = 0, device=None,
-        progress: bool = False, callback=None):
-    """DPS deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image in [0, 1]; returns ``(restored, info)``.
+def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = False,
+        zeta_schedule: Literal["constant", "sqrt_abar"] = "constant", prior: Denoiser | str | None = None,
+        noise_sigma: float | None = None, boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate",
+        seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
+    """DPS deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image in [0, 1] (module docstring).
 
-    ``zeta_schedule``: ``"constant"`` (``zeta_t = zeta``) or ``"sqrt_abar"`` (``zeta_t = zeta sqrt(abar_t)``, the
-    BlindDPS / Fast Diffusion EM code's schedule; :mod:`unblur.algorithms.guidance`).
-    ``prior``: Denoiser, checkpoint path/spec or None (embedded network).  ``boundary``: the blur model
-    (``replicate`` = the RL-diffusion paper's).  ``info``: ``nfe``, ``time_s``, ``timesteps``.
+    Parameters
+    ----------
+    image : array
+        Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, C)``.
+    psf : array or LinearOperator
+        The PSF (normalised to sum 1) or a linear blur operator.
+    steps : int
+        Diffusion steps (1000 = the full schedule; fewer = respaced).
+    zeta : float
+        DPS step: ``x -= zeta * grad ||y - A x0_hat||`` ([-1, 1] units; 0.3 = the DPS reference for deblurring).
+    squared : bool
+        DPS guidance on the squared norm instead of the norm.
+    zeta_schedule : {"constant", "sqrt_abar"}
+        DPS step schedule: constant = zeta (DPS paper); sqrt_abar = zeta sqrt(abar_t) (BlindDPS / Fast EM code).
+    prior : Denoiser or str, optional
+        Denoiser prior: a checkpoint path/spec (e.g. the DPS ``ffhq_10m.pt``) or a Denoiser; default: the
+        embedded unblur network (``unblur.models.load_prior``).
+    noise_sigma : float, optional
+        Gaussian noise sigma in [0, 1] image units (a [-1, 1] value / 2); estimated if omitted.  DPS itself does not use it.
+    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
+        Blur boundary model (replicate = padding by k // 2, as the RL-diffusion paper).
+    seed : int, optional
+        Random seed (same seed, same device: same result).
+    device : str, optional
+        Torch device (cpu, cuda, ...); default cpu.
+    progress : bool
+        Show a progress bar.
+    callback : callable, optional
+        ``callback(step, x, info)`` after each step.
+
+    Returns
+    -------
+    restored : array
+        Same layout as ``image``.
+    info : dict
+        ``nfe``, ``time_s``, ``timesteps``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unblur.models import GaussianSmoother
+    >>> y = np.full((16, 16), 0.5, np.float32)
+    >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), steps=4)
+    >>> restored.shape, info["nfe"]
+    ((16, 16), 4)
     """
     run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     ts = respaced_timesteps(run.schedule, steps)

@@ -22,6 +22,8 @@ evaluations more) or an array in the image's layout.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 import numpy as np
 import torch
 
@@ -33,6 +35,10 @@ from .common import start
 from .ddpm import randn
 from .dps import dps_refine
 from .pnp import admm_iterations
+
+if TYPE_CHECKING:
+    from ..models.base import Denoiser
+
 
 REFINE_FROM = ("rl-diffusion", "y", "rl-tv", "pnp-admm")
 _RL_FLOOR = 1e-6  # keeps the multiplicative RL update able to leave pixels the prior set to 0
@@ -46,13 +52,64 @@ def rl_diffusion_schedule(N: int, M: int, T: int = 1000) -> tuple[list[int], lis
 
 
 def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: float = 0.3, squared: bool = False,
-                 zeta_schedule: str = "constant", refine_from="rl-diffusion", prior=None,
-                 noise_sigma: float | None = None, boundary: str = "replicate", seed: int | None = 0, device=None,
-                 progress: bool = False, callback=None):
+                 zeta_schedule: Literal["constant", "sqrt_abar"] = "constant",
+                 refine_from: Literal["rl-diffusion", "y", "rl-tv", "pnp-admm"] = "rl-diffusion",
+                 prior: Denoiser | str | None = None, noise_sigma: float | None = None,
+                 boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate", seed: int | None = 0,
+                 device: str | None = None, progress: bool = False, callback=None):
     """RL-diffusion deblurring (module docstring) of a gray or colour image in [0, 1].
 
-    Returns ``(restored, info)``; ``info`` has ``nfe``, ``time_s``, ``rl_timesteps``, ``dps_timesteps``.
-    ``noise_sigma`` ([0, 1] units) is only reported: neither RL nor DPS uses it.
+    Parameters
+    ----------
+    image : array
+        Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, C)``.
+    psf : array or LinearOperator
+        The PSF (normalised to sum 1) or a linear blur operator.
+    N : int
+        Outer RL + renoise/Tweedie steps (t = M+N-1 .. M).
+    L : int
+        Richardson-Lucy iterations per outer step.
+    M : int
+        DPS refinement steps (t = M-1 .. 0).
+    zeta : float
+        DPS step: ``x -= zeta * grad ||y - A x0_hat||`` ([-1, 1] units; 0.3 = the DPS reference for deblurring).
+    squared : bool
+        DPS guidance on the squared norm instead of the norm.
+    zeta_schedule : {"constant", "sqrt_abar"}
+        DPS step schedule: constant = zeta (DPS paper); sqrt_abar = zeta sqrt(abar_t) (BlindDPS / Fast EM code).
+    refine_from : {"rl-diffusion", "y", "rl-tv", "pnp-admm"} or array
+        Start of the DPS refinement (the paper's Table II ablation; module docstring).
+    prior : Denoiser or str, optional
+        Denoiser prior: a checkpoint path/spec (e.g. the DPS ``ffhq_10m.pt``) or a Denoiser; default: the
+        embedded unblur network (``unblur.models.load_prior``).
+    noise_sigma : float, optional
+        Gaussian noise sigma in [0, 1] image units (a [-1, 1] value / 2); estimated if omitted.  Only reported: neither RL nor DPS uses it.
+    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
+        Blur boundary model (replicate = padding by k // 2, as the RL-diffusion paper).
+    seed : int, optional
+        Random seed (same seed, same device: same result).
+    device : str, optional
+        Torch device (cpu, cuda, ...); default cpu.
+    progress : bool
+        Show a progress bar.
+    callback : callable, optional
+        ``callback(step, x, info)`` after each step.
+
+    Returns
+    -------
+    restored : array
+        Same layout as ``image``.
+    info : dict
+        ``nfe`` (N + M), ``time_s``, ``rl_timesteps``, ``dps_timesteps``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unblur.models import GaussianSmoother
+    >>> y = np.full((16, 16), 0.5, np.float32)
+    >>> restored, info = rl_diffusion(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), N=2, L=2, M=2)
+    >>> restored.shape, info["nfe"]
+    ((16, 16), 4)
     """
     require(L >= 0, f"L must be >= 0, got {L}")
     custom = not isinstance(refine_from, str)

@@ -5,35 +5,44 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from ..api import blind_deconvolve
 from ..errors import InputError
-from ..io import check_writable, preview_png, read_image, write_image
-from ..registry import list_methods
-from .common import add_method_options, check_output_and_log, method_params_from_args, preview_path_for, write_log
+from ..registry import DEFAULT_BLIND_METHOD, list_methods
+from .common import (add_method_options, check_output_and_log, method_epilog, method_params_from_args,
+                     preview_path_for, requested_method, write_log)
 
 HELP = "blind deconvolution: estimate the PSF and the sharp image"
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, argv=()) -> None:
     methods = list_methods("blind")
-    p = sub.add_parser("blind", help=HELP, description=HELP,
-                       epilog="example: unblur blind photo.png --method <name> -o sharp.png --kernel-out kernel.tif\n"
-                              "Writes OUT, the kernel, OUT's JSON log and OUT_compare.png (input | restored | kernel).",
+    names = [m.name for m in methods]
+    default = DEFAULT_BLIND_METHOD if DEFAULT_BLIND_METHOD in names else (names[0] if names else None)
+    chosen = requested_method(argv, default)
+    shown = next((m for m in methods if m.name == chosen), next((m for m in methods if m.name == default), None))
+    epilog = (f"example: unblur blind photo.png -o sharp.png --kernel-out kernel.tif   (method {default})\n"
+              "Writes OUT, the kernel, OUT's JSON log and OUT_compare.png (input | restored | kernel).")
+    if shown is not None:
+        epilog += "\n" + method_epilog("blind", methods, shown, default)
+    p = sub.add_parser("blind", help=HELP, description=HELP, epilog=epilog,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", type=Path, help="blurred image (PNG, JPEG, TIFF)")
-    p.add_argument("--method", required=not methods, default=methods[0].name if methods else None,
-                   choices=[m.name for m in methods] or None,
-                   help="; ".join(f"{m.name}: {m.summary}" for m in methods) or "no blind method is installed")
+    p.add_argument("--method", required=not methods, default=default, choices=names or None,
+                   help="; ".join(f"{m.name}: {m.summary}" for m in methods) + f" (default {default})"
+                   if methods else "no blind method is installed")
     p.add_argument("-o", "--output", type=Path, required=True, help="restored image file")
     p.add_argument("--kernel-out", type=Path, default=None, help="estimated kernel (float32 TIFF); default OUT_kernel.tif")
     p.add_argument("--bits", type=int, choices=(8, 16, 32), default=None, help="output bit depth")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    add_method_options(p, methods)
+    if shown is not None:
+        add_method_options(p, methods, shown)
 
 
 def run(args) -> int:
+    import numpy as np
+
+    from ..io import check_writable, preview_png, read_image, write_image
+
     methods = list_methods("blind")
     if not methods:
         raise InputError("no blind method is available in this installation", "update unblur")

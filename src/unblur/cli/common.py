@@ -9,46 +9,94 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .. import __version__
 from ..errors import InputError, require
-from ..io import check_writable
-from ..registry import Method
+from ..registry import Method, Param
+
+#: defaults of the command line that differ from the functions' (a terminal user wants to see progress)
+CLI_DEFAULTS = {"progress": True}
 
 
-def add_method_options(parser: argparse.ArgumentParser, methods: list[Method]) -> None:
-    """One ``--option`` per distinct parameter name, grouped by method in ``--help``."""
-    seen: dict[str, type] = {}
+def requested_method(argv, default: str) -> str:
+    """The value of ``--method`` in ``argv`` (``--method X`` or ``--method=X``), else ``default``."""
+    argv = list(argv or [])
+    for i, a in enumerate(argv):
+        if a == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--method="):
+            return a.split("=", 1)[1]
+    return default
+
+
+def _flag(p: Param) -> str:
+    return "--" + p.name.replace("_", "-")
+
+
+def _default_text(p: Param) -> str:
+    d = CLI_DEFAULTS.get(p.name, p.default)
+    if d is None:
+        return ""
+    if p.type is bool:
+        return f" (default {'on' if d else 'off'})"
+    return f" (default {d})"
+
+
+def _add_option(container, p: Param, shown: bool) -> None:
+    text = (p.help + _default_text(p)).replace("%", "%%") if shown else argparse.SUPPRESS  # argparse %-formats help
+    if p.type is bool:
+        container.add_argument(_flag(p), dest=p.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+    else:
+        container.add_argument(_flag(p), dest=p.name, type=p.type, default=None, help=text,
+                               choices=p.choices if shown else None, metavar=None if shown and p.choices else p.name.upper())
+
+
+def add_method_options(parser: argparse.ArgumentParser, methods: list[Method], shown: Method) -> None:
+    """Every method's parameters as options; ``--help`` lists those of ``shown`` with its own defaults.
+
+    Any method's option parses (the choice of method is checked in :func:`method_params_from_args`);
+    choices of the other methods' options are checked by :meth:`unblur.registry.Method.resolve`.
+    """
+    group = parser.add_argument_group(f"options of --method {shown.name} ({', '.join(shown.capabilities.labels())})")
+    seen = set()
+    for p in shown.params:
+        _add_option(group, p, True)
+        seen.add(p.name)
     for m in methods:
-        group = None
         for p in m.params:
-            if p.name in seen:
-                continue
-            seen[p.name] = p.type
-            group = group or parser.add_argument_group(f"options of --method {m.name} (and later methods sharing them)")
-            flag = "--" + p.name.replace("_", "-")
-            default_txt = "" if p.default is None else f" (default {p.default})"
-            text = (p.help + default_txt).replace("%", "%%")  # argparse formats help with %
-            if p.type is bool:
-                group.add_argument(flag, dest=p.name, action=argparse.BooleanOptionalAction, default=None, help=text)
-            else:
-                group.add_argument(flag, dest=p.name, type=p.type, default=None, choices=p.choices, help=text)
+            if p.name not in seen:
+                _add_option(parser, p, False)
+                seen.add(p.name)
+
+
+def method_epilog(command: str, methods: list[Method], shown: Method, default: str) -> str:
+    others = ", ".join(m.name for m in methods if m.name != shown.name)
+    which = f"the default method {shown.name}" if shown.name == default else f"--method {shown.name}"
+    return (f"The method options above are those of {which}. Other methods: {others}; their options and "
+            f"defaults: 'unblur {command} --method NAME --help' or 'unblur methods NAME'.")
 
 
 def method_params_from_args(args: argparse.Namespace, method: Method, all_methods: list[Method]) -> dict:
-    """Options the user gave, checked against the chosen method's parameters."""
+    """Options the user gave, checked against the chosen method's parameters (plus :data:`CLI_DEFAULTS`)."""
     names = {p.name for m in all_methods for p in m.params}
     given = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     own = {p.name for p in method.params}
     stray = sorted(set(given) - own)
     if stray:
         raise InputError(f"--method {method.name} does not take {', '.join('--' + s.replace('_', '-') for s in stray)}",
-                         f"see 'unblur {args.command} --help' for its options")
+                         f"see 'unblur {args.command} --method {method.name} --help' for its options")
+    for k, v in CLI_DEFAULTS.items():
+        if k in own and k not in given:
+            given[k] = v
     return given
 
 
 def _jsonable(v):
+    import dataclasses
+
+    import numpy as np
+
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return _jsonable(dataclasses.asdict(v))
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -89,6 +137,8 @@ def log_path_for(output: Path) -> Path:
 
 def check_output_and_log(output, force: bool) -> tuple[Path, Path]:
     """Check, before any work, that ``output`` and its JSON log may be written (exist only with ``force``)."""
+    from ..io import check_writable
+
     out = check_writable(output, force)
     log = log_path_for(out)
     if log.exists() and not force:
@@ -100,8 +150,8 @@ def preview_path_for(output: Path) -> Path:
     return output.with_name(output.stem + "_compare.png")
 
 
-def load_psf_for_image(psf_path: Path, image: np.ndarray, image_path: Path, center: str = "none",
-                       notes: list | None = None) -> list[np.ndarray]:
+def load_psf_for_image(psf_path: Path, image, image_path: Path, center: str = "none",
+                       notes: list | None = None) -> list:
     """Read a PSF file and match it to ``image``; returns ``[psf]`` (shared) or one PSF per channel.
 
     Layout rules (files carry no axis names, so the CLI decides here, once):

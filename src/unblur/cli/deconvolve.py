@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from ..api import Restoration, deconvolve
 from ..errors import require
-from ..io import RASTER_SUFFIXES, preview_png, read_image, write_image
-from ..registry import list_methods
-from .common import (add_method_options, check_output_and_log, load_psf_for_image, method_params_from_args,
-                     preview_path_for, write_log)
+from ..registry import DEFAULT_METHOD, list_methods
+from .common import (add_method_options, check_output_and_log, load_psf_for_image, method_epilog,
+                     method_params_from_args, preview_path_for, requested_method, write_log)
 
 HELP = "restore an image blurred by a known PSF"
 
@@ -26,14 +23,18 @@ Values: 8/16-bit inputs are scaled to [0, 1]; float TIFFs are used as they are.
 """
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, argv=()) -> None:
     methods = list_methods("nonblind")
-    p = sub.add_parser("deconvolve", help=HELP, description=HELP, epilog=EXAMPLES,
+    names = [m.name for m in methods]
+    chosen = requested_method(argv, DEFAULT_METHOD)
+    shown = next((m for m in methods if m.name == chosen), next(m for m in methods if m.name == DEFAULT_METHOD))
+    p = sub.add_parser("deconvolve", help=HELP, description=HELP,
+                       epilog=EXAMPLES + "\n" + method_epilog("deconvolve", methods, shown, DEFAULT_METHOD),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", type=Path, help="blurred image: PNG, JPEG, TIFF (2-D, 3-D stack, multichannel), FITS")
     p.add_argument("--psf", type=Path, required=True, help="PSF file (normalised to sum 1; negative values clipped with a warning)")
-    p.add_argument("--method", default="rl", choices=[m.name for m in methods],
-                   help="; ".join(f"{m.name}: {m.summary}" for m in methods) + " (default rl)")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=names,
+                   help="; ".join(f"{m.name}: {m.summary}" for m in methods) + f" (default {DEFAULT_METHOD})")
     p.add_argument("-o", "--output", type=Path, required=True, help="output file (.tif float32 by default; .png 8-bit)")
     p.add_argument("--bits", type=int, choices=(8, 16, 32), default=None,
                    help="output bit depth: 8/16 clip to [0, 1] and scale by 255/65535; 32 = float32 TIFF")
@@ -41,10 +42,14 @@ def add_parser(sub) -> None:
     p.add_argument("--no-preview", action="store_true", help="do not write the side-by-side PNG")
     p.add_argument("--psf-center", choices=("none", "integer", "subpixel"), default="none",
                    help="re-centre the PSF's centre of mass on n//2 before use (default: use as given)")
-    add_method_options(p, methods)
+    add_method_options(p, methods, shown)
 
 
 def run(args) -> int:
+    import numpy as np
+
+    from ..io import RASTER_SUFFIXES, preview_png, read_image, write_image
+
     methods = list_methods("nonblind")
     method = next(m for m in methods if m.name == args.method)
     params = method_params_from_args(args, method, methods)

@@ -1,7 +1,8 @@
 """``unblur`` command line.  Exit codes: 0 success, 2 bad input, 1 failure, 130 interrupted.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args)``; add new
-ones to ``COMMANDS``.
+ones to ``COMMANDS``.  Modules import numpy, torch and the methods inside ``run()`` only, so that
+``unblur --help``, ``--version`` and ``unblur methods`` start fast.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import warnings
 from ..errors import InputError
 
 COMMANDS = ["deconvolve", "blind", "simulate", "methods", "train", "psf"]
+METHOD_COMMANDS = ("deconvolve", "blind")  # their --help shows the options of the --method given in argv
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv=()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unblur",
         description="Deconvolution of images and stacks: known PSF (deconvolve), unknown PSF (blind), PSF models (psf).",
@@ -27,14 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     modules = {}
     for name in COMMANDS:
         mod = importlib.import_module(f"unblur.cli.{name}")
-        mod.add_parser(sub)
+        if name in METHOD_COMMANDS:
+            mod.add_parser(sub, argv)
+        else:
+            mod.add_parser(sub)
         modules[name] = mod
     parser.set_defaults(_modules=modules)
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import InputError, require
-from ..io import check_writable, read_image, write_image
 from .common import check_output_and_log, write_log
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HELP = "make a PSF: gaussian, disk, motion, zernike, widefield, measure one from beads, or identify one (deep-blur)"
 KINDS = ("gaussian", "disk", "motion", "zernike", "widefield", "beads", "identify")
@@ -130,6 +131,7 @@ def _coefficients(args):
 def make_psf(args) -> tuple[np.ndarray, dict]:
     """Build the PSF the arguments ask for; returns ``(psf, record)``."""
     from .. import psf as P
+    from ..io import read_image
 
     if args.kind == "gaussian":
         return P.gaussian_kernel(args.size, args.sigma, args.sigma_y, args.angle, ndim=args.ndim), {}
@@ -179,6 +181,8 @@ def log_preview(psf: np.ndarray, floor: float = 1e-4) -> np.ndarray:
 
     3-D stacks: central XY slice and central XZ slice (z vertical) side by side, 2-px gap.
     """
+    import numpy as np
+
     p = np.clip(np.asarray(psf, dtype=np.float64), 0, None)
     p = p / max(p.max(), 1e-300)
     lo = np.log10(floor)
@@ -192,6 +196,10 @@ def log_preview(psf: np.ndarray, floor: float = 1e-4) -> np.ndarray:
 
 
 def run(args) -> int:
+    import numpy as np
+
+    from ..io import check_writable, write_image
+
     out, log = check_output_and_log(args.output, args.force)
     preview = None if args.no_preview else out.with_name(out.stem + "_preview.png")
     if preview is not None:

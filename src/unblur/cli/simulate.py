@@ -5,15 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-import torch
-
-from ..io import read_image, write_image
-from ..physics.convolution import BOUNDARIES
-from ..physics.noise import make_noise
-from ..solvers.problem import setup_problem
 from .common import check_output_and_log, load_psf_for_image, write_log
+
+BOUNDARIES = ("circular", "zero", "replicate", "reflect", "valid")  # unblur.physics.convolution.BOUNDARIES
 
 HELP = "blur an image with a PSF and add noise (seeded)"
 
@@ -38,6 +32,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    import numpy as np
+    import torch
+
+    from ..io import read_image, write_image
+    from ..physics.noise import make_noise
+    from ..solvers.problem import setup_problem
+
     out, log = check_output_and_log(args.output, args.force)
     image = read_image(args.image)
     notes: list[str] = []

@@ -1,55 +1,76 @@
-"""Registry entry ``deepblur``: learned PSF identification + unrolled DR deblurring (Debarnot & Weiss 2024)."""
+"""Registry entry ``deepblur``: learned PSF identification + unrolled DR deblurring (Debarnot & Weiss 2024).
+
+:func:`deepblur` adds a choice of second stage to :func:`unblur.blind.deepblur.api.deepblur`: the
+paper's unrolled Douglas-Rachford network, or Richardson-Lucy with the identified PSF.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Literal
 
-import numpy as np
-
-from ..blind.deepblur.api import deepblur, identify_psf
-from ..errors import require
-from ..registry import Method, Param, register
-from ..solvers.richardson_lucy import richardson_lucy
-
-DEBLURRERS = ("dn", "rl")
+from ..registry import Capabilities, Method, register
 
 
-def _identify_then_rl(image, optics, tile, identify_weights, rl_iters):
-    """IN's PSF, then Richardson-Lucy (``valid`` boundary) instead of the DN."""
-    t0 = time.time()
-    gamma, psf, noll = identify_psf(image, optics=optics, weights=identify_weights, tile=tile)
-    require(psf.ndim == 2, "deblur='rl' needs a convolution PSF model; this IN identifies a product-convolution "
-            "model", "use deblur='dn' with these weights")
-    img = np.asarray(image, np.float32)
-    out = richardson_lucy(img, psf, num_iter=rl_iters, boundary="valid", channel_axis=-1 if img.ndim == 3 else None)
-    return {"image": out, "gamma": gamma, "psf": psf, "noll": list(noll), "time_s": time.time() - t0}
+def deepblur(image, *, optics: str | None = None, tile: int | None = None, identify_weights: str | None = None,
+             deblur_weights: str | None = None, deblur: Literal["dn", "rl"] = "dn", rl_iters: int = 30):
+    """Identify the PSF of ``image`` with deep-blur's network, then deblur with DN or Richardson-Lucy.
 
+    Parameters
+    ----------
+    image : array
+        Blurred image, gray ``(H, W)`` or colour ``(H, W, C)`` (channels restored one by one).
+    optics : str, optional
+        NA,wavelength_um,pixel_um of the PSF model (default: the training optics).
+    tile : int, optional
+        Identification tile size in pixels (default: the training crop size).
+    identify_weights : str, optional
+        IN weights file from ``unblur train deepblur --stage identify --export`` (default: the shipped
+        Zernike model). The PSF model (Zernike, eigen, product-convolution) is stored in it.
+    deblur_weights : str, optional
+        DN weights file (``--stage deblur --export``; default: the shipped one).
+    deblur : {"dn", "rl"}
+        Second stage: dn = the unrolled Douglas-Rachford network (the paper), rl = Richardson-Lucy with
+        the identified PSF (``valid`` boundary), which keeps fine structure better on microscopy data
+        (BENCHMARKS.md).
+    rl_iters : int
+        Richardson-Lucy iterations for ``deblur="rl"``.
 
-def _deepblur(image, optics=None, tile=None, identify_weights=None, deblur_weights=None, deblur="dn", rl_iters=30):
-    require(deblur in DEBLURRERS, f"unknown deblur {deblur!r}", f"use one of {', '.join(DEBLURRERS)}")
+    Returns
+    -------
+    restored : array
+        Same layout as ``image``.
+    info : dict
+        ``kernel`` (the identified PSF; a product-convolution model gives its control-point PSFs as a
+        ``(gy * gx, k, k)`` stack), ``gamma`` (PSF parameters), ``noll`` (Zernike indices), ``nfe``,
+        ``deblur``, ``time_s``.
+    """
+    import numpy as np
+
+    from ..blind.deepblur import api
+    from ..errors import require
+
+    require(deblur in ("dn", "rl"), f"unknown deblur {deblur!r}", "use dn or rl")
+    t0 = time.perf_counter()
     if deblur == "rl":
-        r = _identify_then_rl(image, optics, tile, identify_weights, rl_iters)
+        from ..solvers.richardson_lucy import richardson_lucy
+
+        gamma, psf, noll = api.identify_psf(image, optics=optics, weights=identify_weights, tile=tile)
+        require(psf.ndim == 2, "deblur='rl' needs a convolution PSF model; this IN identifies a product-convolution "
+                "model", "use deblur='dn' with these weights")
+        img = np.asarray(image, np.float32)
+        restored = richardson_lucy(img, psf, num_iter=rl_iters, boundary="valid", channel_axis=-1 if img.ndim == 3 else None)
     else:
-        r = deepblur(image, optics=optics, tile=tile, identify_weights=identify_weights, deblur_weights=deblur_weights)
-    psf = r["psf"]
+        r = api.deepblur(image, optics=optics, tile=tile, identify_weights=identify_weights, deblur_weights=deblur_weights)
+        restored, gamma, psf, noll = r["image"], r["gamma"], r["psf"], r["noll"]
     if psf.ndim == 4:  # product-convolution model: control-point PSFs (gy, gx, k, k) -> a (gy*gx, k, k) stack
         psf = psf.reshape(-1, *psf.shape[-2:])
-    info = {"time_s": r["time_s"], "gamma": [float(v) for v in r["gamma"]], "noll": r["noll"],
+    info = {"time_s": time.perf_counter() - t0, "gamma": [float(v) for v in gamma], "noll": list(noll),
             "nfe": 2 if deblur == "dn" else 1, "deblur": deblur, "kernel": psf}
-    return r["image"], info
+    return restored, info
 
 
 register(Method(
-    "deepblur", "blind", _deepblur,
-    "deep-blur: a ResNet reads Zernike coefficients off the image, an unrolled Douglas-Rachford network deblurs (gray, fast)",
-    (Param("optics", str, None, "NA,wavelength_um,pixel_um of the PSF model (default: the training optics)"),
-     Param("tile", int, None, "identification tile size (default: the training crop size)"),
-     Param("identify_weights", str, None, "IN weights file from `python -m unblur.blind.deepblur.train --stage identify "
-           "--export` (default: the shipped Zernike model); the PSF model (Zernike, eigen, product-convolution) is "
-           "stored in it"),
-     Param("deblur_weights", str, None, "DN weights file (--stage deblur --export; default: the shipped one)"),
-     Param("deblur", str, "dn", "second stage: dn = the unrolled Douglas-Rachford network (the paper); rl = "
-           "Richardson-Lucy with the identified PSF (valid boundary), which kept fine structure better on the "
-           "microscopy slices of BENCHMARKS.md", DEBLURRERS),
-     Param("rl_iters", int, 30, "Richardson-Lucy iterations for deblur=rl")),
-    "Debarnot & Weiss, Biological Imaging 2024"))
+    "deepblur", "blind", "unblur.methods.deepblur:deepblur",
+    "deep-blur: a ResNet reads Zernike coefficients off the image, an unrolled Douglas-Rachford network deblurs (fast)",
+    "Debarnot & Weiss, Biological Imaging 2024", Capabilities(prior=True)))

@@ -14,20 +14,81 @@ kernel is the final one.  [0, 1] image units; states in [-1, 1] inside the sampl
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 from ...algorithms.ddpm import guided_ddpm, randn, respaced_timesteps
 from ...errors import require
 from .em_run import finish_blind, start_blind
-from .fast_em import make_guidance
+from .fast_em import make_guidance, resolve_regularizer
+
+if TYPE_CHECKING:
+    from ...models.base import Denoiser
 
 
-def diffusion_em(image, *, guidance: str = "pigdm", particles: int = 1, kernel_size: int = 33, steps: int = 100,
-                 em_iters: int = 10, noise_sigma: float | None = None, seed: int | None = 0, prior=None,
-                 kernel_prior=None, regularizer: str = "denoiser", lam: float | None = None, beta: float = 1e5,
-                 hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0, r_choice: str = "fastem",
-                 even_rule: str = "refuse", init_kernel=None, device=None, progress: bool = False, callback=None):
-    """Diffusion EM on a gray or colour image in [0, 1]; returns ``(restored, info)`` like
-    :func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em` (``kernel_history`` has one kernel per EM
-    iteration)."""
+def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particles: int = 1, kernel_size: int = 33,
+                 steps: int = 100, em_iters: int = 10, noise_sigma: float | None = None, seed: int | None = 0,
+                 prior: Denoiser | str | None = None, kernel_prior: Denoiser | str | None = None,
+                 regularizer: Literal["auto", "denoiser", "l1", "l2", "none"] = "auto", lam: float | None = None,
+                 beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
+                 r_choice: Literal["fastem", "paper"] = "fastem", even_rule: Literal["refuse", "fftshift"] = "refuse",
+                 init_kernel=None, device: str | None = None, progress: bool = False, callback=None):
+    """Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
+
+    Parameters
+    ----------
+    image : array
+        Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, 3)``; one kernel for all channels.
+    guidance : {"pigdm", "dps"}
+        E-step guidance (:mod:`unblur.algorithms.guidance`).
+    particles : int
+        Number of image particles n (sampled as one batch).
+    kernel_size : int
+        Kernel support in pixels (odd; even sizes need ``even_rule="fftshift"``).
+    steps : int
+        Diffusion steps (respaced DDPM) of each E-step.
+    em_iters : int
+        EM iterations L (each a full diffusion run).
+    noise_sigma : float, optional
+        Noise sigma in [0, 1] units; estimated (wavelet MAD, Donoho 1995) if omitted.
+    seed : int, optional
+        Random seed (same seed, same device: same result).
+    prior : Denoiser or str, optional
+        Image prior: a checkpoint path/spec (default: the embedded unblur network) or a Denoiser.
+    kernel_prior : Denoiser or str, optional
+        Kernel denoiser checkpoint (default: the shipped one).
+    regularizer : {"auto", "denoiser", "l1", "l2", "none"}
+        Kernel prior of the M-step: auto = the kernel denoiser if its weights load, else l1 (said in
+        ``info["notes"]``).
+    lam : float, optional
+        M-step regularisation weight lambda (default 0.3 with the kernel denoiser, 1 for l1/l2).
+    beta : float, optional
+        HQS splitting weight beta (default 1e5; 1e3 for l1).
+    hqs_iters : int
+        HQS iterations per M-step.
+    zeta : float
+        DPS step size.
+    weight : float
+        PiGDM guidance weight.
+    r_choice : {"fastem", "paper"}
+        PiGDM r_t^2 and step: fastem = the Fast EM authors' code, paper = 1 - abar_t with Tweedie step.
+    even_rule : {"refuse", "fftshift"}
+        Even kernel sizes: refuse, or fftshift (centre pixel ``n // 2``).
+    init_kernel : array, optional
+        Starting kernel ``(k, k)`` (default: a Dirac).
+    device : str, optional
+        Torch device (cpu, cuda, ...); default cpu.
+    progress : bool
+        Show a progress bar.
+    callback : callable, optional
+        ``callback(step, x, info)`` after each step.
+
+    Returns
+    -------
+    restored, info
+        As :func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em`; ``kernel_history`` has one
+        kernel per EM iteration.
+    """
+    regularizer, beta, notes = resolve_regularizer(regularizer, kernel_prior, kernel_size, beta)
     require(isinstance(em_iters, int) and em_iters >= 1, f"em_iters must be an integer >= 1, got {em_iters!r}")
     run, state = start_blind(image, guidance=guidance, particles=particles, kernel_size=kernel_size, steps=steps,
                              noise_sigma=noise_sigma, seed=seed, prior=prior, kernel_prior=kernel_prior,
@@ -43,7 +104,9 @@ def diffusion_em(image, *, guidance: str = "pigdm", particles: int = 1, kernel_s
         state.update(x01)
     bar.close()
     info = {"method": "diffusion-em", "guidance": guidance, "steps": len(ts), "em_iters": em_iters}
-    return finish_blind(run, state, x01, info, sigma_given=noise_sigma is not None)
+    restored, info = finish_blind(run, state, x01, info, sigma_given=noise_sigma is not None)
+    info["notes"] = list(info.get("notes") or []) + notes
+    return restored, info
 
 
 __all__ = ["diffusion_em"]

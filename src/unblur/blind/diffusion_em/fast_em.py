@@ -33,11 +33,17 @@ than the paper's ``r_t^2 = 1 - abar_t`` at noise 5, 10 and 20/255.  Non-blind Pi
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING, Literal
+
 import torch
 
 from ...algorithms.ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
 from ...algorithms.guidance import DPSGuidance, PiGDMGuidance
 from .em_run import KernelState, finish_blind, start_blind
+
+if TYPE_CHECKING:
+    from ...models.base import Denoiser
 
 
 class MStepPredictor:
@@ -82,23 +88,97 @@ def make_guidance(run, state: KernelState, guidance: str, *, zeta: float, weight
     return g
 
 
-def fast_diffusion_em(image, *, guidance: str = "pigdm", particles: int = 1, kernel_size: int = 33,
-                      steps: int = 100, noise_sigma: float | None = None, seed: int | None = 0, prior=None,
-                      kernel_prior=None, regularizer: str = "denoiser", lam: float | None = None, beta: float = 1e5,
-                      hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0, r_choice: str = "fastem",
-                      mstep_variance: bool = False, even_rule: str = "refuse", init_kernel=None, device=None,
+def resolve_regularizer(regularizer: str, kernel_prior, kernel_size: int, beta: float | None) -> tuple[str, float, list]:
+    """``(regularizer, beta, notes)``: ``"auto"`` is the kernel denoiser when its weights load, else ``"l1"``
+    (with a warning and a note); ``beta=None`` is 1e5, or 1e3 for ``"l1"`` (threshold ``lam / beta`` = 1e-3
+    of the kernel mass per pixel)."""
+    notes: list = []
+    if regularizer == "auto":
+        from ...errors import InputError
+        from .em_run import resolve_kernel_prior
+        try:
+            resolve_kernel_prior(kernel_prior, kernel_size)
+            regularizer = "denoiser"
+        except InputError as err:
+            if kernel_prior is not None:
+                raise
+            notes.append(f"kernel denoiser unavailable ({err.problem}); using the l1 kernel regulariser")
+            warnings.warn(notes[-1], stacklevel=3)
+            regularizer = "l1"
+    if beta is None:
+        beta = 1e3 if regularizer == "l1" else 1e5
+    return regularizer, beta, notes
+
+
+def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particles: int = 1, kernel_size: int = 33,
+                      steps: int = 100, noise_sigma: float | None = None, seed: int | None = 0,
+                      prior: Denoiser | str | None = None, kernel_prior: Denoiser | str | None = None,
+                      regularizer: Literal["auto", "denoiser", "l1", "l2", "none"] = "auto", lam: float | None = None,
+                      beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
+                      r_choice: Literal["fastem", "paper"] = "fastem", mstep_variance: bool = False,
+                      even_rule: Literal["refuse", "fftshift"] = "refuse", init_kernel=None, device: str | None = None,
                       progress: bool = False, callback=None):
     """Fast Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
-    Returns ``(restored, info)``: ``restored`` is the mean of the particles; ``info`` has ``kernel``
-    ``(k, k)``, ``kernel_history`` ``(steps, k, k)`` (the kernel after each step's M-step), ``particles``
-    (each restored particle), ``nfe``, ``time_s``, ``noise_sigma`` and its source.
+    Parameters
+    ----------
+    image : array
+        Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, 3)``; one kernel for all channels.
+    guidance : {"pigdm", "dps"}
+        E-step guidance (:mod:`unblur.algorithms.guidance`).
+    particles : int
+        Number of image particles n (sampled as one batch).
+    kernel_size : int
+        Kernel support in pixels (odd; even sizes need ``even_rule="fftshift"``).
+    steps : int
+        Diffusion steps (respaced DDPM).
+    noise_sigma : float, optional
+        Noise sigma in [0, 1] units; estimated (wavelet MAD, Donoho 1995) if omitted.
+    seed : int, optional
+        Random seed (same seed, same device: same result).
+    prior : Denoiser or str, optional
+        Image prior: a checkpoint path/spec (default: the embedded unblur network) or a Denoiser
+        (``unblur.models.load_prior``).
+    kernel_prior : Denoiser or str, optional
+        Kernel denoiser checkpoint (default: the shipped one; ``unblur.models.load_kernel_prior``).
+    regularizer : {"auto", "denoiser", "l1", "l2", "none"}
+        Kernel prior of the M-step: auto = the kernel denoiser if its weights load, else l1 (said in
+        ``info["notes"]``).
+    lam : float, optional
+        M-step regularisation weight lambda (default 0.3 with the kernel denoiser, 1 for l1/l2).
+    beta : float, optional
+        HQS splitting weight beta (default 1e5; 1e3 for l1).
+    hqs_iters : int
+        HQS iterations per M-step.
+    zeta : float
+        DPS step size.
+    weight : float
+        PiGDM guidance weight.
+    r_choice : {"fastem", "paper"}
+        PiGDM r_t^2 and step: fastem = the Fast EM authors' code, paper = 1 - abar_t with Tweedie step.
+    mstep_variance : bool
+        PiGDM: the paper's M-step with the x0 variance r_t^2 (App. D, eq. D.9); off: it over-smooths the kernel.
+    even_rule : {"refuse", "fftshift"}
+        Even kernel sizes: refuse, or fftshift (centre pixel ``n // 2``).
+    init_kernel : array, optional
+        Starting kernel ``(k, k)`` (default: a Dirac).
+    device : str, optional
+        Torch device (cpu, cuda, ...); default cpu.
+    progress : bool
+        Show a progress bar.
+    callback : callable, optional
+        ``callback(step, x, info)`` after each step.
 
-    ``prior``: image Denoiser, spec/checkpoint or None (``unblur.models.load_prior``).  ``kernel_prior``:
-    kernel Denoiser, spec or None (``unblur.models.load_kernel_prior``), used when
-    ``regularizer="denoiser"``.  ``zeta``: DPS step; ``weight``/``r_choice``: PiGDM (see
-    :mod:`unblur.algorithms.guidance`).  ``even_rule="fftshift"`` allows even kernel sizes (centre ``n // 2``).
+    Returns
+    -------
+    restored : array
+        The mean of the particles.
+    info : dict
+        ``kernel`` ``(k, k)``, ``kernel_history`` ``(steps, k, k)`` (the kernel after each step's
+        M-step), ``particles`` (each restored particle), ``nfe``, ``time_s``, ``noise_sigma`` and its
+        source, ``regularizer`` and ``notes``.
     """
+    regularizer, beta, notes = resolve_regularizer(regularizer, kernel_prior, kernel_size, beta)
     run, state = start_blind(image, guidance=guidance, particles=particles, kernel_size=kernel_size, steps=steps,
                              noise_sigma=noise_sigma, seed=seed, prior=prior, kernel_prior=kernel_prior,
                              regularizer=regularizer, lam=lam, beta=beta, hqs_iters=hqs_iters,
@@ -111,7 +191,9 @@ def fast_diffusion_em(image, *, guidance: str = "pigdm", particles: int = 1, ker
     x = guided_ddpm(x_T, ts, run.schedule, em_guidance, run.generator, bar)
     bar.close()
     info = {"method": "fast-em", "guidance": guidance, "steps": len(ts), "mstep_variance": mstep_variance}
-    return finish_blind(run, state, (x + 1) / 2, info, sigma_given=noise_sigma is not None)
+    restored, info = finish_blind(run, state, (x + 1) / 2, info, sigma_given=noise_sigma is not None)
+    info["notes"] = list(info.get("notes") or []) + notes
+    return restored, info
 
 
-__all__ = ["fast_diffusion_em", "MStepPredictor", "make_guidance"]
+__all__ = ["fast_diffusion_em", "MStepPredictor", "make_guidance", "resolve_regularizer"]
