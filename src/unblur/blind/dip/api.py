@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -127,15 +128,66 @@ def _run(image, kernel_size, make_objective, cfg, seed, seeds, progress, threads
     return restored, info
 
 
-def selfdeblur(image, kernel_size: int | None = None, *, preset: str = "fast", iterations: int | None = None,
-               seed: int = 0, seeds: int = 1, kernel_init: str | None = None, ssim_switch: bool | None = None,
+def selfdeblur(image, kernel_size: int | None = None, *, preset: Literal["fast", "full", "fast-c2f"] = "fast",
+               iterations: int | None = None, seed: int = 0, seeds: int = 1,
+               kernel_init: Literal["random", "uniform", "no-blur"] | None = None, ssim_switch: bool | None = None,
                beta1: float | None = None, refine_iters: int | None = None, stop_tol: float | None = None,
                threads: int | None = None, progress: bool = False):
-    """SelfDeblur (Ren et al., CVPR 2020).  ``preset="full"`` is the published recipe, ``"fast"`` the CPU one.
+    """SelfDeblur (Ren et al., CVPR 2020): image and kernel generators fitted to one blurred image.
 
-    ``iterations`` (blind iterations at full resolution) rescales the preset: the SSIM switch keeps its
-    fraction (1000/5000, 500/1500, 200/600) and ``fast-c2f``'s coarse levels and warm-ups their iterations in proportion;
-    ``kernel_init``, ``ssim_switch``, ``beta1`` are the stabilisers of :mod:`.fit`.
+    ``iterations`` rescales the preset: the SSIM switch keeps its fraction (1000/5000, 500/1500,
+    200/600) and ``fast-c2f``'s coarse levels and warm-ups their iterations in proportion;
+    ``kernel_init``, ``ssim_switch``, ``beta1`` are the stabilisers of Brozova & Smidl (2024), :mod:`.fit`.
+
+    Parameters
+    ----------
+    image : array
+        Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, 3)`` (module docstring).
+    kernel_size : int, optional
+        Odd kernel support in pixels; if omitted: ``2 * floor(min(H, W) / 20) + 1``, clamped to [7, 31]
+        (:func:`estimate_kernel_size`).
+    preset : {"fast", "full", "fast-c2f"}
+        Recipe: full = the published one (5000 iterations, 128-channel generator; GPU-scale cost),
+        fast = the CPU one (small generator, at most 1500 iterations with a kernel-change stop),
+        fast-c2f = the CPU one coarse to fine (kernel estimated at 1/4, 1/2, then full resolution).
+    iterations : int, optional
+        Blind iterations at full resolution (default from the preset; the SSIM switch and fast-c2f's
+        coarse levels scale with it).
+    seed : int
+        Random seed (network weights and noise inputs).
+    seeds : int
+        Number of seeds to run; the best data fit is kept and a consistency report logged.
+    kernel_init : {"random", "uniform", "no-blur"}, optional
+        Stabiliser: start of the kernel network (default random; no-blur = pre-fitted to a Dirac).
+    ssim_switch : bool, optional
+        Stabiliser: switch from MSE to 1 - SSIM (default on).
+    beta1 : float, optional
+        Stabiliser: Adam first-moment coefficient of the image network (default 0.9).
+    refine_iters : int, optional
+        Iterations of the non-blind second pass with the kernel fixed (default from the preset).
+    stop_tol : float, optional
+        Relative kernel change below which the blind stage stops (default from the preset; see
+        :mod:`.fit`).
+    threads : int, optional
+        CPU threads for torch (default: torch's choice).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    restored : array
+        The sharp image, same layout as ``image``.
+    info : dict
+        ``kernel`` (sums to 1), ``kernel_size``, iterations run, ``data_mse``, ``seed``, ``time_s``;
+        with several seeds ``seeds`` (consistency report) and ``all_runs``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    >>> restored, info = selfdeblur(y, 7, iterations=4, refine_iters=2)
+    >>> restored.shape, info["kernel"].shape
+    ((40, 40), (7, 7))
     """
     cfg = _config(preset, iterations, {"kernel_init": kernel_init, "ssim_switch": ssim_switch, "beta1": beta1,
                                            "refine_iters": refine_iters, "stop_tol": stop_tol})
@@ -143,16 +195,65 @@ def selfdeblur(image, kernel_size: int | None = None, *, preset: str = "fast", i
                 cfg, seed, seeds, progress, threads, "selfdeblur")
 
 
-def vdip(image, kernel_size: int | None = None, *, prior: str = "sparse", preset: str = "fast",
-         iterations: int | None = None, seed: int = 0, seeds: int = 1, pretrain: int | None = None,
-         prior_weight: float | None = None, kernel_init: str | None = None, ssim_switch: bool | None = None,
+def vdip(image, kernel_size: int | None = None, *, prior: Literal["sparse", "extreme"] = "sparse",
+         preset: Literal["fast", "full", "fast-c2f"] = "fast", iterations: int | None = None, seed: int = 0,
+         seeds: int = 1, pretrain: int | None = None, prior_weight: float | None = None,
+         kernel_init: Literal["random", "uniform", "no-blur"] | None = None, ssim_switch: bool | None = None,
          beta1: float | None = None, refine_iters: int | None = None, stop_tol: float | None = None,
          threads: int | None = None, progress: bool = False):
-    """VDIP (Huo et al. 2023) with the ``"sparse"`` or ``"extreme"`` prior (see :mod:`.losses`).
+    """VDIP (Huo et al. 2023): variational deep image prior with a sparse or extreme-channel prior.
 
-    Stages: MSE on the mean for ``pretrain`` iterations (default 10 % of the iterations), the ELBO up
-    to the SSIM switch, then ``1 - SSIM`` on the mean, then the non-blind pass.  The noise sigma in the
-    ELBO is estimated from the image (wavelet MAD).
+    Stages: MSE on the mean for ``pretrain`` iterations, the ELBO up to the SSIM switch, then
+    ``1 - SSIM`` on the mean, then the non-blind pass.  The noise sigma in the ELBO is estimated from
+    the image (wavelet MAD).
+
+    Parameters
+    ----------
+    image : array
+        Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, 3)`` (module docstring).
+    prior : {"sparse", "extreme"}
+        Image prior of the ELBO: sparse gradients or the extreme (dark and bright) channels (:mod:`.losses`).
+    kernel_size : int, optional
+        Odd kernel support in pixels; if omitted: ``2 * floor(min(H, W) / 20) + 1``, clamped to [7, 31]
+        (:func:`estimate_kernel_size`).
+    preset : {"fast", "full", "fast-c2f"}
+        Recipe: full = the published one (5000 iterations, 128-channel generator; GPU-scale cost),
+        fast = the CPU one (small generator, at most 1500 iterations with a kernel-change stop),
+        fast-c2f = the CPU one coarse to fine (kernel estimated at 1/4, 1/2, then full resolution).
+    iterations : int, optional
+        Blind iterations at full resolution (default from the preset; the SSIM switch and fast-c2f's
+        coarse levels scale with it).
+    seed : int
+        Random seed (network weights and noise inputs).
+    seeds : int
+        Number of seeds to run; the best data fit is kept and a consistency report logged.
+    pretrain : int, optional
+        MSE iterations before the ELBO (default 10 % of the iterations).
+    prior_weight : float, optional
+        Weight of the prior term in the ELBO (default 2e-3 for sparse, 5e-3 for extreme).
+    kernel_init : {"random", "uniform", "no-blur"}, optional
+        Stabiliser: start of the kernel network (default random; no-blur = pre-fitted to a Dirac).
+    ssim_switch : bool, optional
+        Stabiliser: switch from MSE to 1 - SSIM (default on).
+    beta1 : float, optional
+        Stabiliser: Adam first-moment coefficient of the image network (default 0.9).
+    refine_iters : int, optional
+        Iterations of the non-blind second pass with the kernel fixed (default from the preset).
+    stop_tol : float, optional
+        Relative kernel change below which the blind stage stops (default from the preset; see
+        :mod:`.fit`).
+    threads : int, optional
+        CPU threads for torch (default: torch's choice).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    restored : array
+        The sharp image, same layout as ``image``.
+    info : dict
+        ``kernel`` (sums to 1), ``kernel_size``, iterations run, ``data_mse``, ``seed``, ``time_s``;
+        with several seeds ``seeds`` (consistency report) and ``all_runs``.
     """
     if prior not in PRIORS:
         raise InputError(f"unknown prior {prior!r}", f"use one of {', '.join(PRIORS)}")
