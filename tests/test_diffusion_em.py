@@ -10,7 +10,8 @@ import torch
 
 from unblur.blind.diffusion_em.diffusion_em import diffusion_em
 from unblur.blind.diffusion_em.fast_em import fast_diffusion_em
-from unblur.blind.diffusion_em.kernel_metrics import kernel_mse, reblur_loss
+from unblur.blind.diffusion_em.kernel_metrics import reblur_loss
+from unblur.metrics import kernel_error
 from unblur.blind.diffusion_em.mstep import (DENOISER_LAM, check_kernel_size, data_step, default_lam, dirac_kernel,
                                              m_step, recenter)
 from unblur.errors import InputError
@@ -62,8 +63,8 @@ def test_mstep_recovers_kernel_noise_free(regularizer):
     y = _blur(img, k, 0.0)
     x = torch.from_numpy(img)[None, None]
     est = m_step(y, x, dirac_kernel(7), 1e-3, regularizer=regularizer, beta=1e3 if regularizer == "l1" else 1e5)
-    assert kernel_mse(est.numpy(), k) < 1e-8
-    assert kernel_mse(dirac_kernel(7).numpy(), k) > 1e-3
+    assert kernel_error(est.numpy(), k) < 3e-6
+    assert kernel_error(dirac_kernel(7).numpy(), k) > 1
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -75,7 +76,7 @@ def test_mstep_recovers_kernel_noisy(channels):
     y = _blur(img, k, sigma)
     x = y.new_tensor(img if channels == 1 else np.moveaxis(img, -1, 0)).reshape(1, channels, *img.shape[:2])
     est = m_step(y, x, dirac_kernel(7), sigma, regularizer="l1", beta=1e3)
-    err, base = kernel_mse(est.numpy(), k), kernel_mse(dirac_kernel(7).numpy(), k)
+    err, base = kernel_error(est.numpy(), k), kernel_error(dirac_kernel(7).numpy(), k)
     assert err < 0.03 * base, (err, base)
 
 
@@ -96,7 +97,7 @@ def test_mstep_with_particles_and_denoiser_prior():
 
     est = m_step(y, x, dirac_kernel(7), 0.01, regularizer="denoiser", kernel_denoiser=Shrink(), lam=1.0, beta=1e5)
     assert len(seen) == 10 and abs(seen[0] - (1 / 1e5) ** 0.5) < 1e-7
-    assert kernel_mse(est.numpy(), k) < 0.05 * kernel_mse(dirac_kernel(7).numpy(), k)
+    assert kernel_error(est.numpy(), k) < 0.05 * kernel_error(dirac_kernel(7).numpy(), k)
     # default lambda: DENOISER_LAM (0.3) with the kernel denoiser, the paper's 1 for the other regularisers
     seen.clear()
     m_step(y, x, dirac_kernel(7), 0.01, regularizer="denoiser", kernel_denoiser=Shrink(), beta=1e5)
@@ -196,21 +197,6 @@ def test_pigdm_expected_data_term_monte_carlo():
 
 # -- metrics --------------------------------------------------------------------------------
 
-def test_kernel_mse_is_shift_invariant():
-    k = _motion_kernel(9)
-    big = np.pad(k, 3)
-    assert kernel_mse(np.roll(big, (2, -1), (0, 1)), big) < 1e-12          # integer shift
-    from scipy.ndimage import fourier_shift
-    r = np.arange(15) - 7
-    gauss = np.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * 1.5**2))
-    gauss /= gauss.sum()
-    half = np.real(np.fft.ifft2(fourier_shift(np.fft.fft2(gauss), (1.5, -0.25))))
-    assert kernel_mse(half, gauss) < 1e-10                                   # sub-pixel shift
-    assert kernel_mse(half, gauss, step=1.0) > 1e-6                          # integer search alone misses it
-    assert kernel_mse(dirac_kernel(15).numpy(), big) > 1e-4                   # a different kernel
-    assert kernel_mse(k, big) < 1e-12                                        # different sizes
-
-
 def test_reblur_loss():
     img, k, sigma = _image(), _motion_kernel(), 0.02
     y = _blur(img, k, sigma)[0].numpy()
@@ -234,7 +220,7 @@ def test_fast_em_recovers_kernel_better_than_dirac(guidance):
     img, k, y, sigma = _case()
     r, info = fast_diffusion_em(y, guidance=guidance, kernel_size=7, steps=30, noise_sigma=sigma,
                                 prior=GaussianSmoother(), regularizer="l1", beta=1e3, seed=0)
-    err, base = kernel_mse(info["kernel"], k), kernel_mse(dirac_kernel(7).numpy(), k)
+    err, base = kernel_error(info["kernel"], k), kernel_error(dirac_kernel(7).numpy(), k)
     assert err < 0.5 * base, (err, base)
     assert r.shape == img.shape and info["nfe"] == 30 and info["kernel_history"].shape == (30, 7, 7)
     h = info["kernel_history"]
@@ -271,7 +257,7 @@ def test_em_recovers_motion_kernel_with_informative_prior(algorithm):
         _, info = fast_diffusion_em(y, guidance=algorithm.split("-")[1], steps=30,
                                     mstep_variance=algorithm.endswith("variance"), **kw)
     flat = np.full((7, 7), 1 / 49)
-    assert kernel_mse(info["kernel"], k) < 0.2 * kernel_mse(flat, k)
+    assert kernel_error(info["kernel"], k) < 0.2 * kernel_error(flat, k)
 
 
 def test_fast_em_particles_colour_and_determinism():
@@ -298,7 +284,7 @@ def test_diffusion_em_runs_em_iterations():
               beta=1e3, seed=0)
     r, info = diffusion_em(y, init_kernel=k, **kw)
     assert r.shape == img.shape and info["nfe"] == 30 and info["kernel_history"].shape == (3, 7, 7)
-    assert kernel_mse(info["kernel"], k) < 0.2 * kernel_mse(dirac_kernel(7).numpy(), k)
+    assert kernel_error(info["kernel"], k) < 0.2 * kernel_error(dirac_kernel(7).numpy(), k)
 
 
 def test_registry_entries():
@@ -369,7 +355,7 @@ def test_mstep_even_kernel_and_real_kernel_denoiser_class():
     k = recenter(torch.from_numpy(k / k.sum())).numpy()
     y = _blur(img, k, 0.0)
     est = m_step(y, torch.from_numpy(img)[None, None], dirac_kernel(8), 1e-3, regularizer="none")
-    assert kernel_mse(est.numpy(), k) < 1e-8
+    assert kernel_error(est.numpy(), k) < 3e-6
     from unblur.models.kernel_prior import KernelDenoiser
     torch.manual_seed(0)
     est = m_step(y, torch.from_numpy(img)[None, None], dirac_kernel(9), 0.01, regularizer="denoiser",

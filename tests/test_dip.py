@@ -29,9 +29,9 @@ from unblur.blind.dip.generators import (
     count_parameters,
 )
 from unblur.blind.dip.losses import ELBO, blur_valid, dark_channel, ssim
-from unblur.blind.dip.metrics import isnr, kernel_error, psnr_nb
+from unblur.blind.dip.metrics import isnr, psnr_nb
 from unblur.errors import InputError
-from unblur.metrics import shift_tolerant
+from unblur.metrics import kernel_error, shift_tolerant
 from unblur.physics.convolution import Convolution
 from unblur.registry import get_method
 
@@ -141,7 +141,7 @@ def test_tiny_blind_fit_recovers_sharper_image_and_closer_kernel():
     dirac = np.zeros((7, 7))
     dirac[3, 3] = 1
     assert p_est > p_blur + 1.0, (p_est, p_blur)
-    assert kernel_error(res.kernel, kt) < 0.7 * kernel_error(dirac, kt)
+    assert kernel_error(res.kernel, kt) < 0.49 * kernel_error(dirac, kt)
     assert res.kernel.min() >= 0 and abs(res.kernel.sum() - 1) < 1e-4
     assert psnr_nb(res.image, yn, crop=4, max_shift=3) < 40
 
@@ -218,7 +218,7 @@ def test_coarse_to_fine_fit_kernel_closer_than_dirac_and_deterministic():
     assert res.level_iterations == [300, 150]
     dirac = np.zeros((7, 7))
     dirac[3, 3] = 1
-    assert kernel_error(res.kernel, kt) < 0.7 * kernel_error(dirac, kt), kernel_error(res.kernel, kt)
+    assert kernel_error(res.kernel, kt) < 0.49 * kernel_error(dirac, kt), kernel_error(res.kernel, kt)
     p_blur = shift_tolerant(y[0, 0].numpy(), sharp, crop=4, max_shift=3)["psnr"]
     assert shift_tolerant(res.image, sharp, crop=4, max_shift=3)["psnr"] > p_blur + 1.0
     short = replace(cfg, iterations=10, switch_iter=5, refine_iters=3, pyramid_iters=(10,), warmup_iters=3,

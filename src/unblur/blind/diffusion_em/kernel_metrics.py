@@ -1,11 +1,7 @@
-"""Kernel-estimation metrics of the blind benchmarks (numpy in, float out).
+"""Re-blur consistency of a blind estimate (numpy in, float out).
 
-* :func:`kernel_mse` -- mean squared error between an estimated and a true kernel *up to a translation*
-  (a blind method recovers the kernel only up to a shift that moves into the image): both kernels are
-  zero-padded to a common square size, the estimate is shifted by every integer offset in
-  ``[-max_shift, max_shift]^2`` (zero fill, no wrap), then refined on a sub-pixel grid (``step``) around
-  the best integer offset by a Fourier shift; the smallest mean over the pixels of the common support is
-  returned.
+Kernels are compared with :func:`unblur.metrics.kernel_error`.
+
 * :func:`reblur_loss` -- re-blur consistency (Laroche et al. 2024, eq. 34):
   ``L_reblur = ||H x - y||^2 - sigma^2 M`` with ``H`` the circular blur by the estimated kernel and ``M``
   the number of measurements (pixels times channels); ``per_pixel=True`` divides by M
@@ -17,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from ...errors import require
 from ...physics.convolution import convolve
@@ -27,50 +22,6 @@ def _as_np(a) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     return np.asarray(a, dtype=np.float64)
-
-
-def _pad_to(k: np.ndarray, n: int) -> np.ndarray:
-    """Zero-pad a 2-D kernel to ``n x n`` keeping its centre pixel (``size // 2``) at ``n // 2``."""
-    out = np.zeros((n, n))
-    o0, o1 = n // 2 - k.shape[0] // 2, n // 2 - k.shape[1] // 2
-    out[o0:o0 + k.shape[0], o1:o1 + k.shape[1]] = k
-    return out
-
-
-def kernel_mse(estimate, truth, max_shift: int = 5, step: float = 0.25, normalize: bool = True) -> float:
-    """MSE between kernels up to an integer + sub-pixel shift (see module docstring).
-
-    ``normalize`` rescales both kernels to sum 1 first.  Returns the mean over the common
-    ``n x n`` box (``n`` the larger kernel size plus ``2 * max_shift`` zero margin).
-    """
-    e, t = _as_np(estimate), _as_np(truth)
-    require(e.ndim == 2 and t.ndim == 2, f"kernels must be 2-D, got {e.shape} and {t.shape}")
-    require(max_shift >= 0 and 0 < step <= 1, "invalid shift search", "use max_shift >= 0 and 0 < step <= 1")
-    if normalize:
-        e = e / max(e.sum(), 1e-300)
-        t = t / max(t.sum(), 1e-300)
-    n = max(e.shape + t.shape) + 2 * max_shift
-    e, t = _pad_to(e, n), _pad_to(t, n)
-    # the MSE is normalised by the larger kernel's area so that the zero margin does not dilute it
-    area = max(_as_np(estimate).size, _as_np(truth).size)
-
-    def err(shifted):
-        return float(((shifted - t) ** 2).sum() / area)
-
-    best = (np.inf, 0, 0)
-    for a in range(-max_shift, max_shift + 1):
-        for b in range(-max_shift, max_shift + 1):
-            v = err(ndimage.shift(e, (a, b), order=0, mode="constant"))
-            if v < best[0]:
-                best = (v, a, b)
-    _, a0, b0 = best
-    E = np.fft.fft2(e)
-    fine = np.arange(-1 + step, 1 - 1e-9, step)
-    for da in fine:
-        for db in fine:
-            s = np.real(np.fft.ifft2(ndimage.fourier_shift(E, (a0 + da, b0 + db))))
-            best = min(best, (err(s), a0 + da, b0 + db), key=lambda x: x[0])
-    return best[0]
 
 
 def reblur_loss(x, y, kernel, sigma: float, per_pixel: bool = True) -> float:
@@ -87,4 +38,4 @@ def reblur_loss(x, y, kernel, sigma: float, per_pixel: bool = True) -> float:
     return r / M - sigma**2 if per_pixel else r - sigma**2 * M
 
 
-__all__ = ["kernel_mse", "reblur_loss"]
+__all__ = ["reblur_loss"]
