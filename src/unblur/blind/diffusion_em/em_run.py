@@ -3,7 +3,7 @@
 The blur model is circular (the paper's), the image is in [0, 1] (gray ``(H, W)`` or colour ``(H, W, C)``,
 one kernel shared by the channels), the noise sigma is in [0, 1] units and, when not given, is
 estimated by :func:`unblur.physics.noise.estimate_noise_sigma` (the MAD of the finest diagonal Haar
-wavelet band / 0.6745, Donoho 1995) on the first channel of the blurred image.
+wavelet band / 0.6745, Donoho 1995): the mean of the per-channel estimates of the blurred image.
 """
 
 from __future__ import annotations
