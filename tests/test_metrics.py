@@ -133,3 +133,33 @@ def test_kernel_error_is_shift_invariant_and_normalised():
     assert kernel_error(other, k) == pytest.approx(2 * (1 - 1 / 5))
     with pytest.raises(InputError):
         kernel_error(k, k[0])
+
+
+def test_torch_ssim_of_the_losses_matches_skimage():
+    """The differentiable SSIM (Gaussian 11x11, sigma 1.5, population covariance) equals skimage's."""
+    import torch
+    from skimage import data, transform
+
+    from unblur.blind.dip.losses import ssim as torch_ssim
+
+    rng = np.random.default_rng(4)
+    cam = transform.resize(data.camera() / 255.0, (96, 80), anti_aliasing=True)
+    blurred = ndimage.gaussian_filter(cam, 2)
+    noisy = np.clip(cam + 0.1 * rng.standard_normal(cam.shape), 0, 1)
+    smooth = ndimage.gaussian_filter(rng.random((64, 64)), 3)
+    cases = [(blurred, cam), (noisy, cam), (smooth, np.roll(smooth, 2, 0)), (noisy[:64, :64] * 3, smooth * 3)]
+    values = []
+    for a, b in cases:
+        dr = 3.0 if a.max() > 1.5 else 1.0
+        ref = sk_ssim(a, b, data_range=dr, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        ours = float(torch_ssim(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None], data_range=dr))
+        assert abs(ours - ref) < 1e-3, (ours, ref)
+        values.append(ref)
+    assert max(values) - min(values) > 0.3          # the cases span a real range of SSIM
+    rgb_a, rgb_b = np.stack([cam, blurred, noisy], -1), np.stack([blurred, cam, cam], -1)
+    ref = sk_ssim(rgb_a, rgb_b, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+                  use_sample_covariance=False)
+    ours = torch_ssim(torch.from_numpy(np.moveaxis(rgb_a, -1, 0))[None].float(),
+                      torch.from_numpy(np.moveaxis(rgb_b, -1, 0))[None].float())
+    assert abs(float(ours) - ref) < 1e-3
+    assert abs(ssim(rgb_a, rgb_b, channel_axis=-1, gaussian_weights=True) - ref) < 1e-12

@@ -57,7 +57,14 @@ def _gauss_window(size=11, sigma=1.5, dtype=torch.float32):
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM of two ``(B, C, H, W)`` tensors, Gaussian window, valid filtering (differentiable)."""
+    """Mean SSIM (Wang et al. 2004) of two ``(B, C, H, W)`` tensors, differentiable.
+
+    Gaussian window (``size`` taps, standard deviation ``sigma`` pixels), population covariance,
+    ``C1 = (0.01 data_range)^2``, ``C2 = (0.03 data_range)^2``, averaged over the positions where the
+    window fits (valid filtering) and over channels: the value of
+    ``skimage.metrics.structural_similarity(a, b, data_range=data_range, gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False)`` (and ``channel_axis`` for colour) with the defaults.
+    """
     g = _gauss_window(size, sigma, a.dtype).to(a.device)
     c = a.shape[1]
     gh = g.view(1, 1, 1, -1).expand(c, 1, 1, size)
