@@ -10,9 +10,9 @@ import torch
 
 from ..diffusion.schedule import VPSchedule
 from ..errors import require
+from ..optim.driver import Progress
 from ..physics.noise import estimate_noise_sigma
 from ..solvers.problem import Problem, setup_problem
-from ..solvers.progress import Progress
 from .prior import CountedPrior, resolve_prior
 
 
@@ -65,7 +65,7 @@ def start(image, psf, *, boundary: str, noise_sigma, prior, seed: int | None, de
     problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, negative_image="keep")
     require(problem.y.ndim == 4, "the learned solvers work on 2-D images (gray or colour)",
             "deconvolve 3-D stacks with rl or tikhonov")
-    sigma = float(noise_sigma) if noise_sigma is not None else estimate_noise_sigma(problem.y[0, 0])
+    sigma = float(noise_sigma) if noise_sigma is not None else estimate_noise_sigma(problem.y)
     den = resolve_prior(prior, problem.y.shape[1], device=problem.y.device) if need_prior else None
     gen = torch.Generator(device=problem.y.device)
     gen.manual_seed(int(seed) if seed is not None else torch.seed() % (2**63))

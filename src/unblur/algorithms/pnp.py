@@ -1,12 +1,13 @@
-"""Plug-and-play solvers with a denoiser prior ``D(x, sigma)``: PnP-ADMM and HQS with a decreasing
-sigma schedule (DPIR).  Everything in [0, 1] units.
+"""Plug-and-play solvers with a denoiser prior ``D(x, sigma)``: PnP-ADMM, HQS with a decreasing sigma
+schedule (DPIR) and Poisson PnP-ADMM.  Everything in [0, 1] units; the denoiser is the proximal map of
+the prior (:class:`unblur.optim.DenoiserPrior`: ``prox(v, gamma) = D(v, sqrt(gamma))``).
 
-Both alternate the data step
+Gaussian noise: PnP-ADMM and DPIR alternate the data step (the operator's ``prox_l2``: exact in
+Fourier for ``boundary="circular"``, conjugate gradient otherwise; :func:`data_step`)
 
     x = argmin_x 1/2 ||A x - y||^2 + mu/2 ||x - v||^2 = (A^T A + mu I)^{-1} (A^T y + mu v)
 
-(exact in Fourier for ``boundary="circular"``, conjugate gradient otherwise; :func:`data_step`) with a
-denoising step.
+with a denoising step.
 
 PnP-ADMM (Venkatakrishnan et al. 2013; Chan et al. 2017), penalty ``rho``::
 
@@ -20,16 +21,35 @@ DPIR (Zhang et al., TPAMI 2021, HQS): ``sigma_k`` log-spaced from ``sigma_1 = 49
 sigma over ``K = 8`` iterations, ``mu_k = lam sigma^2 / sigma_k^2`` with ``lam = 0.23``::
 
     x = data_step(v = z, mu = mu_k);  z = D(x, sigma_k)
+
+Poisson noise (:func:`poisson_pnp`): ``y`` counts ``gain`` photons per unit intensity,
+``gain y ~ Poisson(gain A x)``.  The MAP problem ``min_x gain KL(y, A x) + R(x)`` is split as
+``u1 = A x``, ``u2 = x`` (PIDAL, Figueiredo & Bioucas-Dias 2010) with one ADMM penalty ``rho``::
+
+    x  = (A^T A + I)^-1 (A^T (u1 + d1) + (u2 + d2))              (the operator's solve_normal)
+    u1 = prox_{(gain/rho) KL(y, .)}(A x - d1)                     (per pixel, closed form)
+    u2 = D(x - d2, 1 / sqrt(rho))                                 (the denoiser prior)
+    d1 = d1 - (A x - u1);  d2 = d2 - (x - u2)
+
+so ``rho = 1 / sigma_d^2`` for the denoiser level ``sigma_d``, whose default is the Poisson noise level
+at the mean intensity, ``sqrt(mean(y) / gain)``.  The per-pixel KL prox is
+:func:`unblur.optim.poisson_prox`; the iterate returned is ``u2`` (denoised, non-negative).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from ..errors import require
+from ..optim.driver import iterate
+from ..optim.fidelity import poisson_prox
 from .common import start
+
+if TYPE_CHECKING:
+    from ..models.base import Denoiser
 
 
 def data_step(op, y: torch.Tensor, v: torch.Tensor, mu: float, x0: torch.Tensor | None = None,
@@ -44,23 +64,69 @@ def admm_iterations(op, y: torch.Tensor, prior, rho: float, num_iter: int, denoi
                     cg_iter: int = 50, progress=None) -> torch.Tensor:
     """The PnP-ADMM loop on tensors (data in [0, 1]); returns the last denoised iterate ``z``."""
     x = op.initial_object(y)
-    z, u = x.clone(), torch.zeros_like(x)
+    u = torch.zeros_like(x)
+
+    def step(z, it):
+        nonlocal x, u
+        x = data_step(op, y, z - u, rho, x0=x, max_iter=cg_iter)
+        z = prior(x + u, denoiser_sigma)
+        u = u + x - z
+        return z, None
+
     with torch.no_grad():
-        for it in range(num_iter):
-            x = data_step(op, y, z - u, rho, x0=x, max_iter=cg_iter)
-            z = prior(x + u, denoiser_sigma)
-            u = u + x - z
-            if progress is not None:
-                progress.update(it, z)
+        z, _ = iterate(step, x.clone(), num_iter, progress=progress)
     return z
 
 
 def pnp_admm(image, psf, *, rho: float = 0.2, num_iter: int = 12, denoiser_sigma: float | None = None,
-             prior=None, noise_sigma: float | None = None, boundary: str = "replicate", cg_iter: int = 50,
-             seed: int | None = 0, device=None, progress: bool = False, callback=None):
-    """PnP-ADMM deblurring (module docstring) of a gray or colour image in [0, 1]; returns ``(restored, info)``.
+             prior: Denoiser | str | None = None, noise_sigma: float | None = None,
+             boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate", cg_iter: int = 50,
+             seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
+    """PnP-ADMM deblurring (module docstring) of a gray or colour image in [0, 1].
 
-    ``noise_sigma`` in [0, 1] units (estimated if omitted); ``nfe = num_iter``.
+    Parameters
+    ----------
+    image : array
+        Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, C)``.
+    psf : array or LinearOperator
+        The PSF (normalised to sum 1) or a linear blur operator.
+    rho : float
+        ADMM penalty (> 0); the denoiser level is ``noise_sigma / sqrt(rho)``.
+    num_iter : int
+        ADMM iterations (one denoiser evaluation each).
+    denoiser_sigma : float, optional
+        Denoiser noise level in [0, 1] units; default ``noise_sigma / sqrt(rho)``.
+    prior : Denoiser or str, optional
+        Denoiser prior: a checkpoint path/spec or a Denoiser; default: the embedded unblur network.
+    noise_sigma : float, optional
+        Gaussian noise sigma in [0, 1] image units; estimated if omitted.
+    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
+        Blur boundary model.
+    cg_iter : int
+        Conjugate-gradient iterations of the data step (non-circular boundaries).
+    seed : int, optional
+        Random seed (the method is deterministic; kept for a uniform interface).
+    device : str, optional
+        Torch device (cpu, cuda, ...); default cpu.
+    progress : bool
+        Show a progress bar.
+    callback : callable, optional
+        ``callback(iteration, z, info)`` after each iteration.
+
+    Returns
+    -------
+    restored : array
+        Same layout as ``image``.
+    info : dict
+        ``nfe``, ``time_s``, ``iterations``, ``rho``, ``denoiser_sigma``, ``noise_sigma``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unblur.models import GaussianSmoother
+    >>> restored, info = pnp_admm(np.full((16, 16), 0.5), np.ones((3, 3)) / 9, prior=GaussianSmoother(), num_iter=3)
+    >>> restored.shape, info["nfe"]
+    ((16, 16), 3)
     """
     require(rho > 0, f"rho must be > 0, got {rho}")
     require(num_iter >= 1, f"num_iter must be >= 1, got {num_iter}")
@@ -83,23 +149,135 @@ def dpir_schedule(num_iter: int, sigma: float, sigma_start: float = 49 / 255) ->
     return [math.exp(a + (b - a) * k / (num_iter - 1)) for k in range(num_iter)]
 
 
-def dpir(image, psf, *, num_iter: int = 8, lam: float = 0.23, sigma_start: float = 49 / 255, prior=None,
-         noise_sigma: float | None = None, boundary: str = "replicate", cg_iter: int = 50, seed: int | None = 0,
-         device=None, progress: bool = False, callback=None):
-    """DPIR / HQS deblurring (module docstring) of a gray or colour image in [0, 1]; ``nfe = num_iter``."""
+def dpir(image, psf, *, num_iter: int = 8, lam: float = 0.23, sigma_start: float = 49 / 255,
+         prior: Denoiser | str | None = None, noise_sigma: float | None = None,
+         boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate", cg_iter: int = 50,
+         seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
+    """DPIR / HQS deblurring (module docstring) of a gray or colour image in [0, 1].
+
+    Parameters
+    ----------
+    image : array
+        Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, C)``.
+    psf : array or LinearOperator
+        The PSF (normalised to sum 1) or a linear blur operator.
+    num_iter : int
+        HQS iterations (one denoiser evaluation each).
+    lam : float
+        Data-step weight factor (``mu_k = lam sigma^2 / sigma_k^2``).
+    sigma_start : float
+        First denoiser level in [0, 1] units (log-spaced down to the noise sigma).
+    prior : Denoiser or str, optional
+        Denoiser prior: a checkpoint path/spec or a Denoiser; default: the embedded unblur network.
+    noise_sigma : float, optional
+        Gaussian noise sigma in [0, 1] image units; estimated if omitted.
+    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
+        Blur boundary model.
+    cg_iter : int
+        Conjugate-gradient iterations of the data step (non-circular boundaries).
+    seed : int, optional
+        Random seed (the method is deterministic; kept for a uniform interface).
+    device : str, optional
+        Torch device (cpu, cuda, ...); default cpu.
+    progress : bool
+        Show a progress bar.
+    callback : callable, optional
+        ``callback(iteration, z, info)`` after each iteration.
+
+    Returns
+    -------
+    restored : array
+        Same layout as ``image``.
+    info : dict
+        ``nfe``, ``time_s``, ``iterations``, ``sigmas``, ``lam``, ``noise_sigma``.
+    """
     require(num_iter >= 1, f"num_iter must be >= 1, got {num_iter}")
     require(lam > 0 and sigma_start > 0, "lam and sigma_start must be > 0")
     run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     y, op = run.y, run.op
     sigmas = dpir_schedule(num_iter, run.sigma, sigma_start)
-    z = op.initial_object(y)
-    x = z
+    x = op.initial_object(y)
+
+    def step(z, it):
+        nonlocal x
+        mu = lam * max(run.sigma, 1e-3) ** 2 / sigmas[it] ** 2
+        x = data_step(op, y, z, mu, x0=x, max_iter=cg_iter)
+        return run.prior(x, sigmas[it]), None
+
     bar = run.progress(num_iter, "DPIR", progress, callback)
     with torch.no_grad():
-        for it, sk in enumerate(sigmas):
-            mu = lam * max(run.sigma, 1e-3) ** 2 / sk**2
-            x = data_step(op, y, z, mu, x0=x, max_iter=cg_iter)
-            z = run.prior(x, sk)
-            bar.update(it, z, sigma=sk)
+        z, _ = iterate(step, x, num_iter, progress=bar, info=lambda it: {"sigma": sigmas[it]})
     bar.close()
     return run.finish(z, {"method": "dpir", "iterations": num_iter, "sigmas": sigmas, "lam": lam})
+
+
+def poisson_pnp(image, psf, *, gain: float = 100.0, num_iter: int = 30, denoiser_sigma: float | None = None,
+                prior: Denoiser | str | None = None,
+                boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate",
+                cg_iter: int = 30, seed: int | None = 0, device: str | None = None, progress: bool = False,
+                callback=None):
+    """Poisson PnP-ADMM (PIDAL splitting with a denoiser prior; module docstring) of an image in [0, 1].
+
+    Parameters
+    ----------
+    image : array
+        Blurred Poisson-noisy image in [0, 1] (counts divided by ``gain``), gray ``(H, W)`` or colour ``(H, W, C)``.
+    psf : array or LinearOperator
+        The PSF (normalised to sum 1) or a linear blur operator.
+    gain : float
+        Photons per unit intensity (``gain * image`` are the photon counts), > 0.
+    num_iter : int
+        ADMM iterations (one denoiser evaluation each).
+    denoiser_sigma : float, optional
+        Denoiser level in [0, 1] units (sets the ADMM penalty ``rho = 1 / sigma^2``); default: the
+        Poisson noise level at the mean intensity, ``sqrt(mean(image) / gain)``.
+    prior : Denoiser or str, optional
+        Denoiser prior: a checkpoint path/spec or a Denoiser; default: the embedded unblur network.
+    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
+        Blur boundary model.
+    cg_iter : int
+        Conjugate-gradient iterations of the x-step (non-circular boundaries).
+    seed : int, optional
+        Random seed (the method is deterministic; kept for a uniform interface).
+    device : str, optional
+        Torch device (cpu, cuda, ...); default cpu.
+    progress : bool
+        Show a progress bar.
+    callback : callable, optional
+        ``callback(iteration, u2, info)`` after each iteration.
+
+    Returns
+    -------
+    restored : array
+        Same layout as ``image``.
+    info : dict
+        ``nfe``, ``time_s``, ``iterations``, ``gain``, ``denoiser_sigma``.
+    """
+    require(gain > 0, f"gain must be > 0, got {gain}", "give the photons per unit intensity (e.g. 100)")
+    require(num_iter >= 1, f"num_iter must be >= 1, got {num_iter}")
+    run = start(image, psf, boundary=boundary, noise_sigma=0.0, prior=prior, seed=seed, device=device)
+    y, op = run.y.clamp_min(0), run.op
+    sd = denoiser_sigma if denoiser_sigma is not None else math.sqrt(max(float(y.mean()), 1e-6) / gain)
+    require(sd > 0, f"denoiser_sigma must be > 0, got {sd}")
+    rho = 1.0 / sd**2
+    x = op.initial_object(y)
+    u1, d1, d2 = y.clone(), torch.zeros_like(y), torch.zeros_like(x)
+
+    def step(u2, it):
+        nonlocal x, u1, d1, d2
+        x = op.solve_normal(op.A_adjoint(u1 + d1) + u2 + d2, 1.0, x0=x, max_iter=cg_iter)
+        Ax = op.A(x)
+        u1 = poisson_prox(Ax - d1, y, gain / rho)
+        u2 = run.prior(x - d2, sd)
+        d1 = d1 - (Ax - u1)
+        d2 = d2 - (x - u2)
+        return u2, None
+
+    bar = run.progress(num_iter, "Poisson PnP", progress, callback)
+    with torch.no_grad():
+        z, _ = iterate(step, x.clone(), num_iter, progress=bar)
+    bar.close()
+    info = {"method": "poisson-pnp", "iterations": num_iter, "gain": gain, "denoiser_sigma": sd}
+    restored, info = run.finish(z, info)
+    info.pop("noise_sigma", None)
+    return restored, info
