@@ -48,6 +48,10 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"unblur {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into a command that stopped reading (e.g. head)
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"unblur {args.command}: interrupted (no partial output was written)", file=sys.stderr)
         return 130

@@ -24,3 +24,8 @@ register(Method(
     "tikhonov", "nonblind", "unblur.solvers.linear:tikhonov",
     "Tikhonov least squares; closed form (circular) or conjugate gradient (other boundaries)", "Tikhonov 1963",
     _CLASSICAL))
+
+register(Method(
+    "tv-admm", "nonblind", "unblur.solvers.tv:tv_admm",
+    "total-variation deconvolution by ADMM (Gaussian data term; FGP prox of TV, exact or CG data step)",
+    "Rudin, Osher, Fatemi 1992; Boyd et al. 2011; Beck & Teboulle 2009", _CLASSICAL))

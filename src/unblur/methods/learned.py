@@ -1,4 +1,4 @@
-"""Registry entries of the non-blind learned solvers (PnP-ADMM, DPIR, DPS, PiGDM, RL-diffusion).
+"""Registry entries of the non-blind learned solvers (PnP-ADMM, Poisson PnP, DPIR, DPS, PiGDM, RL-diffusion).
 
 All take ``prior`` (omitted: the embedded unblur network; or a checkpoint path such as the DPS
 ``ffhq_10m.pt``), ``seed``, ``noise_sigma`` in [0, 1] image units and ``device``, and report ``nfe``
@@ -34,3 +34,8 @@ register(Method(
     "rl-diffusion", "nonblind", "unblur.algorithms.rl_diffusion:rl_diffusion",
     "Richardson-Lucy iterations regularised by a diffusion prior, then DPS refinement (N + M network evaluations)",
     "Modrzyk, Etxebeste, Bretin, Maxim, EUSIPCO 2024", _DIFFUSION))
+
+register(Method(
+    "poisson-pnp", "nonblind", "unblur.algorithms.pnp:poisson_pnp",
+    "Poisson plug-and-play ADMM (PIDAL splitting, closed-form KL prox) with a denoiser prior",
+    "Figueiredo & Bioucas-Dias 2010; Rond, Giryes, Elad 2016", _PNP))

@@ -167,7 +167,7 @@ def selfdeblur(image, kernel_size: int | None = None, *, preset: Literal["fast",
         Iterations of the non-blind second pass with the kernel fixed (default from the preset).
     stop_tol : float, optional
         Relative kernel change below which the blind stage stops (default from the preset; see
-        :mod:`.fit`).
+        :mod:`unblur.blind.dip.fit`).
     threads : int, optional
         CPU threads for torch (default: torch's choice).
     progress : bool
@@ -241,7 +241,7 @@ def vdip(image, kernel_size: int | None = None, *, prior: Literal["sparse", "ext
         Iterations of the non-blind second pass with the kernel fixed (default from the preset).
     stop_tol : float, optional
         Relative kernel change below which the blind stage stops (default from the preset; see
-        :mod:`.fit`).
+        :mod:`unblur.blind.dip.fit`).
     threads : int, optional
         CPU threads for torch (default: torch's choice).
     progress : bool
