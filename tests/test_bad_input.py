@@ -96,6 +96,14 @@ def test_unwritable_output_folder(d, capsys):
     assert rc == 2 and "does not exist" in capsys.readouterr().err
 
 
+def test_stack_refused_by_a_2d_only_method(d, capsys):
+    rc = main(["deconvolve", str(d / "stack.tif"), "--psf", str(d / "psf3d.tif"), "--method", "dpir",
+               "-o", str(d / "s.tif")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "restores 2-D images, not 3-D stacks" in err and len(err.strip().splitlines()) == 1
+    assert not (d / "s.tif").exists()
+
+
 def test_stack_to_png_refused_before_computing(d, capsys):
     rc = main(["deconvolve", str(d / "stack.tif"), "--psf", str(d / "psf3d.tif"), "-o", str(d / "s.png")])
     assert rc == 2 and "cannot be written as .png" in capsys.readouterr().err
