@@ -5,11 +5,16 @@ kernels 09-12 of ``kernels/usrnet_kernels_12_float32.npz`` (25x25) under the *va
 crop is ``size + 24`` pixels, the blurred image ``size``), plus 1 % Gaussian noise (sigma 0.01).
 Each method runs with the preset's settings ("plain") and with stabilisers (see ``VARIANTS``), for
 several seeds; the ceiling is the same deep-image-prior fit with the *true* kernel fixed (the
-non-blind pass only, same iteration count).  Metrics (:mod:`unblur.blind.dip.metrics`): shift-
-tolerant PSNR/SSIM against the sharp image (15-px border, +-10 px), PSNR-NB against the blurred
-image (high = collapsed to the no-blur solution), ISNR, kernel error up to shift, wall time and
-process CPU time (with one thread, the cost without the time slices of other jobs on a shared machine).
+non-blind pass only, same iteration count).  Metrics (:mod:`unblur.blind.dip.metrics` over
+:mod:`unblur.metrics`): shift-tolerant PSNR/SSIM against the sharp image (15-px border, +-10 px),
+PSNR-NB against the blurred image (high = collapsed to the no-blur solution), ISNR, the normalised
+kernel error up to shift (:func:`unblur.metrics.kernel_error`), wall time and process CPU time (with
+one thread, the cost without the time slices of other jobs on a shared machine).
 Mean +- standard deviation over images x kernels x seeds.  Prints a markdown table.
+
+The methods run through ``unblur.blind_deconvolve(image, method=...)``.  The ceiling is a DIP fit
+with the kernel held fixed, which no registered method expresses: it calls
+:func:`unblur.blind.dip.fit.fit` directly.
 
     python benchmarks/blind_dip.py [--images 2] [--first-image 0] [--kernels 9 10 11 12] [--size 256] [--preset fast|fast-c2f|full]
         [--sets set12 bsd68_gray] [--iters N] [--seeds 3] [--first-seed 0] [--methods selfdeblur vdip-sparse vdip-extreme]
@@ -21,24 +26,21 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-import unblur  # noqa: F401  (imported before torch: sets OMP_WAIT_POLICY)
-from unblur.blind.dip import selfdeblur, vdip
-from unblur.blind.dip.api import _config
+import unblur  # imported before torch: sets OMP_WAIT_POLICY
 from unblur.blind.dip.fit import PRESETS, STABILISED, SelfDeblurObjective, fit
 from unblur.blind.dip.losses import blur_valid
-from unblur.blind.dip.metrics import isnr, kernel_error, psnr_gt, psnr_nb
+from unblur.blind.dip.metrics import isnr, psnr_gt, psnr_nb
 from unblur.data import data_path, list_images
 from unblur.io import read_image
+from unblur.metrics import kernel_error
 
-METHODS = {
-    "selfdeblur": lambda img, k, **kw: selfdeblur(img, k, **kw),
-    "vdip-sparse": lambda img, k, **kw: vdip(img, k, prior="sparse", **kw),
-    "vdip-extreme": lambda img, k, **kw: vdip(img, k, prior="extreme", **kw),
-}
+#: registered blind methods compared
+METHODS = ("selfdeblur", "vdip-sparse", "vdip-extreme")
 #: Stabiliser settings (Brozova & Smidl 2024) measured against the preset ("plain").
 VARIANTS = {
     "plain": {},
@@ -82,7 +84,12 @@ def evaluate(x, k, sharp, y, kt, t):
 
 
 def ceiling(y, kt, preset, iters, seed, threads):
-    cfg = _config(preset, iters, {})
+    cfg = PRESETS[preset]
+    if iters is not None:   # the blind methods' rule: the schedule scales with the iteration count
+        f = iters / cfg.iterations
+        cfg = replace(cfg, iterations=iters, switch_iter=round(f * cfg.switch_iter), min_iters=min(cfg.min_iters, iters),
+                      pyramid_iters=tuple(max(1, round(f * n)) for n in cfg.pyramid_iters),
+                      warmup_iters=round(f * cfg.warmup_iters))
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     r = fit(torch.from_numpy(y)[None, None], kt.shape[0], SelfDeblurObjective(cfg.switch_iter), cfg, seed=seed,
@@ -109,7 +116,7 @@ def main():
     ap.add_argument("--refine", type=int, default=None, help="non-blind refinement iterations (default: preset's)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--variants", nargs="+", default=["plain", "stabilised"], choices=list(VARIANTS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-ceiling", action="store_true")
@@ -127,10 +134,12 @@ def main():
             for name, kn, sharp, y, kt in cases:
                 for s in range(a.first_seed, a.first_seed + a.seeds):
                     t0, c0 = time.perf_counter(), time.process_time()
-                    x, info = METHODS[m](y, kt.shape[0], preset=a.preset, iterations=a.iters, refine_iters=a.refine,
-                                         seed=s, threads=a.threads, **VARIANTS[v])
+                    out = unblur.blind_deconvolve(y, method=m, kernel_size=kt.shape[0], preset=a.preset,
+                                                  iterations=a.iters, refine_iters=a.refine, seed=s,
+                                                  threads=a.threads, progress=False, **VARIANTS[v])
+                    x, info = out.image, out.info
                     t, cpu = time.perf_counter() - t0, time.process_time() - c0
-                    r = evaluate(x, info["kernel"], sharp, y, kt, t)
+                    r = evaluate(x, out.kernel, sharp, y, kt, t)
                     r["cpu"] = cpu
                     r["iters"] = info["iterations"]
                     res.append(r)

@@ -10,6 +10,11 @@
 * Time per 400x400 image on this machine (identification + deblurring).
 
 The blur is the valid convolution of a crop larger by ``k - 1`` (no boundary artefact in the data).
+Restorations run through ``unblur.blind_deconvolve(method="deepblur")`` and ``unblur.deconvolve``
+(Wiener, RL).  What the registry cannot express is called directly and is a study of deep-blur's
+parts: the identification network alone (:func:`unblur.blind.deepblur.identify_psf`, for the PSF
+tables and the identification time), DN fed the true gamma (the ceiling), and the classical
+gamma fit (:func:`fit_gamma`, written here on the PSF model).
 ``--identify-weights FILE --psf-only`` evaluates the PSF tables of any IN export, whatever its PSF
 model (Zernike, eigen-PSF or product-convolution; the gamma are then drawn in that model's
 parameters, ``h(0)`` is its gamma = 0 PSF, and a product-convolution is scored on all its
@@ -28,13 +33,14 @@ import time
 import numpy as np
 import torch
 
-from unblur.blind.deepblur.api import IDENTIFY_WEIGHTS, _load, deepblur, identify_psf
+import unblur
+from unblur.blind.deepblur.api import IDENTIFY_WEIGHTS, deepblur, identify_psf
 from unblur.blind.deepblur.psf_model import psf_model_from_description
 from unblur.blind.deepblur.simulate import add_noise
+from unblur.blind.deepblur.train import load_weights
 from unblur.data import list_images
 from unblur.io import read_image
 from unblur.metrics import psnr, ssim
-from unblur.solvers import richardson_lucy, wiener
 
 
 def psf_snr(h, h_hat) -> float:
@@ -134,11 +140,12 @@ def image_table(crops, model, size, weights=IDENTIFY_WEIGHTS, alpha=0.01, eta=0.
         ref = x[k // 2:k // 2 + size, k // 2:k // 2 + size]
         out = {"blurred input": y,
                "DN, true gamma (ceiling)": deepblur(y, identify_weights=weights, gamma=gamma[0].numpy())["image"],
-               "Wiener, true PSF": wiener(y, h)}
-        r = deepblur(y, identify_weights=weights)
-        out["deep-blur (IN + DN)"] = r["image"]
-        out["Wiener, IN PSF"] = wiener(y, r["psf"])
-        out["RL 30 its, fitted PSF"] = richardson_lucy(y, fit_gamma(y, model)[1], num_iter=30, boundary="valid")
+               "Wiener, true PSF": unblur.deconvolve(y, h, method="wiener", boundary="reflect").image}
+        r = unblur.blind_deconvolve(y, method="deepblur", identify_weights=str(weights))
+        out["deep-blur (IN + DN)"] = r.image
+        out["Wiener, IN PSF"] = unblur.deconvolve(y, r.kernel, method="wiener", boundary="reflect").image
+        out["RL 30 its, fitted PSF"] = unblur.deconvolve(y, fit_gamma(y, model)[1], method="rl", num_iter=30,
+                                                         boundary="valid").image
         for name, im in out.items():
             res.setdefault(name, []).append((psnr(np.clip(im, 0, 1), ref), ssim(np.clip(im, 0, 1), ref)))
     return {n: np.mean(v, 0) for n, v in res.items()}
@@ -154,13 +161,13 @@ def timing(model, weights=IDENTIFY_WEIGHTS, reps: int = 3, size: int = 400):
     x = load_crops(8, size, model.psf_size)[7]
     gamma = (2 * torch.rand(1, model.n_params, generator=torch.Generator().manual_seed(5)) - 1) * 0.15
     y, _ = simulate(x, model, gamma, 0.01, size, seed=5)
-    deepblur(y, identify_weights=weights)  # warm-up (weights loading, allocator)
+    unblur.blind_deconvolve(y, method="deepblur", identify_weights=str(weights))  # warm-up (weights, allocator)
     t_id, t_all = [], []
     for _ in range(reps):
         t0 = time.perf_counter()
         identify_psf(y, weights=weights)
         t1 = time.perf_counter()
-        deepblur(y, identify_weights=weights)
+        unblur.blind_deconvolve(y, method="deepblur", identify_weights=str(weights))
         t_all.append(time.perf_counter() - t1)
         t_id.append(t1 - t0)
     return float(np.median(t_id)), float(np.median(t_all))
@@ -191,7 +198,7 @@ def main():
                    help="comma-separated torch thread counts for the timing table (default: --threads)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    _, w = _load(a.identify_weights)
+    w = load_weights(a.identify_weights)
     d = w["psf_model"]
     model = psf_model_from_description(d)
     threads = [int(v) for v in (a.timing_threads or str(a.threads)).split(",")]

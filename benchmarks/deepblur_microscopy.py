@@ -21,6 +21,9 @@ the ground truth are in different intensity units).  For each case a PNG is writ
 panels left to right = blurred slice, deep-blur, RL with IN's PSF, RL with the dataset PSF (if
 any), ground truth (if any), then the PSFs (IN's, the dataset's), magnified 4x.
 
+Every restoration runs through ``unblur.blind_deconvolve(method="deepblur")`` and
+``unblur.deconvolve(method="rl")``.
+
     python benchmarks/deepblur_microscopy.py [--out out/deepblur_microscopy] [--identify-weights FILE]
 """
 
@@ -33,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unblur.blind.deepblur.api import IDENTIFY_WEIGHTS, _load, deepblur
+import unblur
+from unblur.blind.deepblur.api import IDENTIFY_WEIGHTS
 from unblur.blind.deepblur.psf_model import psf_model_from_description
+from unblur.blind.deepblur.train import load_weights
 from unblur.data import data_path
 from unblur.io import preview_png, read_image
 from unblur.metrics import psnr, ssim
-from unblur.solvers import richardson_lucy
 
 # name: (blurred stack, ground truth or None, PSF or None)
 CASES = {
@@ -94,19 +98,20 @@ def run_case(name, paths, weights, model, out_dir: Path, rl_iters: int):
     blurred_path, gt_path, psf_path = paths
     y = scale01(middle_slice(read_image(data_path("microscopy/" + blurred_path))))
     t0 = time.perf_counter()
-    r = deepblur(y, identify_weights=weights)
+    r = unblur.blind_deconvolve(y, method="deepblur", identify_weights=str(weights))
     t_db = time.perf_counter() - t0
     k = model.psf_size
-    results = {"deep-blur (IN + DN)": r["image"],
-               "RL, IN PSF": richardson_lucy(y, r["psf"], num_iter=rl_iters, boundary="valid")}
+    results = {"deep-blur (IN + DN)": r.image,
+               "RL, IN PSF": unblur.deconvolve(y, r.kernel, method="rl", num_iter=rl_iters, boundary="valid").image}
     h0 = model.psf_array(model(torch.zeros(1, model.n_params))[0]).numpy()
     row = {"case": name, "size": "x".join(map(str, y.shape)), "time": t_db,
-           "gamma": " ".join(f"{g:+.2f}" for g in r["gamma"])}
+           "gamma": " ".join(f"{g:+.2f}" for g in r.info["gamma"])}
     panels = [("blurred", y)]
     if psf_path:
         h = in_focus_psf(read_image(data_path("microscopy/" + psf_path)), k)
-        results["RL, dataset PSF (in-focus plane)"] = richardson_lucy(y, h, num_iter=rl_iters, boundary="valid")
-        row["snr_in"], row["snr_h0"] = psf_snr(h, r["psf"]), psf_snr(h, h0)
+        results["RL, dataset PSF (in-focus plane)"] = unblur.deconvolve(y, h, method="rl", num_iter=rl_iters,
+                                                                         boundary="valid").image
+        row["snr_in"], row["snr_h0"] = psf_snr(h, r.kernel), psf_snr(h, h0)
     panels += [(n, np.clip(v, 0, None)) for n, v in results.items()]
     scores = {}
     if gt_path:
@@ -116,7 +121,7 @@ def run_case(name, paths, weights, model, out_dir: Path, rl_iters: int):
             f = np.clip(affine_fit(v, gt), 0, 1)
             scores[n] = (psnr(f, gt, data_range=1.0), ssim(f, gt, data_range=1.0))
         panels.append(("ground truth", gt))
-    psfs = [magnify(r["psf"])] + ([magnify(h)] if psf_path else [])
+    psfs = [magnify(r.kernel)] + ([magnify(h)] if psf_path else [])
     panels.append(("PSFs: IN | dataset" if psf_path else "PSF: IN", np.concatenate(psfs, 1)))
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / (name.split(" (")[0].replace(" ", "_").replace(".", "") + ".png")
@@ -133,7 +138,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    _, w = _load(a.identify_weights)
+    w = load_weights(a.identify_weights)
     model = psf_model_from_description(w["psf_model"])
     rows = [run_case(n, c, a.identify_weights, model, Path(a.out), a.rl_iters) for n, c in CASES.items()]
     print(f"weights: {a.identify_weights} ({w['train']['steps']} steps); PSF model optics "

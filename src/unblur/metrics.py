@@ -168,7 +168,7 @@ def align(x, ref, max_shift: float = 10, crop: int = 15, channel_axis: int | Non
     spec = (np.conj(np.fft.fftn(xp**2, axes=axes)) * np.fft.fftn(w, axes=axes)[..., None]
             - 2 * np.conj(np.fft.fftn(xp, axes=axes)) * np.fft.fftn(rw, axes=axes)).sum(-1)
     s, _ = _best_shift(spec, np.full(len(shape), float(max_shift)), upsample)
-    shifted = ndimage.shift(xs, tuple(s) + (0.0,), order=3, mode="reflect")
+    shifted = ndimage.shift(xs, tuple(s) + (0.0,), order=3, mode="reflect") if np.any(s) else xs.copy()
     aligned = shifted[..., 0] if channel_axis is None else np.moveaxis(shifted, -1, channel_axis)
     return aligned, tuple(float(v) for v in s)
 
