@@ -90,8 +90,11 @@ class TotalVariation:
         """``weight * D^T (D x / sqrt(|D x|^2 + eps^2))`` (``-div(grad x / |grad x|_eps)``)."""
         grads = forward_differences(x)
         norm = torch.sqrt(sum(g * g for g in grads) + self.eps**2)
-        g = differences_adjoint([a / norm for a in grads])
-        return g if self.weight == 1 else self.weight * g
+        div = torch.zeros_like(x)  # div(n) with backward differences; D^T n = -div(n)
+        for ax, g in zip(range(2, x.ndim), grads):
+            n = g / norm
+            div = div + n - torch.cat([torch.zeros_like(n.narrow(ax, 0, 1)), n.narrow(ax, 0, n.shape[ax] - 1)], dim=ax)
+        return -div if self.weight == 1 else -self.weight * div
 
     def prox(self, v: torch.Tensor, gamma: float, warm_start: bool = False) -> torch.Tensor:
         """``argmin_x 1/2 ||x - v||^2 + gamma weight TV(x)``; ``warm_start`` reuses the last dual."""
