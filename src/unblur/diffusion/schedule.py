@@ -37,29 +37,11 @@ class VPSchedule:
         ab = self.alpha_bar(t)
         return torch.sqrt((1 - ab) / ab)
 
-    def t_from_sigma(self, sigma: float) -> int:
-        """Timestep whose sigma_t is closest to ``sigma`` ([-1,1] units)."""
-        s = torch.sqrt((1 - self.alphas_cumprod) / self.alphas_cumprod)
-        return int(torch.argmin((s - sigma).abs()))
-
     def respace(self, steps: int) -> list[int]:
         """``steps`` timesteps evenly spaced over ``[0, T-1]``, in decreasing order (sampler order)."""
         require(1 <= steps <= self.T, f"steps must be in [1, {self.T}], got {steps}")
         ts = torch.linspace(0, self.T - 1, steps).round().long().unique()
         return [int(t) for t in ts.flip(0)]
-
-    # -- conversions between predictions (all in [-1, 1] units) ---------------------------------
-    def eps_from_x0(self, x_t, x0, t):
-        ab = self.alpha_bar(t).to(x_t)
-        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
-
-    def x0_from_eps(self, x_t, eps, t):
-        ab = self.alpha_bar(t).to(x_t)
-        return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
-
-    def score_from_eps(self, eps, t):
-        ab = self.alpha_bar(t).to(eps)
-        return -eps / (1 - ab).sqrt()
 
     def q_sample(self, x0, t, noise):
         """``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``."""
