@@ -27,10 +27,8 @@ Gaussian deblurring, ``configs/gaussian_deblur_config.yaml``), in [-1, 1] units 
   is the "gradually increasing scale that shows stable performance" of the BlindDPS code (Chung et al.,
   CVPR 2023, same code base, ``BlindDPS.p_sample_loop``) and the step of the Fast Diffusion EM code
   (claroche-r/FastDiffusionEM, ``guided_diffusion/gaussian_diffusion.py``, samplers ``dps`` and
-  ``fastem_dps``, which use it with ``zeta = 1``).  Measured with the embedded colour prior
-  (benchmarks/nonblind_gaussian.py protocol, one FFHQ crop, noise 0.025, 1000 steps): constant 0.3
-  21.78 dB, ``sqrt_abar`` with ``zeta = 1`` 23.45 dB, constant 1.0 24.04 dB (blurred input 26.55 dB): the
-  larger final step helps, the schedule itself does not, so ``"constant"`` stays the default.
+  ``fastem_dps``, which use it with ``zeta = 1``).  A larger final step helps more than the schedule
+  itself, so ``"constant"`` is the default (measurements: BENCHMARKS.md, DPS).
 
 PiGDM (Song et al. 2023, eq. 7)::
 
@@ -39,8 +37,8 @@ PiGDM (Song et al. 2023, eq. 7)::
 
 ``g`` approximates the likelihood score ``grad_{x_t} log p(y | x_t)`` under ``x0 | x_t ~ N(x0_hat, r_t^2 I)``.
 It does not depend on the units: computed in [0, 1] units (residual, ``sigma_y`` and ``r_t^2`` all
-halved / quartered) it is the same vector.  The inverse is exact in Fourier for a circulant blur
-(``H H^T`` has eigenvalues ``|otf|^2``) and is solved by conjugate gradient otherwise.
+halved / quartered) it is the same vector.  The inverse is the operator's ``solve_gram``: exact in
+Fourier for a circular blur (``H H^T`` has eigenvalues ``|otf|^2``), conjugate gradient otherwise.
 
 ``r_choice`` selects ``r_t^2`` (in [-1, 1] units) and the step factor ``c_t`` that goes with it.  Notation:
 ``alpha = abar_t / abar_s`` and ``v = (1 - alpha) (1 - abar_s) / (1 - abar_t)``, the variance of the DDPM
@@ -60,15 +58,12 @@ step ``q(x_s | x_t, x0)``, both for the *respaced* pair ``(t, s)``.
   ``r_t^2 = 4 v / (1 + v)`` and ``c_t = sqrt(abar_t) v / (1 + v)^(3/2)``.  ``v`` is not ``Var[x0 | x_t]``:
   it is much smaller than ``1 - abar_t`` except near ``t = 0`` (less damped ``g``), and ``c_t`` is much
   smaller than the Tweedie factor at high noise and 0 at the last step (``s = -1``, ``v = 0``).  The two
-  go together: ``r_t^2 = 4 v / (1 + v)`` with the Tweedie factor over-amplifies noise.  Measured with the
-  embedded colour prior (benchmarks/nonblind_gaussian.py protocol, one 256x256 crop, noise 0.025, 100
-  steps): FFHQ 27.77 dB (``"paper"``: 26.35 dB; the ``"fastem"`` r_t^2 with the Tweedie factor: 19.52 dB),
-  CBSD68 21.55 dB (``"paper"``: 20.90 dB).  But ``v`` (hence ``r_t^2`` and ``c_t``) grows as the number of
-  steps falls, and with 30 steps on the small test problems of tests/test_algorithms.py (Gaussian-model
-  prior, noise 0.01) it over-amplifies noise and falls below the blurred input, where ``"paper"`` does not;
-  ``"paper"`` stays the default of non-blind PiGDM.  Fast Diffusion EM and Diffusion EM (100 steps by
-  default) use ``"fastem"``, their authors' choice, which measured better there at every noise level
-  (:mod:`unblur.blind.diffusion_em.fast_em`).
+  go together: ``r_t^2 = 4 v / (1 + v)`` with the Tweedie factor over-amplifies noise.  ``"fastem"`` is
+  the better choice with many steps (100 or more), but ``v`` (hence ``r_t^2`` and ``c_t``) grows as the
+  number of steps falls, and with few steps it over-amplifies noise where ``"paper"`` does not; so
+  ``"paper"`` is the default of non-blind PiGDM, while Fast Diffusion EM and Diffusion EM (100 steps by
+  default) use ``"fastem"``, their authors' choice (:mod:`unblur.blind.diffusion_em.fast_em`;
+  measurements: BENCHMARKS.md, PiGDM and Fast Diffusion EM).
 """
 
 from __future__ import annotations

