@@ -242,3 +242,48 @@ def test_rl_grid_reuse_equals_plain_adjoint(boundary, monkeypatch):
     fast, _ = rl_iterations(op, y, x0, 15)
     slow, _ = rl_iterations(op, y, x0.clone().requires_grad_(True), 15)
     assert torch.allclose(fast, slow.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_scikit_image_habits(blurred):
+    """Everything after psf is keyword-only in wiener/tikhonov; float64 in gives float64 out."""
+    x, y, psf = blurred
+    with pytest.raises(TypeError):
+        wiener(y, psf, 0.1)  # scikit-image's third argument is balance: refuse rather than misread it
+    with pytest.raises(TypeError):
+        tikhonov(y, psf, 1e-3)
+    y64 = y.astype(np.float64)
+    for out in (wiener(y64, psf, balance=1e-2), tikhonov(y64, psf, lam=1e-2), richardson_lucy(y64, psf, 3)):
+        assert out.dtype == np.float64
+    assert richardson_lucy(y, psf, 3).dtype == np.float32
+    assert richardson_lucy((y * 255).astype(np.uint8), psf, 3).dtype == np.float32
+    t = torch.from_numpy(y64)[None, None]
+    assert richardson_lucy(t, psf, 3).dtype == torch.float64
+    # string spellings of "no rule" / "no acceleration" are the same as None
+    a = richardson_lucy(y, psf, 4, stop="none", acceleration="none")
+    np.testing.assert_array_equal(a, richardson_lucy(y, psf, 4, stop=None, acceleration=None))
+
+
+def test_resolve_device():
+    from unblur.arrays import resolve_device
+    from unblur.errors import InputError
+
+    assert resolve_device(None) is None and resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(InputError, match="unknown device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="CUDA was requested but this torch has no GPU"):
+            resolve_device("cuda")
+        with pytest.raises(InputError, match="CUDA was requested"):
+            richardson_lucy(np.ones((8, 8), np.float32), np.ones((3, 3)), 2, device="cuda")
+
+
+def test_wiener_estimates_noise_on_every_channel(blurred):
+    """Colour input: the noise sigma is estimated per channel and averaged (not on the channel mean,
+    which is sqrt(C) too small for independent noise)."""
+    x, y, psf = blurred
+    rng = np.random.default_rng(5)
+    clean = np.stack([blur(x, psf)] * 3, -1)
+    noisy = (clean + 0.03 * rng.standard_normal(clean.shape)).astype(np.float32)
+    _, info = wiener(noisy, psf, return_info=True)
+    assert abs(info["noise_sigma"] - 0.03) < 0.004
