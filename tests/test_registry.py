@@ -96,6 +96,19 @@ def test_resolve_unknown_names_and_bad_choices():
         get_method("nope")
 
 
+def test_api_passes_arrays_and_callbacks_that_are_not_cli_options():
+    y = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
+    seen = []
+    m = get_method("rl")
+    assert "callback" in m.api_only and "channel_axis" in m.api_only and "callback" not in m.defaults()
+    restored, info = m.run(y, np.ones((3, 3)) / 9, num_iter=3, channel_axis=-1,
+                           callback=lambda i, x, inf: seen.append(i))
+    assert restored.shape == y.shape and len(seen) == 3
+    assert "init_kernel" in get_method("fast-em").api_only
+    with pytest.raises(InputError, match="no parameter"):
+        m.resolve({"image": y})
+
+
 def test_classical_methods_get_their_info_and_default_methods():
     assert DEFAULT_METHOD == "rl" and get_method(DEFAULT_BLIND_METHOD).kind == "blind"
     y = np.random.default_rng(0).random((24, 24)).astype(np.float32)

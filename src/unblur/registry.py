@@ -82,6 +82,12 @@ class Method:
         module, _, name = self.target.partition(":")
         return getattr(importlib.import_module(module), name)
 
+    @cached_property
+    def api_only(self) -> tuple[str, ...]:
+        """Keywords the Python API passes through but the CLI does not offer (arrays, callbacks, layout)."""
+        hidden = set(NOT_OPTIONS + tuple(self.skip)) - {"image", "psf", "return_info"} - set(self.fixed)
+        return tuple(n for n in parameter_names(self.target) if n in hidden)
+
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
 
@@ -89,16 +95,16 @@ class Method:
         return {p.name: p.default for p in self.params}
 
     def resolve(self, given: dict) -> dict:
-        """Defaults overridden by ``given``; unknown names raise a clear error."""
+        """Defaults overridden by ``given`` (plus any :attr:`api_only` keyword given); unknown names raise a clear error."""
         known = {p.name: p for p in self.params}
-        unknown = sorted(set(given) - set(known))
+        unknown = sorted(set(given) - set(known) - set(self.api_only))
         if unknown:
             raise InputError(f"method {self.name!r} has no parameter(s) {', '.join(unknown)}",
                              f"its parameters are: {', '.join(known) or '(none)'}")
         out = self.defaults()
         for k, v in given.items():
-            p = known[k]
-            if p.choices is not None and v not in p.choices:
+            p = known.get(k)
+            if p is not None and p.choices is not None and v not in p.choices:
                 raise InputError(f"{k}={v!r} is not one of {', '.join(map(str, p.choices))}", f"choose a valid {k}")
             out[k] = v
         return out
