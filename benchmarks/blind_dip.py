@@ -1,4 +1,4 @@
-"""Deep-image-prior blind deconvolution benchmark (issue 7): SelfDeblur, VDIP-Sparse, VDIP-Extreme.
+"""Deep-image-prior blind deconvolution benchmark: SelfDeblur, VDIP-Sparse, VDIP-Extreme.
 
 Gray test images (Set12 and BSD68 centre crops, alternating) are blurred with the camera-shake
 kernels 09-12 of ``kernels/usrnet_kernels_12_float32.npz`` (25x25) under the *valid* model (the sharp

@@ -1,5 +1,8 @@
 """Held-out evaluation (set12 crops of the training size, eta 0.15) of a deep-blur IN export (any PSF model): gamma loss and PSF SNR vs gamma = 0.
 
+A study of the identification network itself (its gamma loss on simulated batches), which no
+registered method exposes: it loads the weights and runs the network directly.
+
     python benchmarks/deepblur_heldout.py WEIGHTS [N]
 """
 import sys

@@ -1,4 +1,4 @@
-"""Deep-blur on real microscopy data (issue 8, item 5): slices of the stacks in ``microscopy/``.
+"""Deep-blur on real microscopy data: slices of the stacks in ``microscopy/``.
 
 For each stack, one 2-D slice (the middle plane, or the 2-D image) is scaled to [0, 1] by its
 0.1 / 99.9 percentiles (negatives set to 0) and restored by

@@ -10,6 +10,8 @@ image is the mean wall time of one forward pass (batch 1) over the images at sig
                                    [--limit N] [--threads N] [--sigmas 15,25,50] [--color]
 
 ``--color`` evaluates on CBSD68 with the colour priors (same protocol, noise drawn for all channels).
+Denoisers are priors of the learned methods, not registered methods: they are loaded with
+:func:`unblur.models.load_prior` and called as ``D(x, sigma)``.
 """
 
 from __future__ import annotations

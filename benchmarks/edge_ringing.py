@@ -5,7 +5,8 @@ the data root).  The observed image is the *valid* part of the blur of a larger 
 (``256 + k - 1`` pixels a side) by a Gaussian PSF, plus Gaussian noise (sigma 0.005, seeded), so
 the image edge cuts through real content, as in a photograph.  Each method runs the same number
 of RL iterations; PSNR is reported on the 16-px border band, on the interior and on the whole
-256x256 field against the sharp centre crop.
+256x256 field against the sharp centre crop.  unblur's RL runs through
+``unblur.deconvolve(y, psf, method="rl", boundary=...)``.
 
     python benchmarks/edge_ringing.py [--iters 50] [--psf-size 21] [--psf-sigma 3] [--images 08 09 10 11 12]
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-import unblur  # noqa: F401  (before torch: OMP_WAIT_POLICY)
+import unblur  # before torch: OMP_WAIT_POLICY
 import numpy as np
 import torch
 from skimage.restoration import richardson_lucy as sk_rl
@@ -24,7 +25,6 @@ from unblur.io import read_image
 from unblur.metrics import psnr
 from unblur.physics.convolution import Convolution
 from unblur.physics.noise import GaussianNoise
-from unblur.solvers import richardson_lucy
 
 BAND = 16
 N = 256
@@ -59,12 +59,11 @@ def main():
     a = ap.parse_args()
     psf = gaussian(a.psf_size, a.psf_sigma)
     k = a.psf_size
-    methods = {
-        "unblur RL, boundary=valid": lambda y: richardson_lucy(y, psf, a.iters, boundary="valid"),
-        "unblur RL, boundary=reflect": lambda y: richardson_lucy(y, psf, a.iters, boundary="reflect"),
-        "unblur RL, boundary=circular": lambda y: richardson_lucy(y, psf, a.iters, boundary="circular"),
-        "skimage richardson_lucy": lambda y: sk_rl(y, psf, num_iter=a.iters, clip=False),
-    }
+    def rl(boundary):
+        return lambda y: unblur.deconvolve(y, psf, method="rl", num_iter=a.iters, boundary=boundary, progress=False).image
+
+    methods = {f"unblur RL, boundary={b}": rl(b) for b in ("valid", "reflect", "circular")}
+    methods["skimage richardson_lucy"] = lambda y: sk_rl(y, psf, num_iter=a.iters, clip=False)
     results = {name: [] for name in ["blurred input"] + list(methods)}
     for i, name in enumerate(a.images):
         img = read_image(data_path(f"test/set12/{name}.png"))

@@ -3,7 +3,9 @@
 64 random camera-shake kernels per size (``unblur.psf.motion.random_motion_kernels``, seed 2024,
 mixed GP/physiological trajectories, intensity 0.25..1), white noise of std sigma (fixed generator),
 kernel PSNR ``10 log10(max(k)^2 / mse)`` averaged over kernels, for the noisy input, the network
-output, and the output projected on the simplex-like set (clipped at 0, renormalised to sum 1).
+output, and the output projected on the simplex-like set (clipped at 0, renormalised to sum 1).  The kernel
+denoiser is a prior of the blind methods, not a registered method: it is loaded with
+:func:`unblur.models.load_kernel_prior` and called as ``D(k, sigma)``.
 
     python benchmarks/kernel_denoiser.py [--sizes 33,64] [--threads N]
 """

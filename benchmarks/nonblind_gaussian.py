@@ -9,6 +9,9 @@ Methods: RL (best early stop: the oracle iteration with the highest PSNR, up to 
 iterations, lambda 0.005), PnP-ADMM (rho 0.2, 12 iterations), DPS (``--dps-steps``, default 1000),
 PiGDM (100 steps), RL-diffusion (N = 20, L = 20, M = 80) and the Table II ablation (DPS refinement from
 y, RL-TV, PnP-ADMM).  Prints a markdown table of mean PSNR / SSIM / time / network evaluations.
+Every method runs through ``unblur.deconvolve(y, psf, method=...)`` except RL's oracle early stop,
+which needs the estimate at every iteration: it calls :func:`unblur.solvers.richardson_lucy` with
+a ``callback``.
 
 Example (small CPU run)::
 
@@ -27,7 +30,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from unblur.algorithms import dps, pigdm, pnp_admm, rl_diffusion
+import unblur
 from unblur.errors import InputError
 from unblur.metrics import psnr, ssim
 from unblur.physics.convolution import convolve
@@ -81,19 +84,19 @@ def run_method(name, y, psf, sigma, args, ref):
         richardson_lucy(y, psf, num_iter=args.rl_max, boundary="replicate", callback=cb)
         return best["x"], 0, time.perf_counter() - t0, f"best iteration {best['it']}"
     if name == "rl-tv":
-        out, info = richardson_lucy(y, psf, num_iter=25, lambda_tv=0.005, boundary="replicate", return_info=True)
-        return out, 0, info["time_s"], ""
+        r = unblur.deconvolve(y, psf, method="rl-tv", num_iter=25, lambda_tv=0.005, boundary="replicate",
+                              progress=args.progress)
+        return r.image, 0, r.info["time_s"], ""
     if name == "pnp-admm":
-        out, info = pnp_admm(y, psf, **common)
+        r = unblur.deconvolve(y, psf, method="pnp-admm", **common)
     elif name == "dps":
-        out, info = dps(y, psf, steps=args.dps_steps, **common)
+        r = unblur.deconvolve(y, psf, method="dps", steps=args.dps_steps, **common)
     elif name == "pigdm":
-        out, info = pigdm(y, psf, steps=100, **common)
-    elif name == "rl-diffusion":
-        out, info = rl_diffusion(y, psf, zeta=args.zeta, M=args.M, **common)
+        r = unblur.deconvolve(y, psf, method="pigdm", steps=100, **common)
     else:
-        out, info = rl_diffusion(y, psf, refine_from=name.removeprefix("refine-"), zeta=args.zeta, M=args.M, **common)
-    return out, info["nfe"], info["time_s"], ""
+        refine = "rl-diffusion" if name == "rl-diffusion" else name.removeprefix("refine-")
+        r = unblur.deconvolve(y, psf, method="rl-diffusion", refine_from=refine, zeta=args.zeta, M=args.M, **common)
+    return r.image, r.info["nfe"], r.info["time_s"], ""
 
 
 def main(argv=None):

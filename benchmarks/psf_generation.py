@@ -1,4 +1,4 @@
-"""Benchmark of the PSF library (issue 3); prints a markdown table.
+"""Benchmark of the PSF library; prints a markdown table.
 
 * time to generate 1000 random 33x33 camera-shake kernels (each trajectory model);
 * time to generate 1000 random 31x31 Zernike PSFs (deep-blur preset, pupil oversampling 2), forward
@@ -7,6 +7,9 @@
   512x512 image, one batched operator against a Python loop of 16 plain ``Convolution`` operators
   (built once, like the batched one), for two boundary models; the maximum relative difference
   between both is reported.
+
+It times PSF generators and forward operators, not restoration methods, so it uses
+:mod:`unblur.psf` and :mod:`unblur.physics` directly.
 
 Usage: ``python benchmarks/psf_generation.py [--repeats 3] [--threads N]``
 """

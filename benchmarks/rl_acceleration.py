@@ -7,7 +7,9 @@ constant factor, so every estimate is scaled by ``sum(actual) / sum(data)`` (one
 before PSNR is computed with ``data_range = max(actual)``.
 
 Prints PSNR every few iterations for both, plain RL's best PSNR and its iteration, and the first
-iteration at which the accelerated run reaches that PSNR.
+iteration at which the accelerated run reaches that PSNR.  The PSNR curve needs the estimate at
+every iteration, which a registry call does not return: the script calls
+:func:`unblur.solvers.richardson_lucy` with its ``callback``.
 
     python benchmarks/rl_acceleration.py [--iters 1000] [--every 100] [--boundary circular]
 """

@@ -8,6 +8,9 @@ skimage is timed twice: first with glibc's default allocator settings (as in a f
 per-iteration temporaries page-fault), then, alternating with unblur, with freed memory kept on the
 heap (:func:`keep_freed_memory`), which is skimage's best case.  The first column is only "fresh"
 for the first case a process runs: use ``--only 2d`` / ``--only 3d`` for separate processes.
+This measures raw solver iterations per second against another library, so unblur's RL is called as
+the plain function :func:`unblur.solvers.richardson_lucy` (the signature skimage users know), not
+through the registry.
 
     python benchmarks/rl_throughput.py [--iters2d 20] [--iters3d 5] [--repeats 2] [--threads N] [--only 2d|3d]
 """
