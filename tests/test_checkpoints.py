@@ -185,3 +185,96 @@ def test_shipped_kernel_prior_denoises_kernels():
     with torch.no_grad():
         e = m(y, 3e-3)
     assert float(kernel_psnr(e, k).mean()) > float(kernel_psnr(y, k).mean()) + 6
+
+
+class _RunsCode:
+    """Unpickling this object would call ``touch(path)``: what a malicious checkpoint could do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import pathlib
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_checkpoint_with_code_is_refused_without_running_it(tmp_path):
+    from unblur.blind.deepblur.train import load_weights
+    from unblur.models.checkpoints import read_checkpoint
+
+    marker = tmp_path / "code_ran"
+    ck = {"format": "unblur", "kind": "denoiser", "config": {}, "model": {}, "meta": {"x": _RunsCode(marker)}}
+    torch.save(ck, tmp_path / "evil.pt")
+    for load in (read_checkpoint, load_prior, load_kernel_prior, load_weights):
+        with pytest.raises(InputError) as e:
+            load(tmp_path / "evil.pt")
+        msg = str(e.value)
+        assert "refused" in msg and "\n" not in msg and e.value.__cause__ is None and e.value.__suppress_context__
+    assert not marker.exists()
+    # a file that is not a checkpoint: one clear line
+    (tmp_path / "notes.pt").write_text("not a checkpoint\n")
+    torch.save({"weights": [1, 2]}, tmp_path / "dict.pt")
+    for name in ("notes.pt", "dict.pt"):
+        with pytest.raises(InputError) as e:
+            read_checkpoint(tmp_path / name)
+        assert name in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(InputError, match="not an unblur checkpoint"):
+        read_checkpoint(tmp_path / "dict.pt")
+
+
+def test_every_torch_load_in_src_is_weights_only():
+    import ast
+    from pathlib import Path
+
+    import unblur
+
+    src = Path(unblur.__file__).parent
+    calls = []
+    for p in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"):
+                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                           for k in node.keywords)
+                calls.append((f"{p.relative_to(src)}:{node.lineno}", safe))
+    assert calls, "expected torch.load calls in src/unblur"
+    assert all(safe for _, safe in calls), [where for where, safe in calls if not safe]
+
+
+def test_one_format_for_every_network_and_the_legacy_deepblur_converter(tmp_path):
+    from unblur.blind.deepblur.identify import IdentificationNet
+    from unblur.blind.deepblur.train import load_weights, model_from_weights
+    from unblur.models.checkpoints import make_checkpoint, read_checkpoint, save_checkpoint
+    from unblur.training.export import export
+
+    torch.manual_seed(0)
+    net = IdentificationNet(5, widths=(4, 8, 8, 8), scale=0.15).eval()
+    desc = {"kind": "zernike", "noll": [4, 5, 6, 7, 8], "optics": [1.2, 0.6, 0.1], "psf_size": 9}
+    old = {"kind": "identify", "config": net.config, "state": net.state_dict(), "psf_model": desc,
+           "train": {"steps": 7, "wall_s": 1.5, "size": 24, "final_loss": 0.25}}
+    torch.save(old, tmp_path / "old.pt")
+    new = read_checkpoint(tmp_path / "old.pt")
+    assert new["format"] == "unblur" and new["kind"] == "deepblur-identify" and new["step"] == 7
+    assert new["meta"]["loss"] == 0.25 and new["psf_model"] == desc
+    w = load_weights(tmp_path / "old.pt")
+    assert w["kind"] == "identify" and w["train"]["size"] == 24 and w["train"]["steps"] == 7
+    y = torch.rand(2, 1, 24, 24)
+    torch.testing.assert_close(model_from_weights(w)(y), net(y), atol=0, rtol=0)
+    # a training checkpoint exports to the same format without its training state
+    train = make_checkpoint("deepblur-identify", net.config, net.state_dict(), step=3, meta={"steps": 3},
+                            psf_model=desc, optimizer={"state": {}, "param_groups": []}, history=[], best=None)
+    save_checkpoint(train, tmp_path / "last.pt")
+    meta = export(tmp_path / "last.pt", tmp_path / "w.pt")
+    out = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert meta == {"steps": 3} and out["step"] == 3 and out["psf_model"] == desc
+    assert set(out) == {"format", "kind", "config", "model", "step", "meta", "psf_model"}
+    # a deep-blur file is not an image prior
+    with pytest.raises(InputError, match="deepblur-identify"):
+        load_prior(tmp_path / "w.pt")
+
+
+def test_shipped_weights_are_in_the_one_format():
+    for path in sorted(WEIGHTS_DIR.glob("*.pt")):
+        obj = torch.load(path, weights_only=True)
+        assert obj["format"] == "unblur" and {"kind", "config", "model", "meta"} <= set(obj), path.name
+        assert obj["kind"] in ("denoiser", "kernel-denoiser", "deepblur-identify", "deepblur-deblur"), path.name

@@ -31,8 +31,9 @@ deep-blur's IN and DN), built by :func:`make_checkpoint` and written by :func:`s
 
 A training checkpoint (``last.pt``) is the same dict plus the training state (``optimizer``,
 ``generator``, ``torch_rng``, ``history``, ``best``, ``wall_s``, ``train_config``); exporting drops
-those (:data:`TRAINING_KEYS`).  :func:`read_checkpoint` reads either, and converts deep-blur weight files
-of the earlier layout ``{"kind": "identify"|"deblur", "config", "state", "psf_model", "train"}``
+those (:data:`TRAINING_KEYS`).  :func:`read_checkpoint` reads either; a file without ``step`` takes
+``meta["steps"]``, and deep-blur weight files of the earlier layout
+``{"kind": "identify"|"deblur", "config", "state", "psf_model", "train"}`` are converted
 (:func:`convert_legacy_deepblur`).
 """
 
