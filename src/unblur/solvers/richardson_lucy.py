@@ -129,13 +129,11 @@ def _initial(init, problem, y):
     return x0.to(y)
 
 
-Boundary = Literal["valid", "circular", "zero", "replicate", "reflect"]
-Stop = Literal["none", "relative-change", "discrepancy", "poisson-discrepancy"]
-
-
 def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_epsilon: float | None = None, *,
-                    boundary: Boundary = "valid", init: Literal["image", "flat", "mean"] = "image",
-                    acceleration: Literal["none", "biggs-andrews"] = "none", stop: Stop = "none",
+                    boundary: Literal["valid", "circular", "zero", "replicate", "reflect"] = "valid",
+                    init: Literal["image", "flat", "mean"] = "image",
+                    acceleration: Literal["none", "biggs-andrews"] = "none",
+                    stop: Literal["none", "relative-change", "discrepancy", "poisson-discrepancy"] = "none",
                     tol: float = 1e-4, noise_sigma: float | None = None, tau: float = 1.0, background: float = 0.0,
                     lambda_tv: float = 0.0, tv_eps: float = 1e-3, normalize: bool = True,
                     channel_axis: int | None = None, device: str | None = None, progress: bool = False,
@@ -234,8 +232,9 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
 
 
 def rl_tv(image, psf, num_iter: int = 25, lambda_tv: float = 0.005, *, tv_eps: float = 1e-3,
-          boundary: Boundary = "valid", init: Literal["image", "flat", "mean"] = "image",
-          acceleration: Literal["none", "biggs-andrews"] = "none", stop: Stop = "none", tol: float = 1e-4,
+          boundary: Literal["valid", "circular", "zero", "replicate", "reflect"] = "valid",
+          init: Literal["image", "flat", "mean"] = "image", acceleration: Literal["none", "biggs-andrews"] = "none",
+          stop: Literal["none", "relative-change", "discrepancy", "poisson-discrepancy"] = "none", tol: float = 1e-4,
           noise_sigma: float | None = None, tau: float = 1.0, background: float = 0.0, clip: bool = False,
           filter_epsilon: float | None = None, normalize: bool = True, channel_axis: int | None = None,
           device: str | None = None, progress: bool = False, callback=None, return_info: bool = False):
