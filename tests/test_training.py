@@ -127,3 +127,90 @@ def test_cli_train_denoiser_and_errors(tiny_data, tmp_path, capsys):
     assert main(["train", "denoiser", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert main(["train", "denoiser", "--data", str(tiny_data), "--out", str(out), "--nc", "8,8"]) == 2
     assert main(["train", "denoiser", "--data", str(tiny_data), "--out", str(out), "--patch", "20"]) == 2
+
+
+def _help(*argv) -> str:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        main(["train", *argv, "--help"])
+    return " ".join(buf.getvalue().split())
+
+
+@pytest.mark.parametrize("what", ["denoiser", "kernel-denoiser", "deepblur"])
+def test_cli_options_come_from_the_config_dataclass(what):
+    """Every config field is an option of ``unblur train WHAT`` and --help shows the dataclass default."""
+    import argparse
+    from dataclasses import MISSING, fields
+
+    from unblur.training.config import TRAINERS, add_config_arguments, config_from_args
+
+    cls = TRAINERS[what][0]
+    text = _help(what)
+    p = argparse.ArgumentParser()
+    add_config_arguments(p, cls)
+    required = {f.name: "x" for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    argv = [a for k, v in required.items() for a in (f"--{k.replace('_', '-')}", "identify" if k == "stage" else v)]
+    cfg = config_from_args(cls, p.parse_args(argv))
+    for f in fields(cls):
+        flag = ("--no-" if f.type in (bool, "bool") else "--") + f.name.replace("_", "-")
+        assert flag in text, (what, flag)
+        if f.name not in required:  # parsing no option gives the dataclass default
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            assert getattr(cfg, f.name) == default, f.name
+            if default not in (None, True, False):
+                shown = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+                assert f"(default {shown})" in text, (what, f.name, shown)
+
+
+def test_trainer_defaults_differ_where_they_should():
+    from unblur.training.config import DeepblurTrainConfig, DenoiserTrainConfig, KernelTrainConfig
+
+    d, k, b = DenoiserTrainConfig(out="o", data="d"), KernelTrainConfig(out="o"), DeepblurTrainConfig(stage="identify")
+    assert (d.steps, k.steps, b.steps) == (100_000, 5000, 20_000)
+    assert (d.lr_schedule, b.lr_schedule, b.lr_min) == ("cosine", "constant", 0.0)
+    assert (d.grad_clip, k.grad_clip, b.grad_clip) == (1.0, None, None) and b.ckpt_minutes == 3.0
+    assert "(default 3.0)" in _help("deepblur") and "--checkpoint-minutes" in _help("deepblur")
+
+
+def test_train_cli_modules_do_not_import_torch():
+    """``unblur --help`` stays fast: the train command and the configs import no torch at module level."""
+    import ast
+    import inspect
+
+    import unblur.cli.train
+    import unblur.training
+    import unblur.training.config
+
+    allowed = {"__future__", "argparse", "importlib", "inspect", "typing", "dataclasses", "..training.config", "..errors",
+               ".config"}
+    for mod in (unblur.cli.train, unblur.training.config, unblur.training):
+        tree = ast.parse(inspect.getsource(mod))
+        for node in tree.body:  # module level only: imports inside functions run when a trainer starts
+            if isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {"." * node.level + (node.module or "")}
+            else:
+                continue
+            assert names <= allowed, (mod.__name__, names)
+
+
+def test_cli_train_deepblur_exports_and_the_module_entry_point(tiny_data, tmp_path):
+    """``unblur train deepblur`` (options from the config) trains, validates, exports and resumes."""
+    from unblur.blind.deepblur.train import load_weights
+    from unblur.blind.deepblur.train import main as module_main
+
+    common = ["--data", str(tiny_data), "--size", "24", "--psf-size", "9", "--width", "4", "--batch", "2",
+              "--val-every", "2", "--no-progress", "--checkpoint-minutes", "100"]
+    out = tmp_path / "in"
+    assert main(["train", "deepblur", "--stage", "identify", "--out", str(out), "--steps", "2",
+                 "--export", str(tmp_path / "in.pt"), "--lr-schedule", "cosine", *common]) == 0
+    w = load_weights(tmp_path / "in.pt")
+    assert w["kind"] == "identify" and w["train"]["steps"] == 2 and w["train"]["lr_schedule"] == "cosine"
+    assert w["config"]["widths"] == [4, 8, 16, 32] and (out / "best.pt").exists()
+    assert module_main(["--stage", "identify", "--out", str(out), "--steps", "3", "--resume", *common]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
+    assert main(["train", "deepblur", "--stage", "deblur", "--out", str(tmp_path / "dn"), *common]) == 2  # no IN

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 
 from ..training.config import TRAINERS, add_config_arguments, config_from_args
 
@@ -18,7 +19,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help=HELP, description=HELP)
     tsub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     for name, (cls, _, _) in TRAINERS.items():
-        doc = (cls.__doc__ or "").strip()
+        doc = inspect.cleandoc(cls.__doc__ or "")
         t = tsub.add_parser(name, help=doc.splitlines()[0], description=doc,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         add_config_arguments(t, cls)
