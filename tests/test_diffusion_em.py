@@ -287,6 +287,29 @@ def test_diffusion_em_runs_em_iterations():
     assert kernel_error(info["kernel"], k) < 0.2 * kernel_error(dirac_kernel(7).numpy(), k)
 
 
+@pytest.mark.parametrize("guidance", ["pigdm", "dps"])
+def test_kernel_state_updates_one_operator_in_place(guidance):
+    """The run, the guidance and the state share one operator; an M-step changes its kernel in place,
+    and it then blurs exactly as a fresh operator built from the new kernel."""
+    from unblur.blind.diffusion_em.em_run import start_blind
+    from unblur.blind.diffusion_em.fast_em import make_guidance
+    from unblur.physics.convolution import Convolution
+    img, k, y, sigma = _case()
+    run, state = start_blind(y, guidance=guidance, particles=1, kernel_size=7, steps=3, noise_sigma=sigma, seed=0,
+                             prior=GaussianSmoother(), kernel_prior=None, regularizer="l1", lam=None, beta=1e3,
+                             hqs_iters=10)
+    g = make_guidance(run, state, guidance, zeta=0.3, weight=1.0, r_choice="fastem")
+    op = state.operator()
+    assert run.problem.op is op and g.op is op
+    x = torch.from_numpy(img)[None, None]
+    assert torch.allclose(op.A(x), x, atol=1e-6)  # Dirac start
+    state.update(x)  # M-step on the sharp image: the kernel moves towards the motion blur
+    assert state.operator() is op and g.op is op
+    assert kernel_error(state.kernel.numpy(), k) < 0.2 * kernel_error(dirac_kernel(7).numpy(), k)
+    fresh = Convolution(state.kernel, img.shape, "circular")
+    assert torch.equal(op.A(x), fresh.A(x)) and not torch.allclose(op.A(x), x, atol=1e-3)
+
+
 def test_registry_entries():
     from unblur.api import blind_deconvolve
     img, k, y, sigma = _case()

@@ -37,7 +37,11 @@ def resolve_kernel_prior(kernel_prior, size: int, device=None):
 
 @dataclass
 class KernelState:
-    """The current kernel and the M-step settings; :meth:`update` runs one M-step and records the history."""
+    """The current kernel, its circular blur operator and the M-step settings.
+
+    :meth:`update` runs one M-step, records the kernel and updates the one operator in place
+    (``update_kernel``), so every holder of :meth:`operator` (the run, the guidance) sees the new kernel.
+    """
 
     y: torch.Tensor                 # (C, H, W), [0, 1] units
     sigma: float
@@ -48,17 +52,23 @@ class KernelState:
     iters: int = 10
     kernel_denoiser: object = None
     history: list = field(default_factory=list)
+    op: Convolution = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.op = Convolution(self.kernel, tuple(self.y.shape[-2:]), "circular")
 
     def update(self, x01: torch.Tensor, x_variance: float = 0.0) -> torch.Tensor:
         """M-step on particles ``x01`` ``(n, C, H, W)`` in [0, 1] (warm start from the current kernel)."""
         self.kernel = m_step(self.y, x01.detach(), self.kernel, self.sigma, iters=self.iters, lam=self.lam,
                              beta=self.beta, regularizer=self.regularizer, kernel_denoiser=self.kernel_denoiser,
                              x_variance=x_variance)
+        self.op.update_kernel(self.kernel)
         self.history.append(self.kernel.detach().cpu().numpy().astype(np.float32))
         return self.kernel
 
     def operator(self) -> Convolution:
-        return Convolution(self.kernel, tuple(self.y.shape[-2:]), "circular")
+        """The circular blur by the current kernel (the same object after every :meth:`update`)."""
+        return self.op
 
 
 def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps: int, noise_sigma, seed,

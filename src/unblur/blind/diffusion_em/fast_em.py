@@ -47,12 +47,13 @@ if TYPE_CHECKING:
 
 
 class MStepPredictor:
-    """The x0-predictor of Algorithm 2: ``predict(x_t, t)`` then an M-step on the (detached) estimates, after
-    which the guidance's operator is swapped for the new kernel's.
+    """The x0-predictor of Algorithm 2: ``predict(x_t, t)`` then an M-step on the (detached) estimates, which
+    updates the kernel of the state's operator in place.
 
     It is given to :class:`DPSGuidance` / :class:`PiGDMGuidance` as their ``predict``: both compute
-    ``x0_hat`` first and use ``self.op`` only afterwards (residual, Gram solve), so the guidance term of
-    the step uses the kernel estimated from this very ``x0_hat``, with the guidance classes unchanged.
+    ``x0_hat`` first and use ``self.op`` (the state's operator) only afterwards (residual, Gram solve), so
+    the guidance term of the step uses the kernel estimated from this very ``x0_hat``, with the guidance
+    classes unchanged.
     ``timesteps`` gives the next timestep ``s`` of ``t`` for PiGDM's ``r_t^2``.
     """
 
@@ -68,8 +69,6 @@ class MStepPredictor:
         if self.mstep_variance and isinstance(self.guidance, PiGDMGuidance):
             r2 = self.guidance.r_squared(t, self.next_t.get(t, -1)) / 4  # [-1, 1] -> [0, 1] units
         self.state.update(x01, r2)
-        if self.guidance is not None:
-            self.guidance.op = self.state.operator()
         return x0
 
 
