@@ -72,7 +72,7 @@ def blind_deconvolve(image, method: str = DEFAULT_BLIND_METHOD, **params) -> Res
     image : array
         Blurred image, gray ``(H, W)`` or colour ``(H, W, C)``, in [0, 1].
     method : str
-        A blind method (``unblur methods``); default ``"selfdeblur"``.
+        A blind method (``unblur methods``); default ``"l0"`` (L0 gradient prior, for photographs).
     **params
         The method's parameters (``unblur methods NAME``).
 

@@ -37,7 +37,7 @@ from .methods.signature import Param, parameter_names, read_parameters
 
 KINDS = ("nonblind", "blind")
 DEFAULT_METHOD = "rl"
-DEFAULT_BLIND_METHOD = "selfdeblur"
+DEFAULT_BLIND_METHOD = "l0"
 #: signature names that are never options: the data, layout, callbacks and the info switch
 NOT_OPTIONS = ("image", "psf", "channel_axis", "callback", "return_info")
 

@@ -1,4 +1,4 @@
-"""Registry entries of the classical solvers (Richardson-Lucy, RL-TV, Wiener, Tikhonov, TV-ADMM)."""
+"""Registry entries of the classical methods: Richardson-Lucy, RL-TV, Wiener, Tikhonov, TV-ADMM and blind L0."""
 
 from __future__ import annotations
 
@@ -29,3 +29,9 @@ register(Method(
     "tv-admm", "nonblind", "unblur.solvers.tv:tv_admm",
     "total-variation deconvolution by ADMM (Gaussian data term; FGP prox of TV, exact or CG data step)",
     "Rudin, Osher, Fatemi 1992; Boyd et al. 2011; Beck & Teboulle 2009", _CLASSICAL))
+
+register(Method(
+    "l0", "blind", "unblur.blind.l0:l0_blind",
+    "L0 gradient prior, coarse-to-fine MAP kernel estimation, then hyper-Laplacian deconvolution (photographs, fast)",
+    "Pan, Hu, Su, Yang, TPAMI 2017; Xu, Zheng, Jia, CVPR 2013; Krishnan & Fergus 2009", Capabilities(),
+    skip=("init_kernel",)))
