@@ -91,18 +91,39 @@ class PSFModel:
     def space_varying(self) -> bool:
         return self.grid is not None
 
-    def operator(self, psf: torch.Tensor, image_shape, boundary: str = "valid") -> LinearOperator:
+    def operator(self, psf: torch.Tensor, image_shape, boundary: str = "valid",
+                 out: LinearOperator | None = None) -> LinearOperator:
         """The forward operator of PSFs ``psf (B, M, k, k)`` (from :meth:`__call__`) for images ``image_shape``.
 
         A :class:`Convolution` for ``M = 1``; for a grid, one :class:`ProductConvolution` (``B = 1``)
         or an :class:`OperatorBatch` of them (one per image).
+
+        ``out``: an operator from an earlier call with the same image shape, boundary, batch size and
+        PSF size.  Its kernel is replaced in place (``update_kernel``: the same operator as a new one,
+        and gradients reach ``psf`` through it as well) and it is returned, which spares a training
+        loop rebuilding the grid and its weight maps at every step; whoever else holds ``out`` sees
+        the new PSFs.  An ``out`` of another layout is left alone and a new operator is returned.
         """
+        image_shape = tuple(int(n) for n in image_shape)
+        if out is not None and self._fits(out, psf, image_shape, boundary):
+            out.update_kernel(psf if self.grid is None or isinstance(out, OperatorBatch) else psf[0])
+            return out
         if self.grid is None:
-            return Convolution(psf, tuple(image_shape), boundary)
+            return Convolution(psf, image_shape, boundary)
         k = psf.shape[-1]
-        ops = [ProductConvolution.from_psf_grid(p.reshape(*self.grid, k, k), tuple(image_shape),
+        ops = [ProductConvolution.from_psf_grid(p.reshape(*self.grid, k, k), image_shape,
                                                 "convolve-after-weighting", boundary) for p in psf]
         return ops[0] if len(ops) == 1 else OperatorBatch(ops)
+
+    def _fits(self, op: LinearOperator, psf: torch.Tensor, image_shape: tuple, boundary: str) -> bool:
+        """True when :meth:`operator` would build ``op``'s kind, shapes and boundary for ``psf``."""
+        ops = op.ops if isinstance(op, OperatorBatch) else [op]
+        kind = Convolution if self.grid is None else ProductConvolution
+        if not all(type(o) is kind and o.out_shape == image_shape and o.boundary == boundary for o in ops):
+            return False
+        if self.grid is None:
+            return tuple(op.kernel_shape) == tuple(psf.shape[-2:])
+        return len(ops) == len(psf) and tuple(ops[0].psfs.shape) == tuple(psf.shape[1:])
 
     def psf_array(self, psf: torch.Tensor) -> torch.Tensor:
         """One image's PSFs ``(M, k, k)`` as given to users: ``(k, k)``, or ``(gy, gx, k, k)`` for a grid."""
@@ -127,6 +148,13 @@ class OperatorBatch(LinearOperator):
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return self._map(lambda op, v: op.A_adjoint(v), y)
+
+    def update_kernel(self, psf) -> None:
+        """Give ``ops[b]`` the PSFs ``psf[b]`` (one item per operator, each as its ``update_kernel`` takes them)."""
+        require(len(psf) == len(self.ops), f"{len(psf)} PSF sets for {len(self.ops)} operators")
+        for op, p in zip(self.ops, psf):
+            op.update_kernel(p)
+        self._clear_cache()
 
     def crop_object(self, x: torch.Tensor) -> torch.Tensor:
         return self.ops[0].crop_object(x)
