@@ -13,15 +13,16 @@ import torch
 
 from unblur.blind.deepblur.psf_model import psf_model_from_description
 from unblur.blind.deepblur.simulate import load_gray_images, make_batch
-from unblur.blind.deepblur.train import load_weights, model_from_weights
+from unblur.blind.deepblur.train import model_from_weights
 from unblur.data import data_path
+from unblur.models.checkpoints import read_checkpoint
 
 torch.set_num_threads(1)
-w = load_weights(sys.argv[1])
+ck = read_checkpoint(sys.argv[1], ("deepblur-identify",))
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 96
-model = psf_model_from_description(w["psf_model"])
-net = model_from_weights(w)
-size, eta = w["train"]["size"], 0.15
+model = psf_model_from_description(ck["psf_model"])
+net = model_from_weights(ck)
+size, eta = ck["meta"]["train_config"]["size"], 0.15
 images = load_gray_images(data_path("test/set12"), size + model.psf_size - 1)
 
 

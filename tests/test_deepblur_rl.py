@@ -66,3 +66,19 @@ def test_psf_model_operator_updates_out_in_place(grid, batch):
     torch.testing.assert_close(g_same, g_fresh, rtol=1e-5, atol=1e-6)
     other = model.operator(psf_b.detach(), (22, 24), out=op)
     assert other is not op and other.out_shape == (22, 24) and op.out_shape == (20, 24)
+
+
+def test_weights_of_the_wrong_network_are_refused():
+    """Each slot reads its own checkpoint kind; with ``gamma`` given only the stored PSF model is used."""
+    from unblur.blind.deepblur.api import DEBLUR_WEIGHTS, IDENTIFY_WEIGHTS, deepblur
+    y = _image((48, 48))
+    with pytest.raises(InputError, match="holds deepblur-deblur weights, not deepblur-identify weights"):
+        identify_psf(y, weights=DEBLUR_WEIGHTS)
+    with pytest.raises(InputError, match="holds deepblur-identify weights, not deepblur-deblur weights"):
+        deepblur(y, deblur_weights=IDENTIFY_WEIGHTS)
+    with pytest.raises(InputError, match="holds deepblur-deblur weights, not deepblur-identify weights"):
+        deepblur(y, identify_weights=DEBLUR_WEIGHTS)
+    gamma = np.linspace(-0.1, 0.1, len(identify_psf(y)[2]))
+    a, b = deepblur(y, gamma=gamma), deepblur(y, gamma=gamma, identify_weights=DEBLUR_WEIGHTS)
+    np.testing.assert_array_equal(a["image"], b["image"])
+    assert a["image"].shape == y.shape and not np.allclose(a["image"], y, atol=1e-3)

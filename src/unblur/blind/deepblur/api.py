@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from ...errors import require
+from ...models.checkpoints import read_checkpoint
 from .identify import identify_tiled
 from .psf_model import parse_optics, psf_model_from_description, zernike_psf_model
-from .train import load_weights, model_from_weights
+from .train import KINDS, model_from_weights
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 IDENTIFY_WEIGHTS = WEIGHTS_DIR / "deepblur_identify.pt"
@@ -38,9 +39,17 @@ DEBLUR_WEIGHTS = WEIGHTS_DIR / "deepblur_deblur.pt"
 
 
 @lru_cache(maxsize=4)
-def _load(path: str):
-    w = load_weights(Path(path))
-    return model_from_weights(w), w
+def _load(path: str, kinds: tuple[str, ...]):
+    """``(network in eval mode, checkpoint)`` of a weights file of one of ``kinds`` (weights only, no code)."""
+    ck = read_checkpoint(Path(path), kinds)
+    return model_from_weights(ck), ck
+
+
+def _train_size(ck: dict) -> int:
+    """The crop size the network was trained on (the checkpoint's training config)."""
+    size = ck["meta"].get("train_config", {}).get("size")
+    require(size is not None, "these weights do not say their training crop size", "give tile= explicitly")
+    return int(size)
 
 
 def _as_gray_tensor(image) -> tuple[torch.Tensor, bool]:
@@ -53,8 +62,8 @@ def _as_gray_tensor(image) -> tuple[torch.Tensor, bool]:
     return t, colour
 
 
-def _psf_model_for(w: dict, optics):
-    desc = w["psf_model"]
+def _psf_model_for(ck: dict, optics):
+    desc = ck["psf_model"]
     if optics is None or desc["kind"] != "zernike":
         require(optics is None, f"optics apply to the Zernike model only; these weights hold the {desc['kind']} model",
                 "drop the optics option: the PSF model is stored in the weights")
@@ -67,13 +76,13 @@ def _psf_model_for(w: dict, optics):
     return zernike_psf_model((na, wl, px), desc["noll"], desc["psf_size"])
 
 
-def _identify(net, w: dict, model, image, tile: int | None, overlap: float) -> torch.Tensor:
+def _identify(net, ck: dict, model, image, tile: int | None, overlap: float) -> torch.Tensor:
     """Canonical gamma ``(1, K)`` of ``image`` (gray mean of colour); tiling rule in the module docstring."""
     y, _ = _as_gray_tensor(image)
     y = y.mean(1, keepdim=True)
     require(min(y.shape[-2:]) >= 16, f"image {tuple(y.shape[-2:])} is too small to identify a blur", "use at least 16x16")
     whole = model.space_varying or getattr(net, "features", "image") == "welch"  # welch averages spectra inside IN
-    tile = max(y.shape[-2:]) if whole else tile or int(w["train"]["size"])
+    tile = max(y.shape[-2:]) if whole else tile or _train_size(ck)
     return identify_tiled(net, y, tile, model.canonical, overlap)
 
 
@@ -85,10 +94,9 @@ def identify_psf(image, optics=None, weights=None, tile: int | None = None, over
     product-convolution model gives its control-point PSFs ``(gy, gx, k, k)``), and the Noll indices
     (empty for non-Zernike models).  ``tile`` defaults to the training crop size.
     """
-    net, w = _load(str(weights or IDENTIFY_WEIGHTS))
-    require(w["kind"] == "identify", f"{weights} holds {w['kind']} weights, not identification weights")
-    model = _psf_model_for(w, optics)
-    gamma = _identify(net, w, model, image, tile, overlap)
+    net, ck = _load(str(weights or IDENTIFY_WEIGHTS), (KINDS["identify"],))
+    model = _psf_model_for(ck, optics)
+    gamma = _identify(net, ck, model, image, tile, overlap)
     with torch.no_grad():
         psf = model.psf_array(model(gamma)[0])
     return gamma[0].numpy(), psf.numpy(), model.noll
@@ -103,19 +111,19 @@ def deepblur(image, optics=None, identify_weights=None, deblur_weights=None, til
     and ``time_s``.
     """
     t0 = time.time()
-    net, w = _load(str(identify_weights or IDENTIFY_WEIGHTS))
-    model = _psf_model_for(w, optics)
+    # with gamma given only the PSF model stored in the file is used (either network's file holds it)
+    kinds = (KINDS["identify"],) if gamma is None else tuple(KINDS.values())
+    net, ck = _load(str(identify_weights or IDENTIFY_WEIGHTS), kinds)
+    model = _psf_model_for(ck, optics)
     if gamma is None:
-        require(w["kind"] == "identify", f"{identify_weights} holds {w['kind']} weights, not identification weights")
-        g = _identify(net, w, model, image, tile, 0.5)
+        g = _identify(net, ck, model, image, tile, 0.5)
     else:
         g = torch.as_tensor(np.asarray(gamma, dtype=np.float32)).reshape(1, -1)
         require(g.shape[1] == model.n_params, f"gamma needs {model.n_params} values, got {g.shape[1]}")
         g = model.canonical(g)
     with torch.no_grad():
         psf = model(g)
-    dn, wd = _load(str(deblur_weights or DEBLUR_WEIGHTS))
-    require(wd["kind"] == "deblur", "the deblurring weights file does not hold DN weights")
+    dn, _ = _load(str(deblur_weights or DEBLUR_WEIGHTS), (KINDS["deblur"],))
     y, colour = _as_gray_tensor(image)
     y = y.transpose(0, 1)  # channels as a batch
     require(min(y.shape[-2:]) >= model.psf_size,
