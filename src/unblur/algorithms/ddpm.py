@@ -21,7 +21,7 @@ import math
 import torch
 
 from ..diffusion.schedule import VPSchedule, x0_from_denoiser
-from ..solvers.progress import Progress
+from ..optim import Progress
 
 
 def _abar(schedule: VPSchedule, t: int) -> float:

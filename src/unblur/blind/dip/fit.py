@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import require
-from ...solvers.progress import Progress
+from ...optim import Progress
 from .generators import (
     FAST,
     FULL,
