@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, require
-from .psf.core import prepare_psf
+from ..errors import InputError, require
+from ..metadata import ImageMetadata
+from ..psf.core import prepare_psf
+from .lazy import LazyImage, OutputWriter, create_output, is_ome_name, is_zarr_path, open_image
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
