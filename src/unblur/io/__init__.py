@@ -21,22 +21,56 @@ from ..errors import InputError, require
 from ..metadata import ImageMetadata
 from ..psf.core import prepare_psf
 from .lazy import LazyImage, OutputWriter, create_output, is_ome_name, is_zarr_path, open_image
+from .tiff import default_axes, read_tiff_metadata
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 
 
-def read_image(path, scale: bool = True, drop_alpha: bool = True) -> np.ndarray:
-    """Read an image or stack as float32 (see module docstring for scaling)."""
-    path = Path(path)
+def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata: bool = False):
+    """Read an image or stack as float32 (see module docstring for scaling).
+
+    Parameters
+    ----------
+    path : str or Path
+        PNG, JPEG, BMP, TIFF (plain, ImageJ hyperstack, OME-TIFF), Zarr / OME-Zarr folder, FITS,
+        ``.npy``.
+    scale : bool
+        Scale integer data to [0, 1] by the type's maximum.
+    drop_alpha : bool
+        Drop a trailing alpha channel of RGBA / gray+alpha pictures (never a named channel axis).
+    with_metadata : bool
+        Also return the :class:`~unblur.metadata.ImageMetadata`.
+
+    Returns
+    -------
+    image : ndarray
+        float32.  Files that name their axes (ImageJ, OME, OME-Zarr) come back in unblur's
+        order (``metadata.axes``: ``YX``, ``YXC``, ``ZYX``, ``ZYXC``, with a leading ``T`` when
+        there are several time points); others as stored.
+    metadata : ImageMetadata
+        Only with ``with_metadata=True``.
+    """
+    path = Path(str(path).rstrip("/")) if str(path) not in ("", "/") else Path(path)
     require(path.exists(), f"file not found: {path}", "check the path")
-    require(path.is_file(), f"not a file: {path}", "give an image file, not a folder")
     suffix = path.suffix.lower()
+    if is_zarr_path(path):
+        lazy = open_image(path)
+        arr = lazy.read() if scale else _reorder(np.asarray(lazy._array()[...]), lazy)
+        return (arr, lazy.metadata) if with_metadata else arr
+    require(path.is_file(), f"not a file: {path}", "give an image file, not a folder")
+    meta = ImageMetadata(format=suffix.lstrip(".").replace("jpeg", "jpg").replace("tiff", "tif"))
+    named = False
     try:
         if suffix in TIFF_SUFFIXES:
             import tifffile
-            arr = tifffile.imread(str(path))
+            with tifffile.TiffFile(str(path)) as tif:
+                series, meta, drop, perm = read_tiff_metadata(tif)
+                arr = series.asarray()
+            if perm is not None:
+                arr = np.transpose(arr[tuple(0 if i in drop else slice(None) for i in range(arr.ndim))], perm)
+                named = True
         elif suffix in RASTER_SUFFIXES:
             import imageio.v3 as iio
             arr = iio.imread(str(path))
@@ -50,25 +84,39 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True) -> np.ndarray:
             arr = np.load(str(path), allow_pickle=False)
         else:
             raise InputError(f"unsupported file type {suffix!r} ({path.name})",
-                             "use PNG, JPEG, TIFF, FITS or .npy")
+                             "use PNG, JPEG, TIFF, Zarr, FITS or .npy")
     except InputError:
         raise
     except Exception as e:  # corrupt files, truncated data, ...
         raise InputError(f"cannot read {path.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
                          "the file is corrupt or not an image") from e
+    if not meta.dtype:
+        meta.dtype, meta.shape_read = str(np.asarray(arr).dtype), tuple(np.shape(arr))
+        if suffix in RASTER_SUFFIXES:
+            meta.axes_read = meta.axes = "YX" if np.ndim(arr) == 2 else "YXC"
     arr = np.asarray(arr)
     require(arr.size > 1, f"{path.name} is empty or has a single pixel (or is corrupt)", "give an image of at least 2x2 pixels")
-    if drop_alpha and suffix in RASTER_SUFFIXES + TIFF_SUFFIXES and arr.ndim == 3 and arr.shape[-1] in (2, 4):
+    samples = not named or "S" in (meta.axes_read or "")
+    if drop_alpha and samples and suffix in RASTER_SUFFIXES + TIFF_SUFFIXES and arr.ndim == 3 and arr.shape[-1] in (2, 4):
         arr = arr[..., :-1]
         if arr.shape[-1] == 1:
             arr = arr[..., 0]
+            if meta.axes and meta.axes.endswith("C"):
+                meta.axes = meta.axes[:-1]
     if arr.dtype == bool:
         arr = arr.astype(np.float32)
     if arr.dtype.kind in "ui" and scale:
         arr = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
     elif arr.dtype.kind == "c":
         raise InputError(f"{path.name} holds complex values", "give a real-valued image")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    return (arr, meta) if with_metadata else arr
+
+
+def _reorder(arr: np.ndarray, lazy: LazyImage) -> np.ndarray:
+    """A whole stored array in the lazy image's axis order (unscaled)."""
+    arr = arr[tuple(0 if i in lazy._drop else slice(None) for i in range(arr.ndim))]
+    return np.ascontiguousarray(np.transpose(arr, lazy._perm), dtype=np.float32)
 
 
 def read_psf(path, spatial_ndim: int | None = None, image_shape=None, negative: str = "clip",
@@ -86,9 +134,10 @@ def check_writable(path, overwrite: bool = False) -> Path:
     """Refuse early (before computing) if ``path`` cannot be written."""
     path = Path(path)
     suffix = path.suffix.lower()
-    require(suffix in TIFF_SUFFIXES + RASTER_SUFFIXES + (".npy",),
-            f"unsupported output type {suffix or '(none)'!r}", "use .tif, .png, .jpg or .npy")
+    require(suffix in TIFF_SUFFIXES + RASTER_SUFFIXES + (".npy", ".zarr"),
+            f"unsupported output type {suffix or '(none)'!r}", "use .tif, .ome.tif, .zarr, .ome.zarr, .png, .jpg or .npy")
     require(overwrite or not path.exists(), f"{path} exists", "pass --force (overwrite=True) to replace it")
+    require(suffix == ".zarr" or not path.is_dir(), f"{path} is a folder", "choose a file name")
     folder = path.parent if str(path.parent) else Path(".")
     require(folder.is_dir(), f"output folder {folder} does not exist", "create it first")
     require(os.access(folder, os.W_OK), f"output folder {folder} is not writable", "choose another output path")
@@ -114,11 +163,20 @@ def _to_integer(arr: np.ndarray, bits: int) -> np.ndarray:
     return np.round(np.clip(arr, 0.0, 1.0) * maxv).astype(dt)
 
 
-def write_image(path, image, overwrite: bool = False, bits: int | None = None) -> Path:
+def write_image(path, image, overwrite: bool = False, bits: int | None = None,
+                metadata: ImageMetadata | None = None) -> Path:
     """Write ``image`` atomically.
 
     ``bits=None``: float32 TIFF for ``.tif`` (values kept), 8-bit for PNG/JPEG.  ``bits=8/16``:
     clip to [0, 1] and scale by 255 / 65535 (PNG supports 8 and 16, JPEG only 8).
+
+    ``metadata`` (an :class:`~unblur.metadata.ImageMetadata`, e.g. from
+    ``read_image(..., with_metadata=True)``) is kept: ``.tif`` becomes an ImageJ hyperstack
+    with resolution, ``spacing`` and channel names; ``.ome.tif`` / ``.ome.tiff`` is always an
+    OME-TIFF (physical sizes, channels, axes); ``.zarr`` / ``.ome.zarr`` are written as by
+    :func:`create_output`.  Its ``axes`` must name the array's axes (a leading ``T`` missing
+    from the array is ignored); without axes they follow from the shape (``YX``, ``YXC`` when a
+    3-axis array has at most 4 values last, ``ZYX``, ``ZYXC``).
     """
     path = check_writable(path, overwrite)
     arr = np.asarray(image)
@@ -126,6 +184,8 @@ def write_image(path, image, overwrite: bool = False, bits: int | None = None) -
         arr = image.detach().cpu().numpy()
     suffix = path.suffix.lower()
     require(bits in (None, 8, 16, 32), f"bits must be 8, 16 or 32, got {bits}")
+    if suffix == ".zarr" or (suffix in TIFF_SUFFIXES and (metadata is not None or is_ome_name(path))):
+        return _write_named(path, arr, overwrite, bits, metadata)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
@@ -151,6 +211,32 @@ def write_image(path, image, overwrite: bool = False, bits: int | None = None) -
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
+
+
+def _axes_for(arr: np.ndarray, metadata: ImageMetadata | None) -> str:
+    axes = metadata.axes if metadata is not None else None
+    if axes and len(axes) == arr.ndim + 1 and axes.startswith("T"):
+        axes = axes[1:]
+    if axes:
+        require(len(axes) == arr.ndim, f"metadata axes {axes} do not match an array of shape {arr.shape}",
+                "give metadata with one axis letter per array axis")
+        return axes
+    require(2 <= arr.ndim <= 5, f"cannot write an array of shape {arr.shape}")
+    if arr.ndim == 3 and arr.shape[-1] <= 4:
+        return "YXC"
+    return default_axes(arr.shape)
+
+
+def _write_named(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata) -> Path:
+    """Write through :func:`create_output` (Zarr, OME-TIFF, ImageJ with metadata)."""
+    from dataclasses import replace
+    axes = _axes_for(arr, metadata)
+    meta = replace(metadata or ImageMetadata(), axes=axes)
+    dtype = {None: np.float32, 32: np.float32, 16: np.uint16, 8: np.uint8}[bits]
+    out = create_output(path, arr.shape, dtype=dtype, metadata=meta, overwrite=overwrite)
+    with out:
+        out.write((), arr)
     return path
 
 
