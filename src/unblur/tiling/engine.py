@@ -1,0 +1,500 @@
+"""Tiled, out-of-core deconvolution scheduled with Dask.
+
+:func:`deconvolve_tiled` cuts the volume into tiles (:mod:`unblur.tiling.plan`), restores each tile
+with a registered tileable method and the ``valid`` boundary model (one Dask task per tile and
+channel), and adds the tiles' blended results (:mod:`unblur.tiling.blend`) into the output.
+
+Where tiles run
+    ``scheduler=None`` or ``"threads"``: a thread pool in this process (``workers`` threads, torch
+    using ``cpus // workers`` threads each); ``"processes"``: a local process pool; ``"sync"``: one
+    after the other; ``"tcp://HOST:PORT"``: an existing ``dask.distributed`` scheduler (connection
+    refused after ``connect_timeout`` seconds); ``client=``: an existing ``distributed.Client``.
+    A worker that dies is replaced by Dask and its tile recomputed.
+What is kept
+    With ``output=``, each finished tile is saved (atomically) as ``<output>.partial/c<C>_t<N>.npy``
+    together with ``plan.json`` (input, PSF, method, parameters, tile geometry).  ``resume=True``
+    computes only the missing tiles; the output is then assembled block by block (plane by plane
+    for TIFF) into a temporary file renamed onto ``output`` when complete, and ``.partial`` is
+    removed.  On a cluster, ``.partial`` and the input must be on a filesystem every worker sees.
+Memory
+    A worker holds one tile at a time (:data:`unblur.tiling.plan.BYTES_PER_VOXEL` per voxel of its
+    FFT grid); the assembler holds one output block (TIFF: one plane) plus the tiles touching it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..api import Restoration
+from ..errors import InputError, require
+from .blend import tile_weights
+from .output import Output, check_target
+from .plan import Tile, TilePlan, bytes_per_voxel, cpu_count, make_plan
+from .sources import ArraySource, as_source, describe
+
+LOCAL = (None, "threads", "processes", "sync")
+
+
+@dataclass
+class TileJob:
+    """Everything one task needs (pickled to the worker): where to read, what to run, where to write."""
+
+    source: Any
+    psf: np.ndarray
+    method: str | Callable
+    params: dict
+    tile: Tile
+    channel: int | None
+    device: str | None = None
+    folder: str | None = None
+    torch_threads: int | None = None
+    block: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return tile_file(self.channel, self.tile.index)
+
+
+def tile_file(channel, index) -> str:
+    return f"c{channel or 0}_t{index:06d}.npy"
+
+
+def restore_block(method, block: np.ndarray, psf: np.ndarray, params: dict, device=None) -> np.ndarray:
+    """Restore one block with the ``valid`` boundary: a registered method (by name) or a function
+    ``f(block, psf, boundary="valid", **params) -> array``."""
+    kw = dict(params, boundary="valid")
+    if device is not None:
+        kw["device"] = device
+    if isinstance(method, str):
+        from ..registry import get_method
+        out, _ = get_method(method).run(block, psf, **kw)
+    else:
+        out = method(block, psf, **kw)
+    return np.asarray(out, dtype=np.float32)
+
+
+def run_tile(job: TileJob):
+    """Read, restore, crop and weight one tile; save it in ``job.folder`` (returns its file name) or
+    return the weighted kept block."""
+    if job.torch_threads:
+        import torch
+        torch.set_num_threads(job.torch_threads)
+    if job.block is not None:
+        block = job.block
+    else:
+        sl = job.tile.slices("read") + ((job.channel,) if job.channel is not None else ())
+        block = job.source.read(sl)
+    restored = restore_block(job.method, block, job.psf, job.params, job.device)
+    kept = restored[job.tile.keep_in_read()]
+    kept = np.ascontiguousarray(kept * tile_weights(kept.shape, job.tile.ramps), dtype=np.float32)
+    if job.folder is None:
+        return kept
+    tmp = Path(job.folder) / f".{job.name}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, kept)
+    os.replace(tmp, Path(job.folder) / job.name)
+    return job.name
+
+
+# -- where tasks run --------------------------------------------------------------------------------
+
+class Engine:
+    """Runs :class:`TileJob` s with Dask: a local scheduler, or a ``distributed`` client."""
+
+    def __init__(self, scheduler=None, client=None, workers=None, connect_timeout: float = 5.0):
+        self.client, self.own_client, self.kind = client, False, "distributed"
+        if client is None and scheduler not in LOCAL:
+            address = str(scheduler)
+            require("://" in address or ":" in address, f"unknown scheduler {scheduler!r}",
+                    "use 'threads', 'processes', 'sync' or a scheduler address tcp://HOST:PORT")
+            self.client = connect(address, connect_timeout)
+            self.own_client = True
+        if self.client is None:
+            self.kind = scheduler or "threads"
+            self.workers = 1 if self.kind == "sync" else int(workers or cpu_count())
+            require(self.workers >= 1, f"workers must be >= 1, got {workers}", "give --workers 1 or more")
+        else:
+            threads = self.client.nthreads()
+            require(len(threads) > 0, "the Dask cluster has no workers", "start workers: dask worker tcp://HOST:PORT")
+            self.workers = int(sum(threads.values()))
+
+    @property
+    def concurrent(self) -> int:
+        return self.workers
+
+    @property
+    def shares_memory(self) -> bool:
+        return self.kind in ("threads", "sync")
+
+    def close(self):
+        if self.own_client:
+            self.client.close()
+
+    def run(self, jobs: list[TileJob], on_done: Callable, bar) -> None:
+        if not jobs:
+            return
+        if self.client is not None:
+            return self._run_distributed(jobs, on_done, bar)
+        import dask
+        from dask.callbacks import Callback
+        names = {f"unblur-tile-{j.channel or 0}-{j.tile.index}-{uuid.uuid4().hex[:8]}": j for j in jobs}
+
+        class Count(Callback):
+            def _posttask(self, key, result, dsk, state, worker_id):
+                if key in names:
+                    on_done(names[key], result)
+                    bar.update(1)
+
+        tasks = [dask.delayed(run_tile, pure=False)(j, dask_key_name=k) for k, j in names.items()]
+        threads = torch_threads(self.workers) if self.kind == "threads" else contextlib.nullcontext()
+        with threads, Count():
+            dask.compute(*tasks, scheduler=self.kind, num_workers=self.workers)
+
+    def _run_distributed(self, jobs, on_done, bar):
+        from distributed import as_completed
+        futures = {self.client.submit(run_tile, j, pure=False,
+                                      key=f"unblur-tile-{j.channel or 0}-{j.tile.index}-{uuid.uuid4().hex[:8]}"): j
+                   for j in jobs}
+        try:
+            for fut in as_completed(futures):
+                on_done(futures[fut], fut.result())
+                fut.release()
+                bar.update(1)
+        except BaseException:
+            self.client.cancel(list(futures))
+            raise
+
+
+def connect(address: str, timeout: float):
+    """A ``distributed.Client`` on ``address``, or a one-line :class:`InputError` after ``timeout`` seconds."""
+    from distributed import Client
+    try:
+        return Client(address, timeout=f"{timeout}s", set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise InputError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({type(e).__name__})",
+                         "start it (dask scheduler; dask worker ADDRESS) or check --scheduler") from None
+
+
+@contextlib.contextmanager
+def torch_threads(workers: int):
+    """Give each of ``workers`` concurrent tiles ``cpus // workers`` torch threads, then restore."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, cpu_count() // workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# -- input layout -----------------------------------------------------------------------------------
+
+def split_psfs(psf, shape) -> tuple[list[np.ndarray] | np.ndarray, int, int | None]:
+    """``(psfs, spatial_ndim, channels)``: one PSF per channel (a list) or one shared PSF."""
+    from ..psf.core import prepare_psf
+    if isinstance(psf, (str, Path)):
+        from ..io import read_image
+        psf = read_image(psf, scale=False, drop_alpha=False)
+    if isinstance(psf, (list, tuple)):
+        spatial = np.asarray(psf[0]).ndim
+        require(len(shape) == spatial + 1 and shape[-1] == len(psf),
+                f"{len(psf)} PSFs for an image of shape {tuple(shape)}", "give one PSF per channel (last axis)")
+        return [prepare_psf(p, spatial_ndim=spatial, image_shape=shape[:spatial], name=f"PSF of channel {c}")
+                for c, p in enumerate(psf)], spatial, shape[-1]
+    p = np.asarray(psf)
+    if p.ndim == len(shape) == 4:  # (z, y, x, C): one PSF per channel of a (Z, Y, X, C) stack
+        require(p.shape[-1] in (1, shape[-1]), f"the PSF has {p.shape[-1]} channels and the image {shape[-1]}",
+                "give one PSF per channel or a single PSF")
+        return split_psfs([p[..., c] for c in range(p.shape[-1])] * (shape[-1] if p.shape[-1] == 1 else 1), shape)
+    require(p.ndim in (2, 3), f"the PSF has {p.ndim} axes", "give a 2-D or 3-D PSF")
+    require(len(shape) in (p.ndim, p.ndim + 1), f"a {p.ndim}-D PSF cannot blur an image of shape {tuple(shape)}",
+            "give a PSF with as many spatial axes as the image")
+    spatial = p.ndim
+    return prepare_psf(p, spatial_ndim=spatial, image_shape=shape[:spatial]), spatial, (shape[-1] if len(shape) > spatial else None)
+
+
+def _digest(psfs) -> str:
+    h = hashlib.sha1()
+    for p in psfs if isinstance(psfs, list) else [psfs]:
+        h.update(np.ascontiguousarray(p, np.float32).tobytes())
+    return h.hexdigest()
+
+
+# -- assembly ---------------------------------------------------------------------------------------
+
+class Tiles:
+    """The saved tiles of a run: sums the weighted kept blocks that fall in any output region."""
+
+    def __init__(self, plan: TilePlan, folder: Path, channels: int | None):
+        self.tiles, self.folder, self.channels = plan.tiles(), Path(folder), channels
+        self._open: dict[str, np.ndarray] = {}
+
+    def load(self, channel, tile) -> np.ndarray:
+        name = tile_file(channel, tile.index)
+        if name not in self._open:
+            self._open[name] = np.load(self.folder / name, mmap_mode="r")
+        return self._open[name]
+
+    def region(self, box) -> np.ndarray:
+        """The output over ``box`` (``(start, stop)`` per spatial axis), all channels."""
+        shape = tuple(b - a for a, b in box)
+        out = np.zeros(shape + ((self.channels,) if self.channels else ()), np.float32)
+        for t in self.tiles:
+            inter = [(max(a, k0), min(b, k1)) for (a, b), (k0, k1) in zip(box, t.keep)]
+            if any(lo >= hi for lo, hi in inter):
+                continue
+            dst = tuple(slice(lo - a, hi - a) for (lo, hi), (a, _) in zip(inter, box))
+            src = tuple(slice(lo - k0, hi - k0) for (lo, hi), (k0, _) in zip(inter, t.keep))
+            for c in range(self.channels or 1):
+                block = self.load(c if self.channels else None, t)[src]
+                if self.channels:
+                    out[dst + (c,)] += block
+                else:
+                    out[dst] += block
+        return out
+
+    def release(self, before: int) -> None:
+        """Forget the memory maps of tiles that end before ``before`` on the first axis."""
+        for t in self.tiles:
+            if t.keep[0][1] <= before:
+                for c in range(self.channels or 1):
+                    self._open.pop(tile_file(c if self.channels else None, t.index), None)
+
+
+def assemble(tiles: Tiles, plan: TilePlan, writer: Output | None):
+    """Write the blended output through ``writer`` (returns None), or return it as an array."""
+    full = tuple((0, n) for n in plan.shape)
+    if writer is None or writer.order == "whole":
+        out = tiles.region(full)
+        if writer is None:
+            return out
+        writer.write_planes([out])
+    elif writer.order == "planes":
+        def planes():
+            for z in range(plan.shape[0]):
+                tiles.release(z)
+                yield tiles.region(((z, z + 1),) + full[1:])[0]
+        writer.write_planes(planes())
+    else:
+        for t in tiles.tiles:
+            writer.write(t.slices("core"), tiles.region(t.core))
+    return None
+
+
+# -- the entry point --------------------------------------------------------------------------------
+
+def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, tile=None, halo=None, overlap=None,
+                     memory_limit=None, scheduler=None, client=None, workers: int | None = None, resume: bool = False,
+                     overwrite: bool = False, progress: bool = False, device: str | None = None,
+                     connect_timeout: float = 5.0, **params) -> Restoration:
+    """Deconvolve a large image or stack tile by tile with a tileable method, scheduled with Dask.
+
+    Each tile is read with a halo (default: the PSF's size on each axis) and restored with the
+    ``valid`` boundary model, and neighbouring tiles are blended with raised-cosine weights that sum
+    to 1 (:mod:`unblur.tiling.blend`).  Inputs are read block by block; with ``output=`` the result
+    is streamed to disk and the finished tiles survive an interruption (``resume=True``).
+
+    Parameters
+    ----------
+    image : array, str, Path or lazy image
+        ``(Y, X)``, ``(Y, X, C)``, ``(Z, Y, X)`` or ``(Z, Y, X, C)`` (numpy layout); a TIFF, ``.zarr``
+        or ``.npy`` path (read lazily; integer data scaled to [0, 1]); or an object with ``shape``,
+        ``dtype`` and ``read(slices)``.
+    psf : array, list of arrays or path
+        One PSF for every channel, ``(z, y, x, C)`` or a list with one PSF per channel (normalised
+        to sum 1).
+    method : str or callable
+        A registered method that declares itself tileable (``unblur methods``: ``tileable``), or a
+        function ``f(block, psf, boundary="valid", **params) -> array``.
+    output : str, Path or None
+        ``.tif``, ``.zarr`` or ``.npy`` file written atomically (None: return the array).
+    tile : tuple of int or None
+        Core size ``(z, y, x)`` of each tile (at least the PSF's size); None: chosen from ``memory_limit``.
+    halo : int, tuple of int or None
+        Voxels read around each tile's kept box; default the PSF's size per axis.
+    overlap : int, tuple of int or None
+        Width of the blend between neighbouring tiles; default half the PSF's size (at least 2).
+    memory_limit : str, int or None
+        Memory for all tiles running at once, e.g. ``"4GB"``; default half of the available memory.
+    scheduler : str or None
+        ``"threads"`` (default), ``"processes"``, ``"sync"`` or a ``dask.distributed`` scheduler
+        address ``"tcp://HOST:PORT"``.
+    client : distributed.Client or None
+        An existing Dask client (takes precedence over ``scheduler``).
+    workers : int or None
+        Tiles run at once on the local schedulers (default: the number of CPUs); a cluster's size is
+        its workers' threads.
+    resume : bool
+        Continue an interrupted run from ``<output>.partial`` (same input, PSF, method and tiles).
+    overwrite : bool
+        Replace an existing ``output``.
+    progress : bool
+        Show a progress bar counting tiles.
+    device : str or None
+        Torch device for every tile (``"cuda"``: one tile per GPU worker); checked before any work.
+    connect_timeout : float
+        Seconds to wait for a scheduler address.
+    **params
+        The method's parameters, e.g. ``num_iter=30`` (``boundary`` is always ``"valid"``).
+
+    Returns
+    -------
+    Restoration
+        ``.image``: the restored array, or the output path; ``.info``: ``tiles``, ``computed``
+        (tiles run now), ``reused`` (tiles from ``.partial``), ``tile``, ``halo``, ``overlap``,
+        ``counts``, ``workers``, ``time_s``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.ndimage import gaussian_filter
+    >>> x = np.zeros((16, 96, 96), np.float32); x[4:12, 20:70, 30:40] = 1
+    >>> psf = np.zeros((5, 9, 9), np.float32); psf[2, 4, 4] = 1; psf = gaussian_filter(psf, 1.2)
+    >>> y = gaussian_filter(x, 1.2)
+    >>> r = deconvolve_tiled(y, psf, "rl", tile=(16, 48, 48), num_iter=10, workers=1)
+    >>> r.image.shape, r.info["tiles"]
+    ((16, 96, 96), 4)
+    """
+    t0 = time.perf_counter()
+    name = _check_method(method, params, device)
+    src = as_source(image)
+    psfs, spatial, channels = split_psfs(psf, tuple(src.shape))
+    psf_list = psfs if isinstance(psfs, list) else [psfs]
+    psf_shape = tuple(max(p.shape[i] for p in psf_list) for i in range(spatial))
+    shape = tuple(src.shape[:spatial])
+
+    target = check_target(output, overwrite) if output is not None else None
+    partial = Path(str(target) + ".partial") if target is not None else None
+    if partial is not None and partial.exists() and not resume:
+        raise InputError(f"an unfinished run left {partial}", "pass resume=True (--resume) to continue it, or delete the folder")
+
+    engine = Engine(scheduler, client, workers, connect_timeout)
+    scratch = None
+    try:
+        per_channel = channels or 1
+        plan = make_plan(shape, psf_shape, tile, halo, overlap, memory_limit, bytes_per_voxel(name),
+                         concurrent=engine.concurrent, min_tiles=-(-engine.concurrent // per_channel) if tile is None else 1)
+        manifest = {"input": describe(src), "shape": list(src.shape), "method": name, "params": repr(sorted(params.items())),
+                    "psf": _digest(psfs), "counts": plan.counts, "halo": plan.halo, "overlap": plan.overlap}
+        if partial is not None:
+            folder = _open_partial(partial, manifest)
+        elif engine.client is None:
+            folder = scratch = Path(tempfile.mkdtemp(prefix="unblur-tiles-"))
+        else:
+            folder = None  # tiles come back to this process
+        tiles = plan.tiles()
+        jobs, reused = [], 0
+        for c in range(per_channel):
+            ch = c if channels else None
+            for t in tiles:
+                if folder is not None and (folder / tile_file(ch, t.index)).exists():
+                    reused += 1
+                    continue
+                job = TileJob(src, psf_list[c] if isinstance(psfs, list) else psfs, method, params, t, ch, device,
+                              str(folder) if folder is not None else None,
+                              torch_threads=None if engine.shares_memory or engine.client is not None else max(1, cpu_count() // engine.workers))
+                if isinstance(src, ArraySource) and not engine.shares_memory:
+                    job.block = src.read(t.slices("read") + ((ch,) if ch is not None else ()))
+                    job.source = None
+                jobs.append(job)
+
+        out = np.zeros(tuple(src.shape), np.float32) if folder is None else None
+
+        def on_done(job, result):
+            if out is not None:
+                sl = job.tile.slices("keep") + ((job.channel,) if job.channel is not None else ())
+                out[sl] += result
+
+        from tqdm.auto import tqdm
+        with tqdm(total=len(tiles) * per_channel, initial=reused, unit="tile", disable=not progress,
+                  desc=f"{name} tiles") as bar:
+            engine.run(jobs, on_done, bar)
+
+        result = _finish(out, folder, plan, channels, target, overwrite)
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+    finally:
+        engine.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    info = {"method": name, "params": dict(params), "tiles": len(tiles) * per_channel, "computed": len(jobs),
+            "reused": reused, "counts": plan.counts, "tile": plan.max_core(), "halo": plan.halo,
+            "overlap": plan.overlap, "workers": engine.workers, "scheduler": engine.kind,
+            "time_s": time.perf_counter() - t0}
+    if isinstance(image, np.ndarray) and image.dtype == np.float64 and isinstance(result, np.ndarray):
+        result = result.astype(np.float64)
+    return Restoration(result, info)
+
+
+def _check_method(method, params, device) -> str:
+    require("boundary" not in params or params["boundary"] == "valid",
+            f"tiles are always restored with boundary='valid', not {params.get('boundary')!r}",
+            "drop the boundary parameter (or deconvolve the whole volume)")
+    params.pop("boundary", None)
+    if device is not None:
+        from ..arrays import resolve_device
+        resolve_device(device)  # a clear error before any work when the device is missing
+    if not isinstance(method, str):
+        require(callable(method), f"method must be a name or a function, got {type(method).__name__}")
+        return getattr(method, "__qualname__", "function")
+    from ..registry import get_method, list_methods
+    m = get_method(method)
+    tileable = ", ".join(x.name for x in list_methods("nonblind") if x.capabilities.tileable)
+    require(m.kind == "nonblind" and m.capabilities.tileable, f"method {method!r} cannot run tile by tile",
+            f"use a tileable method ({tileable}) or deconvolve the whole image")
+    require(device is None or m.capabilities.device, f"method {method!r} does not take a device",
+            "drop --device for it")
+    m.resolve(params)  # unknown parameters fail now, not in a worker
+    return method
+
+
+def _open_partial(partial: Path, manifest: dict) -> Path:
+    book = partial / "plan.json"
+    manifest = json.loads(json.dumps(manifest))
+    if book.exists():
+        before = json.loads(book.read_text())
+        differs = sorted(k for k in manifest if before.get(k) != manifest[k])
+        require(not differs, f"{partial} belongs to another run (different {', '.join(differs)})",
+                "resume with the same input, PSF, method, parameters and tiles, or delete the folder")
+    else:
+        partial.mkdir(exist_ok=True)
+        book.write_text(json.dumps(manifest, indent=1))
+    return partial
+
+
+def _finish(out, folder, plan, channels, target, overwrite):
+    """The restored array (no ``target``), or the output file written from the saved tiles."""
+    if folder is None:
+        return out
+    tiles = Tiles(plan, folder, channels)
+    if target is None:
+        return assemble(tiles, plan, None)
+    shape = plan.shape + ((channels,) if channels else ())
+    chunks = plan.max_core() + ((channels,) if channels else ())
+    writer = Output(target, shape, len(plan.shape), chunks=chunks, overwrite=overwrite)
+    try:
+        assemble(tiles, plan, writer)
+        return writer.finalize()
+    except OSError as e:
+        writer.abort()
+        raise InputError(f"writing {target} failed: {e.strerror or e}; no output was written",
+                         f"free space or choose another place; the finished tiles are kept in {folder}, "
+                         "rerun with resume=True (--resume)") from e
+    except BaseException:
+        writer.abort()
+        raise
+
+
+__all__ = ["Engine", "TileJob", "connect", "deconvolve_tiled", "restore_block", "run_tile"]
