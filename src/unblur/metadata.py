@@ -190,7 +190,7 @@ def resample_psf(psf: np.ndarray, psf_voxel, image_voxel, max_shape=None) -> np.
     """Resample a PSF from its voxel size to the image's; keep the centre, the parity and sum 1.
 
     The output pixel ``o`` (centre ``c' = n' // 2``) samples the input at ``c + (o - c') s`` where
-    ``s = image_voxel / psf_voxel`` per axis, with linear interpolation.  When the image's voxels
+    ``s = image_voxel / psf_voxel`` per axis, with cubic spline interpolation.  When the image's voxels
     are coarser (``s > 1``) each output pixel averages ``ceil(s)`` samples per axis spread over
     its extent (pixel integration), so a narrow PSF keeps its width instead of being point-sampled.
     Output size ``n' = round(n / s)``, made odd for odd ``n``; negatives are clipped and the
@@ -226,7 +226,7 @@ def resample_psf(psf: np.ndarray, psf_voxel, image_voxel, max_shape=None) -> np.
     subs = np.meshgrid(*[(np.arange(ki) + 0.5) / ki - 0.5 for ki in k], indexing="ij")
     for off in zip(*[g.ravel() for g in subs]):
         coords = [c_in[a] + (grid[a] + off[a] - c_out[a]) * s[a] for a in range(p.ndim)]
-        out += map_coordinates(p, coords, order=1, mode="constant", cval=0.0)
+        out += map_coordinates(p, coords, order=3, mode="constant", cval=0.0)
     out = np.clip(out, 0, None)
     total = out.sum()
     require(total > 0, "the resampled PSF is empty", "check the PSF and the voxel sizes")
