@@ -13,12 +13,12 @@ Where tiles run
 What is kept
     With ``output=``, each finished tile is saved (atomically) as ``<output>.partial/c<C>_t<N>.npy``
     together with ``plan.json`` (input, PSF, method, parameters, tile geometry).  ``resume=True``
-    computes only the missing tiles; the output is then assembled block by block (plane by plane
-    for TIFF) into a temporary file renamed onto ``output`` when complete, and ``.partial`` is
-    removed.  On a cluster, ``.partial`` and the input must be on a filesystem every worker sees.
+    computes only the missing tiles; the output is then assembled block by block into a temporary
+    file renamed onto ``output`` when complete, and ``.partial`` is removed.  On a cluster, ``.partial`` and the input must be on a filesystem every worker sees.
 Memory
     A worker holds one tile at a time (:data:`unblur.tiling.plan.BYTES_PER_VOXEL` per voxel of its
-    FFT grid); the assembler holds one output block (TIFF: one plane) plus the tiles touching it.
+    FFT grid); the assembler holds one output block (a tile's core) plus memory maps of the saved
+    tiles touching it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 from ..api import Restoration
 from ..errors import InputError, require
 from .blend import tile_weights
-from .output import Output, check_target
+from .output import check_target, open_output
 from .plan import Tile, TilePlan, bytes_per_voxel, cpu_count, make_plan
 from .sources import ArraySource, as_source, describe
 
@@ -273,23 +273,14 @@ class Tiles:
                     self._open.pop(tile_file(c if self.channels else None, t.index), None)
 
 
-def assemble(tiles: Tiles, plan: TilePlan, writer: Output | None):
-    """Write the blended output through ``writer`` (returns None), or return it as an array."""
-    full = tuple((0, n) for n in plan.shape)
-    if writer is None or writer.order == "whole":
-        out = tiles.region(full)
-        if writer is None:
-            return out
-        writer.write_planes([out])
-    elif writer.order == "planes":
-        def planes():
-            for z in range(plan.shape[0]):
-                tiles.release(z)
-                yield tiles.region(((z, z + 1),) + full[1:])[0]
-        writer.write_planes(planes())
-    else:
-        for t in tiles.tiles:
-            writer.write(t.slices("core"), tiles.region(t.core))
+def assemble(tiles: Tiles, plan: TilePlan, writer=None):
+    """Write the blended output block by block (one tile core at a time) through ``writer``, or
+    return it as an array when ``writer`` is None."""
+    if writer is None:
+        return tiles.region(tuple((0, n) for n in plan.shape))
+    for t in tiles.tiles:
+        tiles.release(t.core[0][0])
+        writer.write(t.slices("core"), tiles.region(t.core))
     return None
 
 
@@ -422,7 +413,7 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
                   desc=f"{name} tiles") as bar:
             engine.run(jobs, on_done, bar)
 
-        result = _finish(out, folder, plan, channels, target, overwrite)
+        result = _finish(out, folder, plan, channels, target, overwrite, getattr(src, "metadata", None))
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
     finally:
@@ -474,7 +465,7 @@ def _open_partial(partial: Path, manifest: dict) -> Path:
     return partial
 
 
-def _finish(out, folder, plan, channels, target, overwrite):
+def _finish(out, folder, plan, channels, target, overwrite, metadata=None):
     """The restored array (no ``target``), or the output file written from the saved tiles."""
     if folder is None:
         return out
@@ -483,7 +474,7 @@ def _finish(out, folder, plan, channels, target, overwrite):
         return assemble(tiles, plan, None)
     shape = plan.shape + ((channels,) if channels else ())
     chunks = plan.max_core() + ((channels,) if channels else ())
-    writer = Output(target, shape, len(plan.shape), chunks=chunks, overwrite=overwrite)
+    writer = open_output(target, shape, chunks=chunks, metadata=metadata, overwrite=overwrite)
     try:
         assemble(tiles, plan, writer)
         return writer.finalize()

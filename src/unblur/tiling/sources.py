@@ -1,10 +1,10 @@
 """Lazy inputs of tiled deconvolution: anything with ``shape``, ``dtype`` and ``read(slices)``.
 
 * a numpy array (:class:`ArraySource`);
-* a file path (:class:`FileSource`): ``unblur.io.open_image`` when available, otherwise uncompressed
-  TIFF through a memory map, compressed TIFF through tifffile's Zarr view, ``.npy`` through a memory
-  map and ``.zarr`` through zarr.  Only the requested block is read.  Integer data are scaled to
-  [0, 1] as in :func:`unblur.io.read_image` (8-bit: /255, 16-bit: /65535).
+* a file path (:class:`FileSource`): TIFF, OME-TIFF, Zarr and OME-Zarr through
+  :func:`unblur.io.open_image` (axes in unblur's order), ``.npy`` through a memory map.  Only the
+  requested block is read.  Integer data are scaled to [0, 1] as in :func:`unblur.io.read_image`
+  (8-bit: /255, 16-bit: /65535).
 * an object with ``shape``, ``dtype`` and ``read(slices)`` (a lazy image), used as it is.
 
 A :class:`FileSource` pickles as its path, so Dask workers open the file themselves (it must be
@@ -56,34 +56,17 @@ class FileSource:
     def __getstate__(self):
         return {"path": self.path, "shape": self.shape, "dtype": self.dtype, "_arr": None}
 
+    @property
+    def metadata(self):
+        return getattr(self._open(), "metadata", None)
+
     def _open(self):
-        if self._arr is not None:
-            return self._arr
-        suffix = "".join(self.path.suffixes[-2:]).lower() if self.path.suffix.lower() == ".zarr" else self.path.suffix.lower()
-        try:
-            from .. import io
-            opener = getattr(io, "open_image", None)
-            if opener is not None and suffix not in (".npy",):
-                self._arr = opener(self.path)
-            elif suffix == ".npy":
+        if self._arr is None:
+            if self.path.suffix.lower() == ".npy":
                 self._arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
-            elif suffix.endswith(".zarr"):
-                import zarr
-                self._arr = zarr.open_array(str(self.path), mode="r")
-            elif suffix in (".tif", ".tiff"):
-                import tifffile
-                try:
-                    self._arr = tifffile.memmap(str(self.path), mode="r")
-                except ValueError:  # compressed or not contiguous: tifffile's chunked view
-                    import zarr
-                    self._arr = zarr.open(tifffile.imread(str(self.path), aszarr=True), mode="r")
             else:
-                raise InputError(f"tiled deconvolution cannot read {suffix or 'this file type'} lazily ({self.path.name})",
-                                 "use TIFF, OME-Zarr/Zarr or .npy, or pass the array")
-        except InputError:
-            raise
-        except Exception as e:
-            raise InputError(f"cannot read {self.path.name}: {type(e).__name__}: {e}", "the file is corrupt or not an image") from e
+                from ..io import open_image
+                self._arr = open_image(self.path)
         return self._arr
 
     def read(self, slices) -> np.ndarray:
