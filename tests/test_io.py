@@ -119,3 +119,100 @@ def test_read_psf_recentres(tmp_path):
     notes = []
     out = read_psf(tmp_path / "p.tif", center="integer", report=notes)
     assert out[3, 3] == 1 and any("re-centred" in n for n in notes)
+
+
+# --- block-wise reading and streamed writing -------------------------------------------------------
+
+import pickle  # noqa: E402
+import tracemalloc  # noqa: E402
+
+from unblur.data import data_path  # noqa: E402
+from unblur.io import create_output, open_image  # noqa: E402
+from unblur.metadata import ImageMetadata  # noqa: E402
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])  # memory map / tifffile's Zarr view
+def test_open_image_reads_blocks_in_unblur_order(tmp_path, compression):
+    data = np.random.default_rng(4).integers(0, 65535, (6, 2, 16, 12), dtype=np.uint16)
+    p = tmp_path / "h.tif"
+    tifffile.imwrite(p, data, imagej=True, metadata={"axes": "ZCYX"}, compression=compression)
+    lazy = open_image(p)
+    assert lazy.shape == (6, 16, 12, 2) and lazy.dtype == np.float32 and lazy.metadata.axes == "ZYXC"
+    whole = data.transpose(0, 2, 3, 1).astype(np.float32) / 65535
+    np.testing.assert_array_equal(lazy.read(np.s_[1:4, 3:9, 2:5]), whole[1:4, 3:9, 2:5])
+    np.testing.assert_array_equal(lazy[2, :, 5], whole[2, :, 5])  # integer indices drop axes
+    np.testing.assert_array_equal(lazy.read(np.s_[:, :, :, 1]), whole[..., 1])
+    np.testing.assert_array_equal(lazy.read(), read_image(p))
+    twin = pickle.loads(pickle.dumps(lazy))  # a worker gets the path and reopens the file
+    np.testing.assert_array_equal(twin.read(np.s_[5]), whole[5])
+    lazy.close()
+
+
+def test_open_image_on_shared_compressed_stack():
+    p = data_path("microscopy/sdeconv/pollen.tif")  # uint16, PackBits-compressed pages
+    lazy = open_image(p)
+    assert lazy.shape == (32, 256, 256) and lazy.metadata.dtype == "uint16"
+    np.testing.assert_array_equal(lazy.read(np.s_[10:12, 100:140, 7:50]), read_image(p)[10:12, 100:140, 7:50])
+
+
+@pytest.mark.parametrize("name", ["s.tif", "s.ome.tif", "s.ome.zarr", "s.zarr"])
+def test_create_output_streams_blocks_atomically(tmp_path, name):
+    rng = np.random.default_rng(5)
+    stack = rng.random((6, 20, 16, 2)).astype(np.float32) * 5
+    meta = ImageMetadata(axes="ZYXC", sizes={"x": 0.1, "y": 0.1, "z": 0.4}, units=dict.fromkeys("xyz", "micrometer"),
+                         channel_names=["a", "b"])
+    out = create_output(tmp_path / name, stack.shape, metadata=meta, chunks=(2, 10, 8, 2))
+    assert out.partial.exists() and not (tmp_path / name).exists()
+    for z in (4, 0, 2):  # any order; blocks aligned to the Zarr chunks
+        out.write(np.s_[z:z + 2], stack[z:z + 2])
+    assert not (tmp_path / name).exists()
+    assert out.finalize() == tmp_path / name and not out.partial.exists()
+    arr, m = read_image(tmp_path / name, with_metadata=True)
+    np.testing.assert_array_equal(arr, stack)
+    assert m.axes == "ZYXC" and m.voxel_size() == pytest.approx((0.4, 0.1, 0.1)) and m.channel_names == ["a", "b"]
+    assert sorted(q.name for q in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("name", ["e.tif", "e.ome.zarr"])
+def test_create_output_removes_partial_on_error_and_resumes(tmp_path, name):
+    with pytest.raises(RuntimeError, match="worker died"):
+        with create_output(tmp_path / name, (4, 8, 8)) as out:
+            out.write(np.s_[0:2], np.ones((2, 8, 8)))
+            raise RuntimeError("worker died")
+    assert list(tmp_path.iterdir()) == []
+    first = create_output(tmp_path / name, (4, 8, 8), chunks=(2, 8, 8))
+    first.write(np.s_[0:2], np.full((2, 8, 8), 3.0))  # the run is interrupted here
+    again = create_output(tmp_path / name, (4, 8, 8), chunks=(2, 8, 8), resume=True)
+    again.write(np.s_[2:4], np.full((2, 8, 8), 7.0))
+    np.testing.assert_array_equal(read_image(again.finalize())[:, 0, 0], [3, 3, 7, 7])
+    with pytest.raises(InputError, match="exists"):
+        create_output(tmp_path / name, (4, 8, 8))
+    fresh = create_output(tmp_path / name, (4, 8, 8), overwrite=True)  # a stale partial is replaced
+    fresh.abort()
+    assert [q.name for q in tmp_path.iterdir()] == [name]
+
+
+def test_writer_pickles_and_scales_integers(tmp_path):
+    out = create_output(tmp_path / "u.tif", (3, 8, 8), dtype=np.uint16)
+    twin = pickle.loads(pickle.dumps(out))  # what a worker process receives
+    twin.write(np.s_[1], np.full((8, 8), 0.5))
+    twin.write(np.s_[2], np.full((8, 8), 2.0))  # clipped to 1
+    out.finalize()
+    stored = tifffile.imread(tmp_path / "u.tif")
+    assert stored.dtype == np.uint16 and stored[:, 0, 0].tolist() == [0, 32768, 65535]
+
+
+def test_streaming_copy_holds_one_plane(tmp_path):
+    shape = (32, 128, 128)
+    src = tmp_path / "big.tif"
+    tifffile.imwrite(src, np.random.default_rng(6).random(shape, dtype=np.float32), imagej=True, metadata={"axes": "ZYX"})
+    lazy = open_image(src)
+    tracemalloc.start()
+    with create_output(tmp_path / "copy.tif", lazy.shape, metadata=lazy.metadata) as out:
+        for z in range(shape[0]):
+            out.write(np.s_[z], lazy.read(np.s_[z]) * 2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    whole = np.prod(shape) * 4
+    assert peak < whole / 8, f"peak {peak} bytes for a {whole}-byte stack"
+    np.testing.assert_allclose(read_image(tmp_path / "copy.tif"), read_image(src) * 2)
