@@ -1,12 +1,17 @@
 """Reading and writing images and PSFs.
 
-* Read: PNG, JPEG, BMP (imageio) and TIFF (tifffile; 2-D, 3-D stacks, multichannel; 8/16-bit,
-  float).  FITS with the optional ``astropy`` extra.  Integer images are scaled to [0, 1] by their
+* Read: PNG, JPEG, BMP (imageio), TIFF (tifffile; plain, ImageJ hyperstacks, OME-TIFF; 8/16-bit,
+  float), Zarr and OME-Zarr folders (zarr).  FITS with the optional ``astropy`` extra.  Files
+  that name their axes come back in unblur's axis order with their physical sizes
+  (``read_image(path, with_metadata=True)``, :mod:`unblur.metadata`).  Integer images are scaled to [0, 1] by their
   type's maximum (8-bit: /255, 16-bit: /65535) unless ``scale=False``; float data are kept as they
   are (the library works in the image's own units).  Alpha channels are dropped.
 * Write: float32 TIFF by default (values preserved exactly); PNG / 8- or 16-bit TIFF clip to
   [0, 1] and scale by 255 or 65535 (``bits=``).  Writes are atomic (temporary file in the target
-  folder, then rename) and refuse to overwrite unless ``overwrite=True``.
+  folder, then rename) and refuse to overwrite unless ``overwrite=True``.  With ``metadata=``
+  ``.tif`` is an ImageJ hyperstack, ``.ome.tif`` an OME-TIFF, ``.ome.zarr`` an OME-NGFF image.
+* Blocks: :func:`open_image` reads a stack block by block, :func:`create_output` writes one
+  block by block (:mod:`unblur.io.lazy`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 from ..errors import InputError, require
 from ..metadata import ImageMetadata
 from ..psf.core import prepare_psf
-from .lazy import LazyImage, OutputWriter, create_output, is_ome_name, is_zarr_path, open_image
+from .lazy import LazyImage, OutputWriter, create_output, is_ome_name, is_zarr_path, open_image, read_metadata
 from .tiff import default_axes, read_tiff_metadata
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -266,3 +271,8 @@ def preview_png(path, panels: list[tuple[str, np.ndarray]], overwrite: bool = Tr
     padded = [np.pad(v, ((0, h - v.shape[0]), (0, 4), (0, 0)), constant_values=1.0) for v in rgb]
     canvas = np.concatenate(padded, axis=1)[:, :-4]
     return write_image(path, canvas, overwrite=overwrite, bits=8)
+
+
+__all__ = ["FITS_SUFFIXES", "RASTER_SUFFIXES", "TIFF_SUFFIXES", "ImageMetadata", "LazyImage", "OutputWriter",
+           "check_writable", "create_output", "open_image", "preview_png", "read_image", "read_metadata", "read_psf",
+           "write_image"]

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, require
+from ..errors import require
 from ..metadata import ImageMetadata
 
 ZARR_SUFFIXES = (".zarr",)
@@ -56,7 +56,12 @@ def _norm_slices(slices, ndim: int) -> tuple:
         slices = ()
     if not isinstance(slices, tuple):
         slices = (slices,)
+    if any(s is Ellipsis for s in slices):
+        i = next(k for k, s in enumerate(slices) if s is Ellipsis)
+        slices = slices[:i] + (slice(None),) * (ndim - len(slices) + 1) + slices[i + 1:]
     require(len(slices) <= ndim, f"{len(slices)} indices for an image of {ndim} axes")
+    require(all(isinstance(s, (slice, int, np.integer)) for s in slices),
+            "blocks are indexed with integers and slices", "use np.s_[z0:z1, y0:y1, x0:x1]")
     return tuple(slices) + (slice(None),) * (ndim - len(slices))
 
 
@@ -147,6 +152,11 @@ def open_image(path) -> LazyImage:
     """
     from ._backends import open_lazy
     return open_lazy(Path(path))
+
+
+def read_metadata(path) -> ImageMetadata:
+    """The metadata of an image file; TIFF and Zarr pixels are not read."""
+    return open_image(path).metadata
 
 
 class OutputWriter:
@@ -281,5 +291,4 @@ def create_output(path, shape, dtype=np.float32, metadata: ImageMetadata | None 
     return create_partial(path, shape, dtype, metadata, chunks, resume)
 
 
-__all__ = ["LazyImage", "OutputWriter", "create_output", "open_image", "is_zarr_path", "is_ome_name",
-           "InputError"]
+__all__ = ["LazyImage", "OutputWriter", "create_output", "open_image", "read_metadata", "is_zarr_path", "is_ome_name"]
