@@ -216,3 +216,21 @@ def test_streaming_copy_holds_one_plane(tmp_path):
     whole = np.prod(shape) * 4
     assert peak < whole / 8, f"peak {peak} bytes for a {whole}-byte stack"
     np.testing.assert_allclose(read_image(tmp_path / "copy.tif"), read_image(src) * 2)
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(InputError, match=r"no space left to write big.tif \(0.00 GiB\); free disk space"):
+        create_output(tmp_path / "big.tif", (4, 16, 16))
+    assert list(tmp_path.iterdir()) == []
+    out = create_output(tmp_path / "z.ome.zarr", (4, 16, 16), chunks=(1, 16, 16))
+    monkeypatch.setattr(type(out._array().arr), "__setitem__", lambda self, k, v: full(0, 0, 0))
+    with pytest.raises(InputError, match="no space left to write z.ome.zarr"):
+        with out:
+            out.write(np.s_[0], np.ones((16, 16)))
+    assert list(tmp_path.iterdir()) == []

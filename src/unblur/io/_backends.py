@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -168,10 +170,32 @@ def create_partial(path: Path, shape, dtype, metadata, chunks, resume):
             mm = tifffile.memmap(str(partial), shape=stored_shape, dtype=dtype, **kw)
             mm.flush()
             del mm
+            _reserve(partial)
+    except OSError as e:
+        _remove(partial)
+        raise disk_error(e, path, int(np.prod(shape)) * dtype.itemsize) from e
     except BaseException:
         _remove(partial)
         raise
     return writer
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the whole file now: a full disk fails here, not later inside the memory map."""
+    fd = os.open(str(path), os.O_RDWR)
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def disk_error(err: OSError, path: Path, nbytes: int) -> Exception:
+    """A full disk or quota as a one-line :class:`InputError`; other errors unchanged."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InputError(f"no space left to write {path.name} ({nbytes / 2**30:.2f} GiB)",
+                          "free disk space or write the output elsewhere")
+    return err
 
 
 def _default_chunks(axes: str, shape) -> tuple:

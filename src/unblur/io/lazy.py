@@ -211,7 +211,11 @@ class OutputWriter:
         if self.dtype.kind == "u":
             maxv = np.iinfo(self.dtype).max
             block = np.round(np.clip(block, 0.0, 1.0) * maxv)
-        self._array()[sl] = block.astype(self.dtype, copy=False)
+        try:
+            self._array()[sl] = block.astype(self.dtype, copy=False)
+        except OSError as e:
+            from ._backends import disk_error
+            raise disk_error(e, self.path, int(np.prod(self.shape)) * self.dtype.itemsize) from e
 
     def flush(self) -> None:
         """Push written blocks to disk."""
