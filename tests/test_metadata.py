@@ -182,3 +182,20 @@ def test_match_psf_voxel_notes_and_refusal():
     assert kept is psf and notes == ["image voxel size along z unknown: assumed equal to the PSF's (0.2 µm)"]
     with pytest.raises(InputError, match="image voxel size along z is unknown"):
         match_psf_voxel(psf, (0.2, 0.1, 0.1), img_meta, unknown="refuse")
+
+
+def test_reads_ngff_05_time_series(tmp_path):
+    import zarr
+    data = np.random.default_rng(7).random((2, 3, 4, 8, 6)).astype(np.float32)  # t, c, z, y, x
+    g = zarr.open_group(str(tmp_path / "v5.ome.zarr"), mode="w", zarr_format=3)
+    g.create_array("s0", shape=data.shape, chunks=(1, 1, 2, 8, 6), dtype="f4")[...] = data
+    axes = [{"name": "t", "type": "time", "unit": "second"}, {"name": "c", "type": "channel"}] + \
+        [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    g.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": [
+        {"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 1.0, 250.0, 65.0, 65.0]}]}]}]}
+    arr, meta = read_image(tmp_path / "v5.ome.zarr", with_metadata=True)
+    assert arr.shape == (2, 4, 8, 6, 3) and meta.axes == "TZYXC" and meta.axes_read == "TCZYX"
+    np.testing.assert_array_equal(arr, data.transpose(0, 2, 3, 4, 1))
+    assert meta.voxel_size() == pytest.approx((0.25, 0.065, 0.065)) and meta.sizes["t"] == 2.0
+    from unblur.io import open_image
+    np.testing.assert_array_equal(open_image(tmp_path / "v5.ome.zarr")[1, 2:4, :, 1:3, 0], data[1, 0, 2:4, :, 1:3])
