@@ -243,3 +243,25 @@ def test_local_cluster_survives_a_dying_worker(tmp_path, stack, whole):
         assert np.abs(unblur.io.read_image(r.image) - whole).max() / whole.max() < 2e-3
         r2 = deconvolve_tiled(y, psf, "rl", scheduler=cluster.scheduler_address, tile=(16, 40, 40), num_iter=15)
         assert np.abs(r2.image - whole).max() / whole.max() < 2e-3
+
+
+def test_time_points_and_many_files(tmp_path, stack, whole):
+    import tifffile
+    from unblur.tiling import deconvolve_files, output_names
+    y, psf = stack
+    movie = np.stack([y, 2 * y])
+    r = deconvolve_tiled(movie, psf, "rl", time_axis=True, tile=(16, 40, 40), num_iter=15, workers=2)
+    assert r.image.shape == movie.shape and r.info["tiles"] == 8
+    assert np.abs(r.image[0] - whole).max() / whole.max() < 2e-3
+    assert np.abs(r.image[1] - 2 * whole).max() / whole.max() < 4e-3
+    inputs = [tmp_path / "a.tif", tmp_path / "b.tif"]
+    tifffile.imwrite(inputs[0], y)
+    tifffile.imwrite(inputs[1], y[:, ::-1])
+    outs = output_names(inputs, tmp_path, ext=".zarr")
+    assert [o.name for o in outs] == ["a_deconv.zarr", "b_deconv.zarr"]
+    res = deconvolve_files(inputs, psf, outs, "rl", tile=(16, 40, 40), num_iter=15, workers=2)
+    assert [x.image for x in res] == outs
+    a, b = unblur.io.read_image(outs[0]), unblur.io.read_image(outs[1])[:, ::-1]
+    assert np.abs(a - whole).max() / whole.max() < 2e-3 and np.abs(b - a).max() / a.max() < 2e-3
+    with pytest.raises(InputError, match="exists"):  # checked before any work
+        deconvolve_files([inputs[0]], psf, [outs[1]], "rl", num_iter=1)

@@ -60,15 +60,21 @@ class TileJob:
     device: str | None = None
     folder: str | None = None
     torch_threads: int | None = None
+    time: int | None = None
     block: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
-        return tile_file(self.channel, self.tile.index)
+        return tile_file(self.channel, self.tile.index, self.time)
+
+    def index(self, which: str) -> tuple:
+        """Slices of the ``which`` box (``read``, ``keep``) with the time point and channel."""
+        return ((self.time,) if self.time is not None else ()) + self.tile.slices(which) + \
+            ((self.channel,) if self.channel is not None else ())
 
 
-def tile_file(channel, index) -> str:
-    return f"c{channel or 0}_t{index:06d}.npy"
+def tile_file(channel, index, time=None) -> str:
+    return (f"t{time}_" if time is not None else "") + f"c{channel or 0}_t{index:06d}.npy"
 
 
 def restore_block(method, block: np.ndarray, psf: np.ndarray, params: dict, device=None) -> np.ndarray:
@@ -94,8 +100,7 @@ def run_tile(job: TileJob):
     if job.block is not None:
         block = job.block
     else:
-        sl = job.tile.slices("read") + ((job.channel,) if job.channel is not None else ())
-        block = job.source.read(sl)
+        block = job.source.read(job.index("read"))
     restored = restore_block(job.method, block, job.psf, job.params, job.device)
     kept = restored[job.tile.keep_in_read()]
     kept = np.ascontiguousarray(kept * tile_weights(kept.shape, job.tile.ramps), dtype=np.float32)
@@ -237,12 +242,12 @@ def _digest(psfs) -> str:
 class Tiles:
     """The saved tiles of a run: sums the weighted kept blocks that fall in any output region."""
 
-    def __init__(self, plan: TilePlan, folder: Path, channels: int | None):
-        self.tiles, self.folder, self.channels = plan.tiles(), Path(folder), channels
+    def __init__(self, plan: TilePlan, folder: Path, channels: int | None, time: int | None = None):
+        self.tiles, self.folder, self.channels, self.time = plan.tiles(), Path(folder), channels, time
         self._open: dict[str, np.ndarray] = {}
 
     def load(self, channel, tile) -> np.ndarray:
-        name = tile_file(channel, tile.index)
+        name = tile_file(channel, tile.index, self.time)
         if name not in self._open:
             self._open[name] = np.load(self.folder / name, mmap_mode="r")
         return self._open[name]
@@ -270,17 +275,19 @@ class Tiles:
         for t in self.tiles:
             if t.keep[0][1] <= before:
                 for c in range(self.channels or 1):
-                    self._open.pop(tile_file(c if self.channels else None, t.index), None)
+                    self._open.pop(tile_file(c if self.channels else None, t.index, self.time), None)
 
 
 def assemble(tiles: Tiles, plan: TilePlan, writer=None):
-    """Write the blended output block by block (one tile core at a time) through ``writer``, or
-    return it as an array when ``writer`` is None."""
+    """Write the blended output (of ``tiles.time``) block by block, one tile core at a time, through
+    ``writer``; or return it as an array when ``writer`` is None."""
     if writer is None:
         return tiles.region(tuple((0, n) for n in plan.shape))
+    lead = (tiles.time,) if tiles.time is not None else ()
     for t in tiles.tiles:
         tiles.release(t.core[0][0])
-        writer.write(t.slices("core"), tiles.region(t.core))
+        writer.write(lead + t.slices("core"), tiles.region(t.core))
+    tiles.release(max(plan.shape[0], 1) + 1)
     return None
 
 
@@ -289,7 +296,7 @@ def assemble(tiles: Tiles, plan: TilePlan, writer=None):
 def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, tile=None, halo=None, overlap=None,
                      memory_limit=None, scheduler=None, client=None, workers: int | None = None, resume: bool = False,
                      overwrite: bool = False, progress: bool = False, device: str | None = None,
-                     connect_timeout: float = 5.0, **params) -> Restoration:
+                     time_axis: bool | None = None, connect_timeout: float = 5.0, **params) -> Restoration:
     """Deconvolve a large image or stack tile by tile with a tileable method, scheduled with Dask.
 
     Each tile is read with a halo (default: the PSF's size on each axis) and restored with the
@@ -335,6 +342,9 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
         Show a progress bar counting tiles.
     device : str or None
         Torch device for every tile (``"cuda"``: one tile per GPU worker); checked before any work.
+    time_axis : bool or None
+        The first axis holds time points (``(T, Z, Y, X[, C])``), each restored on its own; None:
+        when the file's metadata says so (axes starting with ``T``).
     connect_timeout : float
         Seconds to wait for a scheduler address.
     **params
@@ -361,10 +371,14 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
     t0 = time.perf_counter()
     name = _check_method(method, params, device)
     src = as_source(image)
-    psfs, spatial, channels = split_psfs(psf, tuple(src.shape))
+    if time_axis is None:
+        time_axis = str(getattr(getattr(src, "metadata", None), "axes", None) or "").startswith("T")
+    lead = 1 if time_axis else 0
+    times = src.shape[0] if time_axis else None
+    psfs, spatial, channels = split_psfs(psf, tuple(src.shape[lead:]))
     psf_list = psfs if isinstance(psfs, list) else [psfs]
     psf_shape = tuple(max(p.shape[i] for p in psf_list) for i in range(spatial))
-    shape = tuple(src.shape[:spatial])
+    shape = tuple(src.shape[lead:lead + spatial])
 
     target = check_target(output, overwrite) if output is not None else None
     partial = Path(str(target) + ".partial") if target is not None else None
@@ -374,7 +388,7 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
     engine = Engine(scheduler, client, workers, connect_timeout)
     scratch = None
     try:
-        per_channel = channels or 1
+        per_channel = (channels or 1) * (times or 1)
         plan = make_plan(shape, psf_shape, tile, halo, overlap, memory_limit, bytes_per_voxel(name),
                          concurrent=engine.concurrent, min_tiles=-(-engine.concurrent // per_channel) if tile is None else 1)
         manifest = {"input": describe(src), "shape": list(src.shape), "method": name, "params": repr(sorted(params.items())),
@@ -387,33 +401,32 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
             folder = None  # tiles come back to this process
         tiles = plan.tiles()
         jobs, reused = [], 0
-        for c in range(per_channel):
-            ch = c if channels else None
+        for k in range(per_channel):
+            tp, c = divmod(k, channels or 1)
+            tp, ch = (tp if times else None), (c if channels else None)
             for t in tiles:
-                if folder is not None and (folder / tile_file(ch, t.index)).exists():
+                if folder is not None and (folder / tile_file(ch, t.index, tp)).exists():
                     reused += 1
                     continue
                 job = TileJob(src, psf_list[c] if isinstance(psfs, list) else psfs, method, params, t, ch, device,
-                              str(folder) if folder is not None else None,
+                              str(folder) if folder is not None else None, time=tp,
                               torch_threads=None if engine.shares_memory or engine.client is not None else max(1, cpu_count() // engine.workers))
                 if isinstance(src, ArraySource) and not engine.shares_memory:
-                    job.block = src.read(t.slices("read") + ((ch,) if ch is not None else ()))
-                    job.source = None
+                    job.block, job.source = src.read(job.index("read")), None
                 jobs.append(job)
 
         out = np.zeros(tuple(src.shape), np.float32) if folder is None else None
 
         def on_done(job, result):
             if out is not None:
-                sl = job.tile.slices("keep") + ((job.channel,) if job.channel is not None else ())
-                out[sl] += result
+                out[job.index("keep")] += result
 
         from tqdm.auto import tqdm
         with tqdm(total=len(tiles) * per_channel, initial=reused, unit="tile", disable=not progress,
                   desc=f"{name} tiles") as bar:
             engine.run(jobs, on_done, bar)
 
-        result = _finish(out, folder, plan, channels, target, overwrite, getattr(src, "metadata", None))
+        result = _finish(out, folder, plan, channels, times, target, overwrite, getattr(src, "metadata", None))
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
     finally:
@@ -465,18 +478,21 @@ def _open_partial(partial: Path, manifest: dict) -> Path:
     return partial
 
 
-def _finish(out, folder, plan, channels, target, overwrite, metadata=None):
+def _finish(out, folder, plan, channels, times, target, overwrite, metadata=None):
     """The restored array (no ``target``), or the output file written from the saved tiles."""
     if folder is None:
         return out
-    tiles = Tiles(plan, folder, channels)
+    lead = (times,) if times else ()
+    shape = lead + plan.shape + ((channels,) if channels else ())
     if target is None:
-        return assemble(tiles, plan, None)
-    shape = plan.shape + ((channels,) if channels else ())
-    chunks = plan.max_core() + ((channels,) if channels else ())
+        if not times:
+            return assemble(Tiles(plan, folder, channels), plan)
+        return np.stack([assemble(Tiles(plan, folder, channels, t), plan) for t in range(times)])
+    chunks = (1,) * len(lead) + plan.max_core() + ((channels,) if channels else ())
     writer = open_output(target, shape, chunks=chunks, metadata=metadata, overwrite=overwrite)
     try:
-        assemble(tiles, plan, writer)
+        for t in range(times or 1):
+            assemble(Tiles(plan, folder, channels, t if times else None), plan, writer)
         return writer.finalize()
     except OSError as e:
         writer.abort()
