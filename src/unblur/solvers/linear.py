@@ -43,19 +43,31 @@ def tikhonov_solve(op: LinearOperator, y: torch.Tensor, lam: float = 1e-3, reg: 
 def _wiener_balance(y, op: Convolution, sigma, reg):
     """Noise-to-signal ratio for a signal power spectrum ``S_x(f) = c / |L(f)|^2``.
 
-    ``c`` is fitted on the data: in the band where the blur transfers well (``|H|^2 > 0.1``) and the
-    data are above the noise, ``(|Y|^2 / N - sigma^2) * |L|^2 / |H|^2`` is an estimate of ``c``; the
-    median is taken.  The balance is ``sigma^2 / c``.  ``op`` is the circular convolution on ``y``'s grid.
+    Rule: ``c`` is fitted on the data in the band where the blur transfers well, ``|H|^2 > 0.1`` (widened
+    to the 64 best-transferred frequencies when fewer pass, as for very long motion kernels), and the
+    data are above the noise, ``|Y|^2 / N > 2 sigma^2``: there ``(|Y|^2 / N - sigma^2) * |L|^2 / |H|^2``
+    estimates ``c``, and the median is taken (robust to the few frequencies that carry the border
+    discontinuity of a non-periodic image).  When fewer than 8 frequencies of the band are above the
+    noise, the image is mostly noise and ``c`` is taken from the whole band with ``|Y|^2 / N - sigma^2``
+    floored at ``0.1 sigma^2`` (a strong balance, never a near-inverse filter).  The balance is
+    ``sigma^2 / c``; a noise-free image (``sigma = 0``) gets ``1e-6``.  ``op`` is the circular convolution on
+    ``y``'s grid.
     """
+    if sigma <= 0:
+        return 1e-6
     shape = tuple(y.shape[2:])
     dims = tuple(range(-len(shape), 0))
     H2 = op.transfer_power()
     Sy = torch.fft.rfftn(y, dim=dims).abs() ** 2 / float(torch.tensor(shape).prod())
     L2 = op.regulariser_symbol(reg, y.dtype).expand_as(H2)
-    sel = (H2 > 0.1) & (Sy > 2 * sigma**2) & (L2 > 0)
-    if sigma <= 0 or int(sel.sum()) < 8:
-        return 1e-6
-    c = torch.median(((Sy - sigma**2) * L2 / H2)[sel])
+    flat = H2.flatten()
+    thr = min(0.1, float(torch.topk(flat, min(64, flat.numel())).values[-1]))
+    band = ((H2 >= thr) & (L2 > 0)).expand_as(Sy)
+    sel = band & (Sy > 2 * sigma**2)
+    if int(sel.sum()) < 8:
+        sel, Sy = band, Sy.clamp_min(1.1 * sigma**2)
+    ratio = ((Sy - sigma**2) * L2 / H2.clamp_min(1e-12)).expand_as(Sy)
+    c = torch.median(ratio[sel])
     return max(float(sigma**2 / c.clamp_min(1e-30)), 1e-8)
 
 
@@ -112,17 +124,28 @@ def tikhonov(image, psf, *, lam: float = 1e-3, reg: Literal["gradient", "identit
 
 
 def wiener(image, psf, *, noise_sigma: float | None = None, balance: float | None = None,
-           reg: Literal["gradient", "identity"] = "gradient", boundary: Literal["reflect", "circular", "replicate"] = "reflect",
-           channel_axis: int | None = None, device: str | None = None, return_info: bool = False):
-    """Wiener(-Hunt) deconvolution: ``argmin_x ||A x - y||^2 + balance ||L x||^2`` as a Fourier filter.
+           reg: Literal["gradient", "identity"] = "gradient",
+           boundary: Literal["valid", "reflect", "circular", "replicate"] = "valid", max_iter: int = 100,
+           tol: float = 1e-6, channel_axis: int | None = None, device: str | None = None, return_info: bool = False):
+    """Wiener(-Hunt) deconvolution: ``argmin_x ||A x - y||^2 + balance ||L x||^2``.
 
     ``reg="gradient"`` assumes a ``1/|f|^2`` image spectrum, ``"identity"`` a flat one.  Without
     ``balance``, ``balance = noise_sigma^2 / c`` with ``c`` the signal spectrum amplitude fitted on the
     data (:func:`_wiener_balance`) and ``noise_sigma`` given or estimated (wavelet MAD, per channel,
-    :func:`unblur.physics.estimate_noise_sigma`).  Non-circular boundaries use the "pad then crop"
-    filter: the image is extended by the PSF size (mirror or edge values), filtered circularly and
-    cropped, which suppresses edge ringing.  Unlike ``skimage.restoration.wiener``, whose third
-    positional argument is ``balance``, every argument after ``psf`` is keyword-only.
+    :func:`unblur.physics.estimate_noise_sigma`).
+
+    Boundaries.  ``"valid"`` (default) is the non-circulant model of a photograph: ``y`` is the valid
+    part of the blur of a larger object, and the minimiser over that object is found by conjugate
+    gradient (``max_iter``, ``tol``), then cropped.  ``"circular"`` is the exact Fourier filter;
+    ``"reflect"`` / ``"replicate"`` use the "pad then crop" filter (the image extended by the PSF size with
+    mirror or edge values, filtered circularly, cropped).  Padding invents the blurred values beyond the
+    edge; they disagree with the blur of the true scene by up to the image contrast over a band as wide
+    as the PSF, and the inverse filter amplifies that disagreement into ringing across the whole image,
+    the more so the larger the kernel (motion kernels of 35 px and more).  The fitted balance is not the
+    cause: with the valid model the same balance beats Richardson-Lucy on large camera-shake kernels,
+    while no balance rescues pad-then-crop (BENCHMARKS.md, "Non-blind methods per kernel size").
+    Unlike ``skimage.restoration.wiener``, whose third positional argument is ``balance``, every
+    argument after ``psf`` is keyword-only.
 
     Parameters
     ----------
@@ -138,13 +161,18 @@ def wiener(image, psf, *, noise_sigma: float | None = None, balance: float | Non
     reg : str
         ``"gradient"`` or ``"identity"`` (the assumed image spectrum).
     boundary : str
-        ``"reflect"`` (mirror padding), ``"replicate"`` (edge padding) or ``"circular"`` (no padding).
+        ``"valid"`` (non-circulant model, conjugate gradient), ``"reflect"`` (mirror padding),
+        ``"replicate"`` (edge padding) or ``"circular"`` (exact Fourier filter, no padding).
+    max_iter : int
+        Conjugate-gradient iterations (``boundary="valid"``).
+    tol : float
+        Conjugate-gradient relative-residual tolerance (``boundary="valid"``).
     channel_axis : int or None
         ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
     device : str or None
         Torch device, e.g. ``"cuda"`` (default: the input's, the CPU for numpy).
     return_info : bool
-        Also return a dict (balance, noise sigma, time).
+        Also return a dict (balance, noise sigma, solver, boundary, time).
 
     Examples
     --------
@@ -155,19 +183,25 @@ def wiener(image, psf, *, noise_sigma: float | None = None, balance: float | Non
     """
     t0 = time.perf_counter()
     regulariser_normal(reg)
-    require(boundary in ("circular", "reflect", "replicate"), f"wiener supports circular, reflect or replicate boundaries, not {boundary!r}",
-            "use tikhonov for the zero/valid models")
-    require(not isinstance(psf, LinearOperator), "wiener needs a PSF (it is a Fourier filter)",
+    require(boundary in ("valid", "circular", "reflect", "replicate"),
+            f"wiener supports valid, circular, reflect or replicate boundaries, not {boundary!r}",
+            "use tikhonov for the zero model")
+    require(not isinstance(psf, LinearOperator), "wiener needs a PSF (its balance is fitted in Fourier)",
             "use tikhonov or richardson_lucy with a space-varying operator")
-    problem = setup_problem(image, psf, "circular", channel_axis=channel_axis, device=device)
-    y, op = problem.y, problem.op
+    require(max_iter >= 1 and tol > 0, f"max_iter must be >= 1 and tol > 0, got {max_iter}, {tol}")
+    problem = setup_problem(image, psf, "valid" if boundary == "valid" else "circular", channel_axis=channel_axis,
+                            device=device)
+    y = problem.y
+    op = problem.op if boundary != "valid" else Convolution(problem.psf, tuple(y.shape[2:]), "circular")
     if balance is None:
         if noise_sigma is None:
             noise_sigma = estimate_noise_sigma(y)
         require(noise_sigma >= 0, f"noise_sigma must be >= 0, got {noise_sigma}")
         balance = _wiener_balance(y, op, noise_sigma, reg)
     require(balance > 0, f"balance must be > 0, got {balance}")
-    if boundary != "circular":
+    if boundary == "valid":
+        x = problem.op.regularized_inverse(y, balance, reg=reg, max_iter=max_iter, tol=tol)
+    elif boundary != "circular":
         k = op.kernel_shape
         pad = []
         for n in reversed(k):
@@ -178,7 +212,8 @@ def wiener(image, psf, *, noise_sigma: float | None = None, balance: float | Non
         x = x[(Ellipsis,) + tuple(slice(n, n + s) for n, s in zip(k, y.shape[2:]))]
     else:
         x = op.regularized_inverse(y, balance, reg=reg)
-    info = {"balance": balance, "noise_sigma": noise_sigma, "time_s": time.perf_counter() - t0, "notes": problem.notes}
+    info = {"balance": balance, "noise_sigma": noise_sigma, "solver": "cg" if boundary == "valid" else "fourier",
+            "boundary": boundary, "time_s": time.perf_counter() - t0, "notes": problem.notes}
     out = problem.output(x)
     return (out, info) if return_info else out
 
