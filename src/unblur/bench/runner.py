@@ -1,0 +1,360 @@
+"""Run the cases of a suite through the registry, in parallel with Dask, into a resumable results file.
+
+Every case calls :func:`unblur.deconvolve` (non-blind methods, given the true kernel) or
+:func:`unblur.blind_deconvolve` (blind methods) and nothing else; the metrics are those of
+:mod:`unblur.metrics` and :mod:`unblur.iqa`.  A case's record holds the metrics, the wall time, the peak
+memory, the method's resolved parameters, the seed, the unblur version and the machine.
+
+Where cases run (``scheduler``): ``"sync"`` (one after the other in this process; the default with one
+worker), ``"processes"`` (a local pool of ``workers`` processes; the default with more, so that each
+case's memory is measured in a process of its own), ``"threads"``, or the address of a
+``dask.distributed`` scheduler (``tcp://HOST:PORT``).  Each worker gives torch ``cpus // workers``
+threads.
+
+Peak memory is the largest resident-set size (RSS) of the worker process while the case ran, minus the
+RSS when it started, sampled every 5 ms (``psutil``); on a CUDA device the peak allocated CUDA memory
+is recorded as well.  With the ``threads`` scheduler, cases share a process and the RSS delta of one
+case includes its neighbours' allocations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, require
+from .cases import Case, degrade
+from .store import append_record, read_records
+from .suite import substitute
+
+RESULTS = "results.jsonl"
+
+
+def machine_info() -> dict:
+    """CPU model, cores, torch threads, GPU (name or None), OS, Python, torch and unblur versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    import torch
+
+    from .. import __version__
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "gpu": gpu,
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "torch": torch.__version__, "unblur": __version__}
+
+
+def safe_name(cid: str) -> str:
+    return hashlib.sha1(cid.encode()).hexdigest()[:16]
+
+
+class PeakRSS:
+    """Largest RSS of this process above its value at entry, sampled every ``interval`` seconds (bytes)."""
+
+    def __init__(self, interval: float = 0.005):
+        import psutil
+        self.proc, self.interval = psutil.Process(), interval
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss - self.base)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self.base = self.proc.memory_info().rss
+        self._t = threading.Thread(target=self._sample, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss - self.base)
+
+
+def _channel_axis(truth: np.ndarray, kernel) -> int | None:
+    kdim = kernel.ndim if kernel is not None else 2
+    return -1 if truth.ndim == kdim + 1 else None
+
+
+def _reblur(x: np.ndarray, k: np.ndarray, y: np.ndarray, boundary: str) -> float:
+    """RMS of ``k * x - y`` (image units): how well the restoration and its kernel explain the data."""
+    import torch
+
+    from ..physics.convolution import convolve
+    colour = x.ndim == k.ndim + 1
+    t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 0)[None] if colour else x[None, None])).float()
+    b = "reflect" if boundary == "valid" else boundary  # the restoration has the data's size
+    z = convolve(t, torch.from_numpy(np.ascontiguousarray(k)).float(), b)[0]
+    z = np.moveaxis(z.numpy(), 0, -1) if colour else z[0].numpy()
+    return float(np.sqrt(np.mean((z - y) ** 2)))
+
+
+def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, out_dir: Path | None) -> tuple[dict, list[str]]:
+    """The case's metrics (see :data:`unblur.bench.suite.METRICS`) and notes on those that could not be computed."""
+    from .. import metrics as M
+    names, opts = case.metrics, case.metric_options
+    truth, y, k = data["truth"], data["blurred"], data["kernel"]
+    x = np.asarray(restored, np.float64)
+    out: dict = {}
+    notes: list[str] = []
+    ca = _channel_axis(truth, k)
+    drange = float(opts.get("data_range", 0) or 0) or (1.0 if truth.max() <= 1.0 + 1e-6 else float(truth.max() - truth.min()))
+    if x.shape != truth.shape:
+        notes.append(f"restoration {x.shape} and truth {truth.shape} differ in shape: full-reference metrics skipped")
+        return out, notes
+    border = int(opts.get("crop", 0))
+    inner = tuple(slice(border, n - border) if border and (ca is None or i != truth.ndim - 1) else slice(None)
+                  for i, n in enumerate(truth.shape))
+    if "psnr" in names:
+        out["psnr"] = M.psnr(x[inner], truth[inner], drange)
+    if "ssim" in names:
+        win = min(7, min(s for i, s in enumerate(x[inner].shape) if ca is None or i != x.ndim - 1) // 2 * 2 - 1)
+        out["ssim"] = M.ssim(x[inner], truth[inner], drange, channel_axis=ca, win_size=max(win, 3))
+    shift_kw = {"crop": int(opts.get("shift_crop", 15)), "max_shift": float(opts.get("max_shift", 10)), "channel_axis": ca,
+                "data_range": drange}
+    if "psnr_shift" in names or "ssim_shift" in names:
+        st = M.shift_tolerant(x, truth, **shift_kw)
+        for key in ("psnr", "ssim"):
+            if f"{key}_shift" in names:
+                out[f"{key}_shift"] = st[key]
+        out["shift"] = list(st["shift"])
+    if "error_ratio" in names and case.reference is not None and out_dir is not None:
+        ref_file = out_dir / "restored" / f"{safe_name(f'{case.unit.uid}|{case.reference}')}.npy"
+        if ref_file.exists():
+            out["error_ratio"] = M.error_ratio(x, np.load(ref_file), truth, **shift_kw)
+        else:
+            notes.append(f"error ratio: the reference {case.reference!r} has no restoration for this unit (it failed)")
+    if "isnr" in names and y.shape == truth.shape:
+        out["isnr"] = M.isnr(x, y, truth)
+    if "reblur" in names:
+        kk = kernel_hat if kernel_hat is not None else k
+        if kk is not None and y.shape == x.shape:
+            out["reblur_rms"] = _reblur(x.astype(np.float32), np.asarray(kk, np.float32), y, case.unit.boundary)
+    if "kernel_error" in names and kernel_hat is not None and k is not None:
+        out["kernel_error"] = M.kernel_error(kernel_hat, k)
+    if ("niqe" in names or "brisque" in names) and x.ndim == 2 + (ca is not None):
+        from .. import iqa
+        img = np.clip(x, 0, 1)
+        if "niqe" in names:
+            try:
+                out["niqe"] = iqa.niqe(img)
+            except InputError as e:
+                notes.append(f"niqe: {e}")
+        if "brisque" in names:
+            out["brisque"] = iqa.brisque(img)
+    if "lpips" in names:
+        weights = opts.get("lpips_weights") or os.environ.get("UNBLUR_LPIPS_WEIGHTS")
+        if not weights:
+            notes.append("lpips: no weights supplied (--lpips-weights FILE or UNBLUR_LPIPS_WEIGHTS); not computed")
+        else:
+            from .. import iqa
+            out["lpips"] = iqa.lpips(x, truth, weights)
+    return out, notes
+
+
+def _threads_for(workers: int) -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, workers))
+
+
+def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: bool = False, _dep=None) -> dict:
+    """Degrade the case's unit, restore it with the case's method through the registry, measure; a record."""
+    import torch
+
+    import unblur
+    from ..registry import get_method
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out_dir) if out_dir else None
+    u = case.unit
+    rec = {"case": case.cid, "unit": u.uid, "image": u.item["name"], "kernel": u.kernel_name, "noise": u.noise,
+           "level": u.level, "method": case.method.method, "label": case.method.label, "seed": case.seed,
+           "kind": case.kind, "ok": False, "metrics": {}, "notes": []}
+    t_start = time.time()
+    try:
+        data = degrade(u)
+        m = get_method(case.method.method)
+        k = data["kernel"]
+        values = {"sigma": data["sigma"] if data["sigma"] is not None else None,
+                  "kernel_size": int(max(k.shape)) if k is not None else None, "seed": case.seed}
+        params = substitute(case.method.params, values)
+        names = {p.name for p in m.params}
+        if "progress" in names:
+            params.setdefault("progress", False)
+        if "seed" in names and m.capabilities.stochastic:
+            params.setdefault("seed", case.seed)
+        y = data["blurred"]
+        with PeakRSS() as mem:
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            if case.kind == "blind":
+                res = unblur.blind_deconvolve(y, method=m.name, **params)
+            else:
+                require(k is not None, f"{u.item['name']} has no kernel for the non-blind method {m.name}",
+                        "give the dataset its kernels or choose a blind method")
+                res = unblur.deconvolve(y, k, method=m.name, **params)
+            wall = time.perf_counter() - t0
+        restored = np.asarray(res.image, np.float32)
+        kernel_hat = res.kernel if case.kind == "blind" else None
+        if kernel_hat is None and case.kind == "blind":
+            kernel_hat = res.info.get("kernel")
+        if kernel_hat is not None:
+            kernel_hat = np.asarray(kernel_hat.detach().cpu().numpy() if hasattr(kernel_hat, "detach") else kernel_hat, np.float32)
+            kernel_hat = np.squeeze(kernel_hat)
+        if out is not None and (save or case.reference is None):
+            (out / "restored").mkdir(exist_ok=True)
+            np.save(out / "restored" / f"{safe_name(case.cid)}.npy", restored)
+        if out is not None and kernel_hat is not None:
+            (out / "kernels").mkdir(exist_ok=True)
+            np.save(out / "kernels" / f"{safe_name(case.cid)}.npy", kernel_hat)
+        metrics, notes = compute_metrics(case, data, restored, kernel_hat, out)
+        metrics["time_s"] = wall
+        metrics["peak_mem_mb"] = mem.peak / 2**20
+        if torch.cuda.is_available():
+            metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        info = res.info
+        iters = info.get("iterations", info.get("num_iter", info.get("params", {}).get("num_iter")))
+        if "throughput" in case.metrics and iters:
+            metrics["iterations"] = int(iters)
+            metrics["it_per_s"] = float(iters) / wall
+            metrics["mvox_it_per_s"] = float(iters) * y.size / wall / 1e6
+        if "nfe" in info:
+            metrics["nfe"] = info["nfe"]
+        rec.update(ok=True, metrics=metrics, notes=notes, sigma=data["sigma"], shape=list(y.shape),
+                   params={k2: v for k2, v in info.get("params", params).items() if isinstance(v, (int, float, str, bool, type(None)))})
+    except Exception as e:  # a failing method is a result, not the end of the run
+        rec.update(ok=False, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=6))
+    rec["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+    rec["elapsed_s"] = time.time() - t_start
+    rec["machine"] = machine_info()
+    return rec
+
+
+def pending(cases: list[Case], results: Path) -> list[Case]:
+    """Cases whose id has no record in ``results`` yet."""
+    done = {r.get("case") for r in read_records(results)}
+    return [c for c in cases if c.cid not in done]
+
+
+def run_cases(cases: list[Case], out_dir: Path, workers: int = 1, scheduler: str | None = None, progress: bool = True,
+              save_units: set[str] = frozenset(), on_record=None) -> int:
+    """Run ``cases`` (those not yet in ``out_dir/results.jsonl``), appending one record per case; returns the count run."""
+    from tqdm import tqdm
+    out_dir = Path(out_dir)
+    results = out_dir / RESULTS
+    todo = pending(cases, results)
+    if not todo:
+        return 0
+    require(workers >= 1, f"workers must be >= 1, got {workers}", "give --workers 1 or more")
+    scheduler = scheduler or ("sync" if workers == 1 else "processes")
+    threads = _threads_for(workers)
+    bar = tqdm(total=len(cases), initial=len(cases) - len(todo), desc="cases", unit="case", disable=not progress,
+               dynamic_ncols=True)
+
+    def done(rec):
+        append_record(results, rec)
+        if on_record is not None:
+            on_record(rec)
+        bar.update(1)
+        if not rec["ok"]:
+            bar.write(f"failed: {rec['case']}: {rec.get('error')}")
+
+    try:
+        if scheduler in ("sync", "threads", "processes"):
+            _run_local(todo, out_dir, workers, scheduler, threads, save_units, done)
+        else:
+            _run_distributed(todo, out_dir, scheduler, threads, save_units, done)
+    finally:
+        bar.close()
+    return len(todo)
+
+
+def _graph(todo, out_dir, threads, save_units):
+    """Dask tasks: a case whose error-ratio reference also runs now waits for it."""
+    import dask
+    tasks, keys = {}, {}
+    refs = {c.cid: c for c in todo if c.reference is None}
+    for c in sorted(todo, key=lambda c: c.reference is not None):
+        dep = None
+        if c.reference is not None:
+            dep = tasks.get(f"{c.unit.uid}|{c.reference}")
+        key = f"unblur-case-{safe_name(c.cid)}"
+        tasks[c.cid] = dask.delayed(run_case, pure=False)(c, str(out_dir), threads, c.unit.uid in save_units, dep,
+                                                          dask_key_name=key)
+        keys[key] = c
+    del refs
+    return tasks, keys
+
+
+def _run_local(todo, out_dir, workers, scheduler, threads, save_units, done):
+    import dask
+    from dask.callbacks import Callback
+    tasks, keys = _graph(todo, out_dir, threads, save_units)
+
+    class Record(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            if key in keys:
+                done(result)
+
+    kw = {"num_workers": workers} if scheduler != "sync" else {}
+    if scheduler == "processes":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        ctx = multiprocessing.get_context("spawn")  # torch is not fork-safe once its thread pool started
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool, Record():
+            dask.compute(*tasks.values(), scheduler="processes", pool=pool)
+        return
+    before = None
+    if scheduler == "sync":
+        import torch
+        before = torch.get_num_threads()
+    try:
+        with Record():
+            dask.compute(*tasks.values(), scheduler=scheduler, **kw)
+    finally:
+        if before is not None:
+            import torch
+            torch.set_num_threads(before)
+
+
+def _run_distributed(todo, out_dir, address, threads, save_units, done):
+    from distributed import as_completed
+
+    from ..tiling.engine import connect
+    client = connect(address, 5.0)
+    try:
+        futures = {}
+        by_cid = {}
+        for c in sorted(todo, key=lambda c: c.reference is not None):
+            dep = by_cid.get(f"{c.unit.uid}|{c.reference}") if c.reference is not None else None
+            f = client.submit(run_case, c, str(out_dir), threads, c.unit.uid in save_units, dep, pure=False,
+                              key=f"unblur-case-{safe_name(c.cid)}")
+            futures[f] = c
+            by_cid[c.cid] = f
+        for fut in as_completed(list(futures)):
+            done(fut.result())
+    finally:
+        client.close()

@@ -1,0 +1,104 @@
+"""Tables of a run: per condition (noise level) and method, the mean, standard deviation and count of each metric."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+#: metric key -> (column title, format, better: "high" / "low" / None)
+COLUMNS = OrderedDict([
+    ("psnr", ("PSNR (dB)", "{:.2f}", "high")),
+    ("ssim", ("SSIM", "{:.3f}", "high")),
+    ("psnr_shift", ("PSNR shift-tol. (dB)", "{:.2f}", "high")),
+    ("ssim_shift", ("SSIM shift-tol.", "{:.3f}", "high")),
+    ("error_ratio", ("error ratio", "{:.2f}", "low")),
+    ("isnr", ("ISNR (dB)", "{:.2f}", "high")),
+    ("reblur_rms", ("re-blur RMS", "{:.4f}", None)),
+    ("kernel_error", ("kernel error", "{:.3f}", "low")),
+    ("niqe", ("NIQE", "{:.2f}", "low")),
+    ("brisque", ("BRISQUE", "{:.1f}", "low")),
+    ("lpips", ("LPIPS", "{:.3f}", "low")),
+    ("time_s", ("time (s)", "{:.2f}", "low")),
+    ("peak_mem_mb", ("peak RSS (MiB)", "{:.0f}", "low")),
+    ("cuda_peak_mb", ("CUDA peak (MiB)", "{:.0f}", "low")),
+    ("it_per_s", ("iterations/s", "{:.1f}", "high")),
+    ("mvox_it_per_s", ("Mvoxel-it/s", "{:.1f}", "high")),
+    ("nfe", ("NFE", "{:.0f}", None)),
+])
+
+
+def condition_of(rec: dict) -> str:
+    """The table a record belongs to: its noise model and level."""
+    lv = rec.get("level")
+    if rec.get("noise") in (None, "given"):
+        return "given data"
+    if rec.get("noise") == "none":
+        return "no noise"
+    if isinstance(lv, list):
+        return f"{rec['noise']} alpha={lv[0]:g} beta={lv[1]:g}"
+    if rec.get("noise") == "gaussian":
+        return f"gaussian sigma={lv:g} ({lv * 255:.3g}/255)"
+    return f"{rec['noise']} gain={lv:g}"
+
+
+def _stats(values: list[float]) -> dict:
+    v = np.array([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"mean": None, "std": None, "n": 0, "median": None}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "n": int(v.size),
+            "median": float(np.median(v))}
+
+
+def summarize(records: list[dict], labels: list[str] | None = None) -> dict:
+    """``{condition: {label: {metric: {mean, std, n, median}, "_ok": n, "_failed": n}}}`` in method order."""
+    labels = labels or list(OrderedDict.fromkeys(r["label"] for r in records))
+    out: dict = OrderedDict()
+    for cond in OrderedDict.fromkeys(condition_of(r) for r in records):
+        table = OrderedDict()
+        for lab in labels:
+            rs = [r for r in records if condition_of(r) == cond and r["label"] == lab]
+            if not rs:
+                continue
+            ok = [r for r in rs if r.get("ok")]
+            row = {"_ok": len(ok), "_failed": len(rs) - len(ok)}
+            for key in COLUMNS:
+                vals = [r["metrics"].get(key) for r in ok if key in r["metrics"]]
+                if vals:
+                    row[key] = _stats(vals)
+            if "error_ratio" in row:
+                er = [r["metrics"]["error_ratio"] for r in ok if "error_ratio" in r["metrics"]]
+                row["_er_le3"] = float(np.mean(np.array(er) <= 3.0))
+            table[lab] = row
+        out[cond] = table
+    return out
+
+
+def columns_present(table: dict) -> list[str]:
+    return [k for k in COLUMNS if any(k in row for row in table.values())]
+
+
+def fmt(stat: dict | None, key: str, spread: bool = True) -> str:
+    if not stat or stat.get("mean") is None:
+        return "-"
+    f = COLUMNS[key][1]
+    s = f.format(stat["mean"])
+    if spread and stat["n"] > 1:
+        s += " ± " + f.format(stat["std"])
+    return s
+
+
+def markdown_tables(summary: dict, spread: bool = True) -> str:
+    """One markdown table per condition (mean ± standard deviation over the images; n = cases)."""
+    parts = []
+    for cond, table in summary.items():
+        cols = columns_present(table)
+        head = ["method"] + [COLUMNS[c][0] for c in cols] + ["n"]
+        lines = [f"**{cond}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for lab, row in table.items():
+            n = f"{row['_ok']}" + (f" ({row['_failed']} failed)" if row["_failed"] else "")
+            lines.append("| " + " | ".join([lab] + [fmt(row.get(c), c, spread) for c in cols] + [n]) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
