@@ -4,7 +4,10 @@ Each reference is the 64x64 crop ``[96:160, 96:160]`` of the method's result on
 ``examples/blurred.tif`` with ``examples/psf.tif`` (float32 ``.npy`` in ``tests/golden/``).  They pin
 the numbers, next to the PSNR-gain tests of ``test_solvers.py`` that pin the quality.  Tolerance:
 ``max |result - reference| <= 1e-4`` (image in [0, 1]; FFT backends and thread counts move float32
-results by ~1e-6).  Regenerate after an intended change of a method with::
+results by ~1e-6), except RL-TV: its TV gradient ``grad x / sqrt(|grad x|^2 + eps^2)`` with
+``eps = 1e-3`` amplifies float32 round-off over 25 iterations (two exact OTFs that differ by 1e-7,
+from torch's and scipy's FFT or from two FFT grid sizes, move the crop by up to 6e-4), so its bound
+is 1e-3.  Regenerate after an intended change of a method with::
 
     UNBLUR_REGENERATE_GOLDEN=1 python -m pytest tests/test_golden.py
 """
@@ -22,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CROP = (slice(96, 160), slice(96, 160))
 TOL = 1e-4
+TOL_METHOD = {"rl_tv": 1e-3}
 
 METHODS = {
     "rl": lambda y, p: richardson_lucy(y, p, 30),
@@ -47,4 +51,4 @@ def test_golden(example, name):
     if os.environ.get("UNBLUR_REGENERATE_GOLDEN"):
         np.save(path, crop)
     ref = np.load(path)
-    assert np.abs(crop - ref).max() <= TOL, f"{name}: max deviation {np.abs(crop - ref).max():.2e}"
+    assert np.abs(crop - ref).max() <= TOL_METHOD.get(name, TOL), f"{name}: max deviation {np.abs(crop - ref).max():.2e}"

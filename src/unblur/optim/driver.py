@@ -25,6 +25,16 @@ A solver supplies one step ``step(v, it) -> (x_new, model)``: the new iterate co
 
 The driver holds references to ``x_k``, ``x_{k-1}`` and (accelerated runs only) two step vectors; it
 allocates no image-sized array of its own in the plain case, so in-place steps keep their speed.
+
+**Multiplicative steps** (EM algorithms such as Richardson-Lucy: ``x_{k+1} = v * q(v)``) may
+declare ``step.multiplicative = True`` and return the factor ``q`` instead of ``x_{k+1}``; they
+provide ``step.point_buffer()``, an object-shaped tensor (e.g. a view of an FFT grid) where the
+driver writes the point ``v`` before calling ``step(buffer, it)``.  The driver then owns the
+iterate and updates it in place, in slabs, fused with the Biggs-Andrews bookkeeping: the state is
+``x_k``, ``h_k = x_k - x_{k-1}`` and ``g_{k-1}`` (the extrapolated point is recomputed from them,
+``v = project(x_k + alpha h_k)``), three object-sized arrays for an accelerated run and one for a
+plain run; the relative change is accumulated in the same pass.  ``x`` passed to the callback is
+then updated in place by later iterations (copy it to keep it).
 """
 
 from __future__ import annotations
@@ -91,11 +101,15 @@ class StoppingRule:
         """True when the rule reads the model ``A x`` (the discrepancy rules)."""
         return self.rule in ("discrepancy", "poisson-discrepancy")
 
-    def __call__(self, x_new, x_old, Ax=None, y=None) -> str | None:
+    def __call__(self, x_new, x_old, Ax=None, y=None, change: tuple[float, float] | None = None) -> str | None:
+        """Check the rule; ``change = (||x_new - x_old||^2, ||x_old||^2)`` when the caller has the norms."""
         if self.rule is None:
             return None
         if self.rule == "relative-change":
-            self.value = float((x_new - x_old).norm() / x_old.norm().clamp_min(1e-30))
+            if change is not None:
+                self.value = math.sqrt(change[0]) / max(math.sqrt(change[1]), 1e-30)
+            else:
+                self.value = float((x_new - x_old).norm() / x_old.norm().clamp_min(1e-30))
             return "relative-change" if self.value < self.tol else None
         if self.rule == "discrepancy":
             self.value = float(((Ax - y) ** 2).mean() / self.sigma**2)
@@ -106,7 +120,7 @@ class StoppingRule:
 
 def iterate(step: Callable, x0: torch.Tensor, num_iter: int, *, y: torch.Tensor | None = None,
             stop: StoppingRule | None = None, acceleration: str | None = None, project: Callable | None = None,
-            progress: Progress | None = None, info: Callable | None = None):
+            progress: Progress | None = None, info: Callable | None = None, overwrite_x0: bool = False):
     """Run ``x_{k+1}, model = step(v_k, k)`` up to ``num_iter`` times (module docstring).
 
     Parameters
@@ -126,6 +140,8 @@ def iterate(step: Callable, x0: torch.Tensor, num_iter: int, *, y: torch.Tensor 
     progress : Progress, optional
     info : callable ``(it) -> dict``, optional
         Extra values shown with the progress bar and passed to the callback.
+    overwrite_x0 : bool
+        A multiplicative step may update ``x0`` itself in place (saves a copy); otherwise it is copied.
 
     Returns
     -------
@@ -138,6 +154,10 @@ def iterate(step: Callable, x0: torch.Tensor, num_iter: int, *, y: torch.Tensor 
     require(acceleration in ACCELERATIONS, f"unknown acceleration {acceleration!r}",
             "use 'biggs-andrews', 'nesterov' or 'none'")
     accel = None if acceleration == "none" else acceleration
+    if getattr(step, "multiplicative", False):
+        require(accel != "nesterov", "a multiplicative step takes Biggs-Andrews acceleration or none")
+        return _iterate_multiplicative(step, x0, num_iter, y=y, stop=stop, accelerate=accel == "biggs-andrews",
+                                       project=project, progress=progress, info=info, overwrite_x0=overwrite_x0)
     x = x_prev = x0
     g1 = g2 = None          # Biggs-Andrews: the last two steps
     t = 1.0                 # Nesterov: momentum sequence
@@ -160,6 +180,83 @@ def iterate(step: Callable, x0: torch.Tensor, num_iter: int, *, y: torch.Tensor 
         x_prev, x = x, x_new
         n_done = it + 1
         reason = stop(x, x_prev, model, y) if stop is not None else None
+        if progress is not None:
+            extra = dict(info(it)) if info is not None else {}
+            if stop is not None and stop.rule:
+                extra["stop_value"] = stop.value
+            progress.update(it, x, **extra)
+        if reason:
+            stopped = reason
+            break
+    return x, {"iterations": n_done, "stopped_by": stopped}
+
+
+def _slabs(x: torch.Tensor, size: int = 1 << 20):
+    """Index tuples cutting ``x`` into slabs of about ``size`` elements along the first axes."""
+    lead = x.shape[:-1]
+    per = max(1, x.shape[-1])
+    rows = max(1, size // per)
+    if x.ndim >= 3:  # slab along axis ndim - 2 (rows of the last two axes), looping over the axes before it
+        n = x.shape[-2]
+        for idx in torch.cartesian_prod(*[torch.arange(m) for m in lead[:-1]]).reshape(-1, len(lead) - 1).tolist():
+            for i in range(0, n, rows):
+                yield tuple(idx) + (slice(i, i + rows),)
+    else:
+        for i in range(0, x.shape[0], rows):
+            yield (slice(i, i + rows),)
+
+
+def _iterate_multiplicative(step, x0, num_iter, *, y, stop, accelerate, project, progress, info, overwrite_x0):
+    """:func:`iterate` for a multiplicative step (module docstring): ``x_{k+1} = v_k * q(v_k)`` in place."""
+    x = x0 if overwrite_x0 else x0.clone()
+    h = g = None
+    gg_prev = gg_cross = gg_prev_old = None   # <g_{k-1}, g_{k-1}>, <g_{k-1}, g_{k-2}>, <g_{k-2}, g_{k-2}>
+    want_change = stop is not None and stop.rule == "relative-change"
+    stopped, n_done = "num_iter", 0
+    for it in range(num_iter):
+        alpha = None
+        if accelerate and gg_cross is not None:
+            alpha = min(max(gg_cross / max(gg_prev_old, 1e-30), 0.0), 0.999)
+        buf = step.point_buffer()
+        if alpha is None:
+            buf.copy_(x)
+        else:
+            torch.add(x, h, alpha=alpha, out=buf)
+            if project is not None:
+                for sl in _slabs(buf):
+                    buf[sl] = project(buf[sl])
+        q, model = step(buf, it)
+        change = old = 0.0
+        if not accelerate and not want_change:
+            x.mul_(q)
+        else:
+            if accelerate and h is None:
+                h, g = torch.empty_like(x), torch.empty_like(x)
+            cross = new = 0.0
+            for sl in _slabs(x):
+                xs, qs = x[sl], q[sl]
+                v = xs if alpha is None else torch.add(xs, h[sl], alpha=alpha)
+                if alpha is not None and project is not None:
+                    v = project(v)
+                xn = v * qs
+                if accelerate:
+                    gs = xn - v
+                    if gg_prev is not None:
+                        cross += float(torch.dot(gs.flatten(), g[sl].flatten()))
+                    new += float(torch.dot(gs.flatten(), gs.flatten()))
+                    g[sl] = gs
+                    d = torch.sub(xn, xs, out=h[sl])
+                else:
+                    d = xn - xs
+                if want_change:
+                    change += float(torch.dot(d.flatten(), d.flatten()))
+                    old += float(torch.dot(xs.flatten(), xs.flatten()))
+                xs.copy_(xn)
+            if accelerate:
+                gg_cross = cross if gg_prev is not None else None
+                gg_prev_old, gg_prev = gg_prev, new
+        n_done = it + 1
+        reason = stop(x, None, model, y, change=(change, old)) if stop is not None else None
         if progress is not None:
             extra = dict(info(it)) if info is not None else {}
             if stop is not None and stop.rule:

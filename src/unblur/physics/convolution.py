@@ -20,9 +20,10 @@ Boundaries (``boundary=``):
     beyond the image edge and crop it at the end, which removes edge ringing
     (Bertero & Boccacci 2005; the masked update of scikit-image#3859).
 
-The PSF transform is computed once (at construction, and again by ``update_kernel``) on an FFT grid of "fast" size (products
-of 2, 3, 5: ``scipy.fft.next_fast_len(n, real=True)``) for the non-circular modes; ``"zero"``
-needs only ``n + k // 2`` per axis (the object sits at the grid origin), the others ``n + k - 1``.
+The PSF transform is computed on first use (and again after ``update_kernel``) on an FFT grid
+chosen by a measured cost model of pocketfft (:func:`fft_grid_shape`: 11-smooth sizes, traded
+against their number of points) for the non-circular modes; ``"zero"`` needs only ``n + k // 2``
+per axis (the object sits at the grid origin), the others ``n + k - 1``.
 
 FFT backend: on the CPU, when no gradient has to flow through the operator, the transforms run in
 ``scipy.fft`` (pocketfft, ``workers = torch.get_num_threads()``) on zero-copy numpy views; it is
@@ -41,6 +42,7 @@ and channel); size-1 axes broadcast (an image batch of 1 with B PSFs gives B blu
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -54,15 +56,64 @@ from .operator import SOLVE_METHODS, LinearOperator, regulariser_normal
 BOUNDARIES = ("circular", "zero", "replicate", "reflect", "valid")
 
 
+#: Cost model of pocketfft's 1-D transforms, per point: a constant plus a weight per prime factor
+#: (fitted to timings of every 11-smooth length 16-1200 on one core: ``benchmarks/rl_memory.py
+#: --fft-sizes``; BENCHMARKS.md).  Per grid point and per convolution the elementwise passes add
+#: about ``_ELEMENTWISE`` in the same units.
+_FFT_BASE, _RADIX_COST, _ELEMENTWISE = 0.78, {2: 0.096, 3: 0.226, 5: 0.309, 7: 0.416, 11: 0.617}, 4.0
+
+
+def _length_cost(n: int) -> float | None:
+    """Modelled cost per point of a length-``n`` FFT, or None when ``n`` is not 11-smooth."""
+    cost, m = _FFT_BASE, int(n)
+    for p, w in _RADIX_COST.items():
+        while m % p == 0:
+            m //= p
+            cost += w
+    return cost if m == 1 else None
+
+
 def _fast_len(n: int) -> int:
-    """FFT length used by :class:`Convolution`: scipy's fast real-FFT size (5-smooth) >= n."""
-    return int(_sfft.next_fast_len(int(n), real=True))
+    """Cheapest length >= ``n`` for a 1-D transform under the cost model (``n * cost(n)`` minimal)."""
+    return fft_grid_shape((n,))[0]
+
+
+def fft_grid_shape(minimum: tuple[int, ...]) -> tuple[int, ...]:
+    """FFT grid >= ``minimum`` on every axis with the lowest modelled cost of one convolution.
+
+    ``cost = prod(n) * (2 sum_a c(n_a) + E)`` with ``c`` the per-point cost of a length-``n``
+    transform (:func:`_length_cost`; the last, real axis counts half) and ``E`` the elementwise
+    work: the size is traded against how well it factorises (11-smooth sizes such as 1056 can beat
+    the next 5-smooth size, 1080).  Candidates: the 8 cheapest-per-point smooth sizes within 30%.
+    """
+    cands = []
+    for a, m in enumerate(minimum):
+        m = max(1, int(m))
+        sizes = [n for n in range(m, int(1.3 * m) + 12) if _length_cost(n) is not None]
+        weight = 0.5 if a == len(minimum) - 1 else 1.0
+        sizes.sort(key=lambda n: n * _length_cost(n))
+        cands.append([(n, weight * _length_cost(n)) for n in sizes[:8]])
+    best, best_cost = None, np.inf
+    for combo in itertools.product(*cands):
+        cost = float(np.prod([n for n, _ in combo])) * (2 * sum(c for _, c in combo) + _ELEMENTWISE)
+        if cost < best_cost:
+            best, best_cost = tuple(n for n, _ in combo), cost
+    return best
 
 
 def psf_to_otf(psf: torch.Tensor, fft_shape: tuple[int, ...]) -> torch.Tensor:
-    """Real FFT of ``psf`` zero-padded to ``fft_shape`` with its centre (``n // 2``) moved to the origin."""
+    """Real FFT of ``psf`` zero-padded to ``fft_shape`` with its centre (``n // 2``) moved to the origin.
+
+    On the CPU without autograd the PSF is written once into the wrapped positions of the grid (one
+    grid and one spectrum in memory); otherwise pad and roll.
+    """
     d = len(fft_shape)
     k = psf.shape[-d:]
+    if _scipy_ok(psf):
+        big = np.zeros(tuple(psf.shape[:-d]) + tuple(fft_shape), dtype=np.float32 if psf.dtype == torch.float32 else np.float64)
+        idx = np.ix_(*[(np.arange(n) - n // 2) % s for n, s in zip(k, fft_shape)])
+        big[(Ellipsis,) + idx] = psf.detach().numpy()
+        return torch.fft.rfftn(torch.from_numpy(big), dim=tuple(range(-d, 0)))
     pad = []
     for n, s in zip(reversed(k), reversed(fft_shape)):
         pad += [0, s - n]
@@ -90,6 +141,10 @@ def _fft_backend() -> str:
     return "torch" if mode == "torch" else "auto"
 
 
+def _workers() -> int:
+    return max(1, torch.get_num_threads())
+
+
 def _scipy_ok(*tensors: torch.Tensor) -> bool:
     """True when the scipy FFT path may be used: CPU tensors and no gradient needed through them."""
     if _fft_backend() == "torch":
@@ -99,8 +154,19 @@ def _scipy_ok(*tensors: torch.Tensor) -> bool:
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
-def fft_convolve(x: torch.Tensor, otf: torch.Tensor, fft_shape: tuple[int, ...]) -> torch.Tensor:
-    """``irfftn(rfftn(x, s=fft_shape) * otf)`` over the trailing ``len(fft_shape)`` axes.
+def _mul_spectrum(X: np.ndarray, otf: np.ndarray, conj: bool, axis: int) -> None:
+    """``X *= otf`` (or ``conj(otf)``) in place, in slabs along ``axis`` (no spectrum-sized temporary)."""
+    n = X.shape[axis]
+    step = max(1, n * (1 << 18) // max(X.size, 1))
+    for i in range(0, n, step):
+        sl = (Ellipsis, slice(i, i + step)) + (slice(None),) * (-axis - 1)
+        o = otf[sl] if otf.shape[axis] > 1 else otf
+        X[sl] *= np.conj(o) if conj else o
+
+
+def fft_convolve(x: torch.Tensor, otf: torch.Tensor, fft_shape: tuple[int, ...], conj: bool = False) -> torch.Tensor:
+    """``irfftn(rfftn(x, s=fft_shape) * otf)`` over the trailing ``len(fft_shape)`` axes (``conj(otf)``
+    when ``conj``: the adjoint).
 
     ``x`` is zero-padded at the end of each axis up to ``fft_shape``.  Uses scipy's pocketfft on
     the CPU when no gradient is needed (see module docstring), torch otherwise.
@@ -108,11 +174,15 @@ def fft_convolve(x: torch.Tensor, otf: torch.Tensor, fft_shape: tuple[int, ...])
     d = len(fft_shape)
     dims = tuple(range(-d, 0))
     if _scipy_ok(x, otf):
-        workers = max(1, torch.get_num_threads())
+        workers = _workers()
         o = otf.detach().numpy()
         X = _sfft.rfftn(x.detach().numpy(), s=fft_shape, axes=dims, workers=workers)
-        X = X * o if X.shape != np.broadcast_shapes(X.shape, o.shape) else X.__imul__(o)  # in place unless broadcasting
+        if X.shape == np.broadcast_shapes(X.shape, o.shape):
+            _mul_spectrum(X, o, conj, -d)
+        else:
+            X = X * (np.conj(o) if conj else o)
         return torch.from_numpy(_sfft.irfftn(X, s=fft_shape, axes=dims, workers=workers, overwrite_x=True))
+    otf = otf.conj() if conj else otf
     X = torch.fft.rfftn(x, s=fft_shape, dim=dims)
     if not torch.is_grad_enabled() and X.dtype == torch.result_type(X, otf) and X.shape == torch.broadcast_shapes(X.shape, otf.shape):
         X.mul_(otf)
@@ -174,19 +244,19 @@ class Convolution(LinearOperator):
             # object at the origin of a grid long enough that the circular wrap only reads zeros:
             # outputs [0, n) read inputs [-(k-1-c), n-1+c], so n + max(c, k-1-c) = n + k//2 suffices
             self.in_shape = self.out_shape
-            self.fft_shape = tuple(_fast_len(n + m // 2) for n, m in zip(self.out_shape, k))
+            self.fft_shape = fft_grid_shape(tuple(n + m // 2 for n, m in zip(self.out_shape, k)))
             self.crop_start = (0,) * d
         elif boundary == "valid":
             self.in_shape = tuple(n + m - 1 for n, m in zip(self.out_shape, k))
-            self.fft_shape = tuple(_fast_len(n) for n in self.in_shape)
+            self.fft_shape = fft_grid_shape(self.in_shape)
             self.crop_start = self.pad_before
         else:
             self.in_shape = self.out_shape
             ext = tuple(n + m - 1 for n, m in zip(self.out_shape, k))
-            self.fft_shape = tuple(_fast_len(n) for n in ext)
+            self.fft_shape = fft_grid_shape(ext)
             self.crop_start = self.pad_before
-        self.otf = psf_to_otf(psf, self.fft_shape)
-        self._otf_conj = self.otf.conj().resolve_conj()
+        self._otf = None  # computed on first use (:attr:`otf`); the in-place RL loop may never need it
+        self.__dict__.pop("_otf_conj_cache", None)
         self._otf_power = None
         self._clear_cache()
 
@@ -199,8 +269,22 @@ class Convolution(LinearOperator):
         self._build(psf)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _fft_conv(self, x: torch.Tensor, otf: torch.Tensor) -> torch.Tensor:
-        return fft_convolve(x, otf, self.fft_shape)
+    @property
+    def otf(self) -> torch.Tensor:
+        """The PSF's real-FFT transfer function on ``fft_shape`` (:func:`psf_to_otf`), computed on first use."""
+        if self._otf is None:
+            self._otf = psf_to_otf(self.psf, self.fft_shape)
+        return self._otf
+
+    @property
+    def _otf_conj(self) -> torch.Tensor:
+        """``conj(otf)`` as a plain tensor, made on first use (the operator's own adjoint does not need it)."""
+        if "_otf_conj_cache" not in self.__dict__:
+            self._otf_conj_cache = self.otf.conj().resolve_conj()
+        return self._otf_conj_cache
+
+    def _fft_conv(self, x: torch.Tensor, conj: bool = False) -> torch.Tensor:
+        return fft_convolve(x, self.otf, self.fft_shape, conj=conj)
 
     def _crop(self, z: torch.Tensor) -> torch.Tensor:
         sl = tuple(slice(s, s + n) for s, n in zip(self.crop_start, self.out_shape))
@@ -243,11 +327,11 @@ class Convolution(LinearOperator):
     # -- operator ----------------------------------------------------------------------------
     def A(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x, self.in_shape, "object")
-        return self._crop(self._fft_conv(self._extend(x), self.otf))
+        return self._crop(self._fft_conv(self._extend(x)))
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
         self._check(y, self.out_shape, "data")
-        return self._extend_adjoint(self._fft_conv(self._embed(y), self._otf_conj))
+        return self._extend_adjoint(self._fft_conv(self._embed(y), conj=True))
 
     def data_grid(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A zero array on the FFT grid shaped like ``like`` (data-shaped, ``(B, C, *out_shape)``) and
@@ -260,7 +344,7 @@ class Convolution(LinearOperator):
 
     def A_adjoint_grid(self, grid: torch.Tensor) -> torch.Tensor:
         """:meth:`A_adjoint` of data already embedded in a grid from :meth:`data_grid`."""
-        return self._extend_adjoint(self._fft_conv(grid, self._otf_conj))
+        return self._extend_adjoint(self._fft_conv(grid, conj=True))
 
     # -- exact solves (circular boundary: A is diagonal in Fourier) ----------------------------------
     @property
@@ -331,6 +415,184 @@ class Convolution(LinearOperator):
         for b, a in zip(reversed(self.pad_before), reversed(self.pad_after)):
             pad += [b, a]
         return _pad_nd(y, pad, "replicate")
+
+
+class FFTGrid:
+    """One complex64 buffer in which a :class:`Convolution` is applied in place (CPU, no autograd).
+
+    The buffer holds the real FFT spectrum ``(*lead, *fft_shape[:-1], n // 2 + 1)``; its float32
+    view ``real`` (last axis ``2 (n // 2 + 1)``, of which the first ``n`` values are used) is the
+    real grid, as in FFTW's in-place real transforms.  :meth:`convolve` transforms ``real`` to the
+    spectrum in place (real-to-complex along the last axis in slabs, complex FFTs over the other
+    axes in place), multiplies by the OTF (or its conjugate) and transforms back, so a convolution
+    needs this one buffer, the OTF and slab-sized temporaries.
+
+    Views (torch tensors sharing the buffer): ``grid`` (``fft_shape``), ``object`` (``in_shape`` at
+    the origin: where ``x`` goes and where ``A^T`` leaves its result) and ``window`` (``out_shape``
+    at ``crop_start``: where ``A x`` is read and where data go before ``A^T``).
+    """
+
+    def __init__(self, op: "Convolution", lead: tuple[int, ...], otf: str = "stored"):
+        require(otf in ("stored", "computed"), f"unknown OTF mode {otf!r}", "use 'stored' or 'computed'")
+        self.op = op
+        self.planes = None
+        if otf == "computed":
+            psf = op.psf.detach().double().numpy()
+            self.planes = {(b, c): SeparableOTF(psf[b, c], op.fft_shape)
+                           for b in range(psf.shape[0]) for c in range(psf.shape[1])}
+        fs = op.fft_shape
+        nh = fs[-1] // 2 + 1
+        self.spectrum = np.zeros(tuple(lead) + tuple(fs[:-1]) + (nh,), np.complex64)
+        real = self.spectrum.view(np.float32)[..., : fs[-1]]
+        self.grid = torch.from_numpy(real)
+        d = op.spatial_ndim
+        self.object = self.grid[(Ellipsis,) + tuple(slice(0, n) for n in op.in_shape)]
+        self.window = self.grid[(Ellipsis,) + tuple(slice(s, s + n) for s, n in zip(op.crop_start, op.out_shape))]
+        self._rows = self.spectrum.reshape(-1, nh)                      # complex rows (a view)
+        self._real_rows = self.spectrum.view(np.float32).reshape(-1, 2 * nh)[:, : fs[-1]]
+        self._step = max(1, (1 << 18) // nh)                             # rows per slab (~2 MB)
+        self._axes = tuple(range(-d, -1))
+
+    def _zero_outside(self, start, size) -> None:
+        """Zero the grid outside the box ``[start, start + size)`` (slabs along each axis)."""
+        g = self.grid
+        for ax, (s, n, f) in enumerate(zip(start, size, self.op.fft_shape)):
+            pre = (Ellipsis,) + (slice(None),) * ax
+            post = (slice(None),) * (self.op.spatial_ndim - ax - 1)
+            if s > 0:
+                g[pre + (slice(0, s),) + post].zero_()
+            if s + n < f:
+                g[pre + (slice(s + n, f),) + post].zero_()
+
+    def zero_outside_object(self) -> None:
+        self._zero_outside((0,) * self.op.spatial_ndim, self.op.in_shape)
+
+    def zero_outside_window(self) -> None:
+        self._zero_outside(self.op.crop_start, self.op.out_shape)
+
+    def convolve(self, conj: bool = False) -> None:
+        """``grid <- irfftn(rfftn(grid) * otf)`` in place (``conj(otf)`` when ``conj``: ``A^T``)."""
+        w, n, rows, real_rows = _workers(), self.op.fft_shape[-1], self._rows, self._real_rows
+        for i in range(0, rows.shape[0], self._step):
+            rows[i:i + self._step] = _sfft.rfft(real_rows[i:i + self._step], axis=-1, workers=w)
+        if self._axes:
+            _sfft.fftn(self.spectrum, axes=self._axes, overwrite_x=True, workers=w)
+        if self.planes is None:
+            _mul_spectrum(self.spectrum, self.op.otf.numpy(), conj, -self.op.spatial_ndim)
+        else:
+            self._mul_planes(conj)
+        if self._axes:
+            _sfft.ifftn(self.spectrum, axes=self._axes, overwrite_x=True, workers=w)
+        for i in range(0, rows.shape[0], self._step):
+            real_rows[i:i + self._step] = _sfft.irfft(rows[i:i + self._step], n=n, axis=-1, workers=w, overwrite_x=True)
+
+
+    def _mul_planes(self, conj: bool) -> None:
+        """Multiply the spectrum by the OTF generated plane by plane (:class:`SeparableOTF`)."""
+        spec = torch.from_numpy(self.spectrum)
+        kb, kc = self.op.psf.shape[:2]
+        for b in range(spec.shape[0]):
+            for c in range(spec.shape[1]):
+                planes, s = self.planes[(b if kb > 1 else 0, c if kc > 1 else 0)], spec[b, c]
+                for i in range(0, s.shape[0], planes.step):
+                    o = planes.block(i)
+                    s[i:i + o.shape[0]].mul_(o.conj_physical_() if conj else o)
+
+
+class SeparableOTF:
+    """The real-FFT OTF of a small PSF generated block by block instead of stored.
+
+    The DFT of the zero-padded, centred PSF is separable in its axes,
+    ``OTF[f] = sum_m psf[m] prod_a E_a[f_a, m_a]`` with ``E_a[f, m] = exp(-2 pi i f (m - k_a // 2) / N_a)``
+    (frequencies ``0..N-1`` on the leading axes, ``0..N/2`` on the last).  The PSF is first
+    contracted with ``E`` of the first axis (a small ``(N_0, *k[1:])`` array); a block of planes of
+    the first axis is then two small matrix products.  Costs ``N k_last (N_last / 2 + 1)`` complex
+    multiply-adds per OTF, against storing ``N (N_last / 2 + 1)`` complex values.
+    """
+
+    def __init__(self, psf: np.ndarray, fft_shape: tuple[int, ...]):
+        k = psf.shape
+        d = len(k)
+
+        def dft(n_grid, taps, half=False):
+            f = np.arange(n_grid // 2 + 1 if half else n_grid)
+            return np.exp(-2j * np.pi * np.outer(f, np.arange(taps) - taps // 2) / n_grid)
+
+        e_first = dft(fft_shape[0], k[0], half=d == 1)
+        core = np.tensordot(e_first, psf, axes=(1, 0))                  # (N_0, *k[1:])
+        if d == 3:
+            core = np.einsum("fjk,yj->fyk", core, dft(fft_shape[1], k[1]))   # (N_0, N_1, k_2)
+        self.core = torch.from_numpy(core.astype(np.complex64))
+        self.right = torch.from_numpy(dft(fft_shape[-1], k[-1], half=True).T.astype(np.complex64).copy())
+        per_plane = int(np.prod(self.core.shape[1:-1])) * self.right.shape[1]
+        self.step = max(1, (1 << 18) // per_plane)
+
+    def block(self, i: int) -> torch.Tensor:
+        """OTF planes ``i .. i + step`` of the first axis, complex64."""
+        return self.core[i:i + self.step] @ self.right
+
+
+def _window_matrix(n_obj: int, k: int, start: int, n_out: int) -> np.ndarray:
+    """``M[i, m] = 1`` when object index ``i`` reaches a window pixel through PSF tap ``m`` (``i + m - k // 2``
+    in ``[start, start + n_out)``), else 0; float64 ``(n_obj, k)``."""
+    p = np.arange(n_obj)[:, None] + np.arange(k)[None, :] - k // 2
+    return ((p >= start) & (p < start + n_out)).astype(np.float64)
+
+
+class Sensitivity:
+    """``A^T 1`` of one PSF, floored at ``floor`` times its maximum, slice by slice along the first axis.
+
+    For the ``valid`` and ``zero`` boundaries the data window is a box, so ``A^T 1`` is the
+    multilinear (Tucker) product of the PSF with one 0/1 matrix per axis,
+    ``(A^T 1)[i] = sum_m psf[m] prod_a M_a[i_a, m_a]`` with ``M_a[i, m] = 1`` when ``i + m - k_a // 2``
+    falls in the window (:func:`_window_matrix`): an exact sum, computed per slice ``i_0`` by two
+    small matrix products (the interior slice, shared by most, is kept) instead of an object-sized
+    array.  For ``circular`` it is the constant ``sum(psf)``.
+    """
+
+    def __init__(self, op: "Convolution", psf: np.ndarray, floor: float = 1e-3):
+        self.op = op
+        self.psf = np.asarray(psf, np.float64)
+        d = op.spatial_ndim
+        self.constant = None
+        if op.boundary == "circular":
+            self.constant = float(self.psf.sum())
+            self.constant = max(self.constant, floor * self.constant)
+            return
+        self.M = [_window_matrix(n, k, s, m) for n, k, s, m in zip(op.in_shape, op.kernel_shape, op.crop_start, op.out_shape)]
+        self._right = torch.from_numpy(self.M[-1].T.astype(np.float32).copy())
+        self._cache: dict = {}
+        self.floor = 0.0
+        keys = {self._key(i) for i in range(op.in_shape[0])} if d == 3 else {None}
+        self.floor = floor * max(float(self._compute(k).max()) for k in keys)
+        counts: dict = {}
+        for i in range(op.in_shape[0] if d == 3 else 1):
+            counts[self._key(i)] = counts.get(self._key(i), 0) + 1
+        common = max(counts, key=counts.get)
+        self._cache[common] = self._compute(common)
+
+    def _key(self, i):
+        return None if self.op.spatial_ndim == 2 else tuple(np.flatnonzero(self.M[0][i]))
+
+    def _compute(self, key) -> torch.Tensor:
+        if self.op.spatial_ndim == 2:
+            left = self.M[0] @ self.psf
+        else:
+            t = self.psf[list(key)].sum(0) if key else np.zeros(self.psf.shape[1:])
+            left = self.M[1] @ t
+        out = torch.from_numpy(left.astype(np.float32)) @ self._right
+        return out.clamp_min_(self.floor)
+
+    def slice(self, i: int | slice) -> torch.Tensor | float:
+        """The floored ``A^T 1`` on object slice ``i`` (a scalar for ``circular``; all of it for 2-D with a slice)."""
+        if self.constant is not None:
+            return self.constant
+        key = self._key(i) if self.op.spatial_ndim == 3 else None
+        if key in self._cache:
+            out = self._cache[key]
+        else:
+            out = self._compute(key)
+        return out if self.op.spatial_ndim == 3 else out[i]
 
 
 def _pad_nd(x: torch.Tensor, pad: list[int], mode: str) -> torch.Tensor:

@@ -43,7 +43,7 @@ def _clip_negative(y: torch.Tensor, notes: list) -> torch.Tensor:
     n = int((y < -tiny).sum())
     if n:
         notes.append(f"image: {n} negative pixel(s) (min {float(y.min()):.3g}) set to 0 for this positivity-preserving method")
-    return y.clamp_min(0)
+    return y.clamp_min(0) if bool((y < 0).any()) else y  # no copy of data that are already non-negative
 
 
 def _operator_problem(image, op: LinearOperator, channel_axis, device, negative_image, dtype) -> Problem:

@@ -32,9 +32,9 @@ import torch
 
 from ..arrays import to_batch
 from ..errors import require
-from ..optim.driver import Progress, StoppingRule, iterate
+from ..optim.driver import Progress, StoppingRule, _slabs, iterate
 from ..optim.prior import TotalVariation
-from ..physics.convolution import Convolution
+from ..physics.convolution import Convolution, FFTGrid, Sensitivity, _scipy_ok
 from ..physics.noise import estimate_noise_sigma
 from ..physics.operator import LinearOperator
 from .problem import setup_problem
@@ -91,15 +91,104 @@ def rl_step(op: LinearOperator, y: torch.Tensor, *, at1: torch.Tensor, eps: floa
     return step
 
 
+class GridStep:
+    """The Richardson-Lucy step in one FFT grid, as a multiplicative step of :func:`unblur.optim.iterate`.
+
+    For a :class:`Convolution` with boundary ``circular``, ``zero`` or ``valid`` on the CPU without
+    autograd.  Memory: the data, the OTF, one complex FFT buffer (:class:`~unblur.physics.convolution.FFTGrid`)
+    and the iterate (the driver's), plus slab-sized temporaries.  ``A^T 1`` is not stored: it is the
+    constant ``sum(psf)`` (circular) or computed slice by slice (:class:`~unblur.physics.convolution.Sensitivity`).
+    The driver writes the point ``v`` into ``point_buffer()`` (the grid's object view); the step
+    computes ``A v`` in place, writes ``y / (A v + background)`` into the data window (0 where the
+    model is below ``eps``), zeroes the rest, back-projects in place and divides by ``A^T 1``: the
+    returned factor ``q = A^T(y / A v) / A^T 1`` is a view of the grid (valid until the next step).
+    """
+
+    multiplicative = True
+
+    def __init__(self, op: Convolution, y: torch.Tensor, *, eps: float, background: float = 0.0,
+                 normalize: bool = True, need_model: bool = False):
+        self.op, self.eps, self.background, self.need_model = op, eps, background, need_model
+        lead = torch.broadcast_shapes(tuple(y.shape[:2]), tuple(op.psf.shape[:2]))
+        self.y = y.expand(lead + tuple(y.shape[2:]))
+        self.grid = FFTGrid(op, lead)
+        psf = op.psf.detach().double().numpy()
+        self.at1 = {}
+        if normalize:
+            for b in range(lead[0]):
+                for c in range(lead[1]):
+                    key = (b if psf.shape[0] > 1 else 0, c if psf.shape[1] > 1 else 0)
+                    if key not in self.at1:
+                        self.at1[key] = Sensitivity(op, psf[key])
+
+    @staticmethod
+    def supported(op, y: torch.Tensor, x0: torch.Tensor) -> bool:
+        """True when this step applies (see class docstring)."""
+        return (isinstance(op, Convolution) and op.boundary in ("circular", "zero", "valid") and y.dtype == torch.float32
+                and _scipy_ok(y, x0, op.psf) and not (y.requires_grad or x0.requires_grad or op.psf.requires_grad))
+
+    def point_buffer(self) -> torch.Tensor:
+        return self.grid.object
+
+    def __call__(self, v: torch.Tensor, it: int):
+        g = self.grid
+        if v is not g.object:
+            g.object.copy_(v)
+        g.zero_outside_object()
+        g.convolve()
+        w, y, eps = g.window, self.y, self.eps
+        if self.background:
+            w.add_(self.background)
+        model = (w - self.background) if self.need_model else None
+        for sl in _slabs(w):
+            ws = w[sl]
+            below = ws <= eps
+            torch.div(y[sl], ws, out=ws).masked_fill_(below, 0.0)
+        g.zero_outside_window()
+        g.convolve(conj=True)
+        q = g.object
+        for (b, c), sens in self.at1.items():
+            self._divide(q, b, c, sens)
+        for sl in _slabs(q):
+            q[sl].nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).clamp_min_(0)
+        return q, model
+
+    def _divide(self, q, b, c, sens):
+        bs = range(q.shape[0]) if self.op.psf.shape[0] == 1 else [b]
+        cs = range(q.shape[1]) if self.op.psf.shape[1] == 1 else [c]
+        for bi in bs:
+            for ci in cs:
+                qi = q[bi, ci]
+                if sens.constant is not None:
+                    qi.div_(sens.constant)
+                elif self.op.spatial_ndim == 2:
+                    qi.div_(sens.slice(slice(None)))
+                else:
+                    for i in range(qi.shape[0]):
+                        qi[i].div_(sens.slice(i))
+
+
 def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_iter: int, *,
                   lambda_tv: float = 0.0, tv_eps: float = 1e-3, acceleration: str | None = None,
                   background: float = 0.0, filter_epsilon: float | None = None,
-                  stop: StoppingRule | None = None, progress: Progress | None = None, normalize: bool = True):
-    """Run Richardson-Lucy on torch tensors; returns ``(x, info)``.  Used by every RL-based method."""
+                  stop: StoppingRule | None = None, progress: Progress | None = None, normalize: bool = True,
+                  overwrite_x0: bool = False):
+    """Run Richardson-Lucy on torch tensors; returns ``(x, info)``.  Used by every RL-based method.
+
+    A :class:`Convolution` with boundary ``circular``, ``zero`` or ``valid`` on the CPU runs plain RL
+    in one FFT grid (:class:`GridStep`); ``overwrite_x0=True`` lets it update ``x0`` in place.
+    """
     require(num_iter >= 0, f"num_iter must be >= 0, got {num_iter}")
     require(acceleration in RL_ACCELERATIONS, f"unknown acceleration {acceleration!r}", "use 'biggs-andrews' or 'none'")
     require(lambda_tv >= 0, f"lambda_tv must be >= 0, got {lambda_tv}")
     eps = filter_epsilon if filter_epsilon is not None else 1e-12 * max(float(y.abs().max()), 1e-30)
+    if lambda_tv == 0 and GridStep.supported(op, y, x0):
+        step = GridStep(op, y, eps=eps, background=background, normalize=normalize,
+                        need_model=stop is not None and stop.needs_model)
+        if not overwrite_x0 or bool((x0 < 0).any()):
+            x0 = x0.clamp_min(0)
+        return iterate(step, x0, num_iter, y=y, stop=stop, acceleration=acceleration,
+                       project=lambda v: v.clamp_min(0), progress=progress, overwrite_x0=True)
     if normalize:
         # A^T 1 is ~1e-10 at the outer corners of the "valid" object (only PSF tails reach the data), where
         # FFT round-off makes it meaningless (even negative): floor it at 1e-3 of its maximum, so that
@@ -120,7 +209,8 @@ def _initial(init, problem, y):
     if isinstance(init, str):
         require(init in INITS, f"unknown init {init!r}", f"use one of {', '.join(INITS)} or an array")
         if init == "image":
-            return op.initial_object(y).clamp_min(0) + 1e-6 * float(y.mean().clamp_min(1e-12))
+            x0 = op.initial_object(y)
+            return x0.clamp_min_(0).add_(1e-6 * float(y.mean().clamp_min(1e-12)))
         if init == "mean":
             return torch.full(y.shape[:2] + tuple(op.in_shape), float(y.mean().clamp_min(1e-12)), dtype=y.dtype, device=y.device)
         return torch.full(y.shape[:2] + tuple(op.in_shape), 0.5, dtype=y.dtype, device=y.device)
@@ -222,7 +312,8 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
     bar = Progress(num_iter, "RL-TV" if lambda_tv else "Richardson-Lucy", progress, callback)
     x, info = rl_iterations(problem.op, y, _initial(init, problem, y), num_iter, lambda_tv=lambda_tv,
                             tv_eps=tv_eps, acceleration=acceleration, background=background,
-                            filter_epsilon=filter_epsilon, stop=rule, progress=bar, normalize=normalize)
+                            filter_epsilon=filter_epsilon, stop=rule, progress=bar, normalize=normalize,
+                            overwrite_x0=isinstance(init, str))
     bar.close()
     if clip:
         x = x.clamp(0, 1)
