@@ -43,7 +43,7 @@ def test_deconvolve_methods(files, method, extra, capsys):
     assert restored.shape == sharp.shape and np.isfinite(restored).all()
     if "--stop" not in extra:  # (run to convergence, RL fits the noise: no PSNR claim there)
         assert psnr(restored, sharp) > psnr(blurred, sharp) + 1.0
-    log = json.loads((d / f"{method}.json").read_text())
+    log = json.loads((d / f"{method}.tif.json").read_text())
     assert log["method"] == method and log["command"] == "deconvolve"
     assert log["image_shape"] == [32, 32] and log["psf_shape"] == [7, 7]
     assert str(out) in log["outputs"] and log["info"]["time_s"] > 0
@@ -52,7 +52,7 @@ def test_deconvolve_methods(files, method, extra, capsys):
     if "--stop" in extra:
         assert log["info"]["stopped_by"] == "relative-change" and log["params"]["acceleration"] == "biggs-andrews"
         assert log["info"]["iterations"] < 500
-    preview = d / f"{method}_compare.png"
+    preview = d / f"{method}.tif.compare.png"
     assert preview.exists() == method.startswith("rl")
     if preview.exists():
         assert read_image(preview).shape == (32, 68, 3)
@@ -81,7 +81,7 @@ def test_simulate_seeded(files):
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert abs(np.std(a - c) / np.sqrt(2) - 0.02) < 0.004
-    log = json.loads((d / "a.json").read_text())
+    log = json.loads((d / "a.tif.json").read_text())
     assert log["seed"] == 3 and log["noise"] == "gaussian" and log["sigma"] == 0.02
     assert main(base + ["--boundary", "valid", "--noise", "poisson", "--gain", "1000", "-o", str(d / "v.tif")]) == 0
     assert read_image(d / "v.tif").shape == (26, 26)
@@ -128,13 +128,13 @@ def test_existing_json_log_is_not_overwritten_without_force(command, tmp_path, c
     psf = tmp_path / "psf.tif"
     write_image(psf, np.full((3, 3), 1 / 9, np.float32))
     out = tmp_path / "out.tif"
-    log = tmp_path / "out.json"
+    log = tmp_path / "out.tif.json"
     log.write_text("{}")
     argv = {"simulate": ["simulate", str(img), "--psf", str(psf), "-o", str(out)],
             "blind": ["blind", str(img), "--method", "deepblur", "-o", str(out)],
             "psf": ["psf", "gaussian", "--size", "5", "--sigma", "1", "-o", str(out)]}[command]
     assert main(argv) == 2
-    assert "out.json exists" in capsys.readouterr().err
+    assert "out.tif.json exists" in capsys.readouterr().err
     assert log.read_text() == "{}" and not out.exists()
     log.unlink()  # without the log, the same command runs
     assert main(argv) == 0 and out.exists() and json.loads(log.read_text())["command"] == command

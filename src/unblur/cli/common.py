@@ -114,25 +114,47 @@ def _jsonable(v):
     return v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
 
 
+def _full_record(record: dict) -> dict:
+    return _jsonable(dict(record, unblur_version=__version__, python=platform.python_version(), argv=sys.argv,
+                          finished=time.strftime("%Y-%m-%dT%H:%M:%S")))
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open()`` gives a new file: ``0o666`` less the umask (0644 with umask 022)."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_log(path: Path, record: dict, overwrite: bool) -> Path:
-    """JSON log of every setting and result, written atomically next to the output."""
+    """JSON log of every setting and result, written atomically (mode as any new file: 0644 with umask 022).
+
+    Commands that write an image use :class:`Outputs`, which writes the log together with the image.
+    """
     import os
     import tempfile
 
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists", "pass --force to replace it")
-    full = dict(record, unblur_version=__version__, python=platform.python_version(), argv=sys.argv,
-                finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    with os.fdopen(fd, "w") as f:
-        json.dump(_jsonable(full), f, indent=2)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_full_record(record), f, indent=2)
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
 def log_path_for(output: Path) -> Path:
-    return output.with_name(output.stem + ".json")
+    """``OUT.json`` (the whole name: ``x.png`` and ``x.jpg`` have the logs ``x.png.json`` and ``x.jpg.json``)."""
+    output = Path(output)
+    return output.with_name(output.name + ".json")
 
 
 def check_output_and_log(output, force: bool) -> tuple[Path, Path]:
@@ -146,8 +168,209 @@ def check_output_and_log(output, force: bool) -> tuple[Path, Path]:
     return out, log
 
 
-def preview_path_for(output: Path) -> Path:
-    return output.with_name(output.stem + "_compare.png")
+def preview_path_for(output: Path, kind: str = "compare") -> Path:
+    """``OUT.compare.png`` (``kind``: ``compare``, or ``preview`` for ``unblur psf``); unique per output name."""
+    output = Path(output)
+    return output.with_name(f"{output.name}.{kind}.png")
+
+
+def _disk_full(err: BaseException) -> bool:
+    import errno
+
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    import os
+
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file, or of a folder (Zarr: its files' relative paths and contents, in sorted order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if f != path:
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+class Outputs:
+    """The files one command writes (the output, a preview, ...), committed as one unit with their JSON log.
+
+    Rules:
+
+    * Checked before any work: the output may be written (:func:`unblur.io.check_writable`), it and
+      its log (``OUT.json``) and preview (``OUT.compare.png``) exist only with ``force``, and no
+      target is one of the command's ``inputs`` (even with ``force``: the input would be lost).
+    * ``OUT.lock`` (created exclusively, holding the process id) keeps two runs from writing the same
+      output at the same time; a lock whose process no longer exists is taken over.
+    * :meth:`write` writes each file under a hidden temporary name in its target folder
+      (``.unblur-<token>-<name>``).  A full disk (ENOSPC, EDQUOT) is an :class:`InputError`
+      ("disk full writing X").
+    * :meth:`commit` writes the log last, with the SHA-256 of every other file (``sha256``), gives it
+      the mode of a new file (0644 with umask 022), then renames every file into place, the log last,
+      with SIGINT/SIGTERM held (:func:`unblur.signals.deferred`).
+    * Leaving the ``with`` block without a commit (an error, Ctrl-C, SIGTERM) removes every temporary
+      file: the output folder is left as it was.  The lock is removed in every case.
+    """
+
+    def __init__(self, output, force: bool, inputs=(), preview: str | None = None, extra=()):
+        from ..io import check_writable
+
+        self.force = bool(force)
+        self.output = check_writable(output, force)
+        self.log = log_path_for(self.output)
+        self.preview = preview_path_for(self.output, preview) if preview else None
+        self.extra = [Path(p) for p in extra]
+        targets = [self.output, self.log] + ([self.preview] if self.preview else []) + self.extra
+        for t in targets[1:]:
+            require(force or not t.exists(), f"{t} exists", "pass --force to replace it")
+        for t in targets:
+            for src in inputs:
+                if src is not None:
+                    require(not _same_file(t, Path(src)), f"the output {t} is the input {src}",
+                            "choose another output name (the input would be replaced)")
+        import os
+        import secrets
+
+        self._token = secrets.token_hex(4)
+        self._staged: dict[Path, Path] = {}
+        self._lock = self.output.with_name(self.output.name + ".lock")
+        self._locked = False
+        self._pid = os.getpid()
+
+    # -- lock ---------------------------------------------------------------------------------------
+    def _acquire(self) -> None:
+        import os
+
+        for _ in range(2):
+            try:
+                fd = os.open(self._lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(self._lock.read_text().strip() or "0")
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and _alive(pid):
+                    raise InputError(f"{self.output} is being written by another unblur run (process {pid}, "
+                                     f"lock {self._lock.name})",
+                                     "wait for it to finish or choose another output name") from None
+                self._lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{self._pid}\n")
+            self._locked = True
+            return
+        raise InputError(f"cannot lock {self.output} ({self._lock.name} keeps reappearing)",
+                         "another run is starting on the same output; choose another output name")
+
+    def __enter__(self):
+        self._acquire()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        for tmp in self._staged.values():
+            _remove(tmp)
+        self._staged.clear()
+        if self._locked:
+            self._lock.unlink(missing_ok=True)
+            self._locked = False
+        return False
+
+    # -- writing ------------------------------------------------------------------------------------
+    def temp_for(self, target: Path) -> Path:
+        target = Path(target)
+        return target.with_name(f".unblur-{self._token}-{target.name}")
+
+    def write(self, target, writer) -> Path:
+        """Call ``writer(tmp)`` to write ``target``'s content to its temporary name; returns ``target``."""
+        target = Path(target)
+        tmp = self.temp_for(target)
+        self._staged[target] = tmp
+        try:
+            writer(tmp)
+        except OSError as e:
+            if _disk_full(e):
+                raise InputError(f"disk full writing {target}", "free space or choose another folder") from None
+            raise
+        return target
+
+    def commit(self, record: dict) -> list[Path]:
+        """Write the log (``record`` plus ``outputs`` and their ``sha256``) and rename every file into place."""
+        import os
+
+        from ..signals import deferred
+
+        outputs = list(self._staged) + [self.log]
+        sha = {str(t): _sha256(tmp) for t, tmp in self._staged.items() if tmp.exists()}
+        full = _full_record(dict(record, outputs=[str(p) for p in outputs], sha256=sha))
+        tmp_log = self.temp_for(self.log)
+        self._staged[self.log] = tmp_log
+
+        def dump(p):
+            with open(p, "w") as f:
+                json.dump(full, f, indent=2)
+            os.chmod(p, _file_mode())
+
+        self.write(self.log, dump)
+        done: list[Path] = []
+        with deferred():
+            try:
+                for target, tmp in list(self._staged.items()):  # the log was staged last
+                    _replace(tmp, target)
+                    done.append(target)
+                    del self._staged[target]
+            except BaseException:
+                for t in done:  # never leave an image without its log (or a log of another image)
+                    _remove(t)
+                raise
+        return outputs
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` onto ``target``; a folder (Zarr) replaces an existing folder through a trash name."""
+    import os
+
+    if tmp.is_dir() and target.exists():
+        trash = target.with_name(f".unblur-trash-{os.getpid()}-{target.name}")
+        os.replace(target, trash)
+        os.replace(tmp, target)
+        _remove(trash)
+    else:
+        os.replace(tmp, target)
 
 
 def load_psf_for_image(psf_path: Path, image, image_path: Path, center: str = "none",

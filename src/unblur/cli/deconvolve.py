@@ -8,8 +8,8 @@ from pathlib import Path
 from ..api import Restoration, deconvolve
 from ..errors import require
 from ..registry import DEFAULT_METHOD, list_methods
-from .common import (add_method_options, check_output_and_log, load_psf_for_image, method_epilog,
-                     method_params_from_args, preview_path_for, requested_method, write_log)
+from .common import (Outputs, add_method_options, load_psf_for_image, method_epilog, method_params_from_args,
+                     requested_method)
 
 HELP = "restore an image blurred by a known PSF"
 
@@ -18,7 +18,9 @@ EXAMPLES = """examples:
   unblur deconvolve stack.tif --psf psf3d.tif --method rl --num-iter 100 --acceleration biggs-andrews -o out.tif
   unblur deconvolve photo.png --psf kernel.png --method wiener --noise-sigma 0.01 -o out.png --bits 8
 
-Writes OUT, OUT's JSON log (settings, timings, notes) and OUT_compare.png (input | restored).
+Writes OUT, OUT.compare.png (input | restored) and, last, the JSON log OUT.json (settings, timings,
+notes, SHA-256 of each file); all appear together or none does (an error, Ctrl-C or SIGTERM leaves
+nothing; exit 130 / 143).  OUT.lock marks a run in progress on OUT.
 Values: 8/16-bit inputs are scaled to [0, 1]; float TIFFs are used as they are.
 """
 
@@ -46,14 +48,20 @@ def add_parser(sub, argv=()) -> None:
 
 
 def run(args) -> int:
+    methods = list_methods("nonblind")
+    method = next(m for m in methods if m.name == args.method)
+    params = method_params_from_args(args, method, methods)
+    unit = Outputs(args.output, args.force, inputs=(args.image, args.psf), preview=None if args.no_preview else "compare")
+    with unit:
+        return _run(args, method, params, unit)
+
+
+def _run(args, method, params, unit: Outputs) -> int:
     import numpy as np
 
     from ..io import RASTER_SUFFIXES, preview_png, read_image, write_image
 
-    methods = list_methods("nonblind")
-    method = next(m for m in methods if m.name == args.method)
-    params = method_params_from_args(args, method, methods)
-    out, log = check_output_and_log(args.output, args.force)
+    out = unit.output
     image = read_image(args.image)
     notes: list[str] = []
     psfs = load_psf_for_image(args.psf, image, args.image, center=args.psf_center, notes=notes)
@@ -70,14 +78,12 @@ def run(args) -> int:
         result = Restoration(np.stack([r.image for r in parts], -1),
                              dict(parts[0].info, time_s=sum(r.info.get("time_s", 0) for r in parts),
                                   per_channel=[{k: v for k, v in r.info.items() if k != "params"} for r in parts]))
-    write_image(out, result.image, overwrite=args.force, bits=args.bits)
-    outputs = [str(out)]
-    if not args.no_preview and result.image.ndim in (2, 3):
-        pv = preview_png(preview_path_for(out), [("input", image), ("restored", result.image)], overwrite=True)
-        outputs.append(str(pv))
-    write_log(log, {"command": "deconvolve", "image": args.image, "psf": args.psf, "image_shape": image.shape,
-                    "psf_shape": psf.shape, "psf_notes": notes, "method": args.method, "params": result.info.get("params"),
-                    "info": {k: v for k, v in result.info.items() if k != "params"}, "outputs": outputs + [str(log)]},
-              overwrite=True)
-    print(f"wrote {', '.join(outputs + [str(log)])} ({result.info.get('time_s', 0):.2f} s)")
+    unit.write(out, lambda p: write_image(p, result.image, bits=args.bits))
+    if unit.preview is not None and result.image.ndim in (2, 3):
+        unit.write(unit.preview, lambda p: preview_png(p, [("input", image), ("restored", result.image)]))
+    outputs = unit.commit({"command": "deconvolve", "image": args.image, "psf": args.psf, "image_shape": image.shape,
+                           "psf_shape": psf.shape, "psf_notes": notes, "method": args.method,
+                           "params": result.info.get("params"),
+                           "info": {k: v for k, v in result.info.items() if k != "params"}})
+    print(f"wrote {', '.join(map(str, outputs))} ({result.info.get('time_s', 0):.2f} s)")
     return 0

@@ -1,4 +1,6 @@
-"""``unblur`` command line.  Exit codes: 0 success, 2 bad input, 1 failure, 130 interrupted.
+"""``unblur`` command line.  Exit codes: 0 success, 2 bad input, 1 failure, 130 interrupted (SIGINT,
+Ctrl-C), 143 terminated (SIGTERM); an interrupted command leaves no partial output (see
+:mod:`unblur.signals`; a training run keeps its resume checkpoint and says so).
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and ``run(args)``; add new
 ones to ``COMMANDS``.  Modules import numpy, torch and the methods inside ``run()`` only, so that
@@ -8,13 +10,16 @@ ones to ``COMMANDS``.  Modules import numpy, torch and the methods inside ``run(
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 import warnings
 
 from ..errors import InputError
+from ..signals import Interrupted, handle_termination
 
 COMMANDS = ["deconvolve", "blind", "simulate", "methods", "train", "psf"]
+DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 METHOD_COMMANDS = ("deconvolve", "blind")  # their --help shows the options of the --method given in argv
 
 
@@ -44,7 +49,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
-        return int(args._modules[args.command].run(args) or 0)
+        with handle_termination():
+            return int(args._modules[args.command].run(args) or 0)
     except InputError as e:
         print(f"unblur {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -52,11 +58,18 @@ def main(argv=None) -> int:
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        print(f"unblur {args.command}: interrupted (no partial output was written)", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug: keep the traceback for the report
-        import traceback
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else 2
+        note = (e.note if isinstance(e, Interrupted) else None) or "no partial output was written"
+        what = "terminated (SIGTERM)" if signum == 15 else "interrupted"
+        print(f"unblur {args.command}: {what}; {note}", file=sys.stderr)
+        return 128 + signum
+    except Exception as e:  # noqa: BLE001
+        if isinstance(e, OSError) and e.errno in DISK_FULL:  # a full disk is not a bug: one line
+            where = f" writing {e.filename}" if e.filename else ""
+            print(f"unblur {args.command}: error: disk full{where}; free space or choose another folder", file=sys.stderr)
+            return 2
+        import traceback  # a bug: keep the traceback for the report
         traceback.print_exc()
         print(f"unblur {args.command}: failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

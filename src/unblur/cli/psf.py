@@ -1,7 +1,7 @@
 """``unblur psf``: make a PSF (analytic, random camera shake, diffraction, widefield) or measure one from beads.
 
 Writes the PSF (float32 TIFF keeps the values; sum 1, centre at ``n // 2``), a log-scaled PNG preview
-``<output>_preview.png`` (2-D: the PSF; 3-D: central XY and XZ slices side by side; grey levels are
+``<output>.preview.png`` (2-D: the PSF; 3-D: central XY and XZ slices side by side; grey levels are
 ``log10(psf / max)`` mapped from -4 to 0) and a JSON log of the settings.
 """
 
@@ -12,10 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InputError, require
-from .common import check_output_and_log, write_log
+from .common import Outputs
 
 if TYPE_CHECKING:
     import numpy as np
+
+#: largest PSF the command makes: 2**26 values (256 MiB as float32; the generators work in float64,
+#: 512 MiB), far beyond any blur kernel and checked before anything is allocated
+MAX_PSF_VALUES = 2**26
 
 HELP = "make a PSF: gaussian, disk, motion, zernike, widefield, measure one from beads, or identify one (deep-blur)"
 KINDS = ("gaussian", "disk", "motion", "zernike", "widefield", "beads", "identify")
@@ -128,10 +132,33 @@ def _coefficients(args):
     return coefs
 
 
+def check_psf_size(args) -> None:
+    """Refuse sizes below 1 and PSFs of more than :data:`MAX_PSF_VALUES` values (before allocating)."""
+    if args.kind in ("beads", "identify"):
+        return
+    shape = [args.size, args.size]
+    if args.kind == "gaussian" and args.ndim == 3:
+        shape.append(args.size)
+    if args.kind == "widefield":
+        shape.append(args.nz)
+    require(all(n >= 1 for n in shape), f"--size {args.size}" + (f" --nz {args.nz}" if args.kind == "widefield" else "")
+            + " must be >= 1", "give a PSF size in pixels, e.g. --size 31")
+    over = max(1, getattr(args, "oversampling", 1) or 1) ** 2 if args.kind in ("zernike", "widefield") else 1
+    values = 1
+    for n in shape:
+        values *= n
+    require(values * over <= MAX_PSF_VALUES,
+            f"a {'x'.join(map(str, shape))} PSF has {values:,} values, more than the limit of {MAX_PSF_VALUES:,}"
+            + (f" (x{over} for the pupil oversampling)" if over > 1 else ""),
+            "give a smaller --size (a PSF larger than its blur only adds zeros)")
+
+
 def make_psf(args) -> tuple[np.ndarray, dict]:
     """Build the PSF the arguments ask for; returns ``(psf, record)``."""
     from .. import psf as P
     from ..io import read_image
+
+    check_psf_size(args)
 
     if args.kind == "gaussian":
         return P.gaussian_kernel(args.size, args.sigma, args.sigma_y, args.angle, ndim=args.ndim), {}
@@ -198,21 +225,20 @@ def log_preview(psf: np.ndarray, floor: float = 1e-4) -> np.ndarray:
 def run(args) -> int:
     import numpy as np
 
-    from ..io import check_writable, write_image
+    from ..io import write_image
 
-    out, log = check_output_and_log(args.output, args.force)
-    preview = None if args.no_preview else out.with_name(out.stem + "_preview.png")
-    if preview is not None:
-        check_writable(preview, True)
-    psf, extra = make_psf(args)
-    write_image(out, psf.astype(np.float32), overwrite=args.force)
-    if preview is not None:
-        shown = psf
-        if "psf_grid" in extra:  # control-point PSFs: a montage in grid order, not a z-stack view
-            gy, gx = extra["psf_grid"]
-            shown = psf.reshape(gy, gx, *psf.shape[-2:]).transpose(0, 2, 1, 3).reshape(gy * psf.shape[-2], gx * psf.shape[-1])
-        write_image(preview, log_preview(shown), overwrite=True, bits=8)
-    record = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"}
-    write_log(log, dict(record, command="psf", shape=list(psf.shape), **extra), overwrite=True)
+    inputs = (getattr(args, "image", None), getattr(args, "weights", None))
+    with Outputs(args.output, args.force, inputs=inputs, preview=None if args.no_preview else "preview") as unit:
+        out, preview = unit.output, unit.preview
+        psf, extra = make_psf(args)
+        unit.write(out, lambda p: write_image(p, psf.astype(np.float32)))
+        if preview is not None:
+            shown = psf
+            if "psf_grid" in extra:  # control-point PSFs: a montage in grid order, not a z-stack view
+                gy, gx = extra["psf_grid"]
+                shown = psf.reshape(gy, gx, *psf.shape[-2:]).transpose(0, 2, 1, 3).reshape(gy * psf.shape[-2], gx * psf.shape[-1])
+            unit.write(preview, lambda p: write_image(p, log_preview(shown), bits=8))
+        record = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"}
+        unit.commit(dict(record, command="psf", shape=list(psf.shape), **extra))
     print(f"wrote {out} (shape {psf.shape}, sum {psf.sum():.6f})" + (f" and {preview}" if preview else ""))
     return 0

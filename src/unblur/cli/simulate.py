@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import check_output_and_log, load_psf_for_image, write_log
+from .common import Outputs, load_psf_for_image
 
 BOUNDARIES = ("circular", "zero", "replicate", "reflect", "valid")  # unblur.physics.convolution.BOUNDARIES
 
@@ -32,6 +32,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    with Outputs(args.output, args.force, inputs=(args.image, args.psf)) as unit:
+        return _run(args, unit)
+
+
+def _run(args, unit: Outputs) -> int:
     import numpy as np
     import torch
 
@@ -39,7 +44,7 @@ def run(args) -> int:
     from ..physics.noise import make_noise
     from ..solvers.problem import setup_problem
 
-    out, log = check_output_and_log(args.output, args.force)
+    out = unit.output
     image = read_image(args.image)
     notes: list[str] = []
     psfs = load_psf_for_image(args.psf, image, args.image, notes=notes)
@@ -61,9 +66,9 @@ def run(args) -> int:
     z = op.A(prob.y)
     y = noise(z, seed=args.seed)
     arr = prob.layout.to_output(y)
-    write_image(out, arr.astype(np.float32), overwrite=args.force, bits=args.bits)
-    write_log(log, {"command": "simulate", "image": args.image, "psf": args.psf, "boundary": args.boundary,
-                                  "noise": args.noise, "sigma": args.sigma, "gain": args.gain, "alpha": args.alpha,
-                                  "beta": args.beta, "seed": args.seed, "psf_notes": notes, "output": out}, overwrite=True)
+    unit.write(out, lambda p: write_image(p, arr.astype(np.float32), bits=args.bits))
+    unit.commit({"command": "simulate", "image": args.image, "psf": args.psf, "boundary": args.boundary,
+                 "noise": args.noise, "sigma": args.sigma, "gain": args.gain, "alpha": args.alpha,
+                 "beta": args.beta, "seed": args.seed, "psf_notes": notes, "output": out})
     print(f"wrote {out}")
     return 0

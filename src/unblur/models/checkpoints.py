@@ -222,8 +222,12 @@ def save_checkpoint(obj: dict, path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    except BaseException:  # interrupted or disk full: no half-written .tmp left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def torch_load(path: Path, fix: str):

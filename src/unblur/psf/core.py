@@ -16,6 +16,10 @@ import torch
 from ..errors import InputError, require
 
 
+#: largest negative mass, as a fraction of the positive mass, that :func:`prepare_psf` clips (10 %)
+MAX_NEGATIVE_FRACTION = 0.10
+
+
 def center_of_mass(psf) -> np.ndarray:
     """Centre of mass (in pixels, per axis) of a non-negative array (numpy or torch, spatial axes only)."""
     p = psf.detach().cpu().numpy() if isinstance(psf, torch.Tensor) else np.asarray(psf, dtype=np.float64)
@@ -62,7 +66,9 @@ def prepare_psf(psf, spatial_ndim: int | None = None, image_shape=None, negative
     image_shape : tuple, optional
         Spatial shape of the image; the PSF may not be larger than it on any axis.
     negative : {"clip", "refuse"}
-        What to do with negative values: clip them to 0 with a warning, or raise.
+        What to do with negative values: clip them to 0 with a note, or raise.  Clipping is refused
+        (whatever ``negative`` says) when the negative mass exceeds :data:`MAX_NEGATIVE_FRACTION` of
+        the positive mass: such a PSF is mostly noise or background, and clipping would change its shape.
     center : {"none", "integer", "subpixel"}
         Re-centre the centre of mass on ``n // 2`` (a warning is given when the centre moves).
     report : list, optional
@@ -90,12 +96,18 @@ def prepare_psf(psf, spatial_ndim: int | None = None, image_shape=None, negative
                 "crop the PSF to its support (it must not exceed the image on any axis)")
     if p.min() < 0:
         neg_mass = -p[p < 0].sum()
+        pos_mass = p[p > 0].sum()
         rel = neg_mass / max(np.abs(p).sum(), 1e-300)
         if negative == "refuse":
             raise InputError(f"{name} has negative values (min {p.min():.3g})",
                              "clip them to 0 or pass negative='clip'")
+        require(neg_mass <= MAX_NEGATIVE_FRACTION * pos_mass,
+                f"{name} has a negative mass of {100 * neg_mass / max(pos_mass, 1e-300):.3g}% of its positive mass "
+                f"(more than {100 * MAX_NEGATIVE_FRACTION:.0f}% is not clipped)",
+                "subtract less background from the PSF, or threshold its noise to 0 first")
+        min_value = float(p.min())
         p = np.clip(p, 0, None)
-        notes.append(f"{name}: clipped negative values (min was {psf.min():.3g}, {100 * rel:.2f}% of |mass|) to 0")
+        notes.append(f"{name}: clipped negative values (min was {min_value:.3g}, {100 * rel:.2f}% of |mass|) to 0")
     total = p.sum()
     require(total > 0, f"{name} sums to zero", "give a PSF with positive total intensity")
     if abs(total - 1) > 1e-6:

@@ -6,8 +6,9 @@ as deep-blur's PSF model).  This module does the rest, the same way for every ne
 ``last.pt`` (model, optimizer, data generator, torch's random state, history), a start from other
 weights (``init``), Adam with a constant or warm-up + cosine learning rate, optional gradient-norm
 clipping, tqdm progress, periodic validation with the best model written to ``best.pt``, an atomic
-``last.pt`` every ``ckpt_minutes`` and on exit (also on Ctrl-C), a ``max_minutes`` budget for the
-run, and an optional export of the final model's inference weights.  Options: :class:`.config.LoopConfig`.
+``last.pt`` every ``ckpt_minutes`` and on exit (also on SIGINT/Ctrl-C and SIGTERM: the run then raises
+:class:`unblur.signals.Interrupted` whose note names the checkpoint to resume from), a ``max_minutes``
+budget for the run, and an optional export of the final model's inference weights.  Options: :class:`.config.LoopConfig`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from ..errors import InputError
 from ..models.checkpoints import make_checkpoint, read_checkpoint, save_checkpoint
+from ..signals import Interrupted, deferred, handle_termination
 from .config import LoopConfig
 from .state import cosine_lr, load_training_checkpoint, training_checkpoint
 
@@ -129,42 +131,51 @@ def run_training(kind: str, model: torch.nn.Module, cfg: LoopConfig, *,
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc=desc, mininterval=5, dynamic_ncols=True)
     model.train()
+    stopped_by = None
     try:
-        while step < cfg.steps:
-            for g in opt.param_groups:
-                g["lr"] = learning_rate(cfg, step)
-            lv = train_step(model, opt, batch_loss(gen), cfg.grad_clip)
-            step += 1
-            if not math.isfinite(lv):
-                raise RuntimeError(f"loss became {lv} at step {step}; lower --lr or set --grad-clip")
-            run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
-            if bar:
-                bar.update(1)
-                bar.set_postfix(loss=f"{run_loss:.4g}", refresh=False)
-            if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-                v = {}
-                if validate is not None:
-                    model.eval()
-                    with torch.no_grad():
-                        v = validate()
-                    model.train()
-                history.append({"step": step, "loss": run_loss, "val": v, "wall_s": wall()})
-                log(f"step {step}: loss {run_loss:.4g}  {describe(v) if v and describe else ''}".rstrip())
-                if v and score is not None and (best is None or score(v) > best):
-                    best = score(v)
-                    meta = {"steps": step, "val": v, "wall_s": round(wall(), 1), "loss": run_loss, "train_config": conf}
-                    save_checkpoint(make_checkpoint(kind, model.config, model.state_dict(), step=step, meta=meta,
-                                                    **extra), out / "best.pt")
-            if time.time() - last_ckpt > 60 * cfg.ckpt_minutes:
-                save()
-                last_ckpt = time.time()
-            if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
-                log(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
-                break
+        with handle_termination():  # SIGTERM like Ctrl-C: stop, write last.pt below, say so
+            while step < cfg.steps:
+                for g in opt.param_groups:
+                    g["lr"] = learning_rate(cfg, step)
+                lv = train_step(model, opt, batch_loss(gen), cfg.grad_clip)
+                step += 1
+                if not math.isfinite(lv):
+                    raise RuntimeError(f"loss became {lv} at step {step}; lower --lr or set --grad-clip")
+                run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
+                if bar:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{run_loss:.4g}", refresh=False)
+                if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
+                    v = {}
+                    if validate is not None:
+                        model.eval()
+                        with torch.no_grad():
+                            v = validate()
+                        model.train()
+                    history.append({"step": step, "loss": run_loss, "val": v, "wall_s": wall()})
+                    log(f"step {step}: loss {run_loss:.4g}  {describe(v) if v and describe else ''}".rstrip())
+                    if v and score is not None and (best is None or score(v) > best):
+                        best = score(v)
+                        meta = {"steps": step, "val": v, "wall_s": round(wall(), 1), "loss": run_loss, "train_config": conf}
+                        save_checkpoint(make_checkpoint(kind, model.config, model.state_dict(), step=step, meta=meta,
+                                                        **extra), out / "best.pt")
+                if time.time() - last_ckpt > 60 * cfg.ckpt_minutes:
+                    save()
+                    last_ckpt = time.time()
+                if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
+                    log(f"stopping at step {step}: --max-minutes {cfg.max_minutes} reached")
+                    break
+    except KeyboardInterrupt as e:
+        stopped_by = e
     finally:
         if bar:
             bar.close()
-        save()
+        with deferred():  # a second signal waits until last.pt is complete
+            save()
+    if stopped_by is not None:
+        signum = stopped_by.signum if isinstance(stopped_by, Interrupted) else 2
+        note = f"resume checkpoint {out / 'last.pt'} written at step {step}; continue with --resume"
+        raise Interrupted(signum, note) from None
     if cfg.export:
         from .export import export
         export(out / "last.pt", cfg.export)
