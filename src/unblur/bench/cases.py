@@ -78,16 +78,20 @@ def dataset_items(suite: Suite, data: str | Path | None = None) -> list[dict]:
     stacks), ``{"name", "shape"}`` (synthetic).  ``data`` replaces the suite's folders (``--data``)."""
     ds = suite.dataset
     kind = ds["kind"]
-    limit = int(ds.get("limit", 0))
+    limit = ds.get("limit", 0)
+    limits = [int(v) for v in limit] if isinstance(limit, list) else None
+    limit = 0 if limits is not None else int(limit)
     if kind == "synthetic":
         return [{"name": "x".join(map(str, s)), "shape": list(s)} for s in ds.get("shapes", [])]
     root = _root(data) if data is None else Path(data).expanduser().resolve()
     if kind == "images":
         folders = [root] if data is not None else [_resolve(root, p) for p in ds.get("path", [])]
         require(len(folders) > 0, f"suite {suite.name}: dataset.path is empty", "name a folder of images or give --data DIR")
+        require(limits is None or len(limits) == len(folders), f"suite {suite.name}: dataset.limit has {len(limits or [])} "
+                f"entries for {len(folders)} folders", "give one limit, or one per folder")
         items = []
-        for f in folders:
-            for p in _images_in(f, limit):
+        for i, f in enumerate(folders):
+            for p in _images_in(f, limits[i] if limits and data is None else (limits[0] if limits else limit)):
                 items.append({"name": p.stem if len(folders) == 1 else f"{f.name}/{p.stem}", "path": str(p)})
         return items
     if kind == "pairs":
@@ -164,7 +168,8 @@ def build_kernels(suite: Suite, data: str | Path | None = None) -> list[tuple[st
             out += [(f"{path.stem}:{n}" if path.suffix == ".npz" else n, k) for n, k in _read_kernel_file(path, spec.get("select"))]
         elif src == "gaussian":
             sigmas = spec.get("sigmas", [spec.get("sigma", 2.0)])
-            out += [(f"gauss{size}-s{s:g}", P.gaussian_kernel(size, float(s))) for s in sigmas]
+            nd = int(spec.get("ndim", 2))
+            out += [(f"gauss{size}{'x3d' if nd == 3 else ''}-s{s:g}", P.gaussian_kernel(size, float(s), ndim=nd)) for s in sigmas]
         elif src == "disk":
             radii = spec.get("radii", [spec.get("radius", 3.0)])
             out += [(f"disk{size}-r{r:g}", P.disk_kernel(size, float(r))) for r in radii]
@@ -215,6 +220,8 @@ def make_units(suite: Suite, data: str | Path | None = None) -> list[Unit]:
         kernels = build_kernels(suite, data)
     for it in items:
         for kname, k in kernels:
+            if "shape" in it and k is not None and k.ndim != len(it["shape"]):
+                continue  # synthetic data: each kernel blurs the items of its dimension
             for level in deg["levels"]:
                 uid = f"{it['name']}|{kname}|{deg['noise']}={_level_name(level)}"
                 units.append(Unit(uid, it, kname, k, deg["noise"], level, unit_seed(suite.seed, it["name"], kname, _level_name(level)),

@@ -114,6 +114,8 @@ def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, ou
     names, opts = case.metrics, case.metric_options
     truth, y, k = data["truth"], data["blurred"], data["kernel"]
     x = np.asarray(restored, np.float64)
+    scale = float(truth.sum()) / float(y.sum()) if opts.get("flux_scale") else 1.0
+    x = x * scale  # data and truth in different units (flux_scale): a fixed factor, the ratio of their sums
     out: dict = {}
     notes: list[str] = []
     ca = _channel_axis(truth, k)
@@ -144,23 +146,22 @@ def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, ou
         else:
             notes.append(f"error ratio: the reference {case.reference!r} has no restoration for this unit (it failed)")
     if "isnr" in names and y.shape == truth.shape:
-        out["isnr"] = M.isnr(x, y, truth)
+        out["isnr"] = M.isnr(x, y * scale, truth)
     if "reblur" in names:
         kk = kernel_hat if kernel_hat is not None else k
         if kk is not None and y.shape == x.shape:
-            out["reblur_rms"] = _reblur(x.astype(np.float32), np.asarray(kk, np.float32), y, case.unit.boundary)
+            out["reblur_rms"] = _reblur(np.asarray(restored, np.float32), np.asarray(kk, np.float32), y, case.unit.boundary)
     if "kernel_error" in names and kernel_hat is not None and k is not None:
         out["kernel_error"] = M.kernel_error(kernel_hat, k)
     if ("niqe" in names or "brisque" in names) and x.ndim == 2 + (ca is not None):
         from .. import iqa
-        img = np.clip(x, 0, 1)
-        if "niqe" in names:
-            try:
-                out["niqe"] = iqa.niqe(img)
-            except InputError as e:
-                notes.append(f"niqe: {e}")
-        if "brisque" in names:
-            out["brisque"] = iqa.brisque(img)
+        img = np.clip(x / drange, 0, 1)
+        for name in ("niqe", "brisque"):
+            if name in names:
+                try:
+                    out[name] = getattr(iqa, name)(img)
+                except InputError as e:
+                    notes.append(f"{name}: {e}")
     if "lpips" in names:
         weights = opts.get("lpips_weights") or os.environ.get("UNBLUR_LPIPS_WEIGHTS")
         if not weights:
@@ -177,6 +178,26 @@ def _threads_for(workers: int) -> int:
     except AttributeError:  # pragma: no cover
         cpus = os.cpu_count() or 1
     return max(1, cpus // max(1, workers))
+
+
+_WARM: set = set()
+
+
+def _warm_up(m) -> None:
+    """Import the method's module and run a non-blind method once on 16x16 pixels, so that a case's time
+    excludes one-off import and allocation costs of the worker process."""
+    if m.name in _WARM:
+        return
+    _WARM.add(m.name)
+    try:
+        m.func  # noqa: B018 - imports the module
+        if m.kind == "nonblind" and not m.capabilities.prior:
+            import unblur
+            y = np.random.default_rng(0).random((16, 16)).astype(np.float32)
+            kw = {"progress": False} if "progress" in {p.name for p in m.params} else {}
+            unblur.deconvolve(y, np.full((3, 3), 1 / 9, np.float32), method=m.name, **kw)
+    except Exception:  # the case itself reports any error
+        pass
 
 
 def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: bool = False, _dep=None) -> dict:
@@ -206,6 +227,7 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
         if "seed" in names and m.capabilities.stochastic:
             params.setdefault("seed", case.seed)
         y = data["blurred"]
+        _warm_up(m)
         with PeakRSS() as mem:
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()

@@ -28,6 +28,8 @@ A suite file (``unblur bench --list`` shows the shipped ones, ``src/unblur/bench
     [metrics]
     names = ["psnr", "ssim", "isnr", "reblur", "time", "memory"]
     reference = "Wiener"              # label of the method the error ratio divides by
+    # also: crop (border left out of PSNR/SSIM), shift_crop, max_shift (shift-tolerant metrics),
+    # data_range, flux_scale (scale restorations by sum(truth) / sum(data) first)
 
     [full]                            # overrides applied by --full (the paper-size protocol)
     dataset = {limit = 68, crop = 256}

@@ -1,0 +1,198 @@
+"""unblur bench: suites load, the smoke suite runs on a folder of tiny images, interrupted runs resume to the same results."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from unblur.bench import load_suite, shipped_suites
+from unblur.errors import InputError
+
+SHIPPED = ["smoke", "rl-diffusion-gaussian", "fastem-motion", "deepblur-zernike", "blind-camera-shake", "microscopy",
+           "rl-throughput"]
+
+
+def _folder(tmp_path, n=3, size=48):
+    import imageio.v3 as iio
+    from scipy import ndimage
+    d = tmp_path / "images"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        a = ndimage.gaussian_filter(rng.random((size, size)), 1.5)
+        a = (255 * (a - a.min()) / (a.max() - a.min())).astype(np.uint8)
+        iio.imwrite(d / f"img{i}.png", a)
+    return d
+
+
+def test_shipped_suites_load_reduced_and_full():
+    from unblur.registry import get_method
+    assert sorted(shipped_suites()) == sorted(SHIPPED)
+    for name in SHIPPED:
+        for full in (False, True):
+            s = load_suite(name, full=full)
+            assert s.name == name and s.methods
+            for m in s.methods:
+                get_method(m.method).resolve({k: v for k, v in m.params.items() if not str(v).startswith("$")})
+    assert load_suite("blind-camera-shake", full=True).dataset["crop"] == 255
+
+
+def test_protocol_settings():
+    s = load_suite("rl-diffusion-gaussian")
+    assert s.degradation["boundary"] == "replicate" and s.degradation["levels"] == [0.025]
+    assert s.degradation["kernels"] == [{"source": "gaussian", "size": 61, "sigma": 3.0}]
+    f = load_suite("fastem-motion")
+    assert np.allclose(f.degradation["levels"], [5 / 255, 10 / 255, 20 / 255])
+
+
+def test_overrides_and_errors(tmp_path):
+    s = load_suite("smoke", overrides=["dataset.limit=1", "dataset.crop=32"])
+    assert s.dataset["limit"] == 1 and s.dataset["crop"] == 32
+    with pytest.raises(InputError, match="no suite named"):
+        load_suite("nope")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "b"\n[dataset]\npath = "x"\n[degradation]\nkernels = [{source = "gaussian"}]\n'
+                   '[[methods]]\nmethod = "rl"\n[metrics]\nnames = ["psnr", "sharpness"]\n')
+    with pytest.raises(InputError, match="unknown metric"):
+        load_suite(bad)
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        load_suite("smoke", overrides=["dataset.limit"])
+
+
+def test_units_are_seeded_by_name(tmp_path):
+    from unblur.bench.cases import degrade, make_cases
+    d = _folder(tmp_path)
+    s = load_suite("smoke")
+    a = make_cases(s, d)
+    b = make_cases(load_suite("smoke", overrides=["dataset.limit=1"]), d)
+    assert len(a) == 3 * 2 * 3 and len(b) == 1 * 2 * 3
+    ya = degrade(a[0].unit)["blurred"]
+    assert np.array_equal(ya, degrade(b[0].unit)["blurred"])  # --limit does not change what a unit sees
+    assert not np.array_equal(ya, degrade(a[3].unit)["blurred"])  # another kernel
+    assert a[0].method.label == "Wiener" and a[0].reference is None and a[1].reference == "Wiener"
+
+
+def test_kernel_sources():
+    from unblur.bench.cases import build_kernels
+    s = load_suite("smoke", overrides=['degradation.kernels=[{source = "disk", size = 9, radius = 3}, '
+                                       '{source = "defocus", size = 15, waves = 0.5}, {source = "zernike", size = 15, count = 2}, '
+                                       '{source = "motion", size = 15, count = 2, seed = 5}]'])
+    ks = build_kernels(s)
+    assert [k.shape for _, k in ks] == [(9, 9), (15, 15), (15, 15), (15, 15), (15, 15), (15, 15)]
+    assert all(abs(float(k.sum()) - 1) < 1e-5 and k.min() >= 0 for _, k in ks)
+    assert not np.array_equal(ks[4][1], ks[5][1])
+
+
+def test_smoke_suite_on_tiny_folder(tmp_path):
+    """The CI smoke run: 3 tiny images x 2 kernels x 3 methods through the CLI module, well under a minute."""
+    from unblur.bench.store import read_records
+    from unblur.cli.bench import main
+    d = _folder(tmp_path)
+    out = tmp_path / "run"
+    md = tmp_path / "B.md"
+    md.write_text("# title\n\n## Other\n\nkept\n")
+    t0 = time.perf_counter()
+    assert main(["smoke", "--data", str(d), "--out", str(out), "--no-progress", "--set", "dataset.crop=40",
+                 "--markdown", str(md)]) == 0
+    assert time.perf_counter() - t0 < 60
+    recs = read_records(out / "results.jsonl")
+    assert len(recs) == 18 and all(r["ok"] for r in recs), [r.get("error") for r in recs]
+    r = next(r for r in recs if r["label"] == "RL 30")
+    for key in ("psnr", "ssim", "psnr_shift", "error_ratio", "isnr", "reblur_rms", "time_s", "peak_mem_mb"):
+        assert key in r["metrics"], key
+    assert r["params"]["num_iter"] == 30 and r["machine"]["cores"] >= 1 and r["machine"]["unblur"]
+    # error ratio = MSE ratio against the reference (Wiener) on the same unit, as unblur.metrics defines it
+    ref = next(q for q in recs if q["unit"] == r["unit"] and q["label"] == "Wiener")
+    assert r["metrics"]["error_ratio"] == pytest.approx(10 ** ((ref["metrics"]["psnr_shift"] - r["metrics"]["psnr_shift"]) / 10),
+                                                        rel=1e-6)
+    # deconvolution helps: RL-TV beats the blurred input on average
+    assert np.mean([q["metrics"]["isnr"] for q in recs if q["label"] == "RL-TV 30"]) > 0
+    assert (out / "report.html").stat().st_size > 10_000
+    text = md.read_text()
+    assert "## Other\n\nkept" in text and "### `smoke`" in text and "unblur bench smoke" in text
+    # a second run without --resume is refused, with it nothing is recomputed
+    with pytest.raises(InputError, match="--resume"):
+        from unblur.bench import run_suite
+        run_suite(load_suite("smoke"), out, data=d)
+    assert main(["smoke", "--data", str(d), "--out", str(out), "--no-progress", "--set", "dataset.crop=40", "--resume"]) == 0
+    assert len(read_records(out / "results.jsonl")) == 18
+
+
+def test_resume_after_kill_gives_the_same_results(tmp_path):
+    """Kill a run (SIGKILL) after a few cases, resume it, and compare with an uninterrupted run."""
+    d = _folder(tmp_path, n=4, size=64)
+    args = ["smoke", "--data", str(d), "--no-progress", "--methods", "RL 30", "--set", "methods=[{method = \"rl\", "
+            "label = \"RL 30\", params = {num_iter = 400, boundary = \"circular\"}}]", "--set", "metrics.names=[\"psnr\", \"ssim\"]",
+            "--set", "metrics.reference=\"RL 30\""]
+    cmd = [sys.executable, "-m", "unblur.cli.bench"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    killed = tmp_path / "killed"
+    p = subprocess.Popen(cmd + args + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    results = killed / "results.jsonl"
+    t0 = time.time()
+    while time.time() - t0 < 120 and p.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:
+            p.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    p.wait()
+    n_before = len(results.read_text().splitlines())
+    assert p.returncode != 0 and 2 <= n_before < 6, (p.returncode, n_before)
+    assert subprocess.run(cmd + args + ["--out", str(killed), "--resume"], env=env, capture_output=True).returncode == 0
+    straight = tmp_path / "straight"
+    assert subprocess.run(cmd + args + ["--out", str(straight)], env=env, capture_output=True).returncode == 0
+
+    def load(folder):
+        return {r["case"]: r for r in map(json.loads, (folder / "results.jsonl").read_text().splitlines())}
+
+    a, b = load(killed), load(straight)
+    assert sorted(a) == sorted(b) and len(a) == 6  # 3 images (the suite's limit) x 2 kernels
+    for cid in a:
+        for key in ("psnr", "ssim"):
+            assert a[cid]["metrics"][key] == pytest.approx(b[cid]["metrics"][key], abs=1e-9)
+
+
+def test_parallel_processes_match_sequential(tmp_path):
+    from unblur.bench import run_suite
+    d = _folder(tmp_path, n=2, size=40)
+    s = load_suite("smoke", overrides=['metrics.names=["psnr", "psnr_shift", "error_ratio", "time", "memory"]', "dataset.crop=0"])
+    seq = run_suite(s, tmp_path / "seq", data=d)["records"]
+    par = run_suite(s, tmp_path / "par", data=d, workers=2)["records"]
+    a = {r["case"]: r["metrics"]["psnr"] for r in seq}
+    b = {r["case"]: r["metrics"]["psnr"] for r in par}
+    assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], abs=1e-6) for k in a)
+    assert all("error_ratio" in r["metrics"] for r in par if r["label"] != "Wiener")
+
+
+def test_pairs_dataset_and_blind_method(tmp_path):
+    """Paired blurred/sharp folders with kernels; a blind method gets a kernel error."""
+    import imageio.v3 as iio
+    import torch
+
+    from unblur.bench import run_suite
+    from unblur.physics.convolution import convolve
+    from unblur.psf import motion_kernel
+    sharp = _folder(tmp_path, n=1, size=96)
+    (tmp_path / "blurred").mkdir()
+    (tmp_path / "kernels").mkdir()
+    k = motion_kernel(15, seed=2)
+    x = iio.imread(sharp / "img0.png").astype(np.float32) / 255
+    y = convolve(torch.from_numpy(x)[None, None], torch.from_numpy(k), "circular")[0, 0].numpy()
+    np.save(tmp_path / "blurred" / "img0.npy", y)
+    np.save(tmp_path / "kernels" / "img0.npy", k)
+    suite = tmp_path / "pairs.toml"
+    suite.write_text(f'name = "pairs"\nkind = "mixed"\n[dataset]\nkind = "pairs"\nblurred = "{tmp_path}/blurred"\n'
+                     f'sharp = "{sharp}"\nkernels = "{tmp_path}/kernels"\n[degradation]\nboundary = "circular"\n'
+                     '[[methods]]\nmethod = "l0"\nparams = {kernel_size = 15, outer_iter = 2}\n[[methods]]\nmethod = "wiener"\n'
+                     'params = {boundary = "circular", noise_sigma = 0.002}\n'
+                     '[metrics]\nnames = ["psnr_shift", "kernel_error", "reblur", "time"]\nshift_crop = 10\n')
+    recs = run_suite(load_suite(suite), tmp_path / "out")["records"]
+    assert all(r["ok"] for r in recs), [r.get("error") for r in recs]
+    l0 = next(r for r in recs if r["label"] == "l0")
+    assert 0 <= l0["metrics"]["kernel_error"] < 2 and "kernel_error" not in next(r for r in recs if r["label"] == "wiener")["metrics"]
+    assert (tmp_path / "out" / "kernels").is_dir()
