@@ -265,3 +265,11 @@ def test_time_points_and_many_files(tmp_path, stack, whole):
     assert np.abs(a - whole).max() / whole.max() < 2e-3 and np.abs(b - a).max() / a.max() < 2e-3
     with pytest.raises(InputError, match="exists"):  # checked before any work
         deconvolve_files([inputs[0]], psf, [outs[1]], "rl", num_iter=1)
+
+
+def test_parse_tile():
+    from unblur.tiling import parse_tile
+    assert parse_tile("32,512,512") == (32, 512, 512) and parse_tile("8x64x64") == (8, 64, 64) and parse_tile(None) is None
+    for bad in ("32,,512", "a,b", "0,4,4"):
+        with pytest.raises(InputError, match="tile size"):
+            parse_tile(bad)

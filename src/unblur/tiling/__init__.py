@@ -9,8 +9,8 @@
 Sizing tiles, workers and memory, and running on a cluster: ``docs/scaling.md``.
 """
 
-from .batch import deconvolve_files, output_names
+from .batch import deconvolve_files, output_names, parse_tile
 from .engine import deconvolve_tiled
 from .plan import make_plan, parse_size
 
-__all__ = ["deconvolve_files", "deconvolve_tiled", "make_plan", "output_names", "parse_size"]
+__all__ = ["deconvolve_files", "deconvolve_tiled", "make_plan", "output_names", "parse_size", "parse_tile"]

@@ -16,6 +16,16 @@ from .engine import LOCAL, connect, deconvolve_tiled
 from .output import check_target
 
 
+def parse_tile(text: str | None) -> tuple[int, ...] | None:
+    """``"32,512,512"`` (or ``"32x512x512"``) as ``(32, 512, 512)``; None stays None (``--tile``)."""
+    if text is None:
+        return None
+    parts = str(text).replace("x", ",").split(",")
+    require(all(p.strip().isdigit() and int(p) > 0 for p in parts), f"cannot read the tile size {text!r}",
+            "give positive sizes per axis, e.g. --tile 32,512,512")
+    return tuple(int(p) for p in parts)
+
+
 def output_names(inputs, output_dir, suffix: str = "_deconv", ext: str | None = None) -> list[Path]:
     """``<output_dir>/<stem><suffix><ext>`` for each input (``ext``: the input's own by default)."""
     out = []
@@ -73,4 +83,4 @@ def deconvolve_files(inputs, psf, outputs, method: str = "rl", *, scheduler=None
             own.close()
 
 
-__all__ = ["deconvolve_files", "output_names"]
+__all__ = ["deconvolve_files", "output_names", "parse_tile"]

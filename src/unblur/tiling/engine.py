@@ -5,8 +5,8 @@ with a registered tileable method and the ``valid`` boundary model (one Dask tas
 channel), and adds the tiles' blended results (:mod:`unblur.tiling.blend`) into the output.
 
 Where tiles run
-    ``scheduler=None`` or ``"threads"``: a thread pool in this process (``workers`` threads, torch
-    using ``cpus // workers`` threads each); ``"processes"``: a local process pool; ``"sync"``: one
+    ``scheduler=None`` or ``"threads"``: a thread pool in this process (``workers`` threads, each
+    tile using ``torch.get_num_threads() // workers`` torch threads); ``"processes"``: a local process pool; ``"sync"``: one
     after the other; ``"tcp://HOST:PORT"``: an existing ``dask.distributed`` scheduler (connection
     refused after ``connect_timeout`` seconds); ``client=``: an existing ``distributed.Client``.
     A worker that dies is replaced by Dask and its tile recomputed.
@@ -194,10 +194,10 @@ def connect(address: str, timeout: float):
 
 @contextlib.contextmanager
 def torch_threads(workers: int):
-    """Give each of ``workers`` concurrent tiles ``cpus // workers`` torch threads, then restore."""
+    """Share torch's threads among ``workers`` concurrent tiles (each gets ``threads // workers``), then restore."""
     import torch
     before = torch.get_num_threads()
-    torch.set_num_threads(max(1, cpu_count() // workers))
+    torch.set_num_threads(max(1, before // workers))
     try:
         yield
     finally:

@@ -36,7 +36,7 @@ from itertools import product
 from ..errors import InputError, require
 
 #: measured peak bytes per voxel of a tile's FFT grid (read box + PSF - 1), float32 data
-BYTES_PER_VOXEL = {"rl": 40.0, "rl-tv": 56.0, "wiener": 40.0, "tikhonov": 72.0, "tv-admm": 96.0}
+BYTES_PER_VOXEL = {"rl": 28.0, "rl-tv": 120.0, "wiener": 128.0, "tikhonov": 120.0, "tv-admm": 256.0}
 #: used for methods without a measurement (learned methods hold a network's activations too)
 DEFAULT_BYTES_PER_VOXEL = 160.0
 #: share of the available memory used when no limit is given

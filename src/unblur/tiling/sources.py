@@ -61,12 +61,11 @@ class FileSource:
         return getattr(self._open(), "metadata", None)
 
     def _open(self):
+        if self.path.suffix.lower() == ".npy":  # mapped afresh for each block: nothing stays resident
+            return np.load(self.path, mmap_mode="r", allow_pickle=False)
         if self._arr is None:
-            if self.path.suffix.lower() == ".npy":
-                self._arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
-            else:
-                from ..io import open_image
-                self._arr = open_image(self.path)
+            from ..io import open_image
+            self._arr = open_image(self.path)
         return self._arr
 
     def read(self, slices) -> np.ndarray:
