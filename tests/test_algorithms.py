@@ -292,6 +292,45 @@ def test_same_seed_same_result(name):
     assert np.abs(a - c).max() > 1e-4
 
 
+DIAG_KW = {"dps": {"steps": 6}, "pigdm": {"steps": 6, "cg_iter": 10}, "rl-diffusion": {"N": 2, "L": 5, "M": 2}}
+
+
+@pytest.mark.parametrize("name", list(DIAG_KW))
+def test_samplers_return_maps_only_when_asked(name):
+    img, psf = _scene(24, channels=3), _gauss_psf(5, 1.0)
+    y = _blur(img, psf, "replicate", sigma=0.02)
+    func = SOLVERS[name][0]
+    kw = dict(DIAG_KW[name], prior=GaussianModelDenoiser(), noise_sigma=0.02, seed=3)
+    plain, info = func(y, psf, **kw)
+    assert not {"residual_map", "seed_spread", "residual_outlier_share", "seed_spread_mean"} & set(info)
+    out, info = func(y, psf, diagnostics=True, **kw)
+    np.testing.assert_array_equal(out, plain)  # the maps do not change the result
+    r = info["residual_map"]
+    assert isinstance(r, np.ndarray) and r.shape == y.shape
+    assert 0 <= info["residual_outlier_share"] <= 1 and info["residual_mean_abs"] > 0
+    assert "seed_spread" not in info
+    out2, info2 = func(y, psf, seeds=2, **kw)
+    np.testing.assert_array_equal(out2, plain)  # the first seed's sample is returned
+    assert info2["seeds"] == [3, 4] and info2["seed_spread"].shape == y.shape
+    assert info2["seed_spread_mean"] > 0 and "residual_map" not in info2
+    with pytest.raises(InputError):
+        func(y, psf, seeds=0, **kw)
+
+
+@pytest.mark.parametrize("name, ratio", [("dps", 0.5), ("rl-diffusion", 0.9)])  # RL-diffusion is already close
+def test_consistency_step_brings_the_output_back_to_the_data(name, ratio):
+    img, psf = _scene(32), _gauss_psf(7, 1.5)
+    y = _blur(img, psf, "replicate", sigma=0.02)
+    func = SOLVERS[name][0]
+    kw = dict(DIAG_KW[name], prior=GaussianModelDenoiser(), noise_sigma=0.02, diagnostics=True)
+    if name == "dps":
+        kw["zeta"] = 0.05  # far too weak guidance: the sample ignores the data
+    _, off = func(y, psf, **kw)
+    out, on = func(y, psf, consistency_tau=0.05, **kw)
+    assert on["consistency_tau"] == 0.05 and out.min() >= 0 and out.max() <= 1
+    assert on["residual_mean_abs"] < ratio * off["residual_mean_abs"], (on["residual_mean_abs"], off["residual_mean_abs"])
+
+
 def test_registry_and_cli_parameters():
     m = get_method("rl-diffusion")
     assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] == 80

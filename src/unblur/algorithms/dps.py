@@ -5,7 +5,9 @@ schedule (1000 = the paper; fewer = evenly respaced), each step followed by the 
 ``-zeta grad_{x_t} ||y - A x0_hat(x_t)||`` (:class:`~unblur.algorithms.guidance.DPSGuidance`; the
 reference code's unsquared norm and ``zeta = 0.3`` for deblurring by default).  One network
 evaluation per step (``nfe = steps``).  Input and output in [0, 1]; ``noise_sigma`` is in [0, 1]
-units (DPS papers quote it in [-1, 1] units: 0.05 there is 0.025 here) and DPS itself does not use it.
+units (DPS papers quote it in [-1, 1] units: 0.05 there is 0.025 here); DPS itself does not use it, the
+final data-consistency step (``consistency_tau``, :func:`~unblur.algorithms.guidance.consistency_step`)
+and the residual map (``diagnostics``, :mod:`unblur.diagnostics`) do.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
+from ..diagnostics import residual_info, run_seeds
+from ..errors import require
 from .common import start
 from .ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
-from .guidance import DPSGuidance
+from .guidance import DPSGuidance, consistency_step
 
 if TYPE_CHECKING:
     from ..models.base import Denoiser
@@ -34,6 +38,7 @@ def dps_refine(run, x_start: torch.Tensor, timesteps: list[int], *, zeta: float 
 def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = False,
         zeta_schedule: Literal["constant", "sqrt_abar"] = "constant", prior: Denoiser | str | None = None,
         noise_sigma: float | None = None, boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate",
+        consistency_tau: float = 0.0, diagnostics: bool = False, seeds: int = 1,
         seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
     """DPS deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image in [0, 1] (module docstring).
 
@@ -58,6 +63,13 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
         Gaussian noise sigma in [0, 1] image units (a [-1, 1] value / 2); estimated if omitted.  DPS itself does not use it.
     boundary : {"replicate", "circular", "zero", "reflect", "valid"}
         Blur boundary model (replicate = padding by k // 2, as the RL-diffusion paper).
+    consistency_tau : float
+        Final data-consistency step ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2`` around the sample
+        ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the plain DPS sample).
+    diagnostics : bool
+        Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
+    seeds : int
+        Samples drawn (seeds ``seed .. seed + seeds - 1``); 2 or more adds the per-pixel ``seed_spread``.
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional
@@ -72,7 +84,8 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
     restored : array
         Same layout as ``image``.
     info : dict
-        ``nfe``, ``time_s``, ``timesteps``.
+        ``nfe``, ``time_s``, ``steps``; with ``diagnostics``: ``residual_map``, ``residual_outlier_share``,
+        ``residual_mean_abs``; with ``seeds >= 2``: ``seed_spread``, ``seed_spread_mean``, ``seeds``.
 
     Examples
     --------
@@ -83,12 +96,23 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
     >>> restored.shape, info["nfe"]
     ((16, 16), 4)
     """
+    kwargs = dict(locals())  # the parameters, for the other seeds
+    for k in ("image", "psf", "seed", "seeds", "diagnostics"):
+        kwargs.pop(k)
+    require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
+    require(consistency_tau >= 0, f"consistency_tau must be >= 0, got {consistency_tau}")
+    if seeds > 1:
+        return run_seeds(dps, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs)
     run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     ts = respaced_timesteps(run.schedule, steps)
     run.require_noise_levels(ts[0])
     x_T = randn(run.y.shape[:2] + tuple(run.op.in_shape), run.y, run.generator)
     bar = run.progress(len(ts), "DPS", progress, callback)
     x = dps_refine(run, x_T, ts, zeta=zeta, squared=squared, zeta_schedule=zeta_schedule, progress=bar)
+    x = consistency_step(run.op, run.y, x.clamp(0, 1), run.sigma, consistency_tau)
     bar.close()
-    return run.finish(x, {"method": "dps", "steps": len(ts), "zeta": zeta, "squared_norm": squared,
-                          "zeta_schedule": zeta_schedule})
+    info = {"method": "dps", "steps": len(ts), "zeta": zeta, "squared_norm": squared, "zeta_schedule": zeta_schedule,
+            "consistency_tau": consistency_tau}
+    if diagnostics:
+        info.update(residual_info(run, x))
+    return run.finish(x, info)

@@ -125,6 +125,25 @@ class DPSGuidance:
         return x0, -self.step_size(t) * g
 
 
+def consistency_step(op, y: torch.Tensor, x01: torch.Tensor, sigma: float, tau: float,
+                     max_iter: int = 50) -> torch.Tensor:
+    """Final data-consistency step of a sampler, in [0, 1] units::
+
+        x = argmin_x ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2 = (A^T A + mu I)^{-1} (A^T y + mu x_s),
+
+    ``mu = sigma^2 / tau^2``: the MAP estimate when the sample ``x_s`` is taken as a Gaussian prior mean with
+    per-pixel deviation ``tau``.  Frequencies the blur passes with ``|H|^2 tau^2 >> sigma^2`` are taken from
+    the data (low-frequency colour and brightness errors of the sample disappear); the others stay the
+    sample's.  Exact in Fourier for a circular blur, conjugate gradient otherwise (``op.prox_l2``).
+    ``tau <= 0`` returns ``x_s`` unchanged.
+    """
+    if tau <= 0:
+        return x01
+    mu = max(float(sigma), 1e-4) ** 2 / float(tau) ** 2
+    with torch.no_grad():
+        return op.prox_l2(x01, y, mu, max_iter=max_iter)
+
+
 def solve_regularized_gram(op, r: torch.Tensor, r2: float, s2: float, method: str = "auto",
                            max_iter: int = 100, tol: float = 1e-6) -> torch.Tensor:
     """``(r2 A A^T + s2 I)^{-1} r`` in data space: the operator's ``solve_gram`` (exact in Fourier for a

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from ..diagnostics import residual_info, run_seeds
+from ..errors import require
 from .common import start
 from .ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
 from .guidance import PiGDMGuidance
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
 
 def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] = "paper", weight: float = 1.0,
           prior: Denoiser | str | None = None, noise_sigma: float | None = None,
-          boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate", cg_iter: int = 50, seed: int | None = 0,
+          boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate", cg_iter: int = 50,
+          diagnostics: bool = False, seeds: int = 1, seed: int | None = 0,
           device: str | None = None, progress: bool = False, callback=None):
     """PiGDM deblurring of a gray or colour image in [0, 1] (module docstring).
 
@@ -48,6 +51,10 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
         Gaussian noise sigma in [0, 1] image units (a [-1, 1] value / 2); estimated if omitted.
     boundary : {"replicate", "circular", "zero", "reflect", "valid"}
         Blur boundary model (replicate = padding by k // 2, as the RL-diffusion paper).
+    diagnostics : bool
+        Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
+    seeds : int
+        Samples drawn (seeds ``seed .. seed + seeds - 1``); 2 or more adds the per-pixel ``seed_spread``.
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional
@@ -62,7 +69,9 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
     restored : array
         Same layout as ``image``.
     info : dict
-        ``nfe``, ``time_s``, ``steps``, ``r_choice``, ``weight``.
+        ``nfe``, ``time_s``, ``steps``, ``r_choice``, ``weight``; with ``diagnostics``: ``residual_map``,
+        ``residual_outlier_share``, ``residual_mean_abs``; with ``seeds >= 2``: ``seed_spread``,
+        ``seed_spread_mean``, ``seeds``.
 
     Examples
     --------
@@ -73,6 +82,12 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
     >>> restored.shape, info["nfe"]
     ((16, 16), 4)
     """
+    kwargs = dict(locals())  # the parameters, for the other seeds
+    for k in ("image", "psf", "seed", "seeds", "diagnostics"):
+        kwargs.pop(k)
+    require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
+    if seeds > 1:
+        return run_seeds(pigdm, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs)
     run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     ts = respaced_timesteps(run.schedule, steps)
     run.require_noise_levels(ts[0])
@@ -82,4 +97,7 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
     bar = run.progress(len(ts), "PiGDM", progress, callback)
     x = guided_ddpm(x_T, ts, run.schedule, guidance, run.generator, bar)
     bar.close()
-    return run.finish((x + 1) / 2, {"method": "pigdm", "steps": len(ts), "r_choice": r_choice, "weight": weight})
+    info = {"method": "pigdm", "steps": len(ts), "r_choice": r_choice, "weight": weight}
+    if diagnostics:
+        info.update(residual_info(run, (x + 1) / 2))
+    return run.finish((x + 1) / 2, info)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from ..diagnostics import residual_info, run_seeds
 from ..diffusion.schedule import x0_from_denoiser
 from ..errors import require
 from ..solvers.problem import setup_problem
@@ -34,6 +35,7 @@ from ..solvers.richardson_lucy import rl_iterations
 from .common import start
 from .ddpm import randn
 from .dps import dps_refine
+from .guidance import consistency_step
 from .pnp import admm_iterations
 
 if TYPE_CHECKING:
@@ -55,7 +57,8 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
                  zeta_schedule: Literal["constant", "sqrt_abar"] = "constant",
                  refine_from: Literal["rl-diffusion", "y", "rl-tv", "pnp-admm"] = "rl-diffusion",
                  prior: Denoiser | str | None = None, noise_sigma: float | None = None,
-                 boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate", seed: int | None = 0,
+                 boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate",
+                 consistency_tau: float = 0.0, diagnostics: bool = False, seeds: int = 1, seed: int | None = 0,
                  device: str | None = None, progress: bool = False, callback=None):
     """RL-diffusion deblurring (module docstring) of a gray or colour image in [0, 1].
 
@@ -83,9 +86,17 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
         Denoiser prior: a checkpoint path/spec (e.g. the DPS ``ffhq_10m.pt``) or a Denoiser; default: the
         embedded unblur network (``unblur.models.load_prior``).
     noise_sigma : float, optional
-        Gaussian noise sigma in [0, 1] image units (a [-1, 1] value / 2); estimated if omitted.  Only reported: neither RL nor DPS uses it.
+        Gaussian noise sigma in [0, 1] image units (a [-1, 1] value / 2); estimated if omitted.  Neither RL nor DPS
+        uses it; the final data-consistency step and the residual map do.
     boundary : {"replicate", "circular", "zero", "reflect", "valid"}
         Blur boundary model (replicate = padding by k // 2, as the RL-diffusion paper).
+    consistency_tau : float
+        Final data-consistency step ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2`` around the result
+        ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the paper's algorithm).
+    diagnostics : bool
+        Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
+    seeds : int
+        Samples drawn (seeds ``seed .. seed + seeds - 1``); 2 or more adds the per-pixel ``seed_spread``.
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional
@@ -100,7 +111,9 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
     restored : array
         Same layout as ``image``.
     info : dict
-        ``nfe`` (N + M), ``time_s``, ``rl_timesteps``, ``dps_timesteps``.
+        ``nfe`` (N + M), ``time_s``, ``rl_timesteps``, ``dps_timesteps``; with ``diagnostics``: ``residual_map``,
+        ``residual_outlier_share``, ``residual_mean_abs``; with ``seeds >= 2``: ``seed_spread``,
+        ``seed_spread_mean``, ``seeds``.
 
     Examples
     --------
@@ -111,7 +124,14 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
     >>> restored.shape, info["nfe"]
     ((16, 16), 4)
     """
+    kwargs = dict(locals())  # the parameters, for the other seeds
+    for k in ("image", "psf", "seed", "seeds", "diagnostics"):
+        kwargs.pop(k)
     require(L >= 0, f"L must be >= 0, got {L}")
+    require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
+    require(consistency_tau >= 0, f"consistency_tau must be >= 0, got {consistency_tau}")
+    if seeds > 1:
+        return run_seeds(rl_diffusion, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs)
     custom = not isinstance(refine_from, str)
     require(custom or refine_from in REFINE_FROM, f"unknown refine_from {refine_from!r}",
             f"use one of {', '.join(REFINE_FROM)} or an array")
@@ -143,10 +163,14 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
         x_start = sched.q_sample(2 * x.clamp(0, 1) - 1, dps_ts[0], randn(x.shape, x, run.generator))
     x = dps_refine(run, x_start, dps_ts, zeta=zeta, squared=squared, zeta_schedule=zeta_schedule,
                    progress=_Offset(bar, len(rl_ts)))
+    x = consistency_step(op, y, x.clamp(0, 1), run.sigma, consistency_tau)
     bar.close()
-    return run.finish(x, {"method": "rl-diffusion", "N": N, "L": L, "M": M, "zeta": zeta, "zeta_schedule": zeta_schedule,
-                          "refine_from": "array" if custom else refine_from,
-                          "rl_timesteps": rl_ts, "dps_timesteps": dps_ts})
+    info = {"method": "rl-diffusion", "N": N, "L": L, "M": M, "zeta": zeta, "zeta_schedule": zeta_schedule,
+            "refine_from": "array" if custom else refine_from, "consistency_tau": consistency_tau,
+            "rl_timesteps": rl_ts, "dps_timesteps": dps_ts}
+    if diagnostics:
+        info.update(residual_info(run, x))
+    return run.finish(x, info)
 
 
 class _Offset:
