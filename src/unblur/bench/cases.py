@@ -347,11 +347,22 @@ def degrade(unit: Unit) -> dict:
             "sigma": noise_sigma(unit)}
 
 
-def check_cases(cases: list[Case]) -> None:
-    """Refuse a suite whose methods cannot run on its data (a 2-D method on stacks, a non-blind method without PSF)."""
+def check_parameters(methods: list[MethodSpec]) -> None:
+    """Refuse parameters a method does not have (a ``$`` placeholder counts by its name only)."""
     from ..registry import get_method
+    for spec in methods:
+        m = get_method(spec.method)
+        m.resolve({k: v for k, v in spec.params.items() if not (isinstance(v, str) and v.startswith("$"))})
+        known = {p.name for p in m.params} | set(m.api_only)
+        unknown = sorted(set(spec.params) - known)
+        require(not unknown, f"method {spec.method!r} ({spec.label}) has no parameter(s) {', '.join(unknown)}",
+                f"its parameters are: {', '.join(p.name for p in m.params)}")
+
+
+def check_cases(cases: list[Case]) -> None:
+    """Refuse a suite whose methods cannot run on its data (a non-blind method without PSF, unknown parameters)."""
     for c in cases[:1]:
         if c.unit.kernel is None and "psf" not in c.unit.item and c.kind == "nonblind":
             raise InputError(f"method {c.method.method!r} needs a PSF but {c.unit.item['name']} has none",
                              "give the dataset a kernels folder, or choose blind methods")
-        get_method(c.method.method).resolve({k: v for k, v in c.method.params.items() if not (isinstance(v, str) and v.startswith("$"))})
+    check_parameters(list({c.method.label: c.method for c in cases}.values()))

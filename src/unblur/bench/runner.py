@@ -212,7 +212,8 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
     u = case.unit
     rec = {"case": case.cid, "unit": u.uid, "image": u.item["name"], "kernel": u.kernel_name, "noise": u.noise,
            "level": u.level, "method": case.method.method, "label": case.method.label, "seed": case.seed,
-           "kind": case.kind, "ok": False, "metrics": {}, "notes": []}
+           "kind": case.kind, "ok": False, "metrics": {}, "notes": [],
+           "group": u.item["name"] if "shape" in u.item else None}  # synthetic data: one table per shape
     t_start = time.time()
     try:
         data = degrade(u)

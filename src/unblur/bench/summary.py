@@ -32,6 +32,8 @@ COLUMNS = OrderedDict([
 def condition_of(rec: dict) -> str:
     """The table a record belongs to: its noise model and level."""
     lv = rec.get("level")
+    if rec.get("group"):
+        return f"{rec['group']}" + ("" if rec.get("noise") in (None, "none", "given") else f", {rec['noise']} {lv}")
     if rec.get("noise") in (None, "given"):
         return "given data"
     if rec.get("noise") == "none":
