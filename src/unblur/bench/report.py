@@ -223,7 +223,9 @@ def write_report(out_dir: Path, suite, cases, records: list[dict], command: str,
 def machine_line(m: dict) -> str:
     gpu = m.get("gpu") or "no GPU (CPU only)"
     return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')} with {m.get('torch_threads', '?')} "
-            f"threads, {gpu}; unblur {m.get('unblur', '?')}, Python {m.get('python', '?')}")
+            f"threads, {gpu}; unblur {m.get('unblur', '?')}, Python {m.get('python', '?')}"
+            + (f"; load average {m['load_1min']:.1f} at the start (times are upper bounds when it exceeds the cores)"
+               if m.get("load_1min") is not None else ""))
 
 
 # -- BENCHMARKS.md ---------------------------------------------------------------------------------

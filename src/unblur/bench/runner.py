@@ -55,7 +55,8 @@ def machine_info() -> dict:
 
     from .. import __version__
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "gpu": gpu,
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "gpu": gpu, "load_1min": load,
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "torch": torch.__version__, "unblur": __version__}
 
@@ -319,7 +320,6 @@ def _graph(todo, out_dir, threads, save_units):
     """Dask tasks: a case whose error-ratio reference also runs now waits for it."""
     import dask
     tasks, keys = {}, {}
-    refs = {c.cid: c for c in todo if c.reference is None}
     for c in sorted(todo, key=lambda c: c.reference is not None):
         dep = None
         if c.reference is not None:
@@ -328,7 +328,6 @@ def _graph(todo, out_dir, threads, save_units):
         tasks[c.cid] = dask.delayed(run_case, pure=False)(c, str(out_dir), threads, c.unit.uid in save_units, dep,
                                                           dask_key_name=key)
         keys[key] = c
-    del refs
     return tasks, keys
 
 
