@@ -18,7 +18,7 @@ import warnings
 from ..errors import InputError
 from ..signals import Interrupted, handle_termination
 
-COMMANDS = ["deconvolve", "blind", "simulate", "methods", "train", "psf"]
+COMMANDS = ["deconvolve", "blind", "simulate", "methods", "train", "psf", "bench"]
 DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 METHOD_COMMANDS = ("deconvolve", "blind")  # their --help shows the options of the --method given in argv
 
