@@ -32,6 +32,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 from typing import Any, Callable
 
@@ -240,42 +241,34 @@ def _digest(psfs) -> str:
 # -- assembly ---------------------------------------------------------------------------------------
 
 class Tiles:
-    """The saved tiles of a run: sums the weighted kept blocks that fall in any output region."""
+    """The saved tiles of a run: sums the weighted kept blocks that fall in any output region.
+
+    Each tile file is memory-mapped only while a region that it touches is summed, so nothing stays
+    resident between regions."""
 
     def __init__(self, plan: TilePlan, folder: Path, channels: int | None, time: int | None = None):
         self.tiles, self.folder, self.channels, self.time = plan.tiles(), Path(folder), channels, time
-        self._open: dict[str, np.ndarray] = {}
+        self.counts = plan.counts
+        self.keeps = [[part[1] for part in plan.axis_parts(ax)] for ax in range(len(plan.shape))]
 
-    def load(self, channel, tile) -> np.ndarray:
-        name = tile_file(channel, tile.index, self.time)
-        if name not in self._open:
-            self._open[name] = np.load(self.folder / name, mmap_mode="r")
-        return self._open[name]
+    def touching(self, box) -> list[Tile]:
+        """The tiles whose kept box meets ``box``."""
+        js = [[j for j, (k0, k1) in enumerate(keeps) if k0 < b and k1 > a] for keeps, (a, b) in zip(self.keeps, box)]
+        return [self.tiles[int(np.ravel_multi_index(g, self.counts))] for g in product(*js)]
 
     def region(self, box) -> np.ndarray:
         """The output over ``box`` (``(start, stop)`` per spatial axis), all channels."""
         shape = tuple(b - a for a, b in box)
         out = np.zeros(shape + ((self.channels,) if self.channels else ()), np.float32)
-        for t in self.tiles:
+        for t in self.touching(box):
             inter = [(max(a, k0), min(b, k1)) for (a, b), (k0, k1) in zip(box, t.keep)]
-            if any(lo >= hi for lo, hi in inter):
-                continue
             dst = tuple(slice(lo - a, hi - a) for (lo, hi), (a, _) in zip(inter, box))
             src = tuple(slice(lo - k0, hi - k0) for (lo, hi), (k0, _) in zip(inter, t.keep))
             for c in range(self.channels or 1):
-                block = self.load(c if self.channels else None, t)[src]
-                if self.channels:
-                    out[dst + (c,)] += block
-                else:
-                    out[dst] += block
+                name = tile_file(c if self.channels else None, t.index, self.time)
+                block = np.load(self.folder / name, mmap_mode="r")[src]
+                out[dst + ((c,) if self.channels else ())] += block
         return out
-
-    def release(self, before: int) -> None:
-        """Forget the memory maps of tiles that end before ``before`` on the first axis."""
-        for t in self.tiles:
-            if t.keep[0][1] <= before:
-                for c in range(self.channels or 1):
-                    self._open.pop(tile_file(c if self.channels else None, t.index, self.time), None)
 
 
 def assemble(tiles: Tiles, plan: TilePlan, writer=None):
@@ -285,9 +278,7 @@ def assemble(tiles: Tiles, plan: TilePlan, writer=None):
         return tiles.region(tuple((0, n) for n in plan.shape))
     lead = (tiles.time,) if tiles.time is not None else ()
     for t in tiles.tiles:
-        tiles.release(t.core[0][0])
         writer.write(lead + t.slices("core"), tiles.region(t.core))
-    tiles.release(max(plan.shape[0], 1) + 1)
     return None
 
 

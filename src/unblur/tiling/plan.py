@@ -122,19 +122,22 @@ class TilePlan:
     def n_tiles(self) -> int:
         return math.prod(self.counts)
 
+    def axis_parts(self, ax: int) -> list[tuple]:
+        """``(core, keep, read, ramps)`` of each tile position ``j`` on axis ``ax``."""
+        n, m, h, o = self.shape[ax], self.counts[ax], self.halo[ax], self.overlap[ax]
+        b = self.bounds(ax)
+        parts = []
+        for j in range(m):
+            lo = o // 2 if j > 0 else 0
+            hi = o - o // 2 if j < m - 1 else 0
+            keep = (b[j] - lo, b[j + 1] + hi)
+            read = (max(0, keep[0] - h), min(n, keep[1] + h))
+            parts.append(((b[j], b[j + 1]), keep, read, (o if j > 0 else 0, o if j < m - 1 else 0)))
+        return parts
+
     def tiles(self) -> list[Tile]:
-        """Every tile, in C order of the tile grid."""
-        axes = []
-        for ax, (n, m, h, o) in enumerate(zip(self.shape, self.counts, self.halo, self.overlap)):
-            b = self.bounds(ax)
-            per = []
-            for j in range(m):
-                lo = o // 2 if j > 0 else 0
-                hi = o - o // 2 if j < m - 1 else 0
-                keep = (b[j] - lo, b[j + 1] + hi)
-                read = (max(0, keep[0] - h), min(n, keep[1] + h))
-                per.append(((b[j], b[j + 1]), keep, read, (o if j > 0 else 0, o if j < m - 1 else 0)))
-            axes.append(per)
+        """Every tile, in C order of the tile grid (index ``numpy.ravel_multi_index(grid, counts)``)."""
+        axes = [self.axis_parts(ax) for ax in range(len(self.shape))]
         out = []
         for i, (grid, parts) in enumerate(zip(product(*(range(m) for m in self.counts)), product(*axes))):
             core, keep, read, ramps = zip(*parts)
