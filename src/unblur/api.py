@@ -22,6 +22,27 @@ class Restoration:
     kernel: Any = None
 
 
+def _as_float(image):
+    """Integer arrays (numpy or torch) as float32 divided by their type's maximum (uint8: /255,
+    uint16: /65535), the rule for integer files (:func:`unblur.arrays.integer_scale`); others unchanged."""
+    from .arrays import integer_scale
+
+    dtype = getattr(image, "dtype", None)
+    if dtype is None:
+        return image
+    try:
+        scale = integer_scale(dtype)
+    except TypeError:  # not a numeric dtype: the method refuses it with its own message
+        return image
+    if scale is None:
+        return image
+    if hasattr(image, "detach"):
+        import torch
+        return image.to(torch.float32) / scale
+    import numpy as np
+    return np.asarray(image, dtype=np.float32) / np.float32(scale)
+
+
 def deconvolve(image, psf, method: str = DEFAULT_METHOD, **params) -> Restoration:
     """Restore ``image`` blurred by ``psf`` with a registered non-blind method.
 
@@ -29,7 +50,8 @@ def deconvolve(image, psf, method: str = DEFAULT_METHOD, **params) -> Restoratio
     ----------
     image : array
         Blurred image: numpy ``(H, W)``, ``(H, W, C)``, ``(Z, Y, X)`` (with a 3-D PSF), or torch
-        ``(B, C, ...)``; units as in ``docs/conventions.md``.
+        ``(B, C, ...)``; units as in ``docs/conventions.md``.  Integer arrays are scaled like
+        integer files: divided by their type's maximum (uint8 by 255, uint16 by 65535).
     psf : array
         The PSF (centre at ``n // 2``, normalised to sum 1 by the method).
     method : str
@@ -41,7 +63,8 @@ def deconvolve(image, psf, method: str = DEFAULT_METHOD, **params) -> Restoratio
     Returns
     -------
     Restoration
-        ``.image`` (same layout as ``image``) and ``.info``.
+        ``.image`` (same layout as ``image``; float32 for integer or float32 input, float64 for
+        float64 input, values in the scaled units) and ``.info``.
 
     Examples
     --------
@@ -60,7 +83,7 @@ def deconvolve(image, psf, method: str = DEFAULT_METHOD, **params) -> Restoratio
     m = get_method(method)
     if m.kind != "nonblind":
         raise InputError(f"{method!r} is a blind method", "use blind_deconvolve (no PSF) for it")
-    restored, info = m.run(image, psf, **params)
+    restored, info = m.run(_as_float(image), psf, **params)
     return Restoration(restored, info)
 
 
@@ -70,7 +93,8 @@ def blind_deconvolve(image, method: str = DEFAULT_BLIND_METHOD, **params) -> Res
     Parameters
     ----------
     image : array
-        Blurred image, gray ``(H, W)`` or colour ``(H, W, C)``, in [0, 1].
+        Blurred image, gray ``(H, W)`` or colour ``(H, W, C)``, in [0, 1].  Integer arrays are
+        divided by their type's maximum (uint8 by 255, uint16 by 65535), as integer files are.
     method : str
         A blind method (``unblur methods``); default ``"l0"`` (L0 gradient prior, for photographs).
     **params
@@ -79,7 +103,7 @@ def blind_deconvolve(image, method: str = DEFAULT_BLIND_METHOD, **params) -> Res
     Returns
     -------
     Restoration
-        ``.image``, ``.kernel`` (the estimated PSF, sums to 1) and ``.info``.
+        ``.image`` (float32 for integer input), ``.kernel`` (the estimated PSF, sums to 1) and ``.info``.
 
     Examples
     --------
@@ -93,7 +117,7 @@ def blind_deconvolve(image, method: str = DEFAULT_BLIND_METHOD, **params) -> Res
     m = get_method(method)
     if m.kind != "blind":
         raise InputError(f"{method!r} needs a PSF", "use deconvolve(image, psf, method=...)")
-    restored, info = m.run(image, **params)
+    restored, info = m.run(_as_float(image), **params)
     return Restoration(restored, info, info.pop("kernel", None))
 
 

@@ -11,6 +11,9 @@ Conventions (see docs/conventions.md):
   ``spatial_ndim`` explicitly.
 * Compute dtype is float32; results go back in the caller's floating dtype (float64 in, float64
   out; integer input gives float32), as scikit-image does.
+* Integer arrays are scaled like integer files (:func:`unblur.io.read_image`): divided by their
+  type's maximum (uint8 by 255, uint16 by 65535; bool is 0 or 1), so ``uint8`` and the same
+  picture read from a PNG give the same result (:func:`integer_scale`).
 * Devices: :func:`resolve_device` validates ``device`` once (a clear error when CUDA is asked for
   and absent).
 """
@@ -96,11 +99,28 @@ def resolve_device(device) -> torch.device | None:
     return dev
 
 
+def integer_scale(dtype) -> float | None:
+    """The divisor that maps an integer ``dtype`` (numpy or torch) to [0, 1]: its maximum (uint8: 255,
+    uint16: 65535, int16: 32767); ``None`` for floating-point and bool dtypes (used as they are).
+
+    >>> integer_scale(np.uint8), integer_scale(np.float32)
+    (255, None)
+    """
+    if isinstance(dtype, torch.dtype):
+        if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+            return None
+        return int(torch.iinfo(dtype).max)
+    dtype = np.dtype(dtype)
+    return int(np.iinfo(dtype).max) if dtype.kind in "ui" else None
+
+
 def to_batch(image, spatial_ndim: int, dtype=torch.float32, device=None) -> tuple[torch.Tensor, Layout]:
     """numpy ``(H,W)``, ``(H,W,C)``, ``(Z,Y,X)``, ``(Z,Y,X,C)`` or torch ``(B,C,*spatial)`` -> torch batch.
 
     ``device`` is checked by :func:`resolve_device`; the result keeps the caller's dtype in its
-    :class:`Layout` so that :meth:`Layout.to_output` can return the same floating dtype.
+    :class:`Layout` so that :meth:`Layout.to_output` can return the same floating dtype (float32 for
+    integer input).  Integer input is divided by its type's maximum (:func:`integer_scale`), as
+    integer files are when read.
     """
     require(spatial_ndim in (2, 3), f"spatial_ndim must be 2 or 3, got {spatial_ndim}")
     device = resolve_device(device)
@@ -109,6 +129,9 @@ def to_batch(image, spatial_ndim: int, dtype=torch.float32, device=None) -> tupl
                 f"torch input must have shape (B, C, {'H, W' if spatial_ndim == 2 else 'Z, Y, X'}), got {tuple(image.shape)}",
                 "add batch/channel axes with x[None, None]")
         x = image.to(dtype=dtype, device=device)
+        scale = integer_scale(image.dtype)
+        if scale is not None:
+            x = x / scale
         layout = Layout(spatial_ndim, False, True, True, None, image.dtype)
     else:
         arr = np.asarray(image)
@@ -125,6 +148,9 @@ def to_batch(image, spatial_ndim: int, dtype=torch.float32, device=None) -> tupl
                 f"give a {spatial_ndim}-D image (or {spatial_ndim}-D plus a trailing channel axis) with a {spatial_ndim}-D PSF",
             )
         x = torch.from_numpy(np.ascontiguousarray(arr)).to(dtype=dtype, device=device)[None]
+        scale = integer_scale(arr.dtype)
+        if scale is not None:
+            x = x / scale
         layout = Layout(spatial_ndim, channels_last, False, False, arr.dtype)
     check_finite(x, "image")
     spatial = x.shape[2:]

@@ -230,12 +230,41 @@ def save_checkpoint(obj: dict, path) -> None:
         raise
 
 
+def check_archive_size(path: Path) -> None:
+    """Refuse a checkpoint archive whose records expand beyond twice the file's size (before reading it).
+
+    ``torch.save`` stores its records uncompressed, so the records of a real checkpoint add up to
+    less than the file.  A record compressed in a crafted file (a few MB claiming a tensor of 10^12
+    values) would be inflated into memory by ``torch.load``: refused here from the zip directory
+    alone, nothing allocated.  The tensor metadata is then checked by ``torch.load`` itself (a
+    storage whose claimed size differs from its record's is an error before any allocation).
+    Files in torch's legacy (non-zip) format carry no directory and are left to those checks.
+    """
+    import zipfile
+
+    size = path.stat().st_size
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            claimed = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e)[:120]}",
+                         "the file is truncated or not a checkpoint") from None
+    if claimed > 2 * size + (1 << 20):
+        raise InputError(f"{path} claims {claimed / 2**30:.3g} GiB of data in a {size / 2**20:.3g} MiB file "
+                         "(compressed records; refused before reading)",
+                         "give a checkpoint written by torch.save (records stored uncompressed)")
+
+
 def torch_load(path: Path, fix: str):
     """``torch.load(path, weights_only=True)`` on CPU; any failure is a one-line :class:`InputError`.
 
     ``weights_only`` refuses pickled objects other than tensors and plain containers, so opening a
-    crafted file cannot execute code.
+    crafted file cannot execute code; :func:`check_archive_size` refuses, before reading, a file
+    whose data would expand far beyond its size.
     """
+    check_archive_size(Path(path))
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
