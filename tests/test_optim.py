@@ -186,3 +186,61 @@ def test_poisson_pnp_improves_on_rl():
     assert psnr(out, x) > psnr(richardson_lucy(y, psf, 30, boundary="circular"), x) + 2.0
     with pytest.raises(InputError, match="gain"):
         poisson_pnp(y, psf, gain=0, prior=GaussianModelDenoiser())
+
+
+def test_multiplicative_driver_matches_generic_biggs_andrews():
+    """A step returning the factor q (x_new = v q) gives the iterates of the same step in the generic form,
+    with Biggs-Andrews acceleration, the relative-change rule and the callback."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(1, 1, 6, 7, generator=g) + 0.5
+
+    class Mult:
+        multiplicative = True
+
+        def __init__(self):
+            self.buf = torch.empty_like(target)
+
+        def point_buffer(self):
+            return self.buf
+
+        def __call__(self, v, it):
+            return (target / v) ** 0.5, None   # fixed point x = target, contraction 1/2 in log
+
+    generic = lambda v, it: (v * (target / v) ** 0.5, None)  # noqa: E731
+    x0 = torch.full_like(target, 0.7)
+    seen = []
+    for accel in ("none", "biggs-andrews"):
+        a, ia = iterate(Mult(), x0, 40, acceleration=accel, project=lambda v: v.clamp_min(0),
+                        stop=StoppingRule("relative-change", tol=1e-5),
+                        progress=Progress(40, "t", False, lambda it, x, i: seen.append(it)))
+        b, ib = iterate(generic, x0, 40, acceleration=accel, project=lambda v: v.clamp_min(0),
+                        stop=StoppingRule("relative-change", tol=1e-5))
+        assert ia == ib and 5 < ia["iterations"] < 40
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+    assert float(x0.max()) == pytest.approx(0.7)   # x0 untouched
+    assert seen[:3] == [0, 1, 2]
+
+
+def test_conjugate_gradient_on_the_driver():
+    """CG: the textbook loop's iterate, the relative-residual rule, per-iteration callbacks."""
+    from unblur.solvers.cg import conjugate_gradient
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(2, 12, 12, generator=g, dtype=torch.float64)
+    M = A @ A.transpose(1, 2) + 0.1 * torch.eye(12, dtype=torch.float64)
+    b = torch.randn(2, 12, 1, generator=g, dtype=torch.float64)
+    x, r = torch.zeros_like(b), b.clone()
+    p, rs, n_ref = r.clone(), (r * r).sum((1, 2), keepdim=True), 0
+    for _ in range(200):                      # reference loop
+        if bool((rs / (b * b).sum((1, 2), keepdim=True)).max() < 1e-9**2):
+            break
+        Mp = M @ p
+        alpha = rs / (p * Mp).sum((1, 2), keepdim=True)
+        x, r = x + alpha * p, r - alpha * Mp
+        rs_new = (r * r).sum((1, 2), keepdim=True)
+        p, rs, n_ref = r + rs_new / rs * p, rs_new, n_ref + 1
+    seen = []
+    got = conjugate_gradient(lambda v: M @ v, b, max_iter=200, tol=1e-9,
+                             progress=Progress(200, "cg", False, lambda it, xx, info: seen.append(info["stop_value"])))
+    torch.testing.assert_close(got, x, rtol=1e-12, atol=1e-12)
+    assert len(seen) == n_ref and 5 < n_ref < 200 and seen[-1] < 1e-9 <= seen[-2]
+    assert conjugate_gradient(lambda v: M @ v, b, x0=got, tol=1e-6) is not got  # warm start: returns a copy at once

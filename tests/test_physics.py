@@ -150,3 +150,67 @@ def test_noise_sigma_estimate():
     stack = np.stack([img] * 6, -1)  # a colour image, or a stack read (Z, Y, X): further axes are pooled
     assert abs(estimate_noise_sigma(stack + 0.05 * rng.standard_normal(stack.shape)) - 0.05) < 0.003
     assert estimate_noise_sigma(img) < 1e-6  # noise-free piecewise-constant image
+
+
+# ---------------------------------------------------------------- in-place FFT grid, separable OTF and A^T 1
+@pytest.mark.parametrize("boundary", ["valid", "zero", "circular"])
+@pytest.mark.parametrize("shape,k", [((20, 26), (5, 7)), ((9, 14, 12), (3, 5, 4))])
+@pytest.mark.parametrize("otf", ["stored", "computed"])
+def test_fft_grid_convolves_in_place(boundary, shape, k, otf):
+    """The in-place grid gives A x and A^T y of the operator (float32 round-off), per-channel PSFs included."""
+    from unblur.physics.convolution import FFTGrid
+    g = torch.Generator().manual_seed(3)
+    op = Convolution(torch.rand((2,) + k, generator=g), shape, boundary)
+    grid = FFTGrid(op, (1, 2), otf=otf)
+    x = torch.rand((1, 2) + op.in_shape, generator=g)
+    grid.grid.fill_(7.0)                     # garbage outside the object must be zeroed
+    grid.object.copy_(x)
+    grid.zero_outside_object()
+    grid.convolve()
+    ref = op.A(x)
+    torch.testing.assert_close(grid.window, ref, rtol=0, atol=2e-6 * float(ref.abs().max()))
+    y = torch.rand((1, 2) + op.out_shape, generator=g)
+    grid.window.copy_(y)
+    grid.zero_outside_window()
+    grid.convolve(conj=True)
+    ref = op.A_adjoint(y)
+    torch.testing.assert_close(grid.object, ref, rtol=0, atol=2e-6 * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("k,fft_shape", [((5, 7), (20, 24)), ((3, 5, 4), (10, 16, 15)), ((6, 6), (64, 64))])
+def test_separable_otf_equals_fft_of_psf(k, fft_shape):
+    from unblur.physics.convolution import SeparableOTF, psf_to_otf
+    p = np.random.default_rng(0).random(k)
+    ref = psf_to_otf(torch.from_numpy(p)[None, None], fft_shape)[0, 0].numpy()
+    s = SeparableOTF(p, fft_shape)
+    got = np.concatenate([s.block(i).numpy() for i in range(0, fft_shape[0], s.step)])
+    assert got.shape == ref.shape and np.abs(got - ref).max() < 1e-6 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("boundary", ["valid", "zero", "circular"])
+@pytest.mark.parametrize("shape,k", [((20, 26), (5, 7)), ((9, 14, 12), (3, 5, 4))])
+def test_sensitivity_is_adjoint_of_ones(boundary, shape, k):
+    """The separable sum equals A^T 1 computed by FFT (floored at 1e-3 of its maximum)."""
+    from unblur.physics.convolution import Sensitivity
+    psf = torch.rand(k, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    op = Convolution(psf, shape, boundary)
+    ref = op.adjoint_of_ones(torch.zeros((1, 1) + shape, dtype=torch.float64))[0, 0]
+    ref = ref.clamp_min(1e-3 * float(ref.max()))
+    s = Sensitivity(op, psf.numpy())
+    if boundary == "circular":
+        assert abs(s.slice(0) - float(psf.sum())) < 1e-12
+        return
+    got = s.slice(slice(None)) if len(shape) == 2 else torch.stack([s.slice(i) for i in range(op.in_shape[0])])
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-6 * float(ref.max()))
+
+
+def test_fft_grid_shape_cost_model():
+    """Grids cover the minimum, are 11-smooth, and follow the modelled cost (1054 -> 1056, not the 5-smooth 1080)."""
+    from unblur.physics.convolution import _length_cost, fft_grid_shape
+    for m in [(46, 542, 542), (78, 1054, 1054), (37, 45), (7, 129, 250)]:
+        g = fft_grid_shape(m)
+        assert all(n >= a and _length_cost(n) is not None for n, a in zip(g, m))
+    assert fft_grid_shape((78, 1054, 1054)) == (80, 1056, 1056)
+    assert fft_grid_shape((64, 1024, 1024)) == (64, 1024, 1024)
+    assert _length_cost(13) is None and _length_cost(1056) is not None

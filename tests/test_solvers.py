@@ -287,3 +287,51 @@ def test_wiener_estimates_noise_on_every_channel(blurred):
     noisy = (clean + 0.03 * rng.standard_normal(clean.shape)).astype(np.float32)
     _, info = wiener(noisy, psf, return_info=True)
     assert abs(info["noise_sigma"] - 0.03) < 0.004
+
+
+# ---------------------------------------------------------------- RL in one in-place FFT grid
+@pytest.mark.parametrize("shape,k", [((30, 34), (5, 7)), ((10, 16, 14), (3, 5, 4))])
+@pytest.mark.parametrize("boundary", ["valid", "circular", "zero"])
+@pytest.mark.parametrize("accel,otf", [("none", "stored"), ("biggs-andrews", "computed"), ("biggs-andrews", "stored")])
+def test_rl_grid_step_equals_generic_step(shape, k, boundary, accel, otf):
+    """The in-place grid RL (GridStep, driver-owned Biggs-Andrews) gives the generic step's iterates and
+    stopping iteration, with a background and per-channel PSFs."""
+    import sys
+    from unblur.optim.driver import StoppingRule
+    from unblur.physics.convolution import Convolution
+    R = sys.modules["unblur.solvers.richardson_lucy"]
+    g = torch.Generator().manual_seed(2)
+    psf = torch.rand((2,) + k, generator=g)
+    psf /= psf.sum(tuple(range(1, psf.ndim)), keepdim=True)
+    op = Convolution(psf, shape, boundary)
+    y = torch.rand((1, 2) + shape, generator=g) * 5
+    x0 = op.initial_object(y) + 0.01
+    runs = []
+    for lean in (True, False):
+        supported = R.GridStep.supported
+        if not lean:
+            R.GridStep.supported = staticmethod(lambda *a: False)
+        try:
+            runs.append(R.rl_iterations(op, y, x0, 12, acceleration=accel, background=0.1, otf=otf,
+                                        stop=StoppingRule("relative-change", tol=3e-3)))
+        finally:
+            R.GridStep.supported = supported
+    (a, ia), (b, ib) = runs
+    assert ia == ib and ia["iterations"] >= 3
+    # rtol: at the valid object's corners A^T 1 is ~1e-3 of its maximum, where the FFT's round-off
+    # (generic step) is ~1e-4 relative and the separable sum (grid step) is exact
+    torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-5 * float(b.max()))
+    assert float(x0.min()) >= 0.01   # x0 not overwritten unless asked
+
+
+def test_rl_grid_memory_model():
+    """Modelled peak of the in-place RL: data + iterate(s) + FFT buffer (+ OTF); 'auto' stays within the target."""
+    import sys
+    from unblur.physics.convolution import Convolution
+    R = sys.modules["unblur.solvers.richardson_lucy"]
+    op = Convolution(torch.ones(15, 31, 31) / (15 * 31 * 31), (64, 1024, 1024), "circular")
+    assert R.GridStep.memory_multiple(op) == pytest.approx(1 + 1 + 2 * 513 / 512)
+    assert R.GridStep.memory_multiple(op, "biggs-andrews", "computed") == pytest.approx(1 + 3 + 513 / 512)
+    op = Convolution(torch.ones(15, 31, 31) / (15 * 31 * 31), (64, 1024, 1024), "valid")
+    assert op.fft_shape == (80, 1056, 1056) and op.in_shape == (78, 1054, 1054)
+    assert R.GridStep.memory_multiple(op) < R.MEMORY_TARGET < R.GridStep.memory_multiple(op, "biggs-andrews")

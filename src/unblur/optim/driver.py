@@ -10,6 +10,8 @@ A solver supplies one step ``step(v, it) -> (x_new, model)``: the new iterate co
   - ``"discrepancy"`` (Gaussian noise, Morozov): ``mean((A x - y)^2) <= tau sigma^2``;
   - ``"poisson-discrepancy"`` (Bertero et al. 2010, data in photon counts):
     ``(2 / N) KL(y, A x) <= tau``;
+  - ``"relative-residual"`` (linear solvers): ``max_items ||r|| / ||b|| < tol``, the squared ratios
+    ``<r, r> / <b, b>`` given by a function of the solver's state (``residual=``);
   - ``None`` / ``"none"``: run ``num_iter`` steps.
 
 * **acceleration** (the step is evaluated at ``v`` instead of ``x_k``):
@@ -84,17 +86,25 @@ def poisson_deviance(y: torch.Tensor, model: torch.Tensor) -> torch.Tensor:
 class StoppingRule:
     """Stop iterating when the relative change or a discrepancy principle says so (module docstring)."""
 
-    RULES = (None, "none", "relative-change", "discrepancy", "poisson-discrepancy")
+    RULES = (None, "none", "relative-change", "discrepancy", "poisson-discrepancy", "relative-residual")
 
-    def __init__(self, rule=None, tol: float = 1e-4, sigma: float | None = None, tau: float = 1.0):
+    def __init__(self, rule=None, tol: float = 1e-4, sigma: float | None = None, tau: float = 1.0,
+                 residual: Callable | None = None):
         require(rule in self.RULES, f"unknown stopping rule {rule!r}",
                 "use relative-change, discrepancy, poisson-discrepancy or none")
         require(tol > 0, f"tol must be > 0, got {tol}")
         require(rule != "discrepancy" or (sigma is not None and sigma > 0),
                 "the discrepancy rule needs the noise sigma", "pass noise_sigma (or let the solver estimate it)")
+        require(rule != "relative-residual" or residual is not None, "the relative-residual rule needs residual=")
         self.rule = None if rule == "none" else rule
-        self.tol, self.sigma, self.tau = tol, sigma, tau
+        self.tol, self.sigma, self.tau, self.residual = tol, sigma, tau, residual
         self.value = math.nan
+
+    def reached(self) -> bool:
+        """Relative-residual rule: ``max <r, r> / <b, b> < tol^2`` (compared in the tensors' precision)."""
+        ratio = self.residual().max()
+        self.value = math.sqrt(max(float(ratio.detach()), 0.0))
+        return bool(ratio < self.tol**2)
 
     @property
     def needs_model(self) -> bool:
@@ -105,6 +115,8 @@ class StoppingRule:
         """Check the rule; ``change = (||x_new - x_old||^2, ||x_old||^2)`` when the caller has the norms."""
         if self.rule is None:
             return None
+        if self.rule == "relative-residual":
+            return "relative-residual" if self.reached() else None
         if self.rule == "relative-change":
             if change is not None:
                 self.value = math.sqrt(change[0]) / max(math.sqrt(change[1]), 1e-30)
@@ -191,7 +203,7 @@ def iterate(step: Callable, x0: torch.Tensor, num_iter: int, *, y: torch.Tensor 
     return x, {"iterations": n_done, "stopped_by": stopped}
 
 
-def _slabs(x: torch.Tensor, size: int = 1 << 20):
+def _slabs(x: torch.Tensor, size: int = 1 << 18):
     """Index tuples cutting ``x`` into slabs of about ``size`` elements along the first axes."""
     lead = x.shape[:-1]
     per = max(1, x.shape[-1])

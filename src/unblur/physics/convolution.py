@@ -376,9 +376,10 @@ class Convolution(LinearOperator):
     def _filter(self, X: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
         return torch.fft.irfftn(X / den, s=self.fft_shape, dim=self._dims)
 
-    def solve_normal(self, rhs, mu, *, reg="identity", x0=None, max_iter=100, tol=1e-5, method="auto"):
+    def solve_normal(self, rhs, mu, *, reg="identity", x0=None, max_iter=100, tol=1e-5, method="auto", progress=None):
         if not self._fourier(method):
-            return super().solve_normal(rhs, mu, reg=reg, x0=x0, max_iter=max_iter, tol=tol, method="cg")
+            return super().solve_normal(rhs, mu, reg=reg, x0=x0, max_iter=max_iter, tol=tol, method="cg",
+                                        progress=progress)
         den = self.transfer_power() + mu * self.regulariser_symbol(reg)
         return self._filter(torch.fft.rfftn(rhs, dim=self._dims), den)
 
@@ -388,9 +389,11 @@ class Convolution(LinearOperator):
         num = self._otf_conj * torch.fft.rfftn(y, dim=self._dims) + mu * torch.fft.rfftn(v, dim=self._dims)
         return self._filter(num, self.transfer_power() + mu)
 
-    def regularized_inverse(self, y, mu, *, reg="identity", x0=None, max_iter=100, tol=1e-5, method="auto"):
+    def regularized_inverse(self, y, mu, *, reg="identity", x0=None, max_iter=100, tol=1e-5, method="auto",
+                            progress=None):
         if not self._fourier(method):
-            return super().regularized_inverse(y, mu, reg=reg, x0=x0, max_iter=max_iter, tol=tol, method="cg")
+            return super().regularized_inverse(y, mu, reg=reg, x0=x0, max_iter=max_iter, tol=tol, method="cg",
+                                               progress=progress)
         num = self._otf_conj * torch.fft.rfftn(y, dim=self._dims)
         return self._filter(num, self.transfer_power() + mu * self.regulariser_symbol(reg))
 
@@ -435,11 +438,17 @@ class FFTGrid:
     def __init__(self, op: "Convolution", lead: tuple[int, ...], otf: str = "stored"):
         require(otf in ("stored", "computed"), f"unknown OTF mode {otf!r}", "use 'stored' or 'computed'")
         self.op = op
-        self.planes = None
-        if otf == "computed":
-            psf = op.psf.detach().double().numpy()
-            self.planes = {(b, c): SeparableOTF(psf[b, c], op.fft_shape)
-                           for b in range(psf.shape[0]) for c in range(psf.shape[1])}
+        psf = op.psf.detach().double().numpy()
+        self.planes = {(b, c): SeparableOTF(psf[b, c], op.fft_shape) for b in range(psf.shape[0]) for c in range(psf.shape[1])}
+        self.otf = None
+        if otf == "stored":  # the OTF written block by block (no real grid of the PSF as a temporary)
+            self.otf = torch.empty(tuple(psf.shape[:2]) + tuple(op.fft_shape[:-1]) + (op.fft_shape[-1] // 2 + 1,),
+                                   dtype=torch.complex64)
+            for (b, c), planes in self.planes.items():
+                for i in range(0, op.fft_shape[0], planes.step):
+                    blk = planes.block(i)
+                    self.otf[b, c, i:i + blk.shape[0]] = blk
+            self.planes = None
         fs = op.fft_shape
         nh = fs[-1] // 2 + 1
         self.spectrum = np.zeros(tuple(lead) + tuple(fs[:-1]) + (nh,), np.complex64)
@@ -478,7 +487,7 @@ class FFTGrid:
         if self._axes:
             _sfft.fftn(self.spectrum, axes=self._axes, overwrite_x=True, workers=w)
         if self.planes is None:
-            _mul_spectrum(self.spectrum, self.op.otf.numpy(), conj, -self.op.spatial_ndim)
+            _mul_spectrum(self.spectrum, self.otf.numpy(), conj, -self.op.spatial_ndim)
         else:
             self._mul_planes(conj)
         if self._axes:
@@ -521,7 +530,7 @@ class SeparableOTF:
         e_first = dft(fft_shape[0], k[0], half=d == 1)
         core = np.tensordot(e_first, psf, axes=(1, 0))                  # (N_0, *k[1:])
         if d == 3:
-            core = np.einsum("fjk,yj->fyk", core, dft(fft_shape[1], k[1]))   # (N_0, N_1, k_2)
+            core = np.matmul(dft(fft_shape[1], k[1])[None], core)          # (N_0, N_1, k_2)
         self.core = torch.from_numpy(core.astype(np.complex64))
         self.right = torch.from_numpy(dft(fft_shape[-1], k[-1], half=True).T.astype(np.complex64).copy())
         per_plane = int(np.prod(self.core.shape[1:-1])) * self.right.shape[1]

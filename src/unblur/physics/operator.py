@@ -115,7 +115,7 @@ class LinearOperator:
         return "cg"
 
     def solve_normal(self, rhs: torch.Tensor, mu, *, reg: str = "identity", x0: torch.Tensor | None = None,
-                     max_iter: int = 100, tol: float = 1e-5, method: str = "auto") -> torch.Tensor:
+                     max_iter: int = 100, tol: float = 1e-5, method: str = "auto", progress=None) -> torch.Tensor:
         """Solve ``(A^T A + mu L^T L) x = rhs`` (``L`` per ``reg``: ``"identity"`` or ``"gradient"``).
 
         Parameters
@@ -130,12 +130,15 @@ class LinearOperator:
             Conjugate-gradient iterations and relative-residual tolerance.
         method : {"auto", "cg", "fourier"}
             ``"auto"``: the operator's exact solve when it has one, else CG.
+        progress : unblur.optim.driver.Progress, optional
+            Progress bar and callback of the CG iterations (unused by exact solves).
         """
         from ..solvers.cg import conjugate_gradient  # solvers import physics: import at call time
 
         self._check_method(method)
         L = regulariser_normal(reg)
-        return conjugate_gradient(lambda v: self.AtA(v) + mu * L(v), rhs, x0=x0, max_iter=max_iter, tol=tol)
+        return conjugate_gradient(lambda v: self.AtA(v) + mu * L(v), rhs, x0=x0, max_iter=max_iter, tol=tol,
+                                  progress=progress)
 
     def prox_l2(self, v: torch.Tensor, y: torch.Tensor, mu, *, x0: torch.Tensor | None = None,
                 max_iter: int = 100, tol: float = 1e-5, method: str = "auto") -> torch.Tensor:
@@ -147,13 +150,14 @@ class LinearOperator:
                                  max_iter=max_iter, tol=tol, method=method)
 
     def regularized_inverse(self, y: torch.Tensor, mu, *, reg: str = "identity", x0: torch.Tensor | None = None,
-                            max_iter: int = 100, tol: float = 1e-5, method: str = "auto") -> torch.Tensor:
+                            max_iter: int = 100, tol: float = 1e-5, method: str = "auto", progress=None) -> torch.Tensor:
         """``argmin_x ||A x - y||^2 + mu ||L x||^2 = (A^T A + mu L^T L)^-1 A^T y`` (Tikhonov).
 
-        CG starts from ``x0`` (default :meth:`initial_object` of ``y``).
+        CG starts from ``x0`` (default :meth:`initial_object` of ``y``); ``progress`` as in :meth:`solve_normal`.
         """
         x0 = self.initial_object(y) if x0 is None else x0
-        return self.solve_normal(self.A_adjoint(y), mu, reg=reg, x0=x0, max_iter=max_iter, tol=tol, method=method)
+        return self.solve_normal(self.A_adjoint(y), mu, reg=reg, x0=x0, max_iter=max_iter, tol=tol, method=method,
+                                 progress=progress)
 
     def solve_gram(self, r: torch.Tensor, c: float, *, weight: float = 1.0, max_iter: int = 100,
                    tol: float = 1e-6, method: str = "auto") -> torch.Tensor:

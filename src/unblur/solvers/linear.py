@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 
 from ..errors import require
+from ..optim.driver import Progress
 from ..physics.convolution import BOUNDARIES, Convolution, _pad_nd
 from ..physics.noise import estimate_noise_sigma
 from ..physics.operator import REGULARISERS, LinearOperator, regulariser_normal
@@ -74,7 +75,7 @@ def _wiener_balance(y, op: Convolution, sigma, reg):
 def tikhonov(image, psf, *, lam: float = 1e-3, reg: Literal["gradient", "identity"] = "gradient",
              boundary: Literal["reflect", "circular", "zero", "replicate", "valid"] = "reflect",
              max_iter: int = 100, tol: float = 1e-5, channel_axis: int | None = None, device: str | None = None,
-             return_info: bool = False):
+             progress: bool = False, callback=None, return_info: bool = False):
     """Tikhonov-regularised deconvolution ``argmin_x ||A x - y||^2 + lam ||L x||^2``.
 
     Exact in Fourier for ``boundary="circular"``, conjugate gradient on the boundary model otherwise
@@ -101,6 +102,10 @@ def tikhonov(image, psf, *, lam: float = 1e-3, reg: Literal["gradient", "identit
         ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
     device : str or None
         Torch device, e.g. ``"cuda"`` (default: the input's, the CPU for numpy).
+    progress : bool
+        Show a progress bar of the conjugate-gradient iterations.
+    callback : callable or None
+        ``callback(iteration, x, info)`` after each conjugate-gradient iteration (``x`` on the object grid).
     return_info : bool
         Also return a dict (solver, lam, time).
 
@@ -116,7 +121,9 @@ def tikhonov(image, psf, *, lam: float = 1e-3, reg: Literal["gradient", "identit
     require(lam > 0, f"regularisation weight must be > 0, got {lam}")
     problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device)
     op = problem.op
-    x = op.regularized_inverse(problem.y, lam, reg=reg, max_iter=max_iter, tol=tol)
+    bar = Progress(max_iter, "Tikhonov-CG", progress, callback)
+    x = op.regularized_inverse(problem.y, lam, reg=reg, max_iter=max_iter, tol=tol, progress=bar)
+    bar.close()
     info = {"solver": "fourier" if op.diagonal_in_fourier else "cg", "lam": lam,
             "time_s": time.perf_counter() - t0, "notes": problem.notes}
     out = problem.output(x)

@@ -25,9 +25,11 @@ non-negative data.  Use ``background=`` to model a known constant offset instead
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Literal
 
+import numpy as np
 import torch
 
 from ..arrays import to_batch
@@ -40,7 +42,42 @@ from ..physics.operator import LinearOperator
 from .problem import setup_problem
 
 INITS = ("image", "flat", "mean")
+#: ``otf="auto"`` stores the OTF when the modelled peak (:meth:`GridStep.memory_multiple`) stays within
+#: this multiple of the data, and generates it at each convolution otherwise
+MEMORY_TARGET = 5.5
 RL_ACCELERATIONS = (None, "none", "biggs-andrews")
+#: RL-TV stops when the estimate's mean exceeds this multiple of the data's (or is not finite)
+DIVERGED_FLUX = 2.0
+
+
+def max_lambda_tv(ndim: int) -> float:
+    """Largest RL-TV weight accepted for ``ndim`` spatial axes (exclusive): ``1 / (4 ndim)``.
+
+    Dey et al. (2006) need a positive denominator ``1 - lambda div(grad x / |grad x|)``; each
+    component of the normalised gradient is in [-1, 1], so ``|div| <= 2 ndim`` and ``lambda < 1 / (2
+    ndim)`` guarantees it.  Half of that bound is used: where ``A^T 1 < 1`` (near the edges with
+    ``boundary="valid"``) the denominator is smaller, and estimates there grow without limit close
+    to ``1 / (2 ndim)``.  0.125 in 2-D, 1/12 in 3-D; useful values are 0.001 to 0.02.
+    """
+    return 1.0 / (4 * ndim)
+
+
+class _FluxWatch:
+    """Progress wrapper that stops a diverging RL-TV run: every 5 iterations the estimate's mean
+    must be finite and at most :data:`DIVERGED_FLUX` times the data's (less the background)."""
+
+    def __init__(self, inner, y: torch.Tensor, background: float, every: int = 5):
+        self.inner, self.every = inner, every
+        self.ref = max(float(y.detach().mean()) - background, 1e-30)
+
+    def update(self, it: int, x: torch.Tensor, **info) -> None:
+        if self.inner is not None:
+            self.inner.update(it, x, **info)
+        if (it + 1) % self.every == 0:
+            ratio = float(x.detach().mean()) / self.ref
+            require(math.isfinite(ratio) and ratio <= DIVERGED_FLUX,
+                    f"RL-TV diverged at iteration {it + 1} (mean intensity {ratio:.3g}x the data's)",
+                    "lower --lambda-tv (useful values 0.001 to 0.02) or --num-iter")
 
 
 def tv_gradient_term(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -107,11 +144,11 @@ class GridStep:
     multiplicative = True
 
     def __init__(self, op: Convolution, y: torch.Tensor, *, eps: float, background: float = 0.0,
-                 normalize: bool = True, need_model: bool = False):
+                 normalize: bool = True, need_model: bool = False, otf: str = "stored"):
         self.op, self.eps, self.background, self.need_model = op, eps, background, need_model
         lead = torch.broadcast_shapes(tuple(y.shape[:2]), tuple(op.psf.shape[:2]))
         self.y = y.expand(lead + tuple(y.shape[2:]))
-        self.grid = FFTGrid(op, lead)
+        self.grid = FFTGrid(op, lead, otf=otf)
         psf = op.psf.detach().double().numpy()
         self.at1 = {}
         if normalize:
@@ -126,6 +163,16 @@ class GridStep:
         """True when this step applies (see class docstring)."""
         return (isinstance(op, Convolution) and op.boundary in ("circular", "zero", "valid") and y.dtype == torch.float32
                 and _scipy_ok(y, x0, op.psf) and not (y.requires_grad or x0.requires_grad or op.psf.requires_grad))
+
+    @staticmethod
+    def memory_multiple(op: Convolution, acceleration: str | None = None, otf: str = "stored") -> float:
+        """Modelled peak memory of a run in multiples of the float32 data (one image and channel):
+        the data, the iterate (three object arrays with Biggs-Andrews), the complex FFT buffer and,
+        when stored, the OTF; slab-sized temporaries are not counted."""
+        data = float(np.prod(op.out_shape))
+        obj = float(np.prod(op.in_shape)) * (3 if acceleration == "biggs-andrews" else 1)
+        spec = 2.0 * float(np.prod(op.fft_shape[:-1])) * (op.fft_shape[-1] // 2 + 1)
+        return (data + obj + spec * (2 if otf == "stored" else 1)) / data
 
     def point_buffer(self) -> torch.Tensor:
         return self.grid.object
@@ -172,19 +219,34 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
                   lambda_tv: float = 0.0, tv_eps: float = 1e-3, acceleration: str | None = None,
                   background: float = 0.0, filter_epsilon: float | None = None,
                   stop: StoppingRule | None = None, progress: Progress | None = None, normalize: bool = True,
-                  overwrite_x0: bool = False):
+                  overwrite_x0: bool = False, otf: str = "auto"):
     """Run Richardson-Lucy on torch tensors; returns ``(x, info)``.  Used by every RL-based method.
 
-    A :class:`Convolution` with boundary ``circular``, ``zero`` or ``valid`` on the CPU runs plain RL
-    in one FFT grid (:class:`GridStep`); ``overwrite_x0=True`` lets it update ``x0`` in place.
+    A :class:`Convolution` with boundary ``circular``, ``zero`` or ``valid`` on the CPU runs RL
+    (plain or Biggs-Andrews) in one FFT grid (:class:`GridStep`); ``overwrite_x0=True`` lets it
+    update ``x0`` in place.  ``otf``: ``"stored"`` keeps the OTF (one spectrum-sized array),
+    ``"computed"`` generates it block by block at each convolution
+    (:class:`~unblur.physics.convolution.SeparableOTF`: less memory, some more time); ``"auto"``
+    stores it when the modelled peak stays within :data:`MEMORY_TARGET` times the data.
     """
     require(num_iter >= 0, f"num_iter must be >= 0, got {num_iter}")
     require(acceleration in RL_ACCELERATIONS, f"unknown acceleration {acceleration!r}", "use 'biggs-andrews' or 'none'")
     require(lambda_tv >= 0, f"lambda_tv must be >= 0, got {lambda_tv}")
+    nd = len(op.in_shape)
+    require(lambda_tv < max_lambda_tv(nd), f"lambda_tv {lambda_tv:g} is too large for {nd}-D RL-TV (the estimate "
+            f"diverges; it must be < {max_lambda_tv(nd):.4g})", "use a value below it (useful values 0.001 to 0.02)")
+    require(background >= 0, f"background must be >= 0, got {background:g}",
+            "give the constant offset of the data (0 when there is none)")
+    if background:
+        least = float(y.detach().flatten(2).mean(-1).min())
+        require(background < least, f"background {background:g} is not below the data's mean ({least:.4g})",
+                "the background is part of the data: give a value below its mean (RL would return zeros)")
     eps = filter_epsilon if filter_epsilon is not None else 1e-12 * max(float(y.abs().max()), 1e-30)
     if lambda_tv == 0 and GridStep.supported(op, y, x0):
+        if otf == "auto":
+            otf = "stored" if GridStep.memory_multiple(op, acceleration, "stored") <= MEMORY_TARGET else "computed"
         step = GridStep(op, y, eps=eps, background=background, normalize=normalize,
-                        need_model=stop is not None and stop.needs_model)
+                        need_model=stop is not None and stop.needs_model, otf=otf)
         if not overwrite_x0 or bool((x0 < 0).any()):
             x0 = x0.clamp_min(0)
         return iterate(step, x0, num_iter, y=y, stop=stop, acceleration=acceleration,
@@ -200,8 +262,9 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
     reuse = isinstance(op, Convolution) and not (y.requires_grad or x0.requires_grad or op.psf.requires_grad)
     step = rl_step(op, y, at1=at1, eps=eps, background=background, lambda_tv=lambda_tv, tv_eps=tv_eps,
                    need_model=stop is not None and stop.needs_model, reuse_grid=reuse)
+    watch = _FluxWatch(progress, y, background) if lambda_tv > 0 else progress
     return iterate(step, x0.clamp_min(0), num_iter, y=y, stop=stop, acceleration=acceleration,
-                   project=lambda v: v.clamp_min(0), progress=progress)
+                   project=lambda v: v.clamp_min(0), progress=watch)
 
 
 def _initial(init, problem, y):
@@ -251,7 +314,7 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
         operator (e.g. :class:`unblur.physics.product_convolution.ProductConvolution` for space-varying
         blur) is accepted instead; ``boundary`` is then ignored.
     num_iter : int
-        Maximum number of iterations.
+        Maximum number of iterations (>= 1).
     clip : bool
         Clip the result to [0, 1] (scikit-image's behaviour; off by default so that flux and the
         image's units are preserved).
@@ -275,9 +338,11 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
     tau : float
         Threshold of the discrepancy rules.
     background : float
-        Known constant background added to the model ``A x + background``.
+        Known constant background added to the model ``A x + background``; 0 <= background < the
+        data's mean (per channel).
     lambda_tv : float
-        Total-variation weight (RL-TV, Dey et al. 2006); 0 is plain RL.
+        Total-variation weight (RL-TV, Dey et al. 2006); 0 is plain RL; below ``1 / (4 d)`` for
+        ``d`` spatial axes (:func:`max_lambda_tv`).
     tv_eps : float
         Smoothing of the TV gradient.
     normalize : bool
@@ -301,6 +366,7 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
     >>> richardson_lucy(np.ones((16, 16)), np.ones((3, 3)), 5).shape
     (16, 16)
     """
+    require(num_iter >= 1, f"num_iter must be >= 1, got {num_iter}", "0 iterations would return the input unchanged")
     t0 = time.perf_counter()
     stop = None if stop == "none" else stop
     acceleration = None if acceleration == "none" else acceleration
@@ -341,9 +407,9 @@ def rl_tv(image, psf, num_iter: int = 25, lambda_tv: float = 0.005, *, tv_eps: f
     psf : array or LinearOperator
         As :func:`richardson_lucy`.
     num_iter : int
-        Maximum number of iterations.
+        Maximum number of iterations (>= 1).
     lambda_tv : float
-        Total-variation weight, > 0.
+        Total-variation weight, > 0 and below ``1 / (4 d)`` for ``d`` spatial axes (0.125 for images).
     tv_eps : float
         Smoothing of the TV gradient.
     boundary : str
@@ -361,7 +427,7 @@ def rl_tv(image, psf, num_iter: int = 25, lambda_tv: float = 0.005, *, tv_eps: f
     tau : float
         Threshold of the discrepancy rules.
     background : float
-        Known constant background added to the model.
+        Known constant background added to the model; 0 <= background < the data's mean.
     clip : bool
         Clip the result to [0, 1].
     filter_epsilon : float or None
