@@ -249,7 +249,7 @@ def _odd(n: float) -> int:
     return max(3, n if n % 2 else n + 1)
 
 
-def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 2e-3, lambda_intensity: float = 0.0,
+def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 4e-3, lambda_intensity: float = 0.0,
                     gamma: float = 0.3, outer_iter: int = 5, edge_factor: float = 10.0, progress=None, **step) -> np.ndarray:
     """Coarse-to-fine L0 kernel estimation on a gray image ``y`` in [0, 1] (module docstring)."""
     n_levels = max(1, int(np.ceil(np.log(kernel_size / 5) / np.log(np.sqrt(2)))) + 1)
@@ -335,7 +335,7 @@ def _best_crop(y: np.ndarray, size: int) -> tuple[slice, slice]:
     return slice(pos[0], pos[0] + s0), slice(pos[1], pos[1] + s1)
 
 
-def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 2e-3, lambda_intensity: float = 0.0,
+def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3, lambda_intensity: float = 0.0,
              gamma: float = 0.1, outer_iter: int = 5, edge_factor: float = 10.0, final_alpha: float = 0.8, final_weight: float | None = None,
              noise_sigma: float | None = None, max_estimation_size: int = 512, init_kernel=None,
              progress: bool = False):
