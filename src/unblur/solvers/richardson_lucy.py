@@ -29,6 +29,7 @@ import math
 import time
 from typing import Literal
 
+import numpy as np
 import torch
 
 from ..arrays import to_batch
@@ -41,6 +42,9 @@ from ..physics.operator import LinearOperator
 from .problem import setup_problem
 
 INITS = ("image", "flat", "mean")
+#: ``otf="auto"`` stores the OTF when the modelled peak (:meth:`GridStep.memory_multiple`) stays within
+#: this multiple of the data, and generates it at each convolution otherwise
+MEMORY_TARGET = 5.5
 RL_ACCELERATIONS = (None, "none", "biggs-andrews")
 #: RL-TV stops when the estimate's mean exceeds this multiple of the data's (or is not finite)
 DIVERGED_FLUX = 2.0
@@ -140,11 +144,11 @@ class GridStep:
     multiplicative = True
 
     def __init__(self, op: Convolution, y: torch.Tensor, *, eps: float, background: float = 0.0,
-                 normalize: bool = True, need_model: bool = False):
+                 normalize: bool = True, need_model: bool = False, otf: str = "stored"):
         self.op, self.eps, self.background, self.need_model = op, eps, background, need_model
         lead = torch.broadcast_shapes(tuple(y.shape[:2]), tuple(op.psf.shape[:2]))
         self.y = y.expand(lead + tuple(y.shape[2:]))
-        self.grid = FFTGrid(op, lead)
+        self.grid = FFTGrid(op, lead, otf=otf)
         psf = op.psf.detach().double().numpy()
         self.at1 = {}
         if normalize:
@@ -159,6 +163,16 @@ class GridStep:
         """True when this step applies (see class docstring)."""
         return (isinstance(op, Convolution) and op.boundary in ("circular", "zero", "valid") and y.dtype == torch.float32
                 and _scipy_ok(y, x0, op.psf) and not (y.requires_grad or x0.requires_grad or op.psf.requires_grad))
+
+    @staticmethod
+    def memory_multiple(op: Convolution, acceleration: str | None = None, otf: str = "stored") -> float:
+        """Modelled peak memory of a run in multiples of the float32 data (one image and channel):
+        the data, the iterate (three object arrays with Biggs-Andrews), the complex FFT buffer and,
+        when stored, the OTF; slab-sized temporaries are not counted."""
+        data = float(np.prod(op.out_shape))
+        obj = float(np.prod(op.in_shape)) * (3 if acceleration == "biggs-andrews" else 1)
+        spec = 2.0 * float(np.prod(op.fft_shape[:-1])) * (op.fft_shape[-1] // 2 + 1)
+        return (data + obj + spec * (2 if otf == "stored" else 1)) / data
 
     def point_buffer(self) -> torch.Tensor:
         return self.grid.object
@@ -205,11 +219,15 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
                   lambda_tv: float = 0.0, tv_eps: float = 1e-3, acceleration: str | None = None,
                   background: float = 0.0, filter_epsilon: float | None = None,
                   stop: StoppingRule | None = None, progress: Progress | None = None, normalize: bool = True,
-                  overwrite_x0: bool = False):
+                  overwrite_x0: bool = False, otf: str = "auto"):
     """Run Richardson-Lucy on torch tensors; returns ``(x, info)``.  Used by every RL-based method.
 
-    A :class:`Convolution` with boundary ``circular``, ``zero`` or ``valid`` on the CPU runs plain RL
-    in one FFT grid (:class:`GridStep`); ``overwrite_x0=True`` lets it update ``x0`` in place.
+    A :class:`Convolution` with boundary ``circular``, ``zero`` or ``valid`` on the CPU runs RL
+    (plain or Biggs-Andrews) in one FFT grid (:class:`GridStep`); ``overwrite_x0=True`` lets it
+    update ``x0`` in place.  ``otf``: ``"stored"`` keeps the OTF (one spectrum-sized array),
+    ``"computed"`` generates it block by block at each convolution
+    (:class:`~unblur.physics.convolution.SeparableOTF`: less memory, some more time); ``"auto"``
+    stores it when the modelled peak stays within :data:`MEMORY_TARGET` times the data.
     """
     require(num_iter >= 0, f"num_iter must be >= 0, got {num_iter}")
     require(acceleration in RL_ACCELERATIONS, f"unknown acceleration {acceleration!r}", "use 'biggs-andrews' or 'none'")
@@ -225,8 +243,10 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
                 "the background is part of the data: give a value below its mean (RL would return zeros)")
     eps = filter_epsilon if filter_epsilon is not None else 1e-12 * max(float(y.abs().max()), 1e-30)
     if lambda_tv == 0 and GridStep.supported(op, y, x0):
+        if otf == "auto":
+            otf = "stored" if GridStep.memory_multiple(op, acceleration, "stored") <= MEMORY_TARGET else "computed"
         step = GridStep(op, y, eps=eps, background=background, normalize=normalize,
-                        need_model=stop is not None and stop.needs_model)
+                        need_model=stop is not None and stop.needs_model, otf=otf)
         if not overwrite_x0 or bool((x0 < 0).any()):
             x0 = x0.clamp_min(0)
         return iterate(step, x0, num_iter, y=y, stop=stop, acceleration=acceleration,
