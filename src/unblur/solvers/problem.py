@@ -38,12 +38,17 @@ class Problem:
 
 
 def _clip_negative(y: torch.Tensor, notes: list) -> torch.Tensor:
-    """Set negative pixels to 0; note it unless they are FFT round-off (above -1e-6 of the maximum)."""
-    tiny = 1e-6 * float(y.abs().max())
-    n = int((y < -tiny).sum())
-    if n:
-        notes.append(f"image: {n} negative pixel(s) (min {float(y.min()):.3g}) set to 0 for this positivity-preserving method")
-    return y.clamp_min(0) if bool((y < 0).any()) else y  # no copy of data that are already non-negative
+    """Set negative pixels to 0; note it unless they are FFT round-off (above -1e-6 of the maximum).
+
+    Data without negative pixels are returned as they are (no copy; one min/max reduction)."""
+    lo = float(y.min())
+    if lo >= 0:
+        return y
+    tiny = 1e-6 * max(float(y.max()), -lo)
+    if lo < -tiny:
+        n = int((y < -tiny).sum())
+        notes.append(f"image: {n} negative pixel(s) (min {lo:.3g}) set to 0 for this positivity-preserving method")
+    return y.clamp_min(0)
 
 
 def _operator_problem(image, op: LinearOperator, channel_axis, device, negative_image, dtype) -> Problem:

@@ -146,7 +146,7 @@ class GridStep:
     def __init__(self, op: Convolution, y: torch.Tensor, *, eps: float, background: float = 0.0,
                  normalize: bool = True, need_model: bool = False, otf: str = "stored"):
         self.op, self.eps, self.background, self.need_model = op, eps, background, need_model
-        lead = torch.broadcast_shapes(tuple(y.shape[:2]), tuple(op.psf.shape[:2]))
+        lead = tuple(np.broadcast_shapes(tuple(y.shape[:2]), tuple(op.psf.shape[:2])))
         self.y = y.expand(lead + tuple(y.shape[2:]))
         self.grid = FFTGrid(op, lead, otf=otf)
         psf = op.psf.detach().double().numpy()
@@ -241,13 +241,13 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
         least = float(y.detach().flatten(2).mean(-1).min())
         require(background < least, f"background {background:g} is not below the data's mean ({least:.4g})",
                 "the background is part of the data: give a value below its mean (RL would return zeros)")
-    eps = filter_epsilon if filter_epsilon is not None else 1e-12 * max(float(y.abs().max()), 1e-30)
+    eps = filter_epsilon if filter_epsilon is not None else 1e-12 * max(float(y.max()), -float(y.min()), 1e-30)
     if lambda_tv == 0 and GridStep.supported(op, y, x0):
         if otf == "auto":
             otf = "stored" if GridStep.memory_multiple(op, acceleration, "stored") <= MEMORY_TARGET else "computed"
         step = GridStep(op, y, eps=eps, background=background, normalize=normalize,
                         need_model=stop is not None and stop.needs_model, otf=otf)
-        if not overwrite_x0 or bool((x0 < 0).any()):
+        if not overwrite_x0 or float(x0.min()) < 0:
             x0 = x0.clamp_min(0)
         return iterate(step, x0, num_iter, y=y, stop=stop, acceleration=acceleration,
                        project=lambda v: v.clamp_min(0), progress=progress, overwrite_x0=True)
