@@ -325,7 +325,7 @@ def test_consistency_step_brings_the_output_back_to_the_data(name, ratio):
     kw = dict(DIAG_KW[name], prior=GaussianModelDenoiser(), noise_sigma=0.02, diagnostics=True)
     if name == "dps":
         kw["zeta"] = 0.05  # far too weak guidance: the sample ignores the data
-    _, off = func(y, psf, **kw)
+    _, off = func(y, psf, consistency_tau=0.0, **kw)
     out, on = func(y, psf, consistency_tau=0.05, **kw)
     assert on["consistency_tau"] == 0.05 and out.min() >= 0 and out.max() <= 1
     assert on["residual_mean_abs"] < ratio * off["residual_mean_abs"], (on["residual_mean_abs"], off["residual_mean_abs"])
@@ -333,7 +333,8 @@ def test_consistency_step_brings_the_output_back_to_the_data(name, ratio):
 
 def test_registry_and_cli_parameters():
     m = get_method("rl-diffusion")
-    assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] == 80
+    assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] == 20
+    assert m.defaults()["consistency_tau"] == 0.05 and get_method("dps").defaults()["consistency_tau"] == 0.1
     assert get_method("pnp-admm").defaults()["rho"] == 0.2 and get_method("pnp-admm").defaults()["num_iter"] == 12
     assert get_method("dps").defaults()["zeta"] == 0.3
     img, psf = _scene(24), _gauss_psf(5, 1.0)

@@ -38,7 +38,7 @@ def dps_refine(run, x_start: torch.Tensor, timesteps: list[int], *, zeta: float 
 def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = False,
         zeta_schedule: Literal["constant", "sqrt_abar"] = "constant", prior: Denoiser | str | None = None,
         noise_sigma: float | None = None, boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate",
-        consistency_tau: float = 0.0, diagnostics: bool = False, seeds: int = 1,
+        consistency_tau: float = 0.1, diagnostics: bool = False, seeds: int = 1,
         seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
     """DPS deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image in [0, 1] (module docstring).
 
@@ -65,7 +65,8 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
         Blur boundary model (replicate = padding by k // 2, as the RL-diffusion paper).
     consistency_tau : float
         Final data-consistency step ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2`` around the sample
-        ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the plain DPS sample).
+        ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the plain DPS sample, which can end below the blurred
+        input: BENCHMARKS.md, "Diffusion methods on non-face images").
     diagnostics : bool
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
     seeds : int

@@ -4,16 +4,22 @@ Modrzyk, Etxebeste, Bretin, Maxim, "Fast deconvolution using a combination of Ri
 and diffusion regularization", EUSIPCO 2024, Algorithm 1:
 
 1. ``x = y`` (the blurred image, [0, 1], negative values set to 0 for RL).
-2. For ``i = 0 .. N-1`` with ``t_i = M + N - 1 - i`` (timesteps of the linear T = 1000 schedule, so the
-   RL phase spans ``t = 99 .. 80`` by default: the paper's "start at t = 100, beta = 0.002"):
+2. For ``i = 0 .. N-1`` with ``t_i = M + N - 1 - i`` (timesteps of the linear T = 1000 schedule; with the
+   paper's N = 20, M = 80 the RL phase spans ``t = 99 .. 80``: its "start at t = 100, beta = 0.002"):
    ``x' = RL^L(x)`` (``L`` Richardson-Lucy iterations on [0, 1] data, :func:`rl_iterations`), renoise
    ``x_t = sqrt(abar_t) x' + sqrt(1 - abar_t) z`` (in [-1, 1] units) and take the Tweedie estimate
    ``x = x0_hat(x_t)`` (one network evaluation; clipped to [0, 1] so that RL stays positive).
 3. Renoise the result to ``t = M - 1`` and run ``M`` DPS steps ``t = M-1 .. 0``
    (:func:`unblur.algorithms.dps.dps_refine`; same zeta/norm/``zeta_schedule`` conventions as DPS; the
    paper uses a constant ``zeta``).
+4. Optionally (``consistency_tau > 0``) a final data-consistency step around the result
+   (:func:`unblur.algorithms.guidance.consistency_step`): ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2``.
 
-Network evaluations: ``N + M`` (100 with the defaults N = 20, L = 20, M = 80).  The blur model is
+Network evaluations: ``N + M``.  Defaults: ``N = 20, L = 20, M = 20`` (RL phase ``t = 39 .. 20``, 40 network
+evaluations) and ``consistency_tau = 0.05``; the paper's setting is ``M = 80, consistency_tau = 0`` (RL phase
+``t = 99 .. 80``, 100 evaluations).  On non-face images with unblur's embedded prior the long refinement
+drifts away from the data (the re-blur residual shows where) and ends below RL-TV; the shorter one does
+not (BENCHMARKS.md, "Diffusion methods on non-face images").  The blur model is
 replicate padding by ``k // 2`` (``boundary="replicate"``) as in the paper.  ``refine_from`` starts
 step 3 from another reconstruction instead (the paper's Table II ablation): ``"y"`` (the data),
 ``"rl-tv"`` (25 RL-TV iterations, lambda 0.005), ``"pnp-admm"`` (default PnP-ADMM, 12 network
@@ -53,12 +59,12 @@ def rl_diffusion_schedule(N: int, M: int, T: int = 1000) -> tuple[list[int], lis
     return list(range(M + N - 1, M - 1, -1)), list(range(M - 1, -1, -1))
 
 
-def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: float = 0.3, squared: bool = False,
+def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 20, zeta: float = 0.3, squared: bool = False,
                  zeta_schedule: Literal["constant", "sqrt_abar"] = "constant",
                  refine_from: Literal["rl-diffusion", "y", "rl-tv", "pnp-admm"] = "rl-diffusion",
                  prior: Denoiser | str | None = None, noise_sigma: float | None = None,
                  boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate",
-                 consistency_tau: float = 0.0, diagnostics: bool = False, seeds: int = 1, seed: int | None = 0,
+                 consistency_tau: float = 0.05, diagnostics: bool = False, seeds: int = 1, seed: int | None = 0,
                  device: str | None = None, progress: bool = False, callback=None):
     """RL-diffusion deblurring (module docstring) of a gray or colour image in [0, 1].
 
