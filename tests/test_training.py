@@ -214,3 +214,40 @@ def test_cli_train_deepblur_exports_and_the_module_entry_point(tiny_data, tmp_pa
     assert module_main(["--stage", "identify", "--out", str(out), "--steps", "3", "--resume", *common]) == 0
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
     assert main(["train", "deepblur", "--stage", "deblur", "--out", str(tmp_path / "dn"), *common]) == 2  # no IN
+
+
+def _start_then_signal(argv, ready, signum, timeout=120):
+    """Run ``python -m unblur ARGV`` in a subprocess, send ``signum`` once ``ready()`` holds; (rc, stderr)."""
+    import os
+    import signal  # noqa: F401 - signum values
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-m", "unblur", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
+    t0 = time.time()
+    while not ready() and p.poll() is None and time.time() - t0 < timeout:
+        time.sleep(0.05)
+    assert p.poll() is None, "the command ended before the signal: " + p.stderr.read()
+    p.send_signal(signum)
+    _, err = p.communicate(timeout=timeout)
+    return p.returncode, err
+
+
+@pytest.mark.parametrize("signame,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_train_signal_writes_the_resume_checkpoint_and_says_so(tiny_data, tmp_path, signame, code):
+    """SIGTERM (and SIGINT) stop training with a resume checkpoint, named in the one-line message."""
+    import signal
+
+    out = tmp_path / "run"
+    argv = ["train", "denoiser", "--data", str(tiny_data), "--out", str(out), "--steps", "100000", "--nc", "8,8,16,16",
+            "--patch", "16", "--batch", "2", "--val-images", "1", "--val-every", "1", "--no-progress"]
+    rc, err = _start_then_signal(argv, lambda: (out / "best.pt").exists(), getattr(signal, signame))
+    assert rc == code, err
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("unblur train")]
+    assert len(lines) == 1 and "resume checkpoint" in lines[0] and "last.pt" in lines[0], err
+    assert "no partial output" not in err
+    ck = torch.load(out / "last.pt", weights_only=True)
+    assert ck["step"] >= 1 and not list(out.glob("*.tmp"))

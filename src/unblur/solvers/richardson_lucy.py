@@ -63,20 +63,21 @@ def max_lambda_tv(ndim: int) -> float:
 
 
 class _FluxWatch:
-    """Progress wrapper that stops a diverging RL-TV run: every 5 iterations the estimate's mean
-    must be finite and at most :data:`DIVERGED_FLUX` times the data's (less the background)."""
+    """Progress wrapper that stops a diverging RL-TV run: every 5 iterations the flux the estimate
+    sends to the data, ``sum(A x) = <x, A^T 1>``, must be finite and at most :data:`DIVERGED_FLUX`
+    times the data's (less the background)."""
 
-    def __init__(self, inner, y: torch.Tensor, background: float, every: int = 5):
-        self.inner, self.every = inner, every
-        self.ref = max(float(y.detach().mean()) - background, 1e-30)
+    def __init__(self, inner, y: torch.Tensor, background: float, at1: torch.Tensor, every: int = 5):
+        self.inner, self.every, self.at1 = inner, every, at1
+        self.ref = max(float(y.detach().sum()) - background * y.numel(), 1e-30)
 
     def update(self, it: int, x: torch.Tensor, **info) -> None:
         if self.inner is not None:
             self.inner.update(it, x, **info)
         if (it + 1) % self.every == 0:
-            ratio = float(x.detach().mean()) / self.ref
+            ratio = float((x.detach() * self.at1).sum()) / self.ref
             require(math.isfinite(ratio) and ratio <= DIVERGED_FLUX,
-                    f"RL-TV diverged at iteration {it + 1} (mean intensity {ratio:.3g}x the data's)",
+                    f"RL-TV diverged at iteration {it + 1} (total intensity {ratio:.3g}x the data's)",
                     "lower --lambda-tv (useful values 0.001 to 0.02) or --num-iter")
 
 
@@ -262,7 +263,7 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
     reuse = isinstance(op, Convolution) and not (y.requires_grad or x0.requires_grad or op.psf.requires_grad)
     step = rl_step(op, y, at1=at1, eps=eps, background=background, lambda_tv=lambda_tv, tv_eps=tv_eps,
                    need_model=stop is not None and stop.needs_model, reuse_grid=reuse)
-    watch = _FluxWatch(progress, y, background) if lambda_tv > 0 else progress
+    watch = _FluxWatch(progress, y, background, at1) if lambda_tv > 0 else progress
     return iterate(step, x0.clamp_min(0), num_iter, y=y, stop=stop, acceleration=acceleration,
                    project=lambda v: v.clamp_min(0), progress=watch)
 
