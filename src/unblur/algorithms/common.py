@@ -22,6 +22,7 @@ class Run:
     prior: CountedPrior | None
     sigma: float  # noise std in [0, 1] units
     generator: torch.Generator
+    sigma_estimate: float | None = None  # the image's own noise estimate ([0, 1] units)
     schedule: VPSchedule = field(default_factory=VPSchedule)
     t0: float = field(default_factory=time.perf_counter)
 
@@ -50,12 +51,44 @@ class Run:
         x01 = x01.clamp(0, 1) if clip else x01
         info.update(nfe=self.prior.nfe if self.prior is not None else 0, time_s=time.perf_counter() - self.t0,
                     noise_sigma=self.sigma, boundary=self.op.boundary, notes=self.problem.notes)
+        if self.sigma_estimate is not None:
+            info["noise_sigma_estimate"] = self.sigma_estimate
         return self.problem.output(x01.detach()), info
 
 
+#: noise floor in [0, 1] units: the rounding noise of 8-bit data, ``1 / (255 sqrt(12))``
+QUANTISATION_SIGMA = 1 / (255 * 12**0.5)
+
+
+def robust_noise_sigma(y: torch.Tensor, given: float | None, notes: list | None = None) -> tuple[float, float]:
+    """The noise sigma the learned solvers use, and the image's own estimate (both in [0, 1] units).
+
+    Rule: ``s_hat`` = the wavelet-MAD estimate (:func:`unblur.physics.noise.estimate_noise_sigma`).
+    Omitted sigma: ``max(s_hat, QUANTISATION_SIGMA)``.  Given sigma: ``max(given, s_hat / 2)``; a value
+    below half the image's own estimate is raised to it (with a note).  On a blurred image the finest
+    wavelet band holds little signal, so ``s_hat`` is close to (and rarely below) the true sigma, and
+    half of it is a safe floor; an underestimated sigma is the dangerous direction, because the last
+    data steps of DPIR / PnP (weight ``~ 1 / sigma^2``) and the guidance of the diffusion samplers then
+    fit the noise and amplify it, while an overestimate only smooths a little.
+    """
+    est = float(estimate_noise_sigma(y))
+    if given is None:
+        return max(est, QUANTISATION_SIGMA), est
+    given = float(given)
+    if given < est / 2:
+        if notes is not None:
+            notes.append(f"noise_sigma {given:.3g} is below half of the image's own estimate {est:.3g}; "
+                         f"using {est / 2:.3g} (an underestimated sigma amplifies noise)")
+        return est / 2, est
+    return given, est
+
+
 def start(image, psf, *, boundary: str, noise_sigma, prior, seed: int | None, device=None,
-          need_prior: bool = True) -> Run:
-    """Validate the inputs and build the problem (data in [0, 1] units), prior and random generator."""
+          need_prior: bool = True, floor_sigma: bool = True) -> Run:
+    """Validate the inputs and build the problem (data in [0, 1] units), prior and random generator.
+
+    The noise sigma follows :func:`robust_noise_sigma` (``floor_sigma=False``: the given value as it is,
+    or the plain estimate); the image's own estimate is kept in ``Run.sigma_estimate``."""
     t0 = time.perf_counter()
     require(noise_sigma is None or noise_sigma >= 0, f"noise sigma must be >= 0, got {noise_sigma}",
             "give the noise standard deviation in [0, 1] image units (divide a [-1, 1] value by 2)")
@@ -65,8 +98,12 @@ def start(image, psf, *, boundary: str, noise_sigma, prior, seed: int | None, de
     problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, negative_image="keep")
     require(problem.y.ndim == 4, "the learned solvers work on 2-D images (gray or colour)",
             "deconvolve 3-D stacks with rl or tikhonov")
-    sigma = float(noise_sigma) if noise_sigma is not None else estimate_noise_sigma(problem.y)
+    if floor_sigma:
+        sigma, est = robust_noise_sigma(problem.y, noise_sigma, problem.notes)
+    else:
+        est = None
+        sigma = float(noise_sigma) if noise_sigma is not None else estimate_noise_sigma(problem.y)
     den = resolve_prior(prior, problem.y.shape[1], device=problem.y.device) if need_prior else None
     gen = torch.Generator(device=problem.y.device)
     gen.manual_seed(int(seed) if seed is not None else torch.seed() % (2**63))
-    return Run(problem=problem, prior=den, sigma=sigma, generator=gen, t0=t0)
+    return Run(problem=problem, prior=den, sigma=sigma, generator=gen, t0=t0, sigma_estimate=est)

@@ -22,6 +22,15 @@ sigma over ``K = 8`` iterations, ``mu_k = lam sigma^2 / sigma_k^2`` with ``lam =
 
     x = data_step(v = z, mu = mu_k);  z = D(x, sigma_k)
 
+Boundaries and noise level.  PnP-ADMM and DPIR default to ``boundary="valid"``: the image is the valid
+part of the blur of a larger object, which the data step estimates by conjugate gradient and the result
+crops.  Padding models (``replicate``, ``reflect``) invent the blurred values beyond the edge; the error
+spans a band as wide as the kernel and, as the data-step weight grows over the iterations, is deconvolved
+into ringing that crosses the image, so that the loss grows with the kernel size (camera-shake kernels of
+55 px and more; BENCHMARKS.md, "Non-blind methods per kernel size").  The noise sigma is floored
+(:func:`unblur.algorithms.common.robust_noise_sigma`): the last HQS steps weigh the data by
+``lam sigma^2 / sigma_K^2`` with ``sigma_K = sigma``, so an underestimated sigma fits the noise.
+
 Poisson noise (:func:`poisson_pnp`): ``y`` counts ``gain`` photons per unit intensity,
 ``gain y ~ Poisson(gain A x)``.  The MAP problem ``min_x gain KL(y, A x) + R(x)`` is split as
 ``u1 = A x``, ``u2 = x`` (PIDAL, Figueiredo & Bioucas-Dias 2010) with one ADMM penalty ``rho``::
@@ -80,7 +89,7 @@ def admm_iterations(op, y: torch.Tensor, prior, rho: float, num_iter: int, denoi
 
 def pnp_admm(image, psf, *, rho: float = 0.2, num_iter: int = 12, denoiser_sigma: float | None = None,
              prior: Denoiser | str | None = None, noise_sigma: float | None = None,
-             boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate", cg_iter: int = 50,
+             boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid", cg_iter: int = 50,
              seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
     """PnP-ADMM deblurring (module docstring) of a gray or colour image in [0, 1].
 
@@ -100,8 +109,8 @@ def pnp_admm(image, psf, *, rho: float = 0.2, num_iter: int = 12, denoiser_sigma
         Denoiser prior: a checkpoint path/spec or a Denoiser; default: the embedded unblur network.
     noise_sigma : float, optional
         Gaussian noise sigma in [0, 1] image units; estimated if omitted.
-    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
-        Blur boundary model.
+    boundary : {"valid", "replicate", "circular", "zero", "reflect"}
+        Blur boundary model; ``"valid"`` (default) does not ring from the borders (module docstring).
     cg_iter : int
         Conjugate-gradient iterations of the data step (non-circular boundaries).
     seed : int, optional
@@ -151,7 +160,7 @@ def dpir_schedule(num_iter: int, sigma: float, sigma_start: float = 49 / 255) ->
 
 def dpir(image, psf, *, num_iter: int = 8, lam: float = 0.23, sigma_start: float = 49 / 255,
          prior: Denoiser | str | None = None, noise_sigma: float | None = None,
-         boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate", cg_iter: int = 50,
+         boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid", cg_iter: int = 50,
          seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
     """DPIR / HQS deblurring (module docstring) of a gray or colour image in [0, 1].
 
@@ -171,8 +180,8 @@ def dpir(image, psf, *, num_iter: int = 8, lam: float = 0.23, sigma_start: float
         Denoiser prior: a checkpoint path/spec or a Denoiser; default: the embedded unblur network.
     noise_sigma : float, optional
         Gaussian noise sigma in [0, 1] image units; estimated if omitted.
-    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
-        Blur boundary model.
+    boundary : {"valid", "replicate", "circular", "zero", "reflect"}
+        Blur boundary model; ``"valid"`` (default) does not ring from the borders (module docstring).
     cg_iter : int
         Conjugate-gradient iterations of the data step (non-circular boundaries).
     seed : int, optional
@@ -255,7 +264,8 @@ def poisson_pnp(image, psf, *, gain: float = 100.0, num_iter: int = 30, denoiser
     """
     require(gain > 0, f"gain must be > 0, got {gain}", "give the photons per unit intensity (e.g. 100)")
     require(num_iter >= 1, f"num_iter must be >= 1, got {num_iter}")
-    run = start(image, psf, boundary=boundary, noise_sigma=0.0, prior=prior, seed=seed, device=device)
+    run = start(image, psf, boundary=boundary, noise_sigma=0.0, prior=prior, seed=seed, device=device,
+                floor_sigma=False)
     y, op = run.y.clamp_min(0), run.op
     sd = denoiser_sigma if denoiser_sigma is not None else math.sqrt(max(float(y.mean()), 1e-6) / gain)
     require(sd > 0, f"denoiser_sigma must be > 0, got {sd}")
