@@ -34,12 +34,53 @@ def add_parser(sub, argv=()) -> None:
     p.add_argument("--kernel-out", type=Path, default=None, help="estimated kernel (float32 TIFF); default OUT_kernel.tif")
     p.add_argument("--bits", type=int, choices=(8, 16, 32), default=None, help="output bit depth")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--init-kernel", default=None, metavar="FILE|l0",
+                   help="warm start: a kernel file (resized to the method's kernel size with a note) or 'l0' (start from "
+                        f"the l0 method's kernel); methods {', '.join(warm_start_methods(methods)) or '(none)'}")
     if shown is not None:
         add_method_options(p, methods, shown)
 
 
-def run(args) -> int:
+def warm_start_methods(methods) -> list[str]:
+    """Blind methods that take a starting kernel (``init_kernel``); l0's ``init_kernel`` skips the estimation
+    instead, so it is not a warm start."""
+    return [m.name for m in methods if "init_kernel" in m.api_only and m.name != "l0"]
+
+
+def _read_init_kernel(value: str, method, methods, image):
+    """``--init-kernel``: ``"l0"`` or the kernel read from a file (2-D; an RGB file is averaged)."""
     import numpy as np
+
+    from ..io import read_image
+
+    accepted = warm_start_methods(methods)
+    if method.name not in accepted:
+        raise InputError(f"--method {method.name} takes no --init-kernel",
+                         f"use it with {', '.join(accepted)}" + ("; for a known kernel use 'unblur deconvolve'" if method.name == "l0" else ""))
+    if value == "l0":
+        return "l0"
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(f"--init-kernel {value}: no such file", "give a kernel file (TIFF, PNG) or 'l0'")
+    k = np.asarray(read_image(path), np.float64)
+    if k.ndim == 3 and k.shape[-1] in (3, 4):
+        k = k[..., :3].mean(-1)
+    k = np.squeeze(k)
+    if k.ndim != 2:
+        raise InputError(f"--init-kernel {value} has shape {k.shape}", "give a 2-D kernel file")
+    side = min(image.shape[:2])
+    if 3 * max(k.shape) > side:
+        raise InputError(f"--init-kernel {value} is {k.shape[0]}x{k.shape[1]}, larger than a third of the image "
+                         f"({image.shape[0]}x{image.shape[1]})", "give a smaller kernel")
+    return k
+
+
+def run(args) -> int:
+    import sys
+
+    import numpy as np
+
+    from ..blind.checks import blind_checks
 
     from ..io import check_writable, preview_png, read_image, write_image
 
@@ -51,7 +92,13 @@ def run(args) -> int:
     out, log = check_output_and_log(args.output, args.force)
     kout = check_writable(args.kernel_out or out.with_name(out.stem + "_kernel.tif"), args.force)
     image = read_image(args.image)
+    if getattr(args, "init_kernel", None) is not None:
+        params["init_kernel"] = _read_init_kernel(args.init_kernel, method, methods, image)
     result = blind_deconvolve(image, method=args.method, **params)
+    if "checks" not in result.info and result.kernel is not None:
+        result.info["checks"] = blind_checks(image, result.image, result.kernel, result.info.get("noise_sigma"))
+    for w in (result.info.get("checks") or {}).get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     write_image(out, result.image, overwrite=args.force, bits=args.bits)
     outputs = [str(out)]
     if result.kernel is not None:
@@ -64,8 +111,11 @@ def run(args) -> int:
         panels.append(("kernel", np.kron(k / max(float(k.max()), 1e-12), np.ones((scale, scale), np.float32))))
     pv = preview_png(preview_path_for(out), panels, overwrite=True)
     outputs.append(str(pv))
+    logged = dict(result.info.get("params") or {})
+    if "init_kernel" in logged:
+        logged["init_kernel"] = args.init_kernel  # the file name (or l0), not the array
     log = write_log(log, {"command": "blind", "image": args.image, "image_shape": image.shape,
-                                        "method": args.method, "params": result.info.get("params"),
+                                        "method": args.method, "params": logged,
                                         "info": {k: v for k, v in result.info.items() if k != "params"},
                                         "outputs": outputs}, overwrite=True)
     print(f"wrote {', '.join(outputs + [str(log)])} ({result.info.get('time_s', 0):.1f} s)")

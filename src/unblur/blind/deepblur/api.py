@@ -39,10 +39,17 @@ DEBLUR_WEIGHTS = WEIGHTS_DIR / "deepblur_deblur.pt"
 
 
 @lru_cache(maxsize=4)
-def _load(path: str, kinds: tuple[str, ...]):
-    """``(network in eval mode, checkpoint)`` of a weights file of one of ``kinds`` (weights only, no code)."""
+def _load(path: str, kinds: tuple[str, ...], device: str = "cpu"):
+    """``(network in eval mode on device, checkpoint)`` of a weights file of one of ``kinds`` (weights only, no code)."""
     ck = read_checkpoint(Path(path), kinds)
-    return model_from_weights(ck), ck
+    return model_from_weights(ck).to(device), ck
+
+
+def _device(device) -> torch.device:
+    """The torch device of the networks (:func:`unblur.arrays.resolve_device`; ``None`` is the CPU)."""
+    from ...arrays import resolve_device
+
+    return resolve_device(device) or torch.device("cpu")
 
 
 def _train_size(ck: dict) -> int:
@@ -52,14 +59,16 @@ def _train_size(ck: dict) -> int:
     return int(size)
 
 
-def _as_gray_tensor(image) -> tuple[torch.Tensor, bool]:
+def _as_gray_tensor(image, device=None) -> tuple[torch.Tensor, bool]:
     a = np.asarray(image, dtype=np.float32)
     require(a.ndim in (2, 3), f"deep-blur takes a 2-D gray or (H, W, C) colour image, got shape {a.shape}",
             "give a single 2-D image (take one slice of a stack)")
     colour = a.ndim == 3
     t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 0) if colour else a[None]))[None]
     require(bool(torch.isfinite(t).all()), "image contains NaN or infinite values", "clean the image first")
-    return t, colour
+    require(float(t.max() - t.min()) > 1e-6, "the image is flat (constant or fully saturated): there is no blur to identify",
+            "give an image with structure")
+    return (t.to(device) if device is not None else t), colour
 
 
 def _psf_model_for(ck: dict, optics):
@@ -76,61 +85,66 @@ def _psf_model_for(ck: dict, optics):
     return zernike_psf_model((na, wl, px), desc["noll"], desc["psf_size"])
 
 
-def _identify(net, ck: dict, model, image, tile: int | None, overlap: float) -> torch.Tensor:
-    """Canonical gamma ``(1, K)`` of ``image`` (gray mean of colour); tiling rule in the module docstring."""
-    y, _ = _as_gray_tensor(image)
+def _identify(net, ck: dict, model, image, tile: int | None, overlap: float, device=None) -> torch.Tensor:
+    """Canonical gamma ``(1, K)`` on the CPU of ``image`` (gray mean of colour); tiling rule in the module docstring."""
+    y, _ = _as_gray_tensor(image, device)
     y = y.mean(1, keepdim=True)
     require(min(y.shape[-2:]) >= 16, f"image {tuple(y.shape[-2:])} is too small to identify a blur", "use at least 16x16")
     whole = model.space_varying or getattr(net, "features", "image") == "welch"  # welch averages spectra inside IN
     tile = max(y.shape[-2:]) if whole else tile or _train_size(ck)
-    return identify_tiled(net, y, tile, model.canonical, overlap)
+    return identify_tiled(net, y, tile, model.canonical, overlap).cpu()
 
 
-def identify_psf(image, optics=None, weights=None, tile: int | None = None, overlap: float = 0.5):
+def identify_psf(image, optics=None, weights=None, tile: int | None = None, overlap: float = 0.5, device=None):
     """Identify the PSF parameters of the blur of ``image`` (Zernike coefficients with the shipped weights).
 
     Returns ``(gamma, psf, noll)``: ``gamma`` (K,) (Zernike: in waves, even coefficients
     sign-canonicalised: the first even one >= 0), the PSF ``(k, k)`` it implies (sum 1; a
     product-convolution model gives its control-point PSFs ``(gy, gx, k, k)``), and the Noll indices
-    (empty for non-Zernike models).  ``tile`` defaults to the training crop size.
+    (empty for non-Zernike models).  ``tile`` defaults to the training crop size.  ``device``: where
+    the network runs (cpu, cuda, ...; default cpu; :func:`unblur.arrays.resolve_device`); the PSF
+    model is evaluated on the CPU.
     """
-    net, ck = _load(str(weights or IDENTIFY_WEIGHTS), (KINDS["identify"],))
+    dev = _device(device)
+    net, ck = _load(str(weights or IDENTIFY_WEIGHTS), (KINDS["identify"],), str(dev))
     model = _psf_model_for(ck, optics)
-    gamma = _identify(net, ck, model, image, tile, overlap)
+    gamma = _identify(net, ck, model, image, tile, overlap, dev)
     with torch.no_grad():
         psf = model.psf_array(model(gamma)[0])
     return gamma[0].numpy(), psf.numpy(), model.noll
 
 
 def deepblur(image, optics=None, identify_weights=None, deblur_weights=None, tile: int | None = None,
-             gamma=None):
+             gamma=None, device=None):
     """Blind deblurring: identify gamma with IN, then restore with DN fed ``A(gamma)``.
 
-    ``gamma`` (optional) skips the identification (non-blind use of DN).  Returns a dict with
-    ``image`` (same layout as the input), ``gamma``, ``psf`` (as in :func:`identify_psf`), ``noll``
-    and ``time_s``.
+    ``gamma`` (optional) skips the identification (non-blind use of DN).  ``device``: where the
+    networks run (as in :func:`identify_psf`).  Returns a dict with ``image`` (same layout as the
+    input, float32; DN's output is not clipped), ``gamma``, ``psf`` (as in :func:`identify_psf`),
+    ``noll`` and ``time_s``.
     """
     t0 = time.time()
+    dev = _device(device)
     # with gamma given only the PSF model stored in the file is used (either network's file holds it)
     kinds = (KINDS["identify"],) if gamma is None else tuple(KINDS.values())
-    net, ck = _load(str(identify_weights or IDENTIFY_WEIGHTS), kinds)
+    net, ck = _load(str(identify_weights or IDENTIFY_WEIGHTS), kinds, str(dev))
     model = _psf_model_for(ck, optics)
     if gamma is None:
-        g = _identify(net, ck, model, image, tile, 0.5)
+        g = _identify(net, ck, model, image, tile, 0.5, dev)
     else:
         g = torch.as_tensor(np.asarray(gamma, dtype=np.float32)).reshape(1, -1)
         require(g.shape[1] == model.n_params, f"gamma needs {model.n_params} values, got {g.shape[1]}")
         g = model.canonical(g)
     with torch.no_grad():
         psf = model(g)
-    dn, _ = _load(str(deblur_weights or DEBLUR_WEIGHTS), (KINDS["deblur"],))
-    y, colour = _as_gray_tensor(image)
+    dn, _ = _load(str(deblur_weights or DEBLUR_WEIGHTS), (KINDS["deblur"],), str(dev))
+    y, colour = _as_gray_tensor(image, dev)
     y = y.transpose(0, 1)  # channels as a batch
     require(min(y.shape[-2:]) >= model.psf_size,
             f"image {tuple(y.shape[-2:])} is smaller than the PSF ({model.psf_size}x{model.psf_size})")
-    op = model.operator(psf, tuple(y.shape[-2:]), "valid")
+    op = model.operator(psf.to(dev), tuple(y.shape[-2:]), "valid")
     with torch.no_grad():
-        x = dn(y, op).transpose(0, 1)[0]
+        x = dn(y, op).transpose(0, 1)[0].cpu()
     out = np.moveaxis(x.numpy(), 0, -1) if colour else x[0].numpy()
     gamma_out = g[0].numpy() if gamma is None else np.asarray(gamma, np.float32).reshape(-1)
     return {"image": out.astype(np.float32), "gamma": gamma_out.astype(np.float32),

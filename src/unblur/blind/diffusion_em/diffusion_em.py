@@ -7,7 +7,7 @@
 * M-step: :func:`~unblur.blind.diffusion_em.mstep.m_step` on the n samples (no PiGDM variance term:
   the samples are finished images), warm-started from the previous kernel.
 
-Starts from a Dirac kernel.  ``nfe = em_iters * steps``; the image returned is the mean of the last
+Starts from a Dirac kernel, or from ``init_kernel`` (warm start).  ``nfe = em_iters * steps``; the image returned is the mean of the last
 E-step's particles (restored with the kernel *before* the last M-step, as in the algorithm), and the
 kernel is the final one.  [0, 1] image units; states in [-1, 1] inside the sampler.
 """
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ...algorithms.ddpm import guided_ddpm, randn, respaced_timesteps
 from ...errors import require
+from ..checks import attach_checks
 from .em_run import finish_blind, start_blind
 from .fast_em import make_guidance, resolve_regularizer
 
@@ -73,8 +74,9 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
         PiGDM r_t^2 and step: fastem = the Fast EM authors' code, paper = 1 - abar_t with Tweedie step.
     even_rule : {"refuse", "fftshift"}
         Even kernel sizes: refuse, or fftshift (centre pixel ``n // 2``).
-    init_kernel : array, optional
-        Starting kernel ``(k, k)`` (default: a Dirac).
+    init_kernel : array or "l0", optional
+        Starting kernel (warm start): an array (resized to ``kernel_size`` with a note when its size
+        differs) or ``"l0"`` (the kernel of the ``l0`` method on this image); default a Dirac.
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool
@@ -106,6 +108,8 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
     info = {"method": "diffusion-em", "guidance": guidance, "steps": len(ts), "em_iters": em_iters}
     restored, info = finish_blind(run, state, x01, info, sigma_given=noise_sigma is not None)
     info["notes"] = list(info.get("notes") or []) + notes
+    info["init_kernel"] = "dirac" if init_kernel is None else (init_kernel if isinstance(init_kernel, str) else "array")
+    attach_checks(info, image, restored, info["kernel"], run.sigma)
     return restored, info
 
 

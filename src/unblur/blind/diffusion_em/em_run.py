@@ -16,6 +16,7 @@ import torch
 from ...algorithms.common import Run, start
 from ...errors import require
 from ...physics.convolution import Convolution
+from ..checks import check_blind_input, initial_kernel
 from .mstep import REGULARIZERS, check_kernel_size, check_sigma, dirac_kernel, m_step
 
 GUIDANCES = ("pigdm", "dps")
@@ -74,7 +75,10 @@ class KernelState:
 def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps: int, noise_sigma, seed,
                 prior, kernel_prior, regularizer: str, lam: float | None, beta: float, hqs_iters: int,
                 even_rule: str = "refuse", init_kernel=None, device=None) -> tuple[Run, KernelState]:
-    """Validate the inputs and build the run (data, prior, generator) and the kernel state (Dirac start)."""
+    """Validate the inputs and build the run (data, prior, generator) and the kernel state.
+
+    The state starts from a Dirac, or from ``init_kernel`` (an array, resized to ``kernel_size`` with a
+    note, or ``"l0"``: :func:`unblur.blind.checks.initial_kernel`)."""
     require(guidance in GUIDANCES, f"unknown guidance {guidance!r}", f"use one of {', '.join(GUIDANCES)}")
     require(regularizer in REGULARIZERS, f"unknown kernel regularizer {regularizer!r}",
             f"use one of {', '.join(REGULARIZERS)}")
@@ -87,16 +91,16 @@ def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps
             f"image of shape {img.shape} is not a gray (H, W) or colour (H, W, C) image",
             "give a 2-D gray or an (H, W, 3) colour image")
     check_kernel_size(kernel_size, img.shape[:2], even_rule)
+    notes = check_blind_input(img, kernel_size, method="fast-em/diffusion-em", noise_sigma=noise_sigma, stacklevel=4)
+    k_init = initial_kernel(init_kernel, kernel_size, img, noise_sigma=noise_sigma, notes=notes)
     run = start(img, np.ones((1, 1), np.float32), boundary="circular", noise_sigma=noise_sigma, prior=prior,
                 seed=seed, device=device)
+    run.problem.notes = list(run.problem.notes or []) + notes
     y = run.y[0]
-    if init_kernel is None:
+    if k_init is None:
         k0 = dirac_kernel(kernel_size, y.dtype, y.device)
     else:
-        k0 = torch.as_tensor(np.asarray(init_kernel), dtype=y.dtype, device=y.device)
-        require(tuple(k0.shape) == (kernel_size, kernel_size), f"init_kernel has shape {tuple(k0.shape)}",
-                f"give a {kernel_size}x{kernel_size} kernel")
-        k0 = k0.clamp_min(0) / k0.clamp_min(0).sum().clamp_min(1e-12)
+        k0 = torch.as_tensor(k_init, dtype=y.dtype, device=y.device)
     kden = resolve_kernel_prior(kernel_prior, kernel_size, y.device) if regularizer == "denoiser" else None
     state = KernelState(y=y, sigma=run.sigma, kernel=k0, regularizer=regularizer, lam=lam, beta=beta,
                         iters=hqs_iters, kernel_denoiser=kden)

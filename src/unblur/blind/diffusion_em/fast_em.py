@@ -40,6 +40,8 @@ import torch
 
 from ...algorithms.ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
 from ...algorithms.guidance import DPSGuidance, PiGDMGuidance
+from ...errors import require
+from ..checks import attach_checks
 from .em_run import KernelState, finish_blind, start_blind
 
 if TYPE_CHECKING:
@@ -57,13 +59,18 @@ class MStepPredictor:
     ``timesteps`` gives the next timestep ``s`` of ``t`` for PiGDM's ``r_t^2``.
     """
 
-    def __init__(self, predict, state: KernelState, timesteps: list[int], mstep_variance: bool = False):
+    def __init__(self, predict, state: KernelState, timesteps: list[int], mstep_variance: bool = False,
+                 first_mstep: int = 0):
         self.predict, self.state, self.mstep_variance = predict, state, mstep_variance
         self.next_t = {t: (timesteps[i + 1] if i + 1 < len(timesteps) else -1) for i, t in enumerate(timesteps)}
+        self.index = {t: i for i, t in enumerate(timesteps)}
+        self.first_mstep = int(first_mstep)
         self.guidance = None  # set by make_guidance
 
     def __call__(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
         x0 = self.predict(x_t, t)
+        if self.index.get(t, 0) < self.first_mstep:  # the kernel is held at its start until then
+            return x0
         x01 = (x0.detach().clamp(-1, 1) + 1) / 2
         r2 = 0.0
         if self.mstep_variance and isinstance(self.guidance, PiGDMGuidance):
@@ -115,8 +122,8 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
                       regularizer: Literal["auto", "denoiser", "l1", "l2", "none"] = "auto", lam: float | None = None,
                       beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
                       r_choice: Literal["fastem", "paper"] = "fastem", mstep_variance: bool = False,
-                      even_rule: Literal["refuse", "fftshift"] = "refuse", init_kernel=None, device: str | None = None,
-                      progress: bool = False, callback=None):
+                      even_rule: Literal["refuse", "fftshift"] = "refuse", init_kernel=None, mstep_start: float = 0.0,
+                      device: str | None = None, progress: bool = False, callback=None):
     """Fast Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
     Parameters
@@ -159,8 +166,13 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
         PiGDM: the paper's M-step with the x0 variance r_t^2 (App. D, eq. D.9); off: it over-smooths the kernel.
     even_rule : {"refuse", "fftshift"}
         Even kernel sizes: refuse, or fftshift (centre pixel ``n // 2``).
-    init_kernel : array, optional
-        Starting kernel ``(k, k)`` (default: a Dirac).
+    init_kernel : array or "l0", optional
+        Starting kernel (warm start): an array (resized to ``kernel_size`` with a note when its size
+        differs) or ``"l0"`` (the kernel of the ``l0`` method on this image); default a Dirac.
+    mstep_start : float
+        Fraction of the steps run with the kernel held at its start before the first M-step (0: the
+        paper's M-step from the first step; with a warm start the early M-steps, made from nearly
+        uninformative x0 estimates, would pull the kernel back towards a Dirac).
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool
@@ -173,8 +185,8 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     restored : array
         The mean of the particles.
     info : dict
-        ``kernel`` ``(k, k)``, ``kernel_history`` ``(steps, k, k)`` (the kernel after each step's
-        M-step), ``particles`` (each restored particle), ``nfe``, ``time_s``, ``noise_sigma`` and its
+        ``kernel`` ``(k, k)``, ``kernel_history`` ``(steps - first_mstep, k, k)`` (the kernel after
+        each M-step), ``particles`` (each restored particle), ``nfe``, ``time_s``, ``noise_sigma`` and its
         source, ``regularizer`` and ``notes``.
     """
     regularizer, beta, notes = resolve_regularizer(regularizer, kernel_prior, kernel_size, beta)
@@ -183,15 +195,20 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
                              regularizer=regularizer, lam=lam, beta=beta, hqs_iters=hqs_iters,
                              even_rule=even_rule, init_kernel=init_kernel, device=device)
     ts = respaced_timesteps(run.schedule, steps)
-    predict = MStepPredictor(make_x0_predictor(run.prior, run.schedule), state, ts, mstep_variance)
+    require(0 <= mstep_start < 1, f"mstep_start must be in [0, 1), got {mstep_start}", "e.g. 0.25")
+    predict = MStepPredictor(make_x0_predictor(run.prior, run.schedule), state, ts, mstep_variance,
+                             first_mstep=int(round(mstep_start * len(ts))))
     em_guidance = make_guidance(run, state, guidance, zeta=zeta, weight=weight, r_choice=r_choice, predict=predict)
     x_T = randn((particles,) + tuple(run.y.shape[1:]), run.y, run.generator)
     bar = run.progress(len(ts), f"Fast EM ({guidance}, n={particles})", progress, callback)
     x = guided_ddpm(x_T, ts, run.schedule, em_guidance, run.generator, bar)
     bar.close()
-    info = {"method": "fast-em", "guidance": guidance, "steps": len(ts), "mstep_variance": mstep_variance}
+    info = {"method": "fast-em", "guidance": guidance, "steps": len(ts), "mstep_variance": mstep_variance,
+            "first_mstep": predict.first_mstep}
     restored, info = finish_blind(run, state, (x + 1) / 2, info, sigma_given=noise_sigma is not None)
     info["notes"] = list(info.get("notes") or []) + notes
+    info["init_kernel"] = "dirac" if init_kernel is None else (init_kernel if isinstance(init_kernel, str) else "array")
+    attach_checks(info, image, restored, info["kernel"], run.sigma)
     return restored, info
 
 

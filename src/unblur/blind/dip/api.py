@@ -24,7 +24,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ...arrays import resolve_device
 from ...errors import InputError, require
+from ..checks import attach_checks, check_blind_input, initial_kernel
 from ...physics.noise import estimate_noise_sigma
 from ...solvers import wiener
 from .fit import ELBO, KERNEL_INITS, PRESETS, SelfDeblurObjective, VDIPObjective, fit
@@ -74,7 +76,7 @@ def _config(preset, iterations, overrides):
     return replace(cfg, **given)
 
 
-def _check_image(image, kernel_size):
+def _check_image(image, kernel_size, name="selfdeblur"):
     a = np.asarray(image, dtype=np.float32)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
@@ -88,12 +90,15 @@ def _check_image(image, kernel_size):
     lo, hi = float(a.min()), float(a.max())
     require(lo >= -0.05 and hi <= 1.05, f"image values span [{lo:.3g}, {hi:.3g}]",
             "the generators output [0, 1]: scale the image to [0, 1] first")
-    return a, k
+    notes = check_blind_input(a, k, method=name, stacklevel=5)
+    return a, k, notes
 
 
-def _run(image, kernel_size, make_objective, cfg, seed, seeds, progress, threads, name):
-    a, k = _check_image(image, kernel_size)
+def _run(image, kernel_size, make_objective, cfg, seed, seeds, progress, threads, name, init_kernel=None, device=None):
+    a, k, notes = _check_image(image, kernel_size, name)
     require(seeds >= 1, f"seeds must be >= 1, got {seeds}")
+    dev = resolve_device(device)
+    k0 = initial_kernel(init_kernel, k, a, notes=notes)
     t0 = time.perf_counter()
     old_threads = torch.get_num_threads()
     if threads:
@@ -102,8 +107,9 @@ def _run(image, kernel_size, make_objective, cfg, seed, seeds, progress, threads
         lum = a if a.ndim == 2 else _rgb_to_ycbcr(a)[0]
         y = torch.from_numpy(np.clip(lum, 0, 1).astype(np.float32))[None, None]
         objective = make_objective(lum)
-        runs = [fit(y, k, objective, cfg, seed=seed + i, progress=progress, desc=f"{name} seed {seed + i}")
-                for i in range(seeds)]
+        k0 = torch.from_numpy(k0) if k0 is not None else None
+        runs = [fit(y, k, objective, cfg, seed=seed + i, progress=progress, desc=f"{name} seed {seed + i}",
+                    init_kernel=k0, device=dev) for i in range(seeds)]
     finally:
         torch.set_num_threads(old_threads)
     best = min(range(seeds), key=lambda i: runs[i].data_mse)
@@ -117,7 +123,9 @@ def _run(image, kernel_size, make_objective, cfg, seed, seeds, progress, threads
     info = {"kernel": r.kernel, "kernel_size": k, "kernel_size_rule": "given" if kernel_size else "2*floor(min(H,W)/20)+1",
             "iterations": r.iterations, "level_iterations": r.level_iterations,
             "refine_iterations": r.refine_iterations, "data_mse": r.data_mse,
-            "seed": seed + best, "time_s": time.perf_counter() - t0}
+            "seed": seed + best, "init_kernel": "random" if init_kernel is None else
+            (init_kernel if isinstance(init_kernel, str) else "array"), "device": str(dev or "cpu"),
+            "notes": notes, "time_s": time.perf_counter() - t0}
     if seeds > 1:
         pairs = [kernel_error(runs[i].kernel, runs[j].kernel) for i, j in itertools.combinations(range(seeds), 2)]
         info["seeds"] = {"seeds": [seed + i for i in range(seeds)], "data_mse": [q.data_mse for q in runs],
@@ -125,6 +133,7 @@ def _run(image, kernel_size, make_objective, cfg, seed, seeds, progress, threads
                          "kernel_disagreement_max": float(np.max(pairs)),
                          "consistent": bool(np.max(pairs) < 0.25)}
         info["all_runs"] = runs
+    attach_checks(info, a, restored, r.kernel)
     return restored, info
 
 
@@ -132,7 +141,7 @@ def selfdeblur(image, kernel_size: int | None = None, *, preset: Literal["fast",
                iterations: int | None = None, seed: int = 0, seeds: int = 1,
                kernel_init: Literal["random", "uniform", "no-blur"] | None = None, ssim_switch: bool | None = None,
                beta1: float | None = None, refine_iters: int | None = None, stop_tol: float | None = None,
-               threads: int | None = None, progress: bool = False):
+               init_kernel=None, threads: int | None = None, device: str | None = None, progress: bool = False):
     """SelfDeblur (Ren et al., CVPR 2020): image and kernel generators fitted to one blurred image.
 
     ``iterations`` rescales the preset: the SSIM switch keeps its fraction (1000/5000, 500/1500,
@@ -168,8 +177,14 @@ def selfdeblur(image, kernel_size: int | None = None, *, preset: Literal["fast",
     stop_tol : float, optional
         Relative kernel change below which the blind stage stops (default from the preset; see
         :mod:`unblur.blind.dip.fit`).
+    init_kernel : array or "l0", optional
+        Warm start: a kernel (resized to ``kernel_size`` with a note when its size differs) or ``"l0"``
+        (the kernel of the ``l0`` method on this image); the kernel network is pre-fitted to it and the
+        coarse-to-fine levels are skipped (:func:`unblur.blind.dip.fit.fit`).
     threads : int, optional
         CPU threads for torch (default: torch's choice).
+    device : str, optional
+        Torch device of the networks and random draws (cpu, cuda, cuda:N, mps, auto; default cpu).
     progress : bool
         Show a progress bar.
 
@@ -178,8 +193,9 @@ def selfdeblur(image, kernel_size: int | None = None, *, preset: Literal["fast",
     restored : array
         The sharp image, same layout as ``image``.
     info : dict
-        ``kernel`` (sums to 1), ``kernel_size``, iterations run, ``data_mse``, ``seed``, ``time_s``;
-        with several seeds ``seeds`` (consistency report) and ``all_runs``.
+        ``kernel`` (sums to 1), ``kernel_size``, iterations run, ``data_mse``, ``seed``, ``init_kernel``,
+        ``device``, ``notes``, ``checks`` (:func:`unblur.blind.checks.blind_checks`), ``time_s``; with
+        several seeds ``seeds`` (consistency report) and ``all_runs``.
 
     Examples
     --------
@@ -192,7 +208,7 @@ def selfdeblur(image, kernel_size: int | None = None, *, preset: Literal["fast",
     cfg = _config(preset, iterations, {"kernel_init": kernel_init, "ssim_switch": ssim_switch, "beta1": beta1,
                                            "refine_iters": refine_iters, "stop_tol": stop_tol})
     return _run(image, kernel_size, lambda lum: SelfDeblurObjective(cfg.switch_iter if cfg.ssim_switch else None),
-                cfg, seed, seeds, progress, threads, "selfdeblur")
+                cfg, seed, seeds, progress, threads, "selfdeblur", init_kernel, device)
 
 
 def vdip(image, kernel_size: int | None = None, *, prior: Literal["sparse", "extreme"] = "sparse",
@@ -200,7 +216,7 @@ def vdip(image, kernel_size: int | None = None, *, prior: Literal["sparse", "ext
          seeds: int = 1, pretrain: int | None = None, prior_weight: float | None = None,
          kernel_init: Literal["random", "uniform", "no-blur"] | None = None, ssim_switch: bool | None = None,
          beta1: float | None = None, refine_iters: int | None = None, stop_tol: float | None = None,
-         threads: int | None = None, progress: bool = False):
+         init_kernel=None, threads: int | None = None, device: str | None = None, progress: bool = False):
     """VDIP (Huo et al. 2023): variational deep image prior with a sparse or extreme-channel prior.
 
     Stages: MSE on the mean for ``pretrain`` iterations, the ELBO up to the SSIM switch, then
@@ -242,8 +258,14 @@ def vdip(image, kernel_size: int | None = None, *, prior: Literal["sparse", "ext
     stop_tol : float, optional
         Relative kernel change below which the blind stage stops (default from the preset; see
         :mod:`unblur.blind.dip.fit`).
+    init_kernel : array or "l0", optional
+        Warm start: a kernel (resized to ``kernel_size`` with a note when its size differs) or ``"l0"``
+        (the kernel of the ``l0`` method on this image); the kernel network is pre-fitted to it and the
+        coarse-to-fine levels are skipped (:func:`unblur.blind.dip.fit.fit`).
     threads : int, optional
         CPU threads for torch (default: torch's choice).
+    device : str, optional
+        Torch device of the networks and random draws (cpu, cuda, cuda:N, mps, auto; default cpu).
     progress : bool
         Show a progress bar.
 
@@ -252,8 +274,9 @@ def vdip(image, kernel_size: int | None = None, *, prior: Literal["sparse", "ext
     restored : array
         The sharp image, same layout as ``image``.
     info : dict
-        ``kernel`` (sums to 1), ``kernel_size``, iterations run, ``data_mse``, ``seed``, ``time_s``;
-        with several seeds ``seeds`` (consistency report) and ``all_runs``.
+        ``kernel`` (sums to 1), ``kernel_size``, iterations run, ``data_mse``, ``seed``, ``init_kernel``,
+        ``device``, ``notes``, ``checks`` (:func:`unblur.blind.checks.blind_checks`), ``time_s``; with
+        several seeds ``seeds`` (consistency report) and ``all_runs``.
     """
     if prior not in PRIORS:
         raise InputError(f"unknown prior {prior!r}", f"use one of {', '.join(PRIORS)}")
@@ -266,7 +289,7 @@ def vdip(image, kernel_size: int | None = None, *, prior: Literal["sparse", "ext
         elbo = ELBO(prior, noise_sigma=estimate_noise_sigma(lum), prior_weight=prior_weight)
         return VDIPObjective(elbo, pre, cfg.switch_iter if cfg.ssim_switch else None)
 
-    return _run(image, kernel_size, objective, cfg, seed, seeds, progress, threads, f"vdip-{prior}")
+    return _run(image, kernel_size, objective, cfg, seed, seeds, progress, threads, f"vdip-{prior}", init_kernel, device)
 
 
 __all__ = ["estimate_kernel_size", "selfdeblur", "vdip"]

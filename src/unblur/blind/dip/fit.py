@@ -248,7 +248,7 @@ def upsample_kernel(kernel: torch.Tensor, size: int, ratio: float) -> torch.Tens
     support; then clipped at 0 and normalised to sum 1.
     """
     k = kernel.shape[-1]
-    u = (torch.arange(size, dtype=torch.float32) - size // 2) * ratio + k // 2
+    u = (torch.arange(size, dtype=torch.float32, device=kernel.device) - size // 2) * ratio + k // 2
     u = 2 * u / (k - 1) - 1                                   # grid_sample's [-1, 1], align_corners=True
     grid = torch.stack(torch.meshgrid(u, u, indexing="xy"), dim=-1)[None]
     out = F.grid_sample(kernel[None, None].float(), grid, mode="bilinear", padding_mode="zeros",
@@ -276,7 +276,7 @@ def _loop(net, z, kernel_fn, params, y, objective, cfg, n_iter, phase, gen, bar,
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, miles, cfg.decay_gamma)
     k_prev, calm, changes, it = None, 0, [], 0
     for it in range(n_iter):
-        zin = z + cfg.reg_noise_std * torch.randn(z.shape, generator=gen) if cfg.reg_noise_std else z
+        zin = z + cfg.reg_noise_std * torch.randn(z.shape, generator=gen, device=z.device) if cfg.reg_noise_std else z
         if cfg.channels_last:
             zin = zin.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
@@ -302,12 +302,13 @@ def _loop(net, z, kernel_fn, params, y, objective, cfg, n_iter, phase, gen, bar,
     return out, it + 1, changes
 
 
-def _networks(lvls, objective, cfg, seed):
-    """One (image, kernel) generator pair per level, all initialised from ``seed``."""
+def _networks(lvls, objective, cfg, seed, device=None):
+    """One (image, kernel) generator pair per level, all initialised from ``seed`` (on the CPU, then moved
+    to ``device``: the same initial weights on every device)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        nets = [(ImageGenerator(cfg.generator, objective.out_channels), KernelGenerator(lv.kernel_size, cfg.generator))
-                for lv in lvls]
+        nets = [(ImageGenerator(cfg.generator, objective.out_channels).to(device),
+                 KernelGenerator(lv.kernel_size, cfg.generator).to(device)) for lv in lvls]
     if cfg.channels_last:
         nets = [(net.to(memory_format=torch.channels_last), knet) for net, knet in nets]
     return nets
@@ -323,8 +324,9 @@ def _blind_level(y, lv, nets, k_init, objective, cfg, gen, bar, last):
     """
     net, knet = nets
     z = noise_input(y.shape[-2:], lv.kernel_size, cfg.generator.in_channels, gen)
-    zk = torch.rand(cfg.generator.kernel_in, generator=gen) * 0.1
+    zk = torch.rand(cfg.generator.kernel_in, generator=gen, device=y.device) * 0.1
     target = _init_target(cfg.kernel_init, lv.kernel_size) if k_init is None else k_init
+    target = target.to(y.device) if target is not None else None
     if target is not None:
         _kernel_prefit(knet, zk, target, cfg.init_iters)
     if k_init is not None and cfg.warmup_iters:
@@ -338,7 +340,8 @@ def _blind_level(y, lv, nets, k_init, objective, cfg, gen, bar, last):
 
 
 def fit(y: torch.Tensor, kernel_size: int, objective, cfg: FitConfig, seed: int = 0, progress: bool = False,
-        kernel: torch.Tensor | None = None, desc: str = "dip") -> FitResult:
+        kernel: torch.Tensor | None = None, desc: str = "dip", init_kernel: torch.Tensor | None = None,
+        device=None) -> FitResult:
     """Fit image and kernel generators to one gray image ``y`` of shape ``(1, 1, H, W)``.
 
     With ``cfg.pyramid`` set (coarse to fine), the kernel is first estimated on downsampled copies of
@@ -346,18 +349,38 @@ def fit(y: torch.Tensor, kernel_size: int, objective, cfg: FitConfig, seed: int 
     :func:`_blind_level`); the stopping rule applies at full resolution only.  With ``kernel`` given,
     only the non-blind pass runs (``cfg.iterations`` iterations with the kernel fixed, at full
     resolution), which is how the benchmark's true-kernel ceiling is computed.
+
+    ``init_kernel`` (``(kernel_size, kernel_size)``, sums to 1) is a warm start: the pyramid is skipped
+    (the coarse levels exist only to give the full-resolution level a starting kernel), the kernel
+    network is pre-fitted to ``init_kernel`` (MSE, ``cfg.init_iters`` Adam steps, as between pyramid
+    levels) and the image network warmed up with it fixed for ``cfg.warmup_iters`` (at least 50)
+    iterations before both are fitted together.  ``device``: the torch device of the networks, the
+    data and every random draw (the generator lives there; the networks' initial weights are drawn on
+    the CPU).
     """
     require(cfg.kernel_init in KERNEL_INITS, f"unknown kernel_init {cfg.kernel_init!r}", f"use {', '.join(KERNEL_INITS)}")
     require(kernel_size % 2 == 1 and kernel_size >= 3, f"kernel_size must be odd and >= 3, got {kernel_size}")
     _check_pyramid(cfg)
     t0 = time.perf_counter()
-    gen = torch.Generator().manual_seed(int(seed))
-    lvls = levels(y.shape[-2:], kernel_size, cfg) if kernel is None else [Level(1.0, kernel_size, 0)]
-    nets = _networks(lvls, objective, cfg, seed)
-    warm = cfg.warmup_iters * (len(lvls) - 1)
+    device = torch.device(device) if device is not None else y.device
+    y = y.to(device)
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    k_init = None
+    if kernel is not None:
+        lvls = [Level(1.0, kernel_size, 0)]
+    elif init_kernel is not None:
+        k_init = torch.as_tensor(init_kernel, dtype=y.dtype, device=device)
+        require(tuple(k_init.shape) == (kernel_size, kernel_size), f"init_kernel has shape {tuple(k_init.shape)}",
+                f"give a {kernel_size}x{kernel_size} kernel")
+        cfg = replace(cfg, warmup_iters=max(cfg.warmup_iters, 50))
+        lvls = [Level(1.0, kernel_size, cfg.iterations)]
+    else:
+        lvls = levels(y.shape[-2:], kernel_size, cfg)
+    nets = _networks(lvls, objective, cfg, seed, device)
+    warm = cfg.warmup_iters * (len(lvls) - 1 + (k_init is not None))
     n_refine = cfg.refine_iters if kernel is None else cfg.iterations
     bar = Progress(sum(lv.iterations for lv in lvls) + warm + n_refine, desc, show=progress)
-    level_iters, changes, k_init = [], [], None
+    level_iters, changes = [], []
     if kernel is None:
         for i, lv in enumerate(lvls):
             last = i == len(lvls) - 1
@@ -369,9 +392,9 @@ def fit(y: torch.Tensor, kernel_size: int, objective, cfg: FitConfig, seed: int 
                 k_init = upsample_kernel(kernel, lvls[i + 1].kernel_size, lv.scale / lvls[i + 1].scale)
         it0 = cfg.iterations
     else:
-        kernel, it0 = kernel.to(y.dtype), 0
+        kernel, it0 = kernel.to(device=device, dtype=y.dtype), 0
         z = noise_input(y.shape[-2:], kernel_size, cfg.generator.in_channels, gen)
-        torch.rand(cfg.generator.kernel_in, generator=gen)  # the kernel input's draw: same noise stream as blind
+        torch.rand(cfg.generator.kernel_in, generator=gen, device=y.device)  # the kernel input's draw: same stream as blind
     net = nets[-1][0]
     if n_refine:
         out, _, _ = _loop(net, z, lambda: kernel, [], y, objective, replace(cfg, decay_at=(0.6, 0.8)), n_refine,
@@ -382,8 +405,8 @@ def fit(y: torch.Tensor, kernel_size: int, objective, cfg: FitConfig, seed: int 
     bar.close()
     b = kernel_size - 1 - kernel_size // 2
     h, w = y.shape[-2:]
-    img = x[0, 0, b:b + h, b:b + w].contiguous().numpy()
-    return FitResult(img, kernel.detach().numpy().astype(np.float32), data_mse, level_iters[-1] if level_iters else 0,
+    img = x[0, 0, b:b + h, b:b + w].contiguous().cpu().numpy()
+    return FitResult(img, kernel.detach().cpu().numpy().astype(np.float32), data_mse, level_iters[-1] if level_iters else 0,
                      n_refine, time.perf_counter() - t0, changes, level_iters)
 
 

@@ -117,7 +117,7 @@ class KernelGenerator(nn.Module):
 def noise_input(image_shape, kernel_size: int, channels: int, generator: torch.Generator, scale: float = 0.1):
     """Fixed uniform noise ``U(0, scale)`` of shape ``(1, channels, H + k - 1, W + k - 1)``."""
     h, w = (int(n) + kernel_size - 1 for n in image_shape)
-    return torch.rand((1, channels, h, w), generator=generator) * scale
+    return torch.rand((1, channels, h, w), generator=generator, device=generator.device) * scale
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -144,7 +144,7 @@ class ELBO:
 
     def __call__(self, out: torch.Tensor, kernel: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
         mu, s = self.mean_std(out)
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         x = mu + s * eps
         r = blur_valid(x, kernel)
         data = mse(y, r) + self.grad_weight * (mse(grad_h(y), grad_h(r)) + mse(grad_v(y), grad_v(r)))
