@@ -3,17 +3,19 @@
 For every case a child process imports numpy, torch, unblur (and the peer library), reads its
 resident-set size (the interpreter baseline), loads the float32 stack from a ``.npy`` file (the
 input itself, 1x), runs the method and reads the peak resident-set size (``VmHWM``).  The memory
-multiple is ``(peak - baseline) / input bytes``.  Per-iteration times: unblur's come from its
-``callback`` (one time stamp per iteration; the set-up is the time to the first iteration minus one
-iteration); the peers have no callback, so they are timed with ``num_iter = 1`` and ``num_iter = N``
-in the same process and ``(t_N - t_1) / (N - 1)`` is their s/iteration.  The repeat count gives
-the minimum and the median.
+multiple is ``(peak - baseline) / input bytes``; the baseline is taken after a warm-up run of the
+same method on a tiny stack (loaded code and FFT plans are not data).  Per-iteration times: unblur's
+come from its ``callback`` and RedLionfish's from its per-iteration tick (one time stamp per
+iteration; the set-up is the time to the first stamp minus one iteration); scikit-image has neither
+and no set-up to speak of, so its s/iteration is total time / iterations.  Minimum and median over
+all iterations of all repeats.
 
 Data: random blobs blurred by the Gaussian PSF plus Poisson noise (generated once per size into
 ``--workdir``).  PSF: a normalised Gaussian of shape ``--psf`` (default 15x31x31).
 
     python benchmarks/rl_memory.py --sizes 32x512x512 64x1024x1024 --threads 1 2 --peers skimage redlionfish
     python benchmarks/rl_memory.py --sizes 32x256x256 --methods rl rl-ba rl-tv wiener tikhonov tv-admm
+    python benchmarks/rl_memory.py --fft-sizes      # per-length FFT cost and the fitted grid cost model
 
 Prints markdown tables (one row per case).
 """
@@ -117,18 +119,23 @@ def child(args):
     y = np.load(args.data)
     nbytes = y.nbytes
     times = []
-    if args.method in PEERS:
-        def run(n):
-            t0 = time.perf_counter()
-            if args.method == "skimage":
-                sk_rl(y, psf, num_iter=n, clip=False)
-            else:
-                rlf.doRLDeconvolutionFromNpArrays(y, psf, niter=n, method="cpu", resAsUint8=False)
-            return time.perf_counter() - t0
+    setup = None
+    if args.method == "skimage":      # no set-up beyond flipping the PSF: total time / iterations
         for _ in range(args.repeats):
-            t1, tn = run(1), run(args.iters)
-            times.append((tn - t1) / (args.iters - 1))
-        setup = None
+            t0 = time.perf_counter()
+            sk_rl(y, psf, num_iter=args.iters, clip=False)
+            times.append((time.perf_counter() - t0) / args.iters)
+    elif args.method == "redlionfish":  # its per-iteration tick gives one time stamp per iteration
+        for _ in range(args.repeats):
+            stamps = []
+            t0 = time.perf_counter()
+            rlf.doRLDeconvolutionFromNpArrays(y, psf, niter=args.iters, method="cpu", resAsUint8=False,
+                                              callbkTickFunc=lambda: stamps.append(time.perf_counter()))
+            if len(stamps) >= 2:
+                times.extend(np.diff(stamps).tolist())
+                setup = min(setup or np.inf, stamps[0] - t0 - float(np.median(np.diff(stamps))))
+            else:
+                times.append((time.perf_counter() - t0) / args.iters)
     else:
         stamps = []
         cb = lambda it, x, info: stamps.append(time.perf_counter())  # noqa: E731
@@ -138,7 +145,7 @@ def child(args):
             "rl-ba": lambda: richardson_lucy(y, psf, args.iters, boundary=bd, acceleration="biggs-andrews", callback=cb),
             "rl-tv": lambda: rl_tv(y, psf, args.iters, boundary=bd, callback=cb),
             "wiener": lambda: wiener(y, psf, balance=1e-2, boundary="circular" if bd == "circular" else "reflect"),
-            "tikhonov": lambda: tikhonov(y, psf, lam=1e-3, boundary=bd, max_iter=args.iters, tol=1e-12),
+            "tikhonov": lambda: tikhonov(y, psf, lam=1e-3, boundary=bd, max_iter=args.iters, tol=1e-12, callback=cb),
             "tv-admm": lambda: tv_admm(y, psf, lam=2e-3, num_iter=args.iters, boundary=bd, callback=cb),
         }[args.method]
         setup = None
@@ -151,12 +158,50 @@ def child(args):
                 d = np.diff(stamps)
                 times.extend(d.tolist())
                 setup = min(setup or np.inf, stamps[0] - t0 - float(np.median(d)))
-            else:  # Wiener (one pass), Tikhonov (CG iterations without callback)
-                times.append(total / (args.iters if args.method == "tikhonov" else 1))
+            else:  # Wiener: one filter (its time is the whole run)
+                times.append(total)
     peak = _rss("VmHWM")
     print(json.dumps({"peak_multiple": (peak - base) / nbytes, "peak_gib": (peak - base) / 2**30,
                       "s_iter_min": float(np.min(times)), "s_iter_median": float(np.median(times)),
                       "setup_s": setup}))
+
+
+def fft_sizes(lo=16, hi=1200, repeats=5):
+    """Time a batch of complex 1-D FFTs (2^20 points in all, one worker) for every 11-smooth length in
+    ``[lo, hi]``, fit ``cost = a + sum_p w_p (number of factors p)`` (ns per point) and print both."""
+    import scipy.fft as sf
+
+    def factors(n):
+        out = []
+        for p in (2, 3, 5, 7, 11):
+            while n % p == 0:
+                out.append(p)
+                n //= p
+        return out if n == 1 else None
+
+    rows = []
+    for n in range(lo, hi + 1):
+        f = factors(n)
+        if f is None:
+            continue
+        a = np.ones((max(1, (1 << 20) // n), n), np.complex64)
+        best = np.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            sf.fft(a, axis=-1, workers=1, overwrite_x=True)
+            best = min(best, time.perf_counter() - t0)
+        rows.append((n, f, best / a.size * 1e9))
+    X = np.array([[1.0] + [f.count(p) for p in (2, 3, 5, 7, 11)] for _, f, _ in rows])
+    y = np.array([c for *_, c in rows])
+    w, *_ = np.linalg.lstsq(X, y, rcond=None)
+    err = np.abs(X @ w - y) / y
+    print(f"fit (ns/point): a={w[0]:.3f}, w2={w[1]:.3f}, w3={w[2]:.3f}, w5={w[3]:.3f}, w7={w[4]:.3f}, w11={w[5]:.3f}; "
+          f"median error {100 * np.median(err):.1f}%, max {100 * err.max():.1f}% over {len(rows)} lengths")
+    print("| n | factors | ns/point (min of repeats) | n x ns/point |")
+    print("|---|---|---|---|")
+    for n, f, c in rows:
+        if n in (64, 80, 81, 84, 96, 100, 128, 512, 540, 550, 560, 576, 1024, 1050, 1056, 1078, 1080, 1100, 1120, 1152):
+            print(f"| {n} | {'x'.join(map(str, f))} | {c:.3f} | {n * c:.0f} |")
 
 
 def main():
@@ -170,17 +215,21 @@ def main():
     ap.add_argument("--iters", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workdir", default="/tmp/unblur_rl_memory")
+    ap.add_argument("--fft-sizes", action="store_true", help="time 1-D FFT lengths and fit the grid cost model")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--boundary", default="valid", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fft_sizes:
+        return fft_sizes()
     if args.child:
         args.psf = [int(v) for v in args.psf.split("x")]
         args.threads = args.threads[0]
         return child(args)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}")
     print("| size | method | boundary | threads | peak (x input) | peak GiB | s/iter min | s/iter median | set-up s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
@@ -204,6 +253,7 @@ def main():
                 setup = f"{r['setup_s']:.2f}" if r["setup_s"] is not None else "-"
                 print(f"| {size} | {method} | {bd} | {threads} | {r['peak_multiple']:.2f} | {r['peak_gib']:.2f} | "
                       f"{r['s_iter_min']:.3f} | {r['s_iter_median']:.3f} | {setup} |", flush=True)
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
