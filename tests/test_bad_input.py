@@ -1,4 +1,4 @@
-"""Issue 2, item 8: every bad input gives one clear line on stderr, exit code 2 and no output file."""
+"""Every bad input gives one clear line on stderr, exit code 2 and no output file (a table, one row per case)."""
 
 import os
 import sys
@@ -12,7 +12,7 @@ from conftest import gaussian_psf
 from unblur.cli.main import main
 from unblur.errors import InputError
 from unblur.io import read_image
-from unblur.solvers import richardson_lucy, tikhonov, wiener
+from unblur.solvers import richardson_lucy, rl_tv, tikhonov, wiener
 
 
 @pytest.fixture
@@ -44,6 +44,9 @@ def d(tmp_path):
     (tmp_path / "img.xyz").write_text("x")
     tifffile.imwrite(tmp_path / "stack.tif", rng.random((8, 32, 32)).astype(np.float32))
     tifffile.imwrite(tmp_path / "neg.tif", a - 0.2)
+    q = p.copy(); q[0, :] -= 0.5 * p.sum() / 7  # noqa: E702 - negative mass 50 % of the positive mass
+    tifffile.imwrite(tmp_path / "psf_neg50.tif", q)
+    tifffile.imwrite(tmp_path / "zeros.tif", np.zeros((32, 32), np.float32))
     return tmp_path
 
 
@@ -65,6 +68,21 @@ CASES = [
     ("stack.tif", "psf.tif", "is 3-D stack"),
     ("gray.png", "psf_rgb.png", "channel count mismatch"),
     ("rgb.png", "psf2c.tif", "channel count mismatch"),
+    ("gray.png", "psf_neg50.tif", "negative mass of"),
+]
+
+#: (extra arguments of ``unblur deconvolve gray.png --psf psf.tif -o out/restored.tif``, message)
+OPTION_CASES = [
+    (["--background", "-1"], "background must be >= 0"),
+    (["--background", "0.99"], "is not below the data's mean"),
+    (["--method", "rl-tv", "--lambda-tv", "10"], "lambda_tv 10 is too large"),
+    (["--method", "rl-tv", "--lambda-tv", "0.2"], "it must be < 0.125"),
+    (["--num-iter", "0"], "num_iter must be >= 1"),
+    (["--method", "rl-tv", "--num-iter", "0"], "num_iter must be >= 1"),
+    (["--num-iter", "-3"], "num_iter must be >= 1"),
+    (["--method", "wiener", "--num-iter", "5"], "does not take --num-iter"),
+    (["--method", "tikhonov", "--lam", "0"], "must be > 0"),
+    (["--boundary", "wrap"], "invalid choice"),
 ]
 
 
@@ -79,6 +97,52 @@ def test_cli_bad_input(d, image, psf, message, capsys):
     assert len(lines) == 1 and message.replace("is 3-D stack", "3-D stack") in lines[0], err
     assert "; " in lines[0]  # what is wrong; what to do
     assert os.listdir(out.parent) == []
+
+
+@pytest.mark.parametrize("extra,message", OPTION_CASES)
+def test_cli_bad_option(d, extra, message, capsys):
+    out = d / "out" / "restored.tif"
+    out.parent.mkdir()
+    try:
+        rc = main(["deconvolve", str(d / "gray.png"), "--psf", str(d / "psf.tif"), "-o", str(out), "--no-progress", *extra])
+    except SystemExit as e:  # argparse refuses choices itself (exit 2, usage + one error line)
+        rc = e.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    lines = [ln for ln in err.splitlines() if not ln.startswith(("warning:", "usage:", " "))]
+    assert len(lines) == 1 and message in lines[0], err
+    assert os.listdir(out.parent) == []
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["psf", "gaussian", "--size", "100000", "--sigma", "2"], "more than the limit"),
+    (["psf", "gaussian", "--size", "0", "--sigma", "2"], "must be >= 1"),
+    (["psf", "widefield", "--size", "4000", "--nz", "64", "--z-step", "0.1", "--na", "1", "--wavelength", "0.5",
+      "--pixel-size", "0.1"], "more than the limit"),
+])
+def test_psf_size_refused_before_allocating(d, argv, message, capsys):
+    out = d / "out"
+    out.mkdir()
+    assert main([*argv, "-o", str(out / "p.tif")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err
+    assert os.listdir(out) == []
+
+
+def test_output_equal_to_input_is_refused_even_with_force(d, capsys):
+    before = (d / "gray.png").read_bytes()
+    assert main(["deconvolve", str(d / "gray.png"), "--psf", str(d / "psf.tif"), "-o", str(d / "gray.png"),
+                 "--force", "--num-iter", "2", "--no-progress"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert (d / "gray.png").read_bytes() == before
+
+
+def test_background_rule_on_an_all_zero_image(d, capsys):
+    """--background on an all-zero image: no background can be below its mean."""
+    rc = main(["deconvolve", str(d / "zeros.tif"), "--psf", str(d / "psf.tif"), "-o", str(d / "z.tif"),
+               "--background", "0.1", "--no-progress"])
+    assert rc == 2 and "is not below the data's mean" in capsys.readouterr().err
+    assert not (d / "z.tif").exists()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="uses /proc as an unwritable folder")

@@ -124,7 +124,7 @@ def test_exit_code_1_on_internal_failure(files, monkeypatch, capsys):
 def test_existing_json_log_is_not_overwritten_without_force(command, tmp_path, capsys):
     """Every command checks its JSON log before doing any work: an existing one needs --force."""
     img = tmp_path / "in.tif"
-    write_image(img, np.full((32, 32), 0.5, np.float32))
+    write_image(img, np.random.default_rng(0).random((32, 32)).astype(np.float32))
     psf = tmp_path / "psf.tif"
     write_image(psf, np.full((3, 3), 1 / 9, np.float32))
     out = tmp_path / "out.tif"

@@ -101,8 +101,9 @@ def prepare_psf(psf, spatial_ndim: int | None = None, image_shape=None, negative
         if negative == "refuse":
             raise InputError(f"{name} has negative values (min {p.min():.3g})",
                              "clip them to 0 or pass negative='clip'")
+        require(pos_mass > 0, f"{name} has no positive values (min {p.min():.3g})", "give a PSF with positive values")
         require(neg_mass <= MAX_NEGATIVE_FRACTION * pos_mass,
-                f"{name} has a negative mass of {100 * neg_mass / max(pos_mass, 1e-300):.3g}% of its positive mass "
+                f"{name} has a negative mass of {100 * neg_mass / pos_mass:.3g}% of its positive mass "
                 f"(more than {100 * MAX_NEGATIVE_FRACTION:.0f}% is not clipped)",
                 "subtract less background from the PSF, or threshold its noise to 0 first")
         min_value = float(p.min())
