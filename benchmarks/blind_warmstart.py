@@ -16,6 +16,7 @@ Methods (``--methods``), all through :func:`unblur.blind_deconvolve`:
 * ``fast-em`` / ``fast-em+l0`` -- Fast EM from a Dirac / from the l0 kernel (``init_kernel="l0"``),
   default settings otherwise, the true noise sigma given; ``fast-em+l0-hold`` also holds the l0 kernel
   for the first quarter of the steps (``mstep_start=0.25``, set a priori, not tuned);
+  ``fast-em-circular`` is Fast EM without the periodic extension of the image (``boundary="circular"``);
 * ``selfdeblur`` / ``selfdeblur+l0`` -- SelfDeblur ``fast-c2f`` from its own start / from the l0 kernel.
 
 Metrics (:mod:`unblur.metrics`): shift-tolerant PSNR (``aligned_psnr``: 15-px border, +-10 px) against
@@ -45,6 +46,7 @@ METHODS = {
     "input": None,
     "l0": ("l0", {}),
     "fast-em": ("fast-em", {}),
+    "fast-em-circular": ("fast-em", {"boundary": "circular"}),
     "fast-em+l0": ("fast-em", {"init_kernel": "l0"}),
     "fast-em+l0-hold": ("fast-em", {"init_kernel": "l0", "mstep_start": 0.25}),
     "selfdeblur": ("selfdeblur", {"preset": "fast-c2f", "kernel_size": 25}),

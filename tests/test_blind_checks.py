@@ -291,3 +291,15 @@ def test_cli_warns_on_a_collapsed_kernel_and_logs_the_checks(tmp_path, capsys):
     log = next(p for p in tmp_path.iterdir() if p.name.startswith("o.") and p.suffix == ".json")
     data = json.loads(log.read_text())
     assert data["info"]["checks"]["kernel_collapsed"] is True and data["params"]["init_kernel"].endswith("k.tif")
+
+
+def test_fast_em_periodizes_a_non_periodic_image():
+    """A valid-mode blur (a photograph) is extended to a smooth periodic image and the result cropped back."""
+    x, k = _sharp(80), _kernel()
+    y = np.clip(ndimage.convolve(x, k, mode="reflect")[5:69, 3:67] + 0.01 * np.random.default_rng(0).standard_normal((64, 64)), 0, 1)
+    args = dict(kernel_size=7, steps=2, prior=GaussianSmoother(), regularizer="l2", noise_sigma=SIGMA)
+    per = unblur.blind_deconvolve(y, method="fast-em", **args)
+    circ = unblur.blind_deconvolve(y, method="fast-em", boundary="circular", **args)
+    assert per.image.shape == circ.image.shape == y.shape and per.info["boundary"] == "periodize"
+    assert all(p.shape == y.shape for p in per.info["particles"])
+    assert circ.info["boundary"] == "circular"

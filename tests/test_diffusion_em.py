@@ -250,7 +250,8 @@ def test_em_recovers_motion_kernel_with_informative_prior(algorithm):
     """From a Dirac start the kernel ends far closer to the truth than the Dirac and the flat 7x7 kernel
     (measured: ~1e-4 for Fast EM, 2e-4 with the PiGDM variance term, ~8e-5 for Diffusion EM, vs 2.5e-3 flat and 1.6e-2 Dirac)."""
     img, k, y, sigma = _case()
-    kw = dict(kernel_size=7, noise_sigma=sigma, prior=NearTruthPrior(img), regularizer="l1", beta=1e3, seed=0)
+    kw = dict(kernel_size=7, noise_sigma=sigma, prior=NearTruthPrior(img), regularizer="l1", beta=1e3, seed=0,
+              boundary="circular")  # circularly blurred data
     if algorithm == "diffusion-em":
         _, info = diffusion_em(y, steps=10, em_iters=3, **kw)
     else:
@@ -297,7 +298,7 @@ def test_kernel_state_updates_one_operator_in_place(guidance):
     img, k, y, sigma = _case()
     run, state = start_blind(y, guidance=guidance, particles=1, kernel_size=7, steps=3, noise_sigma=sigma, seed=0,
                              prior=GaussianSmoother(), kernel_prior=None, regularizer="l1", lam=None, beta=1e3,
-                             hqs_iters=10)
+                             hqs_iters=10, boundary="circular")
     g = make_guidance(run, state, guidance, zeta=0.3, weight=1.0, r_choice="fastem")
     op = state.operator()
     assert run.problem.op is op and g.op is op

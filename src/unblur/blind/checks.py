@@ -42,9 +42,10 @@ from scipy import ndimage
 
 from ..errors import require
 
-#: Discrepancy above which a result is flagged: the re-blurred estimate is farther from the data than
-#: three times the noise, i.e. the kernel (or the image) does not explain the data.
-DISCREPANCY_LIMIT = 3.0
+#: Discrepancy above which a result is flagged.  At 1.5 the part of the data the model leaves unexplained,
+#: ``sqrt(1.5^2 - 1) = 1.1`` sigma RMS, is as large as the noise itself: the kernel (or the image) does not
+#: explain the data.
+DISCREPANCY_LIMIT = 1.5
 #: A kernel whose largest entry holds more than this share of the mass is called collapsed (Dirac-like).
 COLLAPSE_PEAK = 0.5
 #: Entries above this fraction of the peak make the kernel's support.

@@ -20,6 +20,7 @@ from ..checks import check_blind_input, initial_kernel
 from .mstep import REGULARIZERS, check_kernel_size, check_sigma, dirac_kernel, m_step
 
 GUIDANCES = ("pigdm", "dps")
+BOUNDARIES = ("periodize", "circular")
 
 
 def resolve_kernel_prior(kernel_prior, size: int, device=None):
@@ -53,6 +54,7 @@ class KernelState:
     iters: int = 10
     kernel_denoiser: object = None
     history: list = field(default_factory=list)
+    crop: tuple | None = None       # (H, W) of the caller's image when the data were periodised
     op: Convolution = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -74,11 +76,19 @@ class KernelState:
 
 def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps: int, noise_sigma, seed,
                 prior, kernel_prior, regularizer: str, lam: float | None, beta: float, hqs_iters: int,
-                even_rule: str = "refuse", init_kernel=None, device=None) -> tuple[Run, KernelState]:
+                even_rule: str = "refuse", init_kernel=None, device=None,
+                boundary: str = "periodize") -> tuple[Run, KernelState]:
     """Validate the inputs and build the run (data, prior, generator) and the kernel state.
 
     The state starts from a Dirac, or from ``init_kernel`` (an array, resized to ``kernel_size`` with a
-    note, or ``"l0"``: :func:`unblur.blind.checks.initial_kernel`)."""
+    note, or ``"l0"``: :func:`unblur.blind.checks.initial_kernel`).
+
+    ``boundary="periodize"``: the image is extended by ``kernel_size`` pixels at the end of each axis to
+    a smooth periodic image (:func:`unblur.blind.l0.periodic_extend`, a cosine blend of the two mirrored
+    ends, Liu & Jia 2008) before the circular model sees it, and :func:`finish_blind` crops the result
+    back; a photograph is not periodic, and its wrap-around edges would otherwise be explained by the
+    kernel.  The noise sigma, when not given, is estimated on the image itself.  ``"circular"``:
+    the data are used as they are (the paper's setting, for circularly blurred data)."""
     require(guidance in GUIDANCES, f"unknown guidance {guidance!r}", f"use one of {', '.join(GUIDANCES)}")
     require(regularizer in REGULARIZERS, f"unknown kernel regularizer {regularizer!r}",
             f"use one of {', '.join(REGULARIZERS)}")
@@ -93,6 +103,18 @@ def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps
     check_kernel_size(kernel_size, img.shape[:2], even_rule)
     notes = check_blind_input(img, kernel_size, method="fast-em/diffusion-em", noise_sigma=noise_sigma, stacklevel=4)
     k_init = initial_kernel(init_kernel, kernel_size, img, noise_sigma=noise_sigma, notes=notes)
+    require(boundary in BOUNDARIES, f"unknown boundary {boundary!r}", f"use one of {', '.join(BOUNDARIES)}")
+    crop = None
+    if boundary == "periodize":
+        from ...physics.noise import estimate_noise_sigma
+        from ..l0 import periodic_extend
+
+        if noise_sigma is None:
+            noise_sigma = estimate_noise_sigma(img) if img.ndim == 2 else estimate_noise_sigma(img, channel_axis=-1)
+        crop = img.shape[:2]
+        a = img.astype(np.float32)
+        img = (periodic_extend(a, kernel_size) if a.ndim == 2 else
+               np.stack([periodic_extend(a[..., c], kernel_size) for c in range(a.shape[-1])], -1)).astype(np.float32)
     run = start(img, np.ones((1, 1), np.float32), boundary="circular", noise_sigma=noise_sigma, prior=prior,
                 seed=seed, device=device)
     run.problem.notes = list(run.problem.notes or []) + notes
@@ -103,7 +125,7 @@ def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps
         k0 = torch.as_tensor(k_init, dtype=y.dtype, device=y.device)
     kden = resolve_kernel_prior(kernel_prior, kernel_size, y.device) if regularizer == "denoiser" else None
     state = KernelState(y=y, sigma=run.sigma, kernel=k0, regularizer=regularizer, lam=lam, beta=beta,
-                        iters=hqs_iters, kernel_denoiser=kden)
+                        iters=hqs_iters, kernel_denoiser=kden, crop=crop)
     run.problem.op = state.operator()
     return run, state
 
@@ -113,6 +135,11 @@ def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, si
     x01 = x01.clamp(0, 1).detach()
     parts = [run.problem.output(x01[i:i + 1]) for i in range(x01.shape[0])]
     restored, info = run.finish(x01.mean(0, keepdim=True), info)
+    if state.crop is not None:
+        h, w = state.crop
+        restored, parts = restored[:h, :w], [p[:h, :w] for p in parts]
+        info["boundary"] = "periodize"
+
     info.update(kernel=state.kernel.detach().cpu().numpy().astype(np.float32),
                 kernel_history=np.stack(state.history) if state.history else np.zeros((0,) + tuple(state.kernel.shape), np.float32),
                 particles=parts, particles_n=len(parts), kernel_size=int(state.kernel.shape[-1]),

@@ -123,7 +123,7 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
                       beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
                       r_choice: Literal["fastem", "paper"] = "fastem", mstep_variance: bool = False,
                       even_rule: Literal["refuse", "fftshift"] = "refuse", init_kernel=None, mstep_start: float = 0.0,
-                      device: str | None = None, progress: bool = False, callback=None):
+                      boundary: Literal["periodize", "circular"] = "periodize", device: str | None = None, progress: bool = False, callback=None):
     """Fast Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
     Parameters
@@ -173,6 +173,9 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
         Fraction of the steps run with the kernel held at its start before the first M-step (0: the
         paper's M-step from the first step; with a warm start the early M-steps, made from nearly
         uninformative x0 estimates, would pull the kernel back towards a Dirac).
+    boundary : {"periodize", "circular"}
+        periodize = extend the image to a smooth periodic one before the circular blur model and crop the
+        result (photographs); circular = the data as they are (circularly blurred data, the paper's setting).
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool
@@ -193,7 +196,8 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     run, state = start_blind(image, guidance=guidance, particles=particles, kernel_size=kernel_size, steps=steps,
                              noise_sigma=noise_sigma, seed=seed, prior=prior, kernel_prior=kernel_prior,
                              regularizer=regularizer, lam=lam, beta=beta, hqs_iters=hqs_iters,
-                             even_rule=even_rule, init_kernel=init_kernel, device=device)
+                             even_rule=even_rule, init_kernel=init_kernel, device=device,
+                             boundary=boundary)
     ts = respaced_timesteps(run.schedule, steps)
     require(0 <= mstep_start < 1, f"mstep_start must be in [0, 1), got {mstep_start}", "e.g. 0.25")
     predict = MStepPredictor(make_x0_predictor(run.prior, run.schedule), state, ts, mstep_variance,
