@@ -333,7 +333,7 @@ def test_consistency_step_brings_the_output_back_to_the_data(name, ratio):
 
 def test_registry_and_cli_parameters():
     m = get_method("rl-diffusion")
-    assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] == 20
+    assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] == 80
     assert m.defaults()["consistency_tau"] == 0.05 and get_method("dps").defaults()["consistency_tau"] == 0.1
     assert get_method("pnp-admm").defaults()["rho"] == 0.2 and get_method("pnp-admm").defaults()["num_iter"] == 12
     assert get_method("dps").defaults()["zeta"] == 0.3

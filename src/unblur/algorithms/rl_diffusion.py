@@ -15,11 +15,12 @@ and diffusion regularization", EUSIPCO 2024, Algorithm 1:
 4. Optionally (``consistency_tau > 0``) a final data-consistency step around the result
    (:func:`unblur.algorithms.guidance.consistency_step`): ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2``.
 
-Network evaluations: ``N + M``.  Defaults: ``N = 20, L = 20, M = 20`` (RL phase ``t = 39 .. 20``, 40 network
-evaluations) and ``consistency_tau = 0.05``; the paper's setting is ``M = 80, consistency_tau = 0`` (RL phase
-``t = 99 .. 80``, 100 evaluations).  On non-face images with unblur's embedded prior the long refinement
-drifts away from the data (the re-blur residual shows where) and ends below RL-TV; the shorter one does
-not (BENCHMARKS.md, "Diffusion methods on non-face images").  The blur model is
+Network evaluations: ``N + M`` (100 with the defaults N = 20, L = 20, M = 80, the paper's).  The default
+``consistency_tau = 0.05`` adds step 4 (the paper has none): on non-face images with unblur's embedded
+prior the DPS refinement drifts away from the data (the re-blur residual shows where) and step 4 brings
+it back.  ``M = 20`` (RL phase ``t = 39 .. 20``, 40 evaluations) is better at noise sigma up to 0.025 and
+worse at 0.05, where the RL phase needs the higher noise levels of a later start (BENCHMARKS.md,
+"Diffusion methods on non-face images").  The blur model is
 replicate padding by ``k // 2`` (``boundary="replicate"``) as in the paper.  ``refine_from`` starts
 step 3 from another reconstruction instead (the paper's Table II ablation): ``"y"`` (the data),
 ``"rl-tv"`` (25 RL-TV iterations, lambda 0.005), ``"pnp-admm"`` (default PnP-ADMM, 12 network
@@ -59,7 +60,7 @@ def rl_diffusion_schedule(N: int, M: int, T: int = 1000) -> tuple[list[int], lis
     return list(range(M + N - 1, M - 1, -1)), list(range(M - 1, -1, -1))
 
 
-def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 20, zeta: float = 0.3, squared: bool = False,
+def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: float = 0.3, squared: bool = False,
                  zeta_schedule: Literal["constant", "sqrt_abar"] = "constant",
                  refine_from: Literal["rl-diffusion", "y", "rl-tv", "pnp-admm"] = "rl-diffusion",
                  prior: Denoiser | str | None = None, noise_sigma: float | None = None,
