@@ -288,6 +288,7 @@ def test_cli_warns_on_a_collapsed_kernel_and_logs_the_checks(tmp_path, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "warning: the kernel collapsed towards a Dirac" in err
+    assert "note: init_kernel 7x7" not in err  # the right size: no resize note
     log = next(p for p in tmp_path.iterdir() if p.name.startswith("o.") and p.suffix == ".json")
     data = json.loads(log.read_text())
     assert data["info"]["checks"]["kernel_collapsed"] is True and data["params"]["init_kernel"].endswith("k.tif")
@@ -303,3 +304,15 @@ def test_fast_em_periodizes_a_non_periodic_image():
     assert per.image.shape == circ.image.shape == y.shape and per.info["boundary"] == "periodize"
     assert all(p.shape == y.shape for p in per.info["particles"])
     assert circ.info["boundary"] == "circular"
+
+
+def test_cli_init_kernel_wrong_size_is_resized_with_a_note(tmp_path, capsys):
+    from unblur.cli.main import main
+    from unblur.io import write_image
+
+    img = _cli_image(tmp_path)
+    write_image(tmp_path / "k.tif", np.pad(_kernel(), 2).astype(np.float32))
+    argv = ["blind", str(img), "--method", "selfdeblur", "--kernel-size", "7", "--iterations", "2", "--refine-iters", "1",
+            "--init-kernel", str(tmp_path / "k.tif"), "-o", str(tmp_path / "o.tif"), "--no-progress"]
+    assert main(argv) == 0
+    assert "note: init_kernel 11x11 resized to the method's 7x7 support" in capsys.readouterr().err

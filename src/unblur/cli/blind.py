@@ -97,6 +97,9 @@ def run(args) -> int:
     result = blind_deconvolve(image, method=args.method, **params)
     if "checks" not in result.info and result.kernel is not None:
         result.info["checks"] = blind_checks(image, result.image, result.kernel, result.info.get("noise_sigma"))
+    for n in result.info.get("notes") or []:
+        if str(n).startswith(("init_kernel", "warm start")):
+            print(f"note: {n}", file=sys.stderr)
     for w in (result.info.get("checks") or {}).get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     write_image(out, result.image, overwrite=args.force, bits=args.bits)
