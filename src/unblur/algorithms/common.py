@@ -58,28 +58,31 @@ class Run:
 
 #: noise floor in [0, 1] units: the rounding noise of 8-bit data, ``1 / (255 sqrt(12))``
 QUANTISATION_SIGMA = 1 / (255 * 12**0.5)
+#: a given noise sigma is raised to at least this fraction of the image's own estimate
+SIGMA_FLOOR = 0.8
 
 
 def robust_noise_sigma(y: torch.Tensor, given: float | None, notes: list | None = None) -> tuple[float, float]:
     """The noise sigma the learned solvers use, and the image's own estimate (both in [0, 1] units).
 
     Rule: ``s_hat`` = the wavelet-MAD estimate (:func:`unblur.physics.noise.estimate_noise_sigma`).
-    Omitted sigma: ``max(s_hat, QUANTISATION_SIGMA)``.  Given sigma: ``max(given, s_hat / 2)``; a value
-    below half the image's own estimate is raised to it (with a note).  On a blurred image the finest
-    wavelet band holds little signal, so ``s_hat`` is close to (and rarely below) the true sigma, and
-    half of it is a safe floor; an underestimated sigma is the dangerous direction, because the last
-    data steps of DPIR / PnP (weight ``~ 1 / sigma^2``) and the guidance of the diffusion samplers then
-    fit the noise and amplify it, while an overestimate only smooths a little.
+    Omitted sigma: ``max(s_hat, QUANTISATION_SIGMA)``.  Given sigma: ``max(given, SIGMA_FLOOR * s_hat)``;
+    a value below that floor is raised to it (with a note).  On a blurred image the finest wavelet band
+    holds little signal, so ``s_hat`` is close to the true sigma and rarely below it.  The error is
+    asymmetric: an underestimated sigma makes the last data steps of DPIR / PnP (weight ``~ 1 / sigma^2``)
+    and the guidance of the diffusion samplers fit the noise and amplify it (half the true sigma costs
+    DPIR several dB), while an overestimate only smooths a little; hence a floor close to the estimate.
     """
     est = float(estimate_noise_sigma(y))
     if given is None:
         return max(est, QUANTISATION_SIGMA), est
     given = float(given)
-    if given < est / 2:
+    floor = SIGMA_FLOOR * est
+    if given < floor:
         if notes is not None:
-            notes.append(f"noise_sigma {given:.3g} is below half of the image's own estimate {est:.3g}; "
-                         f"using {est / 2:.3g} (an underestimated sigma amplifies noise)")
-        return est / 2, est
+            notes.append(f"noise_sigma {given:.3g} is below {SIGMA_FLOOR:g} x the image's own estimate {est:.3g}; "
+                         f"using {floor:.3g} (an underestimated sigma amplifies noise)")
+        return floor, est
     return given, est
 
 
