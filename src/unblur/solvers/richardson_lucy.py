@@ -15,9 +15,12 @@ with non-negative entries (blur, product-convolution)::
   maximum) the ratio is 0, so zeros in the data never produce NaN or Inf.
 
 :func:`rl_step` is that one step; the iteration (stopping rules, Biggs & Andrews 1997 acceleration,
-progress) is :func:`unblur.optim.iterate`.  The step writes the ratio ``y / A x`` straight into one
-zero-padded FFT grid reused at every iteration (no autograd through the loop), which keeps the memory
-of an iteration to a few image-sized arrays.
+progress) is :func:`unblur.optim.iterate`.  On the CPU, for the ``circular``, ``zero`` and ``valid``
+boundaries, :class:`GridStep` runs the step in place in one complex FFT buffer (the data, the
+iterate, that buffer and the OTF are the only large arrays; ``A^T 1`` is an exact separable sum
+computed plane by plane), and the driver updates the iterate in place, with the Biggs-Andrews state
+in two more arrays.  Elsewhere (GPU, autograd, other boundaries, RL-TV, user operators) the step
+writes the ratio ``y / A x`` into one zero-padded FFT grid reused at every iteration.
 
 Negative data (background-subtracted images) are set to 0 with a warning: RL is defined for
 non-negative data.  Use ``background=`` to model a known constant offset instead.
