@@ -208,7 +208,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=["32x512x512"])
     ap.add_argument("--psf", default="15x31x31")
-    ap.add_argument("--methods", nargs="+", default=["rl", "rl-ba"])
+    ap.add_argument("--methods", nargs="*", default=["rl", "rl-ba"])
     ap.add_argument("--peers", nargs="*", default=[])
     ap.add_argument("--boundaries", nargs="+", default=["valid", "circular"])
     ap.add_argument("--threads", nargs="+", type=int, default=[1])
