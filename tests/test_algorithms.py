@@ -331,9 +331,19 @@ def test_consistency_step_brings_the_output_back_to_the_data(name, ratio):
     assert on["residual_mean_abs"] < ratio * off["residual_mean_abs"], (on["residual_mean_abs"], off["residual_mean_abs"])
 
 
+def test_rl_diffusion_default_M_follows_the_noise_level():
+    img, psf = _scene(24), _gauss_psf(5, 1.0)
+    y = _blur(img, psf, "replicate")
+    for sigma, M in ((0.01, 20), (0.025, 20), (0.05, 80)):
+        _, info = rl_diffusion(y, psf, N=2, L=2, prior=GaussianModelDenoiser(), noise_sigma=sigma)
+        assert info["M"] == M and info["nfe"] == 2 + M and info["dps_timesteps"][0] == M - 1
+    _, info = rl_diffusion(y, psf, N=2, L=2, M=5, prior=GaussianModelDenoiser(), noise_sigma=0.05)
+    assert info["M"] == 5
+
+
 def test_registry_and_cli_parameters():
     m = get_method("rl-diffusion")
-    assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] == 80
+    assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] is None
     assert m.defaults()["consistency_tau"] == 0.05 and get_method("dps").defaults()["consistency_tau"] == 0.1
     assert get_method("pnp-admm").defaults()["rho"] == 0.2 and get_method("pnp-admm").defaults()["num_iter"] == 12
     assert get_method("dps").defaults()["zeta"] == 0.3

@@ -70,7 +70,8 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
     diagnostics : bool
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
     seeds : int
-        Samples drawn (seeds ``seed .. seed + seeds - 1``); 2 or more adds the per-pixel ``seed_spread``.
+        Number of samples, drawn with the seeds ``seed``, ``seed + 1``, and so on; 2 or more adds the per-pixel
+        ``seed_spread`` to ``info`` (the image returned is the sample of ``seed``).
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional

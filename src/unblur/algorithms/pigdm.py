@@ -54,7 +54,8 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
     diagnostics : bool
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
     seeds : int
-        Samples drawn (seeds ``seed .. seed + seeds - 1``); 2 or more adds the per-pixel ``seed_spread``.
+        Number of samples, drawn with the seeds ``seed``, ``seed + 1``, and so on; 2 or more adds the per-pixel
+        ``seed_spread`` to ``info`` (the image returned is the sample of ``seed``).
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional

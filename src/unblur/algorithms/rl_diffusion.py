@@ -15,12 +15,13 @@ and diffusion regularization", EUSIPCO 2024, Algorithm 1:
 4. Optionally (``consistency_tau > 0``) a final data-consistency step around the result
    (:func:`unblur.algorithms.guidance.consistency_step`): ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2``.
 
-Network evaluations: ``N + M`` (100 with the defaults N = 20, L = 20, M = 80, the paper's).  The default
-``consistency_tau = 0.05`` adds step 4 (the paper has none): on non-face images with unblur's embedded
-prior the DPS refinement drifts away from the data (the re-blur residual shows where) and step 4 brings
-it back.  ``M = 20`` (RL phase ``t = 39 .. 20``, 40 evaluations) is better at noise sigma up to 0.025 and
-worse at 0.05, where the RL phase needs the higher noise levels of a later start (BENCHMARKS.md,
-"Diffusion methods on non-face images").  The blur model is
+Network evaluations: ``N + M``.  Default ``M`` (``M=None``): 20 when the noise sigma (given or estimated)
+is at most 0.025 (RL phase ``t = 39 .. 20``, 40 evaluations), else 80, the paper's (``t = 99 .. 80``, 100
+evaluations): with unblur's embedded prior, on non-face images, the shorter schedule is better at low
+noise and worse at sigma 0.05, where the RL phase needs the higher noise levels of the later start.  The
+default ``consistency_tau = 0.05`` adds step 4 (the paper has none): the DPS refinement drifts away from
+the data (the re-blur residual shows where) and step 4 brings it back.  Measurements: BENCHMARKS.md,
+"Diffusion methods on non-face images".  The blur model is
 replicate padding by ``k // 2`` (``boundary="replicate"``) as in the paper.  ``refine_from`` starts
 step 3 from another reconstruction instead (the paper's Table II ablation): ``"y"`` (the data),
 ``"rl-tv"`` (25 RL-TV iterations, lambda 0.005), ``"pnp-admm"`` (default PnP-ADMM, 12 network
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 
 REFINE_FROM = ("rl-diffusion", "y", "rl-tv", "pnp-admm")
+M_PAPER, M_LOW_NOISE, LOW_NOISE = 80, 20, 0.025  # default M: 20 up to noise sigma 0.025 ([0, 1] units), else 80
 _RL_FLOOR = 1e-6  # keeps the multiplicative RL update able to leave pixels the prior set to 0
 
 
@@ -60,7 +62,7 @@ def rl_diffusion_schedule(N: int, M: int, T: int = 1000) -> tuple[list[int], lis
     return list(range(M + N - 1, M - 1, -1)), list(range(M - 1, -1, -1))
 
 
-def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: float = 0.3, squared: bool = False,
+def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int | None = None, zeta: float = 0.3, squared: bool = False,
                  zeta_schedule: Literal["constant", "sqrt_abar"] = "constant",
                  refine_from: Literal["rl-diffusion", "y", "rl-tv", "pnp-admm"] = "rl-diffusion",
                  prior: Denoiser | str | None = None, noise_sigma: float | None = None,
@@ -79,8 +81,8 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
         Outer RL + renoise/Tweedie steps (t = M+N-1 .. M).
     L : int
         Richardson-Lucy iterations per outer step.
-    M : int
-        DPS refinement steps (t = M-1 .. 0).
+    M : int, optional
+        DPS refinement steps (t = M-1 .. 0); default 20 when the noise sigma is at most 0.025, else 80 (the paper's).
     zeta : float
         DPS step: ``x -= zeta * grad ||y - A x0_hat||`` ([-1, 1] units; 0.3 = the DPS reference for deblurring).
     squared : bool
@@ -103,7 +105,8 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
     diagnostics : bool
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
     seeds : int
-        Samples drawn (seeds ``seed .. seed + seeds - 1``); 2 or more adds the per-pixel ``seed_spread``.
+        Number of samples, drawn with the seeds ``seed``, ``seed + 1``, and so on; 2 or more adds the per-pixel
+        ``seed_spread`` to ``info`` (the image returned is the sample of ``seed``).
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional
@@ -145,6 +148,8 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int = 80, zeta: flo
     run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     y, op, sched = run.y, run.op, run.schedule
     y_pos = y.clamp_min(0)
+    if M is None:
+        M = M_LOW_NOISE if run.sigma <= LOW_NOISE else M_PAPER
     rl_ts, dps_ts = rl_diffusion_schedule(N, M, sched.T)
     run.require_noise_levels((rl_ts + dps_ts)[0])
     if refine_from != "rl-diffusion":
