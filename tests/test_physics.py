@@ -175,6 +175,8 @@ def test_fft_grid_convolves_in_place(boundary, shape, k, otf):
     grid.convolve(conj=True)
     ref = op.A_adjoint(y)
     torch.testing.assert_close(grid.object, ref, rtol=0, atol=2e-6 * float(ref.abs().max()))
+    ref = op.A_adjoint(op.A(x))                # A^T A in one grid (CG's matvec)
+    torch.testing.assert_close(op.AtA(x), ref, rtol=0, atol=2e-6 * float(ref.abs().max()))
 
 
 @pytest.mark.parametrize("k,fft_shape", [((5, 7), (20, 24)), ((3, 5, 4), (10, 16, 15)), ((6, 6), (64, 64))])

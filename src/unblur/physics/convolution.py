@@ -333,6 +333,21 @@ class Convolution(LinearOperator):
         self._check(y, self.out_shape, "data")
         return self._extend_adjoint(self._fft_conv(self._embed(y), conj=True))
 
+    def AtA(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^T A x``; on the CPU without autograd (``circular``, ``zero``, ``valid``, float32) in one
+        in-place FFT buffer (:class:`FFTGrid`) instead of the padded copies of ``A`` then ``A^T``."""
+        self._check(x, self.in_shape, "object")
+        if not (self.boundary in ("circular", "zero", "valid") and x.dtype == torch.float32 and _scipy_ok(x, self.psf)):
+            return super().AtA(x)
+        lead = tuple(np.broadcast_shapes(tuple(x.shape[:2]), tuple(self.psf.shape[:2])))
+        grid = FFTGrid(self, lead, otf="operator")
+        grid.object.copy_(x)
+        grid.zero_outside_object()
+        grid.convolve()
+        grid.zero_outside_window()
+        grid.convolve(conj=True)
+        return grid.object.clone()
+
     def data_grid(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A zero array on the FFT grid shaped like ``like`` (data-shaped, ``(B, C, *out_shape)``) and
         the view of it where data go.  Writing data into the view and calling :meth:`A_adjoint_grid`
@@ -430,17 +445,24 @@ class FFTGrid:
     axes in place), multiplies by the OTF (or its conjugate) and transforms back, so a convolution
     needs this one buffer, the OTF and slab-sized temporaries.
 
+    ``otf``: ``"stored"`` (written once from :class:`SeparableOTF`), ``"computed"`` (generated block
+    by block at each :meth:`convolve`) or ``"operator"`` (the operator's own :attr:`Convolution.otf`).
+
     Views (torch tensors sharing the buffer): ``grid`` (``fft_shape``), ``object`` (``in_shape`` at
     the origin: where ``x`` goes and where ``A^T`` leaves its result) and ``window`` (``out_shape``
     at ``crop_start``: where ``A x`` is read and where data go before ``A^T``).
     """
 
     def __init__(self, op: "Convolution", lead: tuple[int, ...], otf: str = "stored"):
-        require(otf in ("stored", "computed"), f"unknown OTF mode {otf!r}", "use 'stored' or 'computed'")
+        require(otf in ("stored", "computed", "operator"), f"unknown OTF mode {otf!r}",
+                "use 'stored', 'computed' or 'operator'")
         self.op = op
+        self.otf = op.otf if otf == "operator" else None   # "operator": share the operator's own OTF
+        self.planes = None
         psf = op.psf.detach().double().numpy()
-        self.planes = {(b, c): SeparableOTF(psf[b, c], op.fft_shape) for b in range(psf.shape[0]) for c in range(psf.shape[1])}
-        self.otf = None
+        if otf != "operator":
+            self.planes = {(b, c): SeparableOTF(psf[b, c], op.fft_shape)
+                           for b in range(psf.shape[0]) for c in range(psf.shape[1])}
         if otf == "stored":  # the OTF written block by block (no real grid of the PSF as a temporary)
             self.otf = torch.empty(tuple(psf.shape[:2]) + tuple(op.fft_shape[:-1]) + (op.fft_shape[-1] // 2 + 1,),
                                    dtype=torch.complex64)
