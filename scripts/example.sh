@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up unblur in .venv (if needed) and restore the bundled example:
-#   examples/blurred.tif + examples/psf.tif -> out/restored.tif, out/restored_compare.png, out/restored.json
+#   examples/blurred.tif + examples/psf.tif -> out/restored.tif, out/restored.tif.compare.png, out/restored.tif.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -28,7 +28,7 @@ def test_psf_identify_writes_psf_and_coefficients(tmp_path, rng):
     assert psf.shape == (31, 31) and abs(psf.sum() - 1) < 1e-4 and psf.min() >= 0
     gamma, psf_api, noll = identify_psf(read_image(tmp_path / "b.tif"))
     np.testing.assert_allclose(psf, psf_api, atol=1e-6)  # the file holds what the API identifies
-    log = json.loads((tmp_path / "p.json").read_text())
+    log = json.loads((tmp_path / "p.tif.json").read_text())
     assert [int(j) for j in log["coefficients"]] == list(noll) == list(range(4, 12))  # Noll 4..11
     np.testing.assert_allclose(list(log["coefficients"].values()), gamma, atol=1e-6)
     # measured: squared error 8.3e-5 to the blur's PSF against 1.1e-3 for the aberration-free PSF

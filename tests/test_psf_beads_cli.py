@@ -81,8 +81,8 @@ def test_cli_psf(tmp_path, argv, shape):
     assert main(["psf", *argv, "-o", str(out)]) == 0
     p = tifffile.imread(out)
     assert p.shape == shape and abs(p.sum() - 1) < 1e-4 and p.min() >= 0
-    assert (tmp_path / "psf_preview.png").exists()
-    assert json.loads((tmp_path / "psf.json").read_text())["kind"] == argv[0]
+    assert (tmp_path / "psf.tif.preview.png").exists()
+    assert json.loads((tmp_path / "psf.tif.json").read_text())["kind"] == argv[0]
 
 
 def test_cli_seed_reproducible_and_beads(tmp_path):
