@@ -213,7 +213,9 @@ def main():
     ap.add_argument("--boundaries", nargs="+", default=["valid", "circular"])
     ap.add_argument("--threads", nargs="+", type=int, default=[1])
     ap.add_argument("--iters", type=int, default=4)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2, help="runs of the method inside one process")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="fresh processes per case, the cases alternating (one row per process)")
     ap.add_argument("--workdir", default="/tmp/unblur_rl_memory")
     ap.add_argument("--fft-sizes", action="store_true", help="time 1-D FFT lengths and fit the grid cost model")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -238,21 +240,20 @@ def main():
         if not data.exists():
             make_data(shape, tuple(int(v) for v in args.psf.split("x")), data)
         cases = [(m, b) for m in args.methods for b in args.boundaries] + [(p, "(own)") for p in args.peers]
-        for threads in args.threads:
-            for method, bd in cases:
-                env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-                           OPENBLAS_NUM_THREADS=str(threads))
-                cmd = [sys.executable, __file__, "--child", "--method", method, "--boundary", bd if bd != "(own)" else "valid",
-                       "--data", str(data), "--psf", args.psf, "--threads", str(threads), "--iters", str(args.iters),
-                       "--repeats", str(args.repeats)]
-                p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-                if p.returncode != 0:
-                    print(f"| {size} | {method} | {bd} | {threads} | failed: {p.stderr.strip().splitlines()[-1:]} |||||")
-                    continue
-                r = json.loads(p.stdout.strip().splitlines()[-1])
-                setup = f"{r['setup_s']:.2f}" if r["setup_s"] is not None else "-"
-                print(f"| {size} | {method} | {bd} | {threads} | {r['peak_multiple']:.2f} | {r['peak_gib']:.2f} | "
-                      f"{r['s_iter_min']:.3f} | {r['s_iter_median']:.3f} | {setup} |", flush=True)
+        for threads, _, (method, bd) in ((t, r, c) for t in args.threads for r in range(args.rounds) for c in cases):
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                       OPENBLAS_NUM_THREADS=str(threads))
+            cmd = [sys.executable, __file__, "--child", "--method", method, "--boundary", bd if bd != "(own)" else "valid",
+                   "--data", str(data), "--psf", args.psf, "--threads", str(threads), "--iters", str(args.iters),
+                   "--repeats", str(args.repeats)]
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if p.returncode != 0:
+                print(f"| {size} | {method} | {bd} | {threads} | failed: {p.stderr.strip().splitlines()[-1:]} |||||")
+                continue
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            setup = f"{r['setup_s']:.2f}" if r["setup_s"] is not None else "-"
+            print(f"| {size} | {method} | {bd} | {threads} | {r['peak_multiple']:.2f} | {r['peak_gib']:.2f} | "
+                  f"{r['s_iter_min']:.3f} | {r['s_iter_median']:.3f} | {setup} |", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
