@@ -90,12 +90,13 @@ def run_method(name, y, psf, sigma, args, ref):
     if name == "pnp-admm":
         r = unblur.deconvolve(y, psf, method="pnp-admm", **common)
     elif name == "dps":
-        r = unblur.deconvolve(y, psf, method="dps", steps=args.dps_steps, **common)
+        r = unblur.deconvolve(y, psf, method="dps", steps=args.dps_steps, consistency_tau=args.consistency_tau, **common)
     elif name == "pigdm":
         r = unblur.deconvolve(y, psf, method="pigdm", steps=100, **common)
     else:
         refine = "rl-diffusion" if name == "rl-diffusion" else name.removeprefix("refine-")
-        r = unblur.deconvolve(y, psf, method="rl-diffusion", refine_from=refine, zeta=args.zeta, M=args.M, **common)
+        r = unblur.deconvolve(y, psf, method="rl-diffusion", refine_from=refine, zeta=args.zeta, M=args.M,
+                              consistency_tau=args.consistency_tau, **common)
     return r.image, r.info["nfe"], r.info["time_s"], ""
 
 
@@ -112,6 +113,8 @@ def main(argv=None):
     ap.add_argument("--rl-max", type=int, default=200, help="iterations searched for RL's best early stop")
     ap.add_argument("--zeta", type=float, default=0.3, help="DPS step of RL-diffusion's refinement (paper: 0.3)")
     ap.add_argument("--M", type=int, default=80, help="RL-diffusion's DPS refinement steps (paper: 80)")
+    ap.add_argument("--consistency-tau", type=float, default=0.0,
+                    help="final data-consistency step of DPS and RL-diffusion (paper: none, 0; unblur's defaults: 0.1 / 0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--progress", action="store_true")
