@@ -334,7 +334,7 @@ def test_new_models_checkpoint_round_trip(kind, tmp_path):
     assert main(["psf", "identify", str(tmp_path / "b.tif"), "--weights", str(tmp_path / "in.pt"),
                  "-o", str(tmp_path / "p.tif")]) == 0
     np.testing.assert_allclose(read_image(tmp_path / "p.tif"), psf.reshape(-1, 9, 9).squeeze(), atol=1e-6)
-    log = json.loads((tmp_path / "p.json").read_text())
+    log = json.loads((tmp_path / "p.tif.json").read_text())
     np.testing.assert_allclose(log["gamma"], g, atol=1e-6)
     assert main(["blind", str(tmp_path / "b.tif"), "--method", "deepblur", "--identify-weights", str(tmp_path / "in.pt"),
                  "--deblur-weights", str(tmp_path / "dn.pt"), "-o", str(tmp_path / "s.tif")]) == 0
