@@ -273,3 +273,19 @@ def test_parse_tile():
     for bad in ("32,,512", "a,b", "0,4,4"):
         with pytest.raises(InputError, match="tile size"):
             parse_tile(bad)
+
+
+@pytest.mark.parametrize("ext,dtype", [(".tif", np.float32), (".tif", np.uint16), (".npy", np.float32), (".npy", np.uint8)])
+def test_file_source_reads_blocks(tmp_path, ext, dtype):
+    import tifffile
+    from unblur.tiling.sources import FileSource
+    rng = np.random.default_rng(1)
+    a = (rng.random((6, 20, 24, 3)) * (np.iinfo(dtype).max if dtype != np.float32 else 1)).astype(dtype)
+    path = tmp_path / f"a{ext}"
+    tifffile.imwrite(path, a, photometric="minisblack", planarconfig="contig") if ext == ".tif" else np.save(path, a)
+    src = FileSource(path)
+    scale = np.float32(np.iinfo(dtype).max) if dtype != np.float32 else np.float32(1)
+    ref = a.astype(np.float32) / scale
+    assert src.shape == a.shape and src._mapped  # plain reads, no memory map
+    for sl in [(slice(1, 4), slice(5, 17), slice(3, 20), 2), (slice(0, 6), slice(0, 20), slice(0, 24), slice(0, 3))]:
+        np.testing.assert_array_equal(src.read(sl), ref[sl])
