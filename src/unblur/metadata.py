@@ -89,7 +89,13 @@ class ImageMetadata:
         Where the metadata came from: ``"imagej"``, ``"ome-tiff"``, ``"tiff"``, ``"ome-zarr"``,
         ``"zarr"``, ``"png"``, ``"npy"``, ...
     notes : list of str
-        What was interpreted (e.g. a generic axis read as Z), for the caller to show.
+        What was interpreted or changed on reading (a generic axis read as Z, an alpha channel
+        set aside), for the caller to show and log.
+    alpha : ndarray or None
+        The alpha channel of an RGBA or gray+alpha picture, ``(H, W)`` float32 in [0, 1], set
+        aside on reading (:func:`unblur.io.read_image`) and put back by
+        :func:`unblur.io.write_image` into PNG and TIFF outputs; None when there was none or it
+        was fully opaque.
     """
 
     axes: str | None = None
@@ -103,6 +109,7 @@ class ImageMetadata:
     dtype: str | None = None
     format: str = ""
     notes: list = field(default_factory=list)
+    alpha: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def voxel_size(self, ndim: int | None = None) -> tuple:
         """Pixel size in micrometres per spatial axis, ``(z, y, x)`` or ``(y, x)`` for ``ndim=2``.

@@ -1,15 +1,34 @@
 """Reading and writing images and PSFs.
 
-* Read: PNG, JPEG, BMP (imageio), TIFF (tifffile; plain, ImageJ hyperstacks, OME-TIFF; 8/16-bit,
-  float), Zarr and OME-Zarr folders (zarr).  FITS with the optional ``astropy`` extra.  Files
+* Read: PNG (8- and 16-bit, gray and colour), JPEG, BMP (imageio; 16-bit colour PNG through
+  :mod:`unblur.io.png`), TIFF (tifffile; plain, ImageJ hyperstacks, OME-TIFF; 8/16-bit, float),
+  Zarr and OME-Zarr folders (zarr), ``.npy``.  FITS with the optional ``astropy`` extra.  Files
   that name their axes come back in unblur's axis order with their physical sizes
-  (``read_image(path, with_metadata=True)``, :mod:`unblur.metadata`).  Integer images are scaled to [0, 1] by their
-  type's maximum (8-bit: /255, 16-bit: /65535) unless ``scale=False``; float data are kept as they
-  are (the library works in the image's own units).  Alpha channels are dropped.
-* Write: float32 TIFF by default (values preserved exactly); PNG / 8- or 16-bit TIFF clip to
-  [0, 1] and scale by 255 or 65535 (``bits=``).  Writes are atomic (temporary file in the target
-  folder, then rename) and refuse to overwrite unless ``overwrite=True``.  With ``metadata=``
-  ``.tif`` is an ImageJ hyperstack, ``.ome.tif`` an OME-TIFF, ``.ome.zarr`` an OME-NGFF image.
+  (``read_image(path, with_metadata=True)``, :mod:`unblur.metadata`).
+* Scaling (``docs/conventions.md``): integer data are divided by their type's maximum (8-bit:
+  /255, 16-bit: /65535) unless ``scale=False``; bool is 0/1; float data are kept as they are (the
+  library works in the image's own units).  :func:`write_image` scales integer *arrays* the same
+  way before writing, so an array read from a file and one given as integers agree.
+* Alpha: the trailing alpha channel of an RGBA or gray+alpha PNG/TIFF is removed for processing.
+  A fully opaque alpha is dropped with a note; any other is kept in ``metadata.alpha`` with a
+  note, and :func:`write_image` given that metadata appends it, unchanged, to PNG and plain TIFF
+  outputs (a note says when an output cannot hold it: JPEG, ``.npy``, FITS, OME, Zarr).  Notes
+  are in ``metadata.notes``; without ``with_metadata=True`` a kept alpha raises a ``UserWarning``.
+* Bit depth on writing: ``bits=None`` keeps a 16-bit source 16-bit (``metadata.dtype`` uint16,
+  PNG and TIFF outputs); otherwise float32 TIFF (values preserved exactly), 8-bit PNG/JPEG,
+  float32 FITS and ``.npy``.  Integer outputs (8 or 16 bits) store ``round(clip(x, 0, 1) * M)``
+  with ``M`` = 255 or 65535, so reading gives ``x`` back within ``0.5 / M`` inside [0, 1]; the
+  share of values clipped above 1 or below 0 is always reported as a note (never refused: the
+  note names float32 TIFF as the lossless choice).  Writes are atomic (temporary file in the
+  target folder, then rename) and refuse to overwrite unless ``overwrite=True``.  With
+  ``metadata=`` ``.tif`` is an ImageJ hyperstack, ``.ome.tif`` an OME-TIFF, ``.ome.zarr`` an
+  OME-NGFF image.  ``.fits`` is a float32 primary HDU (a stack is a cube; the array is stored
+  as given, so :func:`read_image` returns it unchanged).
+* Untrusted sizes: a whole-file read is refused, before anything is allocated, when the shape in
+  the header needs more than :data:`MAX_READ_BYTES` (default: the memory available now) for the
+  stored array plus its float32 copy; an uncompressed TIFF whose header claims more pixels than
+  the file holds is refused by :func:`read_image` and :func:`open_image` alike.  Block-wise
+  reading of a legitimately large file (:func:`open_image`) has no size limit.
 * Blocks: :func:`open_image` reads a stack block by block, :func:`create_output` writes one
   block by block (:mod:`unblur.io.lazy`).
 """
@@ -18,6 +37,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +46,17 @@ from ..errors import InputError, require
 from ..metadata import ImageMetadata
 from ..psf.core import prepare_psf
 from .lazy import LazyImage, OutputWriter, create_output, is_ome_name, is_zarr_path, open_image, read_metadata
-from .tiff import default_axes, read_tiff_metadata
+from .tiff import check_tiff_claim, default_axes, read_tiff_metadata
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
+#: Largest whole-file read in bytes (stored array plus its float32 copy); None: the memory available now.
+MAX_READ_BYTES: int | None = None
 
 
 def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata: bool = False):
-    """Read an image or stack as float32 (see module docstring for scaling).
+    """Read an image or stack as float32 (see module docstring for scaling and alpha).
 
     Parameters
     ----------
@@ -44,9 +66,13 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
     scale : bool
         Scale integer data to [0, 1] by the type's maximum.
     drop_alpha : bool
-        Drop a trailing alpha channel of RGBA / gray+alpha pictures (never a named channel axis).
+        Set aside a trailing alpha channel of RGBA / gray+alpha pictures (never a named channel
+        axis): it goes to ``metadata.alpha`` with a note, or is dropped with a note when fully
+        opaque.
     with_metadata : bool
-        Also return the :class:`~unblur.metadata.ImageMetadata`.
+        Also return the :class:`~unblur.metadata.ImageMetadata` (its ``notes`` say what was
+        changed on reading).  Without it, a non-opaque alpha channel that is set aside raises a
+        ``UserWarning``.
 
     Returns
     -------
@@ -62,6 +88,7 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
     suffix = path.suffix.lower()
     if is_zarr_path(path):
         lazy = open_image(path)
+        check_claimed_size(lazy.shape, lazy.metadata.dtype or np.float32, path.name)
         arr = lazy.read() if scale else _reorder(np.asarray(lazy._array()[...]), lazy)
         return (arr, lazy.metadata) if with_metadata else arr
     require(path.is_file(), f"not a file: {path}", "give an image file, not a folder")
@@ -72,21 +99,26 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
             import tifffile
             with tifffile.TiffFile(str(path)) as tif:
                 series, meta, drop, perm = read_tiff_metadata(tif)
+                check_tiff_claim(tif, series, path.name)
+                check_claimed_size(series.shape, series.dtype, path.name)
                 arr = series.asarray()
             if perm is not None:
                 arr = np.transpose(arr[tuple(0 if i in drop else slice(None) for i in range(arr.ndim))], perm)
                 named = True
         elif suffix in RASTER_SUFFIXES:
-            import imageio.v3 as iio
-            arr = iio.imread(str(path))
+            arr = _read_raster(path)
         elif suffix in FITS_SUFFIXES:
-            try:
-                from astropy.io import fits
-            except ImportError as e:  # pragma: no cover - optional
-                raise InputError("reading FITS needs astropy", "pip install 'unblur[fits]'") from e
-            arr = np.asarray(fits.getdata(str(path)))
+            fits = _astropy_fits("reading")
+            with fits.open(str(path), memmap=True) as hdul:
+                hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) > 0), None)
+                require(hdu is not None, f"{path.name} holds no image", "give a FITS file with an image HDU")
+                check_claimed_size(hdu.shape, np.float32, path.name)
+                arr = np.array(hdu.data)
         elif suffix == ".npy":
-            arr = np.load(str(path), allow_pickle=False)
+            stored = np.load(str(path), mmap_mode="r", allow_pickle=False)  # the header only, no pixels
+            check_claimed_size(stored.shape, stored.dtype, path.name)
+            arr = np.array(stored)
+            del stored
         else:
             raise InputError(f"unsupported file type {suffix!r} ({path.name})",
                              "use PNG, JPEG, TIFF, Zarr, FITS or .npy")
@@ -103,11 +135,12 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
     require(arr.size > 1, f"{path.name} is empty or has a single pixel (or is corrupt)", "give an image of at least 2x2 pixels")
     samples = not named or "S" in (meta.axes_read or "")
     if drop_alpha and samples and suffix in RASTER_SUFFIXES + TIFF_SUFFIXES and arr.ndim == 3 and arr.shape[-1] in (2, 4):
-        arr = arr[..., :-1]
+        arr, alpha = arr[..., :-1], arr[..., -1]
         if arr.shape[-1] == 1:
             arr = arr[..., 0]
             if meta.axes and meta.axes.endswith("C"):
                 meta.axes = meta.axes[:-1]
+        _set_alpha_aside(alpha, meta, path.name, warn=not with_metadata)
     if arr.dtype == bool:
         arr = arr.astype(np.float32)
     if arr.dtype.kind in "ui" and scale:
@@ -116,6 +149,79 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
         raise InputError(f"{path.name} holds complex values", "give a real-valued image")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     return (arr, meta) if with_metadata else arr
+
+
+def _read_raster(path: Path) -> np.ndarray:
+    """PNG / JPEG / BMP through imageio; 16-bit colour PNGs through :mod:`unblur.io.png`."""
+    from .png import decode_png16, png_header
+    with open(path, "rb") as f:
+        head = f.read(33)
+    h = png_header(head)
+    if h is not None and h[2] == 16 and h[3] in (2, 4, 6):  # Pillow would read these as 8-bit
+        return decode_png16(path.read_bytes(), path.name,
+                            check_size=lambda shape, dtype: check_claimed_size(shape, dtype, path.name))
+    import imageio.v3 as iio
+    return iio.imread(str(path))
+
+
+def _set_alpha_aside(alpha: np.ndarray, meta: ImageMetadata, name: str, warn: bool) -> None:
+    """The alpha rule: a fully opaque alpha is dropped, any other is kept in ``meta.alpha``; both noted."""
+    top = np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1.0
+    a = alpha.astype(np.float32) / np.float32(top) if alpha.dtype.kind in "ui" else alpha.astype(np.float32)
+    transparent = int(np.count_nonzero(a < 1.0))
+    if transparent == 0:
+        meta.notes.append(f"{name}: alpha channel fully opaque, dropped")
+        return
+    meta.alpha = np.ascontiguousarray(a)
+    note = (f"{name}: alpha channel set aside for processing ({100 * transparent / a.size:.3g}% of pixels not opaque); "
+            "written back unchanged to PNG and TIFF outputs")
+    meta.notes.append(note)
+    if warn:
+        warnings.warn(note + " given this metadata (read_image(..., with_metadata=True))", UserWarning, stacklevel=3)
+
+
+def _astropy_fits(action: str):
+    try:
+        from astropy.io import fits
+    except ImportError as e:
+        raise InputError(f"{action} FITS needs astropy, which is not installed", "pip install 'unblur[fits]'") from e
+    return fits
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``; else free pages); None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB" if n < 2**40 else f"{n / 2**40:.3g} TiB"
+
+
+def check_claimed_size(shape, dtype, name: str) -> None:
+    """Refuse, before allocating, a whole-file read larger than :data:`MAX_READ_BYTES` / the memory available.
+
+    The need counted is the stored array plus its float32 copy: ``n * (itemsize + 4)`` bytes.
+    """
+    n = 1
+    for k in shape:
+        n *= int(k)
+    need = n * (np.dtype(dtype).itemsize + 4)
+    limit = MAX_READ_BYTES if MAX_READ_BYTES is not None else _available_memory()
+    if limit is not None and need > limit:
+        what = "the read limit unblur.io.MAX_READ_BYTES" if MAX_READ_BYTES is not None else "the memory available"
+        raise InputError(f"{name} claims {' x '.join(str(int(k)) for k in shape)} = {n:.3g} values "
+                         f"({_gib(need)} to read whole as float32), more than {what} ({_gib(limit)})",
+                         "read it block by block with unblur.io.open_image, or check the file: its header may be corrupt")
 
 
 def _reorder(arr: np.ndarray, lazy: LazyImage) -> np.ndarray:
@@ -139,8 +245,9 @@ def check_writable(path, overwrite: bool = False) -> Path:
     """Refuse early (before computing) if ``path`` cannot be written."""
     path = Path(path)
     suffix = path.suffix.lower()
-    require(suffix in TIFF_SUFFIXES + RASTER_SUFFIXES + (".npy", ".zarr"),
-            f"unsupported output type {suffix or '(none)'!r}", "use .tif, .ome.tif, .zarr, .ome.zarr, .png, .jpg or .npy")
+    require(suffix in TIFF_SUFFIXES + RASTER_SUFFIXES + FITS_SUFFIXES + (".npy", ".zarr"),
+            f"unsupported output type {suffix or '(none)'!r}",
+            "use .tif, .ome.tif, .zarr, .ome.zarr, .png, .jpg, .fits or .npy")
     require(overwrite or not path.exists(), f"{path} exists", "pass --force (overwrite=True) to replace it")
     require(suffix == ".zarr" or not path.is_dir(), f"{path} is a folder", "choose a file name")
     folder = path.parent if str(path.parent) else Path(".")
@@ -165,15 +272,65 @@ def _umask() -> int:
 def _to_integer(arr: np.ndarray, bits: int) -> np.ndarray:
     maxv = 255 if bits == 8 else 65535
     dt = np.uint8 if bits == 8 else np.uint16
-    return np.round(np.clip(arr, 0.0, 1.0) * maxv).astype(dt)
+    return np.round(np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0) * maxv).astype(dt)
+
+
+def _as_float(arr: np.ndarray) -> np.ndarray:
+    """Integer arrays scaled by their type's maximum, bool as 0/1 (``docs/conventions.md``); floats kept."""
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if arr.dtype.kind in "ui":
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    require(arr.dtype.kind == "f", f"cannot write an array of dtype {arr.dtype}", "give a real-valued image")
+    return arr
+
+
+def _clip_note(arr: np.ndarray, bits: int, name: str) -> str | None:
+    """The share of values outside [0, 1] (and non-finite) that an integer output clips; None if none."""
+    n = max(arr.size, 1)
+    hi, lo = int(np.count_nonzero(arr > 1)), int(np.count_nonzero(arr < 0))
+    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if not (hi or lo or bad):
+        return None
+    parts = [f"{100 * hi / n:.3g}% of values above 1", f"{100 * lo / n:.3g}% below 0"]
+    if bad:
+        parts.append(f"{100 * bad / n:.3g}% not finite (written as 0)")
+    return (f"{name}: {bits}-bit output clipped {', '.join(parts)} to [0, 1]; "
+            "write a float32 TIFF (bits 32, --bits 32) to keep them")
+
+
+def _output_bits(bits, suffix: str, metadata) -> int | None:
+    """The bit depth rule: ``bits`` when given; else 16 for PNG and TIFF outputs of a 16-bit source."""
+    if bits is None and metadata is not None and str(metadata.dtype) == "uint16" and suffix in (".png",) + TIFF_SUFFIXES:
+        return 16
+    return bits
+
+
+def _attach_alpha(arr: np.ndarray, alpha, path: Path, notes: list) -> tuple[np.ndarray, bool]:
+    """Put a set-aside alpha channel back when the output can hold it (PNG, plain TIFF)."""
+    suffix = path.suffix.lower()
+    if suffix != ".png" and (suffix not in TIFF_SUFFIXES or is_ome_name(path)):
+        notes.append(f"{path.name}: alpha channel not written ({suffix} output holds none); write .png or .tif to keep it")
+        return arr, False
+    alpha = np.asarray(alpha, np.float32)
+    fits = arr.shape[:2] == alpha.shape and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3))
+    if not fits:
+        notes.append(f"{path.name}: alpha channel not written (output shape {arr.shape} does not match the "
+                     f"source's {alpha.shape} gray or RGB pixels)")
+        return arr, False
+    notes.append(f"{path.name}: alpha channel of the source written back unchanged")
+    return np.concatenate([arr.reshape(*arr.shape[:2], -1), alpha[..., None]], axis=-1), True
 
 
 def write_image(path, image, overwrite: bool = False, bits: int | None = None,
-                metadata: ImageMetadata | None = None) -> Path:
-    """Write ``image`` atomically.
+                metadata: ImageMetadata | None = None, notes: list | None = None) -> Path:
+    """Write ``image`` atomically (see the module docstring for the rules).
 
-    ``bits=None``: float32 TIFF for ``.tif`` (values kept), 8-bit for PNG/JPEG.  ``bits=8/16``:
-    clip to [0, 1] and scale by 255 / 65535 (PNG supports 8 and 16, JPEG only 8).
+    ``bits=None``: the source's depth for a 16-bit source (``metadata.dtype == "uint16"``) written
+    as PNG or TIFF, else float32 TIFF for ``.tif`` (values kept) and 8-bit for PNG/JPEG;
+    FITS and ``.npy`` are always float32.  ``bits=8/16``: clip to [0, 1] and scale by 255 / 65535
+    (PNG supports 8 and 16, JPEG only 8); the share of clipped values is noted.  Integer
+    arrays are first scaled by their type's maximum, as integer files are on reading.
 
     ``metadata`` (an :class:`~unblur.metadata.ImageMetadata`, e.g. from
     ``read_image(..., with_metadata=True)``) is kept: ``.tif`` becomes an ImageJ hyperstack
@@ -181,15 +338,50 @@ def write_image(path, image, overwrite: bool = False, bits: int | None = None,
     OME-TIFF (physical sizes, channels, axes); ``.zarr`` / ``.ome.zarr`` are written as by
     :func:`create_output`.  Its ``axes`` must name the array's axes (a leading ``T`` missing
     from the array is ignored); without axes they follow from the shape (``YX``, ``YXC`` when a
-    3-axis array has at most 4 values last, ``ZYX``, ``ZYXC``).
+    3-axis array has at most 4 values last, ``ZYX``, ``ZYXC``).  Its ``alpha`` is appended as
+    the last channel of PNG and plain TIFF outputs.
+
+    ``notes``: a list that receives one line per thing the writer changed (clipping, alpha);
+    when None they are issued as ``UserWarning``.
     """
     path = check_writable(path, overwrite)
-    arr = np.asarray(image)
-    if hasattr(image, "detach"):
-        arr = image.detach().cpu().numpy()
+    arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    arr = _as_float(arr)
     suffix = path.suffix.lower()
     require(bits in (None, 8, 16, 32), f"bits must be 8, 16 or 32, got {bits}")
-    if suffix == ".zarr" or (suffix in TIFF_SUFFIXES and (metadata is not None or is_ome_name(path))):
+    bits = _output_bits(bits, suffix, metadata)
+    said: list = []
+    try:
+        return _write(path, arr, overwrite, bits, metadata, suffix, said)
+    finally:
+        if notes is not None:
+            notes.extend(said)
+        else:
+            for line in said:
+                warnings.warn(line, UserWarning, stacklevel=2)
+
+
+def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix: str, notes: list) -> Path:
+    integer = bits in (8, 16) or (bits is None and suffix in RASTER_SUFFIXES)
+    if suffix in FITS_SUFFIXES:
+        require(bits in (None, 32), f"FITS output is float32, not {bits}-bit", "drop --bits or write .png / .tif")
+        fits = _astropy_fits("writing")
+    elif suffix in (".jpg", ".jpeg"):
+        require(bits in (None, 8), "JPEG holds only 8-bit data", "use .png or .tif for 16-bit")
+    elif suffix in RASTER_SUFFIXES:
+        require(bits in (None, 8, 16), "PNG output is 8- or 16-bit", "use .tif for float32")
+    if suffix in RASTER_SUFFIXES:
+        require(arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4)),
+                f"cannot write an array of shape {arr.shape} as {suffix}", "write stacks as .tif")
+    if integer:
+        clip = _clip_note(arr, bits or 8, path.name)
+        if clip:
+            notes.append(clip)
+    alpha = getattr(metadata, "alpha", None) if metadata is not None else None
+    with_alpha = False
+    if alpha is not None:
+        arr, with_alpha = _attach_alpha(arr, alpha, path, notes)
+    if not with_alpha and (suffix == ".zarr" or (suffix in TIFF_SUFFIXES and (metadata is not None or is_ome_name(path)))):
         return _write_named(path, arr, overwrite, bits, metadata)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
@@ -197,19 +389,21 @@ def write_image(path, image, overwrite: bool = False, bits: int | None = None,
         if suffix in TIFF_SUFFIXES:
             import tifffile
             data = arr.astype(np.float32) if bits in (None, 32) else _to_integer(arr, bits)
-            photometric = "rgb" if data.ndim == 3 and data.shape[-1] == 3 else "minisblack"
-            tifffile.imwrite(tmp, data, photometric=photometric)
+            color = data.ndim == 3 and data.shape[-1] in ((3, 4) if with_alpha else (3,))
+            extra = {"extrasamples": ["unassalpha"]} if with_alpha else {}
+            tifffile.imwrite(tmp, data, photometric="rgb" if color else "minisblack", **extra)
         elif suffix == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, arr.astype(np.float32))
+        elif suffix in FITS_SUFFIXES:
+            fits.PrimaryHDU(np.ascontiguousarray(arr, dtype=np.float32)).writeto(tmp, overwrite=True)
+        elif (bits or 8) == 16:
+            from .png import encode_png16
+            with open(tmp, "wb") as f:
+                f.write(encode_png16(_to_integer(arr, 16)))
         else:
             import imageio.v3 as iio
-            b = bits or 8
-            require(not (suffix in (".jpg", ".jpeg") and b != 8), "JPEG holds only 8-bit data", "use .png or .tif for 16-bit")
-            require(b in (8, 16), "PNG output is 8- or 16-bit", "use .tif for float32")
-            require(arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4)),
-                    f"cannot write an array of shape {arr.shape} as {suffix}", "write stacks as .tif")
-            iio.imwrite(tmp, _to_integer(arr, b), extension=suffix)
+            iio.imwrite(tmp, _to_integer(arr, 8), extension=suffix)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
@@ -273,6 +467,6 @@ def preview_png(path, panels: list[tuple[str, np.ndarray]], overwrite: bool = Tr
     return write_image(path, canvas, overwrite=overwrite, bits=8)
 
 
-__all__ = ["FITS_SUFFIXES", "RASTER_SUFFIXES", "TIFF_SUFFIXES", "ImageMetadata", "LazyImage", "OutputWriter",
+__all__ = ["FITS_SUFFIXES", "MAX_READ_BYTES", "check_claimed_size", "RASTER_SUFFIXES", "TIFF_SUFFIXES", "ImageMetadata", "LazyImage", "OutputWriter",
            "check_writable", "create_output", "open_image", "preview_png", "read_image", "read_metadata", "read_psf",
            "write_image"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError, require
 from ..metadata import ImageMetadata
-from .tiff import IMAGEJ_ORDER, default_axes, imagej_labels, read_tiff_metadata, stored_layout, tiff_write_kwargs
+from .tiff import IMAGEJ_ORDER, check_tiff_claim, default_axes, imagej_labels, read_tiff_metadata, stored_layout, tiff_write_kwargs
 
 
 def _integer_scale(dtype) -> float | None:
@@ -42,6 +42,7 @@ def open_lazy(path: Path):
         try:
             with tifffile.TiffFile(str(path)) as tif:
                 series, meta, drop, perm = read_tiff_metadata(tif)
+                check_tiff_claim(tif, series, path.name)
                 shape = tuple(series.shape)
         except InputError:
             raise

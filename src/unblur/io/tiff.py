@@ -41,6 +41,29 @@ def read_tiff_metadata(tif, series_index: int = 0):
     return series, meta, drop, perm
 
 
+def check_tiff_claim(tif, series, name: str) -> None:
+    """Refuse a TIFF whose uncompressed pixels cannot fit in the file (a corrupt or crafted header).
+
+    Runs on the header alone, before any pixel is read or allocated: an uncompressed series of
+    shape ``S`` needs ``prod(S) * itemsize`` bytes of the file.  Compressed data are not checked
+    here (their size is bounded by :func:`unblur.io.check_claimed_size` on whole reads).
+    """
+    from ..errors import InputError
+    page = series.keyframe
+    if getattr(page, "compression", 1) != 1:
+        return
+    n = 1
+    for k in series.shape:
+        n *= int(k)
+    need = n * np.dtype(series.dtype).itemsize
+    have = int(tif.filehandle.size)
+    if need > have:
+        shape = " x ".join(str(int(k)) for k in series.shape)
+        raise InputError(f"{name} claims {shape} = {n:.3g} uncompressed values ({need:.3g} bytes) "
+                         f"but the file holds {have} bytes",
+                         "the file is truncated, corrupt or crafted; re-export it")
+
+
 def _imagej_fields(tif, series, meta: ImageMetadata) -> None:
     ij = tif.imagej_metadata or {}
     unit = ij.get("unit")
