@@ -373,55 +373,250 @@ def _replace(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
+#: image kinds by axes (unblur's order, without a leading ``T``)
+IMAGE_KINDS = {"YX": "gray", "YXC": "colour", "ZYX": "stack", "ZYXC": "stack-colour"}
+#: the diagnostic maps a method may put in ``info`` -> the suffix of their file (``OUT.residual.tif``)
+DIAGNOSTIC_MAPS = {"residual_map": "residual", "seed_spread": "spread"}
+
+
 def load_psf_for_image(psf_path: Path, image, image_path: Path, center: str = "none",
-                       notes: list | None = None) -> list:
+                       notes: list | None = None, meta=None) -> list:
     """Read a PSF file and match it to ``image``; returns ``[psf]`` (shared) or one PSF per channel.
 
-    Layout rules (files carry no axis names, so the CLI decides here, once):
-
-    * 2-D image: the PSF must be 2-D (a colour PSF file or a 3-D PSF is refused).
-    * 3-axis image from PNG/JPEG/BMP, or from TIFF with at most 4 values on the last axis and a
-      2-D or colour PSF: a colour image ``(H, W, C)``; the PSF is 2-D (shared) or has 1 or C
-      channels (one PSF per channel).
-    * 3-axis TIFF with a 3-D (non-colour) PSF: a stack ``(Z, Y, X)``; 4-axis: ``(Z, Y, X, C)`` with a
-      3-D PSF.
-    Each PSF is validated and normalised by :func:`unblur.psf.prepare_psf` (notes go to ``notes``).
+    The same as :func:`match_psf_to_image` without the axes.
     """
-    from ..io import RASTER_SUFFIXES, read_image
+    return match_psf_to_image(psf_path, image, image_path, center=center, notes=notes, meta=meta)[0]
+
+
+def match_psf_to_image(psf_path: Path, image, image_path: Path, center: str = "none",
+                       notes: list | None = None, meta=None) -> tuple[list, str]:
+    """Read a PSF file and match it to ``image``; returns ``(psfs, axes)``.
+
+    ``psfs`` is ``[psf]`` (shared by the channels) or one PSF per channel; ``axes`` names the
+    image's axes in unblur's order (``YX``, ``YXC``, ``ZYX``, ``ZYXC``, with a leading ``T`` when
+    the file holds several time points: the caller restores each time point on its own).
+
+    Layout rules:
+
+    * Files that name their axes (``meta.axes``: ImageJ hyperstacks, OME-TIFF, OME-Zarr, pictures)
+      are taken as named.  The PSF must be 2-D for ``YX``, 2-D or one per channel ``(Y, X, C)``
+      (1 or C channels) for ``YXC``, and 3-D for ``ZYX`` and ``ZYXC``.
+    * Files without axis names: a 2-D image is gray; a 3-axis image from PNG/JPEG/BMP, or from
+      TIFF with at most 4 values on the last axis and a 2-D or colour PSF, is a colour image
+      ``(H, W, C)``; a 3-axis TIFF with a 3-D (non-colour) PSF is a stack ``(Z, Y, X)``; 4 axes:
+      ``(Z, Y, X, C)`` with a 3-D PSF.
+
+    Voxel sizes: the PSF is brought to the image's voxel size by
+    :func:`unblur.metadata.match_psf_voxel` (resampled when both are known and differ; assumed
+    equal, with a note, when one is unknown); a PSF that would then be larger than the image is
+    refused.  Each PSF is then validated and normalised by :func:`unblur.psf.prepare_psf`.  What
+    was done goes to ``notes``.
+
+    Parameters
+    ----------
+    psf_path, image_path : Path
+        The PSF file and the image file.
+    image : ndarray
+        The image as :func:`unblur.io.read_image` returned it.
+    center : {"none", "integer", "subpixel"}
+        Re-centring of the PSF (:func:`unblur.psf.prepare_psf`).
+    notes : list, optional
+        Receives one line per thing done or assumed.
+    meta : ImageMetadata, optional
+        The image's metadata (``read_image(path, with_metadata=True)``); read from ``image_path``
+        when not given.
+    """
+    from ..io import RASTER_SUFFIXES, read_image, read_metadata
     from ..psf.core import prepare_psf
 
-    raw = read_image(psf_path, scale=False, drop_alpha=False)
+    notes = notes if notes is not None else []
+    if meta is None:
+        meta = read_metadata(image_path)
+    raw, psf_meta = read_image(psf_path, scale=False, drop_alpha=False, with_metadata=True)
     psf_raster = psf_path.suffix.lower() in RASTER_SUFFIXES
     if psf_raster and raw.ndim == 3 and raw.shape[-1] in (2, 4):
         raw = raw[..., :-1]  # drop the alpha channel
-    psf_colour = raw.ndim == 3 and (psf_raster or raw.shape[-1] <= 4)
-    img_raster = image_path.suffix.lower() in RASTER_SUFFIXES
     name = f"PSF {psf_path.name}"
+    psf_axes = None if psf_raster else psf_meta.axes
+    require(psf_axes in (None, "YX", "YXC", "ZYX"),
+            f"{name} has axes {psf_axes} {raw.shape}", "give a 2-D PSF (Y, X), one per channel (Y, X, C) or a 3-D PSF (Z, Y, X)")
+    psf_colour = psf_axes == "YXC" if psf_axes else raw.ndim == 3 and (psf_raster or raw.shape[-1] <= 4)
     require(raw.ndim in (2, 3), f"{name} has {raw.ndim} axes {raw.shape}", "give a 2-D PSF (or 3-D for stacks)")
-    if image.ndim == 2:
+    axes = _image_axes(image, meta, image_path, raw, psf_colour, name)
+    timed = axes.startswith("T")
+    kind = IMAGE_KINDS[axes[1:] if timed else axes]
+    frame_shape = image.shape[1:] if timed else image.shape
+    if kind == "gray":
         require(raw.ndim == 2 and not (psf_colour and raw.shape[-1] > 1),
                 f"channel count mismatch: {name} has {raw.shape[-1]} colour channels but the image is gray"
-                if psf_colour else f"{name} is 3-D {raw.shape} but the image is 2-D {image.shape}",
+                if psf_colour else f"{name} is 3-D {raw.shape} but the image is 2-D {frame_shape}",
                 "give a single-channel 2-D PSF for a gray 2-D image")
-        kind, spatial = "gray", image.shape
-    elif image.ndim == 3 and (img_raster or (image.shape[-1] <= 4 and (raw.ndim == 2 or psf_colour))):
-        kind, spatial = "colour", image.shape[:2]
+        spatial = frame_shape
+    elif kind == "colour":
+        spatial = frame_shape[:2]
         require(raw.ndim == 2 or psf_colour, f"{name} is 3-D {raw.shape} but the image is a 2-D colour image",
                 "give a 2-D PSF (shared by the channels) or one per channel (H, W, C)")
-    elif image.ndim == 3:
-        require(raw.ndim == 3, f"the image {image.shape} is a 3-D stack (Z, Y, X) but {name} is 2-D",
-                "give a 3-D PSF (Z, Y, X); colour images need their channels on the last axis (at most 4)")
-        kind, spatial = "stack", image.shape
     else:
-        require(image.ndim == 4 and raw.ndim == 3 and not psf_raster,
-                f"image of shape {image.shape} with {name} of shape {raw.shape} is not supported",
-                "give (Z, Y, X) or (Z, Y, X, C) stacks with a 3-D PSF")
-        kind, spatial = "stack-colour", image.shape[:3]
+        spatial = frame_shape[:3]
+        require(raw.ndim == 3 and not (psf_axes == "YXC" or psf_raster),
+                f"the image {frame_shape} is a 3-D stack ({axes}) but {name} is "
+                + ("a colour PSF (Y, X, C)" if raw.ndim == 3 else "2-D") + f" {raw.shape}",
+                "give a 3-D PSF (Z, Y, X); colour images need their channels on the last axis (at most 4)")
     if kind == "colour" and psf_colour:
-        c_img, c_psf = image.shape[-1], raw.shape[-1]
+        c_img, c_psf = frame_shape[-1], raw.shape[-1]
         require(c_psf in (1, c_img), f"channel count mismatch: {name} has {c_psf} channels, the image {c_img}",
                 "give one PSF for all channels or one per channel")
-        chans = [raw[..., c] for c in range(c_psf)]
+        chans = [_match_voxel(raw[..., c], psf_meta, meta, spatial, name, notes) for c in range(c_psf)]
         return [prepare_psf(p, 2, image_shape=spatial, center=center, name=f"{name} channel {i}" if c_psf > 1 else name,
-                            report=notes) for i, p in enumerate(chans)]
-    return [prepare_psf(raw, len(spatial), image_shape=spatial, center=center, name=name, report=notes)]
+                            report=notes) for i, p in enumerate(chans)], axes
+    psf = _match_voxel(raw, psf_meta, meta, spatial, name, notes)
+    return [prepare_psf(psf, len(spatial), image_shape=spatial, center=center, name=name, report=notes)], axes
+
+
+def _image_axes(image, meta, image_path: Path, raw, psf_colour: bool, name: str) -> str:
+    """The image's axes: as the file names them, else by the shape rule of :func:`match_psf_to_image`."""
+    from ..io import RASTER_SUFFIXES
+
+    axes = getattr(meta, "axes", None)
+    if axes:
+        spatial = axes[1:] if axes.startswith("T") else axes
+        require(spatial in IMAGE_KINDS and len(axes) == image.ndim,
+                f"cannot interpret the axes {axes} of {image_path.name} (shape {image.shape})",
+                "save it as an ImageJ hyperstack or OME-TIFF with axes among T, Z, C, Y, X")
+        return axes
+    img_raster = image_path.suffix.lower() in RASTER_SUFFIXES
+    if image.ndim == 2:
+        return "YX"
+    if image.ndim == 3 and (img_raster or (image.shape[-1] <= 4 and (raw.ndim == 2 or psf_colour))):
+        return "YXC"
+    if image.ndim == 3:
+        return "ZYX"
+    require(image.ndim == 4 and raw.ndim == 3 and not psf_colour,
+            f"image of shape {image.shape} with {name} of shape {raw.shape} is not supported",
+            "give (Z, Y, X) or (Z, Y, X, C) stacks with a 3-D PSF")
+    return "ZYXC"
+
+
+def _match_voxel(psf, psf_meta, meta, spatial, name: str, notes: list):
+    """:func:`unblur.metadata.match_psf_voxel`, refusing a PSF that would be larger than the image."""
+    from ..metadata import match_psf_voxel
+
+    nd = psf.ndim
+    pv, iv = psf_meta.voxel_size(nd), meta.voxel_size(nd)
+    resampled = any(a and b and abs(a - b) > 0.01 * max(a, b) for a, b in zip(pv, iv))  # match_psf_voxel's rtol
+    est = tuple(max(1, round(n * a / b)) if a and b else n for n, a, b in zip(psf.shape, pv, iv))
+    fmt = lambda v: " x ".join("?" if x is None else f"{x:.4g}" for x in v)  # noqa: E731
+    require(not resampled or all(e <= s for e, s in zip(est, spatial)),
+            f"{name} ({'x'.join(map(str, psf.shape))}, voxel {fmt(pv)} µm) resampled to the image's voxel "
+            f"{fmt(iv)} µm would be about {'x'.join(map(str, est))}, larger than the image "
+            f"({'x'.join(map(str, spatial))})",
+            "give a PSF sampled at the image's voxel size, cropped to its significant part")
+    out, vnotes = match_psf_voxel(psf, psf_meta, meta, max_shape=spatial)
+    notes.extend(vnotes)
+    return out
+
+
+# -- outputs of the image commands ---------------------------------------------------------------------
+
+def output_metadata(meta, axes: str, output: Path):
+    """Metadata to write ``output`` with (:func:`unblur.io.write_image`), or None for a plain file.
+
+    The input's metadata (axes, voxel sizes, channel names) is kept when the input names its axes
+    (ImageJ, OME, Zarr) or the output needs axes (``.ome.tif``, ``.zarr``, ``.ome.zarr``); ``axes``
+    are those :func:`match_psf_to_image` decided.  Pictures (PNG, JPEG) carry nothing to keep.
+    """
+    from dataclasses import replace
+
+    from ..io import RASTER_SUFFIXES
+    from ..io.lazy import is_ome_name, is_zarr_path
+    from ..metadata import ImageMetadata
+
+    meta = meta if meta is not None else ImageMetadata()
+    named = bool(meta.axes) and meta.format not in {s.lstrip(".") for s in RASTER_SUFFIXES} | {"jpg"}
+    if named or is_ome_name(output) or is_zarr_path(output):
+        return replace(meta, axes=axes)
+    return None
+
+
+def expected_diagnostic_maps(method: Method, params: dict) -> list[str]:
+    """The keys of :data:`DIAGNOSTIC_MAPS` a run of ``method`` with ``params`` puts in its ``info``:
+    ``residual_map`` with ``diagnostics``, ``seed_spread`` with ``seeds >= 2``."""
+    values = dict({p.name: p.default for p in method.params}, **params)
+    keys = []
+    if values.get("diagnostics"):
+        keys.append("residual_map")
+    if (values.get("seeds") or 1) > 1:
+        keys.append("seed_spread")
+    return keys
+
+
+def diagnostic_paths(output, keys) -> dict:
+    """``{key: OUT.residual.tif / OUT.spread.tif}`` for the given :data:`DIAGNOSTIC_MAPS` keys."""
+    output = Path(output)
+    return {k: output.with_name(f"{output.name}.{DIAGNOSTIC_MAPS[k]}.tif") for k in keys}
+
+
+def pop_diagnostic_maps(info: dict) -> dict:
+    """Remove the diagnostic maps (arrays) from ``info``; return them as float32 numpy arrays."""
+    import numpy as np
+
+    maps = {}
+    for k in DIAGNOSTIC_MAPS:
+        v = info.get(k)
+        if v is not None and not isinstance(v, (str, int, float)):
+            v = info.pop(k)
+            maps[k] = np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float32)
+    return maps
+
+
+def write_diagnostic_maps(unit: Outputs, maps: dict, image_shape, meta) -> dict:
+    """Stage each map as ``OUT.residual.tif`` / ``OUT.spread.tif`` (float32) in ``unit``; return
+    ``{key: path}`` for the log.  ``meta`` (axes, voxel sizes) is kept when a map has the image's shape."""
+    from ..io import write_image
+
+    written = {}
+    for key, arr in maps.items():
+        target = diagnostic_paths(unit.output, [key])[key]
+        require(unit.force or target in unit.extra or not target.exists(), f"{target} exists",
+                "pass --force to replace it")
+        m = meta if meta is not None and tuple(arr.shape) == tuple(image_shape) else None
+        unit.write(target, lambda p, a=arr, m=m: write_image(p, a, metadata=m))
+        written[key] = str(target)
+    return written
+
+
+def join_restorations(parts: list, axis: int, key: str):
+    """One :class:`unblur.api.Restoration` from restorations of the channels (``axis=-1``,
+    ``key="per_channel"``) or time points (``axis=0``, ``key="per_time_point"``) of one image.
+
+    Images and diagnostic maps are stacked on ``axis``; ``info`` is the first part's, with the
+    summed ``time_s`` and each part's own ``info`` (without parameters and maps) under ``key``.
+    """
+    import numpy as np
+
+    from ..api import Restoration
+
+    info = dict(parts[0].info, time_s=sum(r.info.get("time_s", 0) for r in parts),
+                **{key: [{k: v for k, v in r.info.items() if k != "params" and k not in DIAGNOSTIC_MAPS}
+                         for r in parts]})
+    for k in DIAGNOSTIC_MAPS:
+        info.pop(k, None)
+        got = [r.info.get(k) for r in parts]
+        if all(g is not None and not isinstance(g, (str, int, float)) for g in got):
+            info[k] = np.stack([np.asarray(g.detach().cpu().numpy() if hasattr(g, "detach") else g) for g in got], axis)
+    return Restoration(np.stack([np.asarray(r.image) for r in parts], axis), info)
+
+
+def preview_view(image, axes: str):
+    """A 2-D (or ``(H, W, 3)``) view of ``image`` with ``axes`` for the preview: the first time
+    point, the middle plane of a stack, the mean of the channels unless there are 3."""
+    import numpy as np
+
+    a = np.asarray(image)
+    if axes.startswith("T"):
+        a, axes = a[0], axes[1:]
+    if axes.startswith("Z"):
+        a = a[a.shape[0] // 2]
+    if axes.endswith("C") and a.shape[-1] != 3:
+        a = a.mean(-1)
+    return a

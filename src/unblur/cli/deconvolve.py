@@ -8,8 +8,10 @@ from pathlib import Path
 from ..api import Restoration, deconvolve
 from ..errors import require
 from ..registry import DEFAULT_METHOD, list_methods
-from .common import (Outputs, add_method_options, load_psf_for_image, method_epilog, method_params_from_args,
-                     requested_method)
+from .common import (Outputs, add_method_options, diagnostic_paths, expected_diagnostic_maps,
+                     join_restorations, match_psf_to_image,
+                     method_epilog, method_params_from_args, output_metadata, pop_diagnostic_maps, preview_view,
+                     requested_method, write_diagnostic_maps)
 
 HELP = "restore an image blurred by a known PSF"
 
@@ -51,7 +53,9 @@ def run(args) -> int:
     methods = list_methods("nonblind")
     method = next(m for m in methods if m.name == args.method)
     params = method_params_from_args(args, method, methods)
-    unit = Outputs(args.output, args.force, inputs=(args.image, args.psf), preview=None if args.no_preview else "compare")
+    maps = diagnostic_paths(args.output, expected_diagnostic_maps(method, params))
+    unit = Outputs(args.output, args.force, inputs=(args.image, args.psf), preview=None if args.no_preview else "compare",
+                   extra=maps.values())
     with unit:
         return _run(args, method, params, unit)
 
@@ -62,28 +66,37 @@ def _run(args, method, params, unit: Outputs) -> int:
     from ..io import RASTER_SUFFIXES, preview_png, read_image, write_image
 
     out = unit.output
-    image = read_image(args.image)
+    image, meta = read_image(args.image, with_metadata=True)
     notes: list[str] = []
-    psfs = load_psf_for_image(args.psf, image, args.image, center=args.psf_center, notes=notes)
-    require(not (out.suffix.lower() in RASTER_SUFFIXES and psfs[0].ndim == 3),
-            f"a 3-D stack cannot be written as {out.suffix}", "write stacks as .tif")
+    psfs, axes = match_psf_to_image(args.psf, image, args.image, center=args.psf_center, notes=notes, meta=meta)
+    require(not (out.suffix.lower() in RASTER_SUFFIXES and ("Z" in axes or "T" in axes)),
+            f"a {'3-D stack' if 'Z' in axes else 'time series'} ({axes}) cannot be written as {out.suffix}",
+            "write it as .tif, .ome.tif or .ome.zarr")
     for n in notes:
         print(f"note: {n}")
-    if len(psfs) == 1:
-        psf = psfs[0]
-        result = deconvolve(image, psf, method=args.method, **params)
-    else:  # one PSF per colour channel: each channel on its own
-        parts = [deconvolve(image[..., c], p, method=args.method, **params) for c, p in enumerate(psfs)]
-        psf = np.stack(psfs, -1)
-        result = Restoration(np.stack([r.image for r in parts], -1),
-                             dict(parts[0].info, time_s=sum(r.info.get("time_s", 0) for r in parts),
-                                  per_channel=[{k: v for k, v in r.info.items() if k != "params"} for r in parts]))
-    unit.write(out, lambda p: write_image(p, result.image, bits=args.bits))
-    if unit.preview is not None and result.image.ndim in (2, 3):
-        unit.write(unit.preview, lambda p: preview_png(p, [("input", image), ("restored", result.image)]))
+    frames = image if axes.startswith("T") else [image]  # several time points: each on its own
+    parts = [_restore(frame, psfs, args.method, params) for frame in frames]
+    result = parts[0] if len(parts) == 1 else join_restorations(parts, 0, "per_time_point")
+    maps = pop_diagnostic_maps(result.info)
+    out_meta = output_metadata(meta, axes, out)
+    unit.write(out, lambda p: write_image(p, result.image, bits=args.bits, metadata=out_meta))
+    written = write_diagnostic_maps(unit, maps, result.image.shape, out_meta)
+    if unit.preview is not None:
+        unit.write(unit.preview, lambda p: preview_png(p, [("input", preview_view(image, axes)),
+                                                           ("restored", preview_view(result.image, axes))]))
+    psf = psfs[0] if len(psfs) == 1 else np.stack(psfs, -1)
     outputs = unit.commit({"command": "deconvolve", "image": args.image, "psf": args.psf, "image_shape": image.shape,
-                           "psf_shape": psf.shape, "psf_notes": notes, "method": args.method,
-                           "params": result.info.get("params"),
+                           "image_axes": axes, "image_metadata": meta.describe(), "psf_shape": psf.shape,
+                           "psf_notes": notes, "method": args.method, "params": result.info.get("params"),
+                           "diagnostic_maps": written,
                            "info": {k: v for k, v in result.info.items() if k != "params"}})
     print(f"wrote {', '.join(map(str, outputs))} ({result.info.get('time_s', 0):.2f} s)")
     return 0
+
+
+def _restore(image, psfs, method: str, params: dict) -> Restoration:
+    """One image (or time point) with a shared PSF, or channel by channel with one PSF per channel."""
+    if len(psfs) == 1:
+        return deconvolve(image, psfs[0], method=method, **params)
+    parts = [deconvolve(image[..., c], p, method=method, **params) for c, p in enumerate(psfs)]
+    return join_restorations(parts, -1, "per_channel")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import Outputs, load_psf_for_image
+from .common import Outputs, match_psf_to_image, output_metadata
 
 BOUNDARIES = ("circular", "zero", "replicate", "reflect", "valid")  # unblur.physics.convolution.BOUNDARIES
 
@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--gain", type=float, default=100.0, help="Poisson: photons per unit intensity")
     p.add_argument("--alpha", type=float, default=0.01, help="Poisson-Gaussian: signal-dependent variance factor")
     p.add_argument("--beta", type=float, default=1e-4, help="Poisson-Gaussian: constant variance")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output; time point t of a series: seed + t)")
     p.add_argument("--bits", type=int, choices=(8, 16, 32), default=None, help="output bit depth")
     p.add_argument("--force", action="store_true", help="overwrite existing output")
 
@@ -38,37 +38,44 @@ def run(args) -> int:
 
 def _run(args, unit: Outputs) -> int:
     import numpy as np
-    import torch
 
     from ..io import read_image, write_image
     from ..physics.noise import make_noise
-    from ..solvers.problem import setup_problem
 
     out = unit.output
-    image = read_image(args.image)
+    image, meta = read_image(args.image, with_metadata=True)
     notes: list[str] = []
-    psfs = load_psf_for_image(args.psf, image, args.image, notes=notes)
+    psfs, axes = match_psf_to_image(args.psf, image, args.image, notes=notes, meta=meta)
     for n in notes:
         print(f"note: {n}")
     noise = make_noise(args.noise, sigma=args.sigma, gain=args.gain, alpha=args.alpha, beta=args.beta)
+    frames = image if axes.startswith("T") else [image]  # several time points: each on its own
+    blurred = [_blur(frame, psfs, args.boundary, noise, args.seed + t) for t, frame in enumerate(frames)]
+    arr = np.stack(blurred) if axes.startswith("T") else blurred[0]
+    out_meta = output_metadata(meta, axes, out)
+    unit.write(out, lambda p: write_image(p, arr.astype(np.float32), bits=args.bits, metadata=out_meta))
+    unit.commit({"command": "simulate", "image": args.image, "psf": args.psf, "boundary": args.boundary,
+                 "noise": args.noise, "sigma": args.sigma, "gain": args.gain, "alpha": args.alpha,
+                 "beta": args.beta, "seed": args.seed, "psf_notes": notes, "image_axes": axes, "output": out})
+    print(f"wrote {out}")
+    return 0
+
+
+def _blur(image, psfs, boundary: str, noise, seed: int):
+    """``noise(A image)`` for one image or time point; ``A`` blurs with ``boundary`` (``valid`` crops)."""
+    import numpy as np
+    import torch
+
+    from ..physics.convolution import Convolution
+    from ..solvers.problem import setup_problem
+
     if len(psfs) == 1:
         prob = setup_problem(image, psfs[0], "circular")
     else:  # one PSF per colour channel
         prob = setup_problem(image, torch.from_numpy(np.stack(psfs)), "circular", channel_axis=-1)
-    op_boundary = args.boundary
-    from ..physics.convolution import Convolution
-    if op_boundary == "valid":
-        k = prob.op.kernel_shape
-        out_shape = tuple(n - m + 1 for n, m in zip(prob.y.shape[2:], k))
+    if boundary == "valid":
+        out_shape = tuple(n - m + 1 for n, m in zip(prob.y.shape[2:], prob.op.kernel_shape))
         op = Convolution(prob.psf, out_shape, "valid")
     else:
-        op = Convolution(prob.psf, tuple(prob.y.shape[2:]), op_boundary)
-    z = op.A(prob.y)
-    y = noise(z, seed=args.seed)
-    arr = prob.layout.to_output(y)
-    unit.write(out, lambda p: write_image(p, arr.astype(np.float32), bits=args.bits))
-    unit.commit({"command": "simulate", "image": args.image, "psf": args.psf, "boundary": args.boundary,
-                 "noise": args.noise, "sigma": args.sigma, "gain": args.gain, "alpha": args.alpha,
-                 "beta": args.beta, "seed": args.seed, "psf_notes": notes, "output": out})
-    print(f"wrote {out}")
-    return 0
+        op = Convolution(prob.psf, tuple(prob.y.shape[2:]), boundary)
+    return prob.layout.to_output(noise(op.A(prob.y), seed=seed))
