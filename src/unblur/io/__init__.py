@@ -341,8 +341,9 @@ def write_image(path, image, overwrite: bool = False, bits: int | None = None,
     3-axis array has at most 4 values last, ``ZYX``, ``ZYXC``).  Its ``alpha`` is appended as
     the last channel of PNG and plain TIFF outputs.
 
-    ``notes``: a list that receives one line per thing the writer changed (clipping, alpha);
-    when None they are issued as ``UserWarning``.
+    ``notes``: a list that receives one line per thing the writer did to the data (clipping,
+    alpha written back or not); when None, the lines about lost data (clipping, alpha not
+    written) are issued as ``UserWarning``.
     """
     path = check_writable(path, overwrite)
     arr = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
@@ -357,8 +358,9 @@ def write_image(path, image, overwrite: bool = False, bits: int | None = None,
         if notes is not None:
             notes.extend(said)
         else:
-            for line in said:
-                warnings.warn(line, UserWarning, stacklevel=2)
+            for line in said:  # what was lost; "written back" lines are only for a log
+                if "clipped" in line or "not written" in line:
+                    warnings.warn(line, UserWarning, stacklevel=2)
 
 
 def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix: str, notes: list) -> Path:
