@@ -32,10 +32,13 @@ def _common(p):
 
 
 def _optics(p):
-    g = p.add_argument_group("optics (lengths in one unit, e.g. micrometres)")
+    g = p.add_argument_group("optics (lengths in micrometres; the PSF file records its pixel size and z step)")
     g.add_argument("--na", type=float, default=None, help="numerical aperture")
     g.add_argument("--wavelength", type=float, default=None, help="emission wavelength")
-    g.add_argument("--pixel-size", type=float, default=None, help="pixel size in the object plane")
+    g.add_argument("--pixel-size", type=float, default=None, help="pixel size in the object plane (default: from --like)")
+    g.add_argument("--like", type=Path, default=None, metavar="IMAGE",
+                   help="take the pixel size (and z step) from IMAGE's metadata (ImageJ, OME-TIFF, OME-Zarr) "
+                        "where not given")
     g.add_argument("--refractive-index", type=float, default=1.0, help="immersion refractive index (default 1.0; oil 1.518)")
     g.add_argument("--cutoff", type=float, default=None, help="pupil cut-off NA/wavelength*pixel_size in cycles/pixel (instead of the three above)")
     g.add_argument("--oversampling", type=int, default=2, help="pupil oversampling (default 2)")
@@ -81,7 +84,7 @@ def add_parser(sub) -> None:
     w = kinds.add_parser("widefield", help="3-D widefield PSF stack (defocus along z)")
     w.add_argument("--size", type=int, default=33, help="lateral size in pixels")
     w.add_argument("--nz", type=int, default=33, help="number of planes")
-    w.add_argument("--z-step", type=float, required=True, help="plane spacing (same unit as the wavelength)")
+    w.add_argument("--z-step", type=float, default=None, help="plane spacing (default: from --like)")
     _optics(w)
     _common(w)
     b = kinds.add_parser("beads", help="measure a PSF from an image or stack of isolated sub-resolution beads")
@@ -119,7 +122,7 @@ def _optics_kw(args):
         return dict(kw, cutoff=args.cutoff)
     missing = [n for n in ("na", "wavelength", "pixel_size") if getattr(args, n) is None]
     require(not missing, f"missing {', '.join('--' + n.replace('_', '-') for n in missing)}",
-            "give --na, --wavelength and --pixel-size (or --cutoff for a 2-D PSF)")
+            "give --na, --wavelength and --pixel-size (or --like IMAGE for the pixel size; --cutoff for a 2-D PSF)")
     return dict(kw, na=args.na, wavelength=args.wavelength, pixel_size=args.pixel_size)
 
 
@@ -130,6 +133,52 @@ def _coefficients(args):
         g = sample_zernike_coefficients(1, len(DEEPBLUR_NOLL), args.amplitude, seed=args.seed)[0].tolist()
         coefs = {**dict(zip(DEEPBLUR_NOLL, g)), **coefs}
     return coefs
+
+
+def voxel_from_like(args) -> None:
+    """``--like IMAGE``: set ``args.pixel_size`` (and ``args.z_step``) from IMAGE's metadata where not given.
+
+    Prints what was taken; refuses an IMAGE whose metadata has no physical pixel size, or
+    non-square pixels when the pixel size is taken from it.
+    """
+    like = getattr(args, "like", None)
+    if like is None:
+        return
+    from ..io import read_metadata
+
+    require(Path(like).exists(), f"--like {like}: file not found", "give an image file (ImageJ TIFF, OME-TIFF, OME-Zarr)")
+    dz, dy, dx = read_metadata(like).voxel_size(3)
+    require(dy is not None or dx is not None, f"--like {like}: its metadata gives no physical pixel size",
+            "give --pixel-size (and --z-step), or an image saved with its pixel size (ImageJ, OME-TIFF, OME-Zarr)")
+    taken = []
+    if args.pixel_size is None:
+        require(dy is None or dx is None or abs(dy - dx) <= 0.01 * max(dy, dx),
+                f"--like {like}: the pixels are not square ({dy:.4g} x {dx:.4g} µm)", "give --pixel-size")
+        args.pixel_size = dx if dx is not None else dy
+        taken.append(f"pixel size {args.pixel_size:.4g} µm")
+    if getattr(args, "z_step", "absent") is None and dz is not None:
+        args.z_step = dz
+        taken.append(f"z step {dz:.4g} µm")
+    if taken:
+        print(f"{' and '.join(taken)} taken from {Path(like).name}'s metadata")
+
+
+def psf_voxel_size(args, psf) -> tuple | None:
+    """The PSF's voxel size in micrometres (``(z, y, x)`` or ``(y, x)``), or None when not physical.
+
+    ``zernike``/``widefield``: the pixel size (and z step) used; ``beads``: the bead image's
+    (from its metadata).  Other kinds are in pixels.
+    """
+    if args.kind == "zernike" and args.pixel_size is not None:
+        return (args.pixel_size,) * 2
+    if args.kind == "widefield":
+        return (args.z_step, args.pixel_size, args.pixel_size)
+    if args.kind == "beads":
+        from ..io import read_metadata
+
+        voxel = read_metadata(args.image).voxel_size(psf.ndim)
+        return voxel if any(v is not None for v in voxel) else None
+    return None
 
 
 def check_psf_size(args) -> None:
@@ -159,6 +208,7 @@ def make_psf(args) -> tuple[np.ndarray, dict]:
     from ..io import read_image
 
     check_psf_size(args)
+    voxel_from_like(args)
 
     if args.kind == "gaussian":
         return P.gaussian_kernel(args.size, args.sigma, args.sigma_y, args.angle, ndim=args.ndim), {}
@@ -174,6 +224,7 @@ def make_psf(args) -> tuple[np.ndarray, dict]:
         if args.kind == "zernike":
             return P.diffraction_psf(args.size, coefficients=coefs or None, **kw), {"coefficients": coefs}
         require("cutoff" not in kw, "a widefield stack needs --na, --wavelength and --pixel-size (not --cutoff)")
+        require(args.z_step is not None, "missing --z-step", "give --z-step (or --like IMAGE whose metadata has the z spacing)")
         return P.widefield_psf(args.size, args.nz, args.z_step, coefficients=coefs or None, **kw), {"coefficients": coefs}
     if args.kind == "identify":
         from ..blind.deepblur.api import identify_psf
@@ -231,7 +282,13 @@ def run(args) -> int:
     with Outputs(args.output, args.force, inputs=inputs, preview=None if args.no_preview else "preview") as unit:
         out, preview = unit.output, unit.preview
         psf, extra = make_psf(args)
-        unit.write(out, lambda p: write_image(p, psf.astype(np.float32)))
+        voxel = psf_voxel_size(args, psf) if psf.ndim in (2, 3) else None
+        meta = None
+        if voxel is not None:
+            from ..metadata import ImageMetadata
+            meta = ImageMetadata(axes="ZYX" if psf.ndim == 3 else "YX").with_voxel_size(voxel)
+            extra = dict(extra, voxel_size_um=list(voxel))
+        unit.write(out, lambda p: write_image(p, psf.astype(np.float32), metadata=meta))
         if preview is not None:
             shown = psf
             if "psf_grid" in extra:  # control-point PSFs: a montage in grid order, not a z-stack view
