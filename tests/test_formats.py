@@ -39,14 +39,14 @@ def test_rgba_alpha_is_set_aside_and_written_back(tmp_path):
     notes = []
     write_image(tmp_path / "out.png", rgb, metadata=meta, notes=notes)
     np.testing.assert_array_equal(iio.imread(tmp_path / "out.png"), src)  # RGBA back, alpha unchanged
-    assert notes == ["out.png: alpha channel of the source written back unchanged"]
+    assert notes == ["alpha channel of the source written back unchanged"]
     write_image(tmp_path / "out.tif", rgb, metadata=meta, bits=8, notes=notes)
     with tifffile.TiffFile(tmp_path / "out.tif") as tif:
         assert tif.pages[0].extrasamples == (2,)  # unassociated alpha
         np.testing.assert_array_equal(tif.asarray(), src)
     notes.clear()
     write_image(tmp_path / "out.jpg", rgb, metadata=meta, notes=notes)
-    assert notes == ["out.jpg: alpha channel not written (.jpg output holds none); write .png or .tif to keep it"]
+    assert notes == ["alpha channel not written (.jpg output holds none); write .png or .tif to keep it"]
     write_image(tmp_path / "gray.png", rgb[..., 0], metadata=meta, notes=notes)  # gray result: gray + alpha
     assert iio.imread(tmp_path / "gray.png").shape == (12, 10, 2)
     with pytest.warns(UserWarning, match="alpha channel set aside"):  # without metadata: not silent
@@ -142,7 +142,7 @@ def test_integer_output_reports_the_clipped_share(tmp_path):
     img[1, 0] = -0.2
     notes = []
     write_image(tmp_path / "a.tif", img, bits=16, notes=notes)
-    assert notes == ["a.tif: 16-bit output clipped 3% of values above 1, 1% below 0 to [0, 1]; "
+    assert notes == ["16-bit output clipped 3% of values above 1, 1% below 0 to [0, 1]; "
                      "write a float32 TIFF (bits 32, --bits 32) to keep them"]
     assert tifffile.imread(tmp_path / "a.tif")[0, 0] == 65535  # clipped, as stated
     with pytest.warns(UserWarning, match="8-bit output clipped 3% of values above 1"):

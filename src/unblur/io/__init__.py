@@ -285,7 +285,7 @@ def _as_float(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _clip_note(arr: np.ndarray, bits: int, name: str) -> str | None:
+def _clip_note(arr: np.ndarray, bits: int) -> str | None:
     """The share of values outside [0, 1] (and non-finite) that an integer output clips; None if none."""
     n = max(arr.size, 1)
     hi, lo = int(np.count_nonzero(arr > 1)), int(np.count_nonzero(arr < 0))
@@ -295,7 +295,7 @@ def _clip_note(arr: np.ndarray, bits: int, name: str) -> str | None:
     parts = [f"{100 * hi / n:.3g}% of values above 1", f"{100 * lo / n:.3g}% below 0"]
     if bad:
         parts.append(f"{100 * bad / n:.3g}% not finite (written as 0)")
-    return (f"{name}: {bits}-bit output clipped {', '.join(parts)} to [0, 1]; "
+    return (f"{bits}-bit output clipped {', '.join(parts)} to [0, 1]; "
             "write a float32 TIFF (bits 32, --bits 32) to keep them")
 
 
@@ -310,15 +310,15 @@ def _attach_alpha(arr: np.ndarray, alpha, path: Path, notes: list) -> tuple[np.n
     """Put a set-aside alpha channel back when the output can hold it (PNG, plain TIFF)."""
     suffix = path.suffix.lower()
     if suffix != ".png" and (suffix not in TIFF_SUFFIXES or is_ome_name(path)):
-        notes.append(f"{path.name}: alpha channel not written ({suffix} output holds none); write .png or .tif to keep it")
+        notes.append(f"alpha channel not written ({suffix} output holds none); write .png or .tif to keep it")
         return arr, False
     alpha = np.asarray(alpha, np.float32)
     fits = arr.shape[:2] == alpha.shape and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3))
     if not fits:
-        notes.append(f"{path.name}: alpha channel not written (output shape {arr.shape} does not match the "
+        notes.append(f"alpha channel not written (output shape {arr.shape} does not match the "
                      f"source's {alpha.shape} gray or RGB pixels)")
         return arr, False
-    notes.append(f"{path.name}: alpha channel of the source written back unchanged")
+    notes.append("alpha channel of the source written back unchanged")
     return np.concatenate([arr.reshape(*arr.shape[:2], -1), alpha[..., None]], axis=-1), True
 
 
@@ -342,7 +342,7 @@ def write_image(path, image, overwrite: bool = False, bits: int | None = None,
     the last channel of PNG and plain TIFF outputs.
 
     ``notes``: a list that receives one line per thing the writer did to the data (clipping,
-    alpha written back or not); when None, the lines about lost data (clipping, alpha not
+    alpha written back or not; the lines do not name the file, which may be a temporary one); when None, the lines about lost data (clipping, alpha not
     written) are issued as ``UserWarning``.
     """
     path = check_writable(path, overwrite)
@@ -376,7 +376,7 @@ def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix:
         require(arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3, 4)),
                 f"cannot write an array of shape {arr.shape} as {suffix}", "write stacks as .tif")
     if integer:
-        clip = _clip_note(arr, bits or 8, path.name)
+        clip = _clip_note(arr, bits or 8)
         if clip:
             notes.append(clip)
     alpha = getattr(metadata, "alpha", None) if metadata is not None else None
