@@ -198,6 +198,7 @@ def test_writer_pickles_and_scales_integers(tmp_path):
     twin = pickle.loads(pickle.dumps(out))  # what a worker process receives
     twin.write(np.s_[1], np.full((8, 8), 0.5))
     twin.write(np.s_[2], np.full((8, 8), 2.0))  # clipped to 1
+    assert out.clip_note() is None and twin.clip_note().startswith("16-bit output clipped 50% of values above 1, 0% below 0")
     out.finalize()
     stored = tifffile.imread(tmp_path / "u.tif")
     assert stored.dtype == np.uint16 and stored[:, 0, 0].tolist() == [0, 32768, 65535]

@@ -179,6 +179,7 @@ class OutputWriter:
         self._perm = perm                # stored axes = unblur axes transposed by perm
         self._arr = None
         self.done = False
+        self.clipped = [0, 0, 0]         # values above 1, below 0, all values written (integer output)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -203,19 +204,35 @@ class OutputWriter:
     def write(self, slices, block) -> None:
         """Write ``block`` (unblur axis order, float) at ``slices`` of the output.
 
-        Float output keeps the values; 8/16-bit output clips to [0, 1] and scales by 255 / 65535.
+        Float output keeps the values; 8/16-bit output clips to [0, 1] and scales by 255 / 65535,
+        counting the clipped values (:meth:`clip_note`).
         """
         require(not self.done, f"{self.path.name} is already finalized or aborted")
         sl = _norm_slices(slices, len(self.shape))
         block = np.asarray(block)
         if self.dtype.kind == "u":
             maxv = np.iinfo(self.dtype).max
-            block = np.round(np.clip(block, 0.0, 1.0) * maxv)
+            self.clipped[0] += int(np.count_nonzero(block > 1))
+            self.clipped[1] += int(np.count_nonzero(block < 0))
+            self.clipped[2] += int(block.size)
+            block = np.round(np.clip(np.nan_to_num(block, nan=0.0), 0.0, 1.0) * maxv)
         try:
             self._array()[sl] = block.astype(self.dtype, copy=False)
         except OSError as e:
             from ._backends import disk_error
             raise disk_error(e, self.path, int(np.prod(self.shape)) * self.dtype.itemsize) from e
+
+    def clip_note(self) -> str | None:
+        """One line with the share of values clipped to [0, 1] by integer output, None if none.
+
+        Counts the blocks written through this object (a worker's copy counts its own blocks).
+        """
+        above, below, total = self.clipped
+        if not (above or below):
+            return None
+        bits = 8 * self.dtype.itemsize
+        return (f"{bits}-bit output clipped {100 * above / total:.3g}% of values above 1, {100 * below / total:.3g}% below 0 "
+                "to [0, 1]; write a float32 TIFF (bits 32, --bits 32) to keep them")
 
     def flush(self) -> None:
         """Push written blocks to disk."""
