@@ -19,11 +19,19 @@ EXAMPLES = """examples:
   unblur deconvolve blurred.tif --psf psf.tif -o restored.tif
   unblur deconvolve stack.tif --psf psf3d.tif --method rl --num-iter 100 --acceleration biggs-andrews -o out.tif
   unblur deconvolve photo.png --psf kernel.png --method wiener --noise-sigma 0.01 -o out.png --bits 8
+  unblur deconvolve hyperstack.tif --psf psf3d.tif -o restored.ome.tif
+  unblur deconvolve photo.png --psf kernel.png --method rl-diffusion --diagnostics --seeds 4 -o out.png
 
 Writes OUT, OUT.compare.png (input | restored) and, last, the JSON log OUT.json (settings, timings,
 notes, SHA-256 of each file); all appear together or none does (an error, Ctrl-C or SIGTERM leaves
 nothing; exit 130 / 143).  OUT.lock marks a run in progress on OUT.
+With --diagnostics / --seeds N (diffusion methods) also OUT.residual.tif (re-blur residual over the
+noise level) and OUT.spread.tif (per-pixel spread of the seeds), float32.
 Values: 8/16-bit inputs are scaled to [0, 1]; float TIFFs are used as they are.
+Metadata: ImageJ hyperstacks, OME-TIFF and OME-Zarr are read by their axes (several time points are
+restored one by one); the PSF is resampled to the image's voxel size when both files give it (a PSF
+without one is taken at the image's); OUT keeps the input's axes, voxel size and channel names
+(.ome.tif: OME-TIFF, .ome.zarr: OME-Zarr).
 """
 
 
@@ -35,11 +43,12 @@ def add_parser(sub, argv=()) -> None:
     p = sub.add_parser("deconvolve", help=HELP, description=HELP,
                        epilog=EXAMPLES + "\n" + method_epilog("deconvolve", methods, shown, DEFAULT_METHOD),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image", type=Path, help="blurred image: PNG, JPEG, TIFF (2-D, 3-D stack, multichannel), FITS")
+    p.add_argument("image", type=Path, help="blurred image: PNG, JPEG, TIFF (2-D, 3-D stack, multichannel; ImageJ/OME axes), Zarr/OME-Zarr, FITS")
     p.add_argument("--psf", type=Path, required=True, help="PSF file (normalised to sum 1; negative values clipped with a warning)")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=names,
                    help="; ".join(f"{m.name}: {m.summary}" for m in methods) + f" (default {DEFAULT_METHOD})")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output file (.tif float32 by default; .png 8-bit)")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="output file (.tif float32 by default; .ome.tif, .zarr, .ome.zarr; .png 8-bit)")
     p.add_argument("--bits", type=int, choices=(8, 16, 32), default=None,
                    help="output bit depth: 8/16 clip to [0, 1] and scale by 255/65535; 32 = float32 TIFF")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")

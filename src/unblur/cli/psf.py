@@ -1,6 +1,8 @@
 """``unblur psf``: make a PSF (analytic, random camera shake, diffraction, widefield) or measure one from beads.
 
-Writes the PSF (float32 TIFF keeps the values; sum 1, centre at ``n // 2``), a log-scaled PNG preview
+Writes the PSF (float32 TIFF keeps the values; sum 1, centre at ``n // 2``; ``zernike``, ``widefield`` and
+``beads`` record the voxel size in micrometres in the file's metadata, so that ``unblur deconvolve`` can match
+it to the image's), a log-scaled PNG preview
 ``<output>.preview.png`` (2-D: the PSF; 3-D: central XY and XZ slices side by side; grey levels are
 ``log10(psf / max)`` mapped from -4 to 0) and a JSON log of the settings.
 """
@@ -55,6 +57,8 @@ def add_parser(sub) -> None:
                               "  unblur psf motion --size 33 --seed 4 -o shake.tif\n"
                               "  unblur psf zernike --size 31 --na 1.4 --wavelength 0.52 --pixel-size 0.05 "
                               "--refractive-index 1.518 --coef 4=0.1 -o z.tif\n"
+                              "  unblur psf widefield --na 1.4 --wavelength 0.52 --refractive-index 1.518 --like stack.tif "
+                              "-o wf.tif   # pixel size and z step from stack.tif\n"
                               "  unblur psf beads beads.tif --size 33 -o measured.tif\n"
                               "  unblur psf identify blurred.tif -o identified.tif   # deep-blur: Zernike gamma + PSF")
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
