@@ -461,7 +461,8 @@ def match_psf_to_image(psf_path: Path, image, image_path: Path, center: str = "n
         require(raw.ndim == 3 and not (psf_axes == "YXC" or psf_raster),
                 f"the image {frame_shape} is a 3-D stack ({axes}) but {name} is "
                 + ("a colour PSF (Y, X, C)" if raw.ndim == 3 else "2-D") + f" {raw.shape}",
-                "give a 3-D PSF (Z, Y, X); colour images need their channels on the last axis (at most 4)")
+                "give a 3-D PSF (Z, Y, X)" + ("" if getattr(meta, "axes", None)
+                                              else "; colour images need their channels on the last axis (at most 4)"))
     if kind == "colour" and psf_colour:
         c_img, c_psf = frame_shape[-1], raw.shape[-1]
         require(c_psf in (1, c_img), f"channel count mismatch: {name} has {c_psf} channels, the image {c_img}",
