@@ -29,6 +29,10 @@ Two choices follow the authors' code rather than the paper's text: ``mstep_varia
 :mod:`unblur.algorithms.guidance`), which with unblur's priors gives higher PSNR and a lower kernel MSE
 than the paper's ``r_t^2 = 1 - abar_t`` at noise 5, 10 and 20/255.  Non-blind PiGDM keeps ``"paper"``.
 ``nfe = steps`` (one batched evaluation per step, whatever n).
+
+Photographs (non-periodic blur): the image is periodised before the circular model (``boundary``), and
+the warm start ``init_kernel="l0"`` is the recommended setting; from a Dirac, Fast EM with unblur's priors
+ends below its blurred input on such crops (BENCHMARKS.md, "Blind methods: warm starts").
 """
 
 from __future__ import annotations
