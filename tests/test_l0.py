@@ -74,3 +74,24 @@ def test_periodic_extension_is_smooth_across_the_wrap():
 def test_l0_bad_input(image, kw, msg):
     with pytest.raises(InputError, match=msg):
         l0_blind(image, **kw)
+
+
+def test_blind_cli_one_unit_and_kernel_out_equal_to_output_refused(tmp_path):
+    """``unblur blind``: image, kernel, preview and log appear together; ``--kernel-out X -o X`` is refused first."""
+    import json
+    from pathlib import Path
+
+    from unblur.cli.main import main
+    from unblur.io import write_image
+
+    y, _, _ = _blurred_crop(size=96)
+    src = tmp_path / "b.tif"
+    write_image(src, y.astype(np.float32))
+    same = tmp_path / "x.tif"
+    assert main(["blind", str(src), "-o", str(same), "--kernel-out", str(same), "--kernel-size", "15"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tif"]
+    out = tmp_path / "s.tif"
+    assert main(["blind", str(src), "-o", str(out), "--kernel-size", "15", "--no-progress"]) == 0
+    log = json.loads((tmp_path / "s.tif.json").read_text())
+    assert {Path(p).name for p in log["sha256"]} >= {"s.tif", "s_kernel.tif", "s.tif.compare.png"}
+    assert "checks" in log["info"]

@@ -183,7 +183,7 @@ def initial_kernel(init, kernel_size: int, image=None, *, noise_sigma: float | N
         k = np.asarray(info["kernel"], np.float64)
         if notes is not None:
             notes.append(f"warm start: kernel estimated by l0 ({kernel_size}x{kernel_size}, support "
-                         f"{info['kernel_support'][0]}x{info['kernel_support'][1]})")
+                         f"{info['checks']['kernel_support'][0]}x{info['checks']['kernel_support'][1]})")
     else:
         k = np.asarray(init.detach().cpu().numpy() if hasattr(init, "detach") else init, np.float64)
         k = np.squeeze(k)

@@ -8,8 +8,8 @@ from pathlib import Path
 from ..api import blind_deconvolve
 from ..errors import InputError
 from ..registry import DEFAULT_BLIND_METHOD, list_methods
-from .common import (add_method_options, check_output_and_log, method_epilog, method_params_from_args,
-                     preview_path_for, requested_method, write_log)
+from .common import (Outputs, add_method_options, method_epilog, method_params_from_args, output_metadata,
+                     requested_method)
 
 HELP = "blind deconvolution: estimate the PSF and the sharp image"
 
@@ -21,7 +21,8 @@ def add_parser(sub, argv=()) -> None:
     chosen = requested_method(argv, default)
     shown = next((m for m in methods if m.name == chosen), next((m for m in methods if m.name == default), None))
     epilog = (f"example: unblur blind photo.png -o sharp.png --kernel-out kernel.tif   (method {default})\n"
-              "Writes OUT, the kernel, OUT's JSON log and OUT_compare.png (input | restored | kernel).")
+              "Writes OUT, the kernel (OUT_kernel.tif unless --kernel-out), OUT.compare.png (input | restored | kernel)\n"
+              "and, last, the JSON log OUT.json, as one unit.")
     if shown is not None:
         epilog += "\n" + method_epilog("blind", methods, shown, default)
     p = sub.add_parser("blind", help=HELP, description=HELP, epilog=epilog,
@@ -76,22 +77,31 @@ def _read_init_kernel(value: str, method, methods, image):
 
 
 def run(args) -> int:
-    import sys
-
-    import numpy as np
-
-    from ..blind.checks import blind_checks
-
-    from ..io import check_writable, preview_png, read_image, write_image
-
     methods = list_methods("blind")
     if not methods:
         raise InputError("no blind method is available in this installation", "update unblur")
     method = next(m for m in methods if m.name == args.method)
     params = method_params_from_args(args, method, methods)
-    out, log = check_output_and_log(args.output, args.force)
-    kout = check_writable(args.kernel_out or out.with_name(out.stem + "_kernel.tif"), args.force)
-    image = read_image(args.image)
+    output = Path(args.output)
+    kout = Path(args.kernel_out) if args.kernel_out else output.with_name(output.stem + "_kernel.tif")
+    unit = Outputs(output, args.force, inputs=(args.image, args.init_kernel if getattr(args, "init_kernel", None) not in
+                                              (None, "l0") else None), preview="compare", extra=(kout,))
+    with unit:
+        return _run(args, method, methods, params, unit, kout)
+
+
+def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
+    import sys
+
+    import numpy as np
+
+    from ..blind.checks import blind_checks
+    from ..io import preview_png, read_image, write_image
+    from ..metadata import ImageMetadata
+
+    out = unit.output
+    image, meta = read_image(args.image, with_metadata=True)
+    axes = "YX" if image.ndim == 2 else "YXC"
     if getattr(args, "init_kernel", None) is not None:
         params["init_kernel"] = _read_init_kernel(args.init_kernel, method, methods, image)
     result = blind_deconvolve(image, method=args.method, **params)
@@ -102,24 +112,22 @@ def run(args) -> int:
             print(f"note: {n}", file=sys.stderr)
     for w in (result.info.get("checks") or {}).get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
-    write_image(out, result.image, overwrite=args.force, bits=args.bits)
-    outputs = [str(out)]
-    if result.kernel is not None:
-        write_image(kout, np.asarray(result.kernel, dtype=np.float32), overwrite=args.force)
-        outputs.append(str(kout))
+    unit.write(out, lambda p: write_image(p, result.image, bits=args.bits, metadata=output_metadata(meta, axes, out)))
     panels = [("input", image), ("restored", result.image)]
-    if result.kernel is not None and np.asarray(result.kernel).ndim == 2:
+    if result.kernel is not None:
         k = np.asarray(result.kernel, dtype=np.float32)
-        scale = max(1, image.shape[0] // max(k.shape[0], 1) // 2)
-        panels.append(("kernel", np.kron(k / max(float(k.max()), 1e-12), np.ones((scale, scale), np.float32))))
-    pv = preview_png(preview_path_for(out), panels, overwrite=True)
-    outputs.append(str(pv))
+        voxel = meta.voxel_size(2)
+        kmeta = ImageMetadata(axes="YX").with_voxel_size(voxel) if any(v is not None for v in voxel) else None
+        unit.write(kout, lambda p: write_image(p, k, metadata=kmeta))
+        if k.ndim == 2:
+            scale = max(1, image.shape[0] // max(k.shape[0], 1) // 2)
+            panels.append(("kernel", np.kron(k / max(float(k.max()), 1e-12), np.ones((scale, scale), np.float32))))
+    unit.write(unit.preview, lambda p: preview_png(p, panels))
     logged = dict(result.info.get("params") or {})
     if "init_kernel" in logged:
         logged["init_kernel"] = args.init_kernel  # the file name (or l0), not the array
-    log = write_log(log, {"command": "blind", "image": args.image, "image_shape": image.shape,
-                                        "method": args.method, "params": logged,
-                                        "info": {k: v for k, v in result.info.items() if k != "params"},
-                                        "outputs": outputs}, overwrite=True)
-    print(f"wrote {', '.join(outputs + [str(log)])} ({result.info.get('time_s', 0):.1f} s)")
+    outputs = unit.commit({"command": "blind", "image": args.image, "image_shape": image.shape,
+                           "image_metadata": meta.describe(), "method": args.method, "params": logged,
+                           "info": {k: v for k, v in result.info.items() if k != "params"}})
+    print(f"wrote {', '.join(map(str, outputs))} ({result.info.get('time_s', 0):.1f} s)")
     return 0

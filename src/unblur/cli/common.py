@@ -244,6 +244,10 @@ class Outputs:
         self.preview = preview_path_for(self.output, preview) if preview else None
         self.extra = [Path(p) for p in extra]
         targets = [self.output, self.log] + ([self.preview] if self.preview else []) + self.extra
+        resolved = [t.resolve() for t in targets]
+        for i, t in enumerate(resolved):
+            require(t not in resolved[:i], f"two outputs of this command would be written to {targets[i]}",
+                    "give each output its own name (e.g. -o and --kernel-out)")
         for t in targets[1:]:
             require(force or not t.exists(), f"{t} exists", "pass --force to replace it")
         for t in targets:
