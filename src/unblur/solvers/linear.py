@@ -7,10 +7,11 @@ Both minimise ``||A x - y||^2 + lam * ||L x||^2`` with ``L`` the identity or the
   is given or estimated from the image (wavelet MAD).
 
 Both solve with the operator's ``regularized_inverse`` (:mod:`unblur.physics.operator`): exact in
-Fourier for ``boundary="circular"``.  For other boundaries, Wiener uses the usual "pad then crop"
-trick (the image is extended by the PSF size with ``reflect`` or ``replicate`` padding, solved
-circularly, and cropped); Tikhonov solves the normal equations by conjugate gradient on the chosen
-operator (exact for the boundary model, including ``valid``).
+Fourier for ``boundary="circular"``.  Wiener's default ``boundary="valid"`` (the image is the valid part
+of the blur of a larger object) and Tikhonov's non-circular boundaries solve the normal equations by
+conjugate gradient on that operator, which does not ring from the borders with large kernels;
+Wiener's ``reflect`` / ``replicate`` keep the classical "pad then crop" filter (the image is extended by
+the PSF size, solved circularly, and cropped).
 """
 
 from __future__ import annotations
