@@ -21,6 +21,8 @@ EXAMPLES = """examples:
   unblur deconvolve photo.png --psf kernel.png --method wiener --noise-sigma 0.01 -o out.png --bits 8
   unblur deconvolve hyperstack.tif --psf psf3d.tif -o restored.ome.tif
   unblur deconvolve photo.png --psf kernel.png --method rl-diffusion --diagnostics --seeds 4 -o out.png
+  unblur deconvolve big.tif --psf psf3d.tif --memory-limit 4GB -o big_rl.ome.zarr          # tiles, out of core
+  unblur deconvolve t*.tif --psf psf3d.tif --scheduler tcp://HOST:8786 --resume -o restored/  # many files, a cluster
 
 Writes OUT, OUT.compare.png (input | restored) and, last, the JSON log OUT.json (settings, timings,
 notes, SHA-256 of each file); all appear together or none does (an error, Ctrl-C or SIGTERM leaves
@@ -32,6 +34,10 @@ Metadata: ImageJ hyperstacks, OME-TIFF and OME-Zarr are read by their axes (seve
 restored one by one); the PSF is resampled to the image's voxel size when both files give it (a PSF
 without one is taken at the image's); OUT keeps the input's axes, voxel size and channel names
 (.ome.tif: OME-TIFF, .ome.zarr: OME-Zarr).
+Large data: with --tile, --memory-limit, --scheduler, --workers or --resume, or several input files, the
+stack is restored tile by tile (halo of the PSF size, `valid` model per tile, smooth blend), read lazily and
+streamed to OUT, with tiles scheduled by Dask (see docs/scaling.md); finished tiles are kept in OUT.partial/
+until OUT is complete, so --resume continues an interrupted run. Then OUT.json is written after OUT.
 """
 
 
@@ -43,7 +49,9 @@ def add_parser(sub, argv=()) -> None:
     p = sub.add_parser("deconvolve", help=HELP, description=HELP,
                        epilog=EXAMPLES + "\n" + method_epilog("deconvolve", methods, shown, DEFAULT_METHOD),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image", type=Path, help="blurred image: PNG, JPEG, TIFF (2-D, 3-D stack, multichannel; ImageJ/OME axes), Zarr/OME-Zarr, FITS")
+    p.add_argument("image", type=Path, nargs="+",
+                   help="blurred image: PNG, JPEG, TIFF (2-D, 3-D stack, multichannel; ImageJ/OME axes), Zarr/OME-Zarr, FITS; "
+                        "several files: restored tile by tile, -o is then a folder")
     p.add_argument("--psf", type=Path, required=True, help="PSF file (normalised to sum 1; negative values clipped with a warning)")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=names,
                    help="; ".join(f"{m.name}: {m.summary}" for m in methods) + f" (default {DEFAULT_METHOD})")
@@ -55,13 +63,56 @@ def add_parser(sub, argv=()) -> None:
     p.add_argument("--no-preview", action="store_true", help="do not write the side-by-side PNG")
     p.add_argument("--psf-center", choices=("none", "integer", "subpixel"), default="none",
                    help="re-centre the PSF's centre of mass on n//2 before use (default: use as given)")
+    g = p.add_argument_group("large data: tiles scheduled with Dask (docs/scaling.md)")
+    g.add_argument("--tile", help="tile core size Z,Y,X (or Y,X); default: from --memory-limit")
+    g.add_argument("--memory-limit", help="memory for the tiles running at once, e.g. 512MB, 4GB (default: half the available RAM)")
+    g.add_argument("--scheduler", help="threads, processes, sync, or the address of a dask.distributed scheduler tcp://HOST:PORT")
+    g.add_argument("--workers", type=int, help="tiles processed at once (local schedulers)")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted tiled run from OUT.partial/")
     add_method_options(p, methods, shown)
+
+
+def _tiled(args) -> bool:
+    return len(args.image) > 1 or any(getattr(args, k) not in (None, False)
+                                      for k in ("tile", "memory_limit", "scheduler", "workers", "resume"))
+
+
+def _run_tiled(args, method, params) -> int:
+    """Several files or a stack that should not be loaded whole: :func:`unblur.tiling.deconvolve_files`."""
+    import time
+
+    from ..tiling import deconvolve_files, output_names, parse_tile
+    from .common import log_path_for, write_log
+
+    require(method.capabilities.tileable, f"--method {method.name} cannot run tile by tile",
+            "use a tileable method (unblur methods shows which) or drop the tiling options")
+    outs = [args.output] if len(args.image) == 1 else output_names(args.image, args.output)
+    params = dict(params)
+    params.pop("progress", None)
+    for o in outs:
+        log = log_path_for(Path(o))
+        require(args.force or args.resume or not log.exists(), f"{log} exists", "pass --force to replace it")
+    t0 = time.perf_counter()
+    results = deconvolve_files(args.image, args.psf, outs, method.name, tile=parse_tile(args.tile),
+                               memory_limit=args.memory_limit, scheduler=args.scheduler, workers=args.workers,
+                               resume=args.resume, overwrite=args.force, progress=True, **params)
+    for src, r in zip(args.image, results):
+        log = write_log(log_path_for(Path(r.image)), {"command": "deconvolve", "image": src, "psf": args.psf,
+                                                       "method": method.name, "params": r.info.get("params", params),
+                                                       "tiled": True, "info": {k: v for k, v in r.info.items()
+                                                                               if k != "params"}}, overwrite=True)
+        print(f"wrote {r.image}, {log} ({r.info.get('tiles', '?')} tiles, {r.info.get('time_s', 0):.1f} s)")
+    print(f"{len(results)} file(s) in {time.perf_counter() - t0:.1f} s")
+    return 0
 
 
 def run(args) -> int:
     methods = list_methods("nonblind")
     method = next(m for m in methods if m.name == args.method)
     params = method_params_from_args(args, method, methods)
+    if _tiled(args):
+        return _run_tiled(args, method, params)
+    args.image = args.image[0]
     maps = diagnostic_paths(args.output, expected_diagnostic_maps(method, params))
     unit = Outputs(args.output, args.force, inputs=(args.image, args.psf), preview=None if args.no_preview else "compare",
                    extra=maps.values())
