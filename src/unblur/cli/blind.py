@@ -76,6 +76,35 @@ def _read_init_kernel(value: str, method, methods, image):
     return k
 
 
+def deepblur_optics_from_metadata(meta, image_path, weights=None) -> str | None:
+    """Deep-blur's ``optics`` ("NA,wavelength,pixel") from the image's metadata, or None.
+
+    When the metadata gives a square pixel size and the weights' PSF model takes optics (Zernike), the
+    pixel size is used with the NA and wavelength the weights were trained for
+    (:func:`unblur.blind.deepblur.api.optics_for_pixel_size`, which states when it refuses or
+    warns); this is printed.  Non-square pixels are not used (a note says so).
+    """
+    import sys
+
+    from ..blind.deepblur.api import optics_for_pixel_size
+
+    dy, dx = meta.voxel_size(2)
+    if dy is None or dx is None:
+        return None
+    name = Path(image_path).name
+    if abs(dy - dx) > 0.01 * max(dy, dx):
+        print(f"note: {name}'s pixels are not square ({dy:.4g} x {dx:.4g} µm); deep-blur uses its training optics "
+              "(give the optics to override)", file=sys.stderr)
+        return None
+    optics = optics_for_pixel_size(dx, weights)
+    if optics is None:
+        return None
+    na, wl, px = optics
+    print(f"pixel size {px:.4g} µm taken from {name}'s metadata (with the training NA {na:g} and wavelength "
+          f"{wl:g} µm; give the optics to set them)")
+    return f"{na:g},{wl:g},{px:.6g}"
+
+
 def run(args) -> int:
     methods = list_methods("blind")
     if not methods:
@@ -104,6 +133,10 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
     axes = "YX" if image.ndim == 2 else "YXC"
     if getattr(args, "init_kernel", None) is not None:
         params["init_kernel"] = _read_init_kernel(args.init_kernel, method, methods, image)
+    if method.name == "deepblur" and params.get("optics") is None:
+        optics = deepblur_optics_from_metadata(meta, args.image, params.get("identify_weights"))
+        if optics is not None:
+            params["optics"] = optics
     result = blind_deconvolve(image, method=args.method, **params)
     if "checks" not in result.info and result.kernel is not None:
         result.info["checks"] = blind_checks(image, result.image, result.kernel, result.info.get("noise_sigma"))

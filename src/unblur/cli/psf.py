@@ -101,7 +101,9 @@ def add_parser(sub) -> None:
     _common(b)
     ident = kinds.add_parser("identify", help="read the PSF parameters of the blur off an image (deep-blur network)")
     ident.add_argument("image", type=Path, help="blurred gray image (colour is averaged to gray)")
-    ident.add_argument("--optics", default=None, help="NA,wavelength_um,pixel_um of the PSF model (default: the training optics)")
+    ident.add_argument("--optics", default=None,
+                       help="NA,wavelength_um,pixel_um of the PSF model (default: the training optics, with the pixel size "
+                            "of IMAGE's metadata when it has one)")
     ident.add_argument("--tile", type=int, default=None, help="identification tile size (default: the training crop size)")
     ident.add_argument("--weights", type=Path, default=None,
                        help="IN weights (`python -m unblur.blind.deepblur.train --stage identify --export FILE`); default: "
@@ -170,13 +172,18 @@ def voxel_from_like(args) -> None:
 def psf_voxel_size(args, psf) -> tuple | None:
     """The PSF's voxel size in micrometres (``(z, y, x)`` or ``(y, x)``), or None when not physical.
 
-    ``zernike``/``widefield``: the pixel size (and z step) used; ``beads``: the bead image's
-    (from its metadata).  Other kinds are in pixels.
+    ``zernike``/``widefield``: the pixel size (and z step) used; ``beads`` and ``identify``: the
+    image's (from its metadata).  Other kinds are in pixels.
     """
     if args.kind == "zernike" and args.pixel_size is not None:
         return (args.pixel_size,) * 2
     if args.kind == "widefield":
         return (args.z_step, args.pixel_size, args.pixel_size)
+    if args.kind == "identify" and psf.ndim == 2:  # the identified PSF is sampled on the image's pixels
+        from ..io import read_metadata
+
+        voxel = read_metadata(args.image).voxel_size(2)
+        return voxel if all(v is not None for v in voxel) else None
     if args.kind == "beads":
         from ..io import read_metadata
 
@@ -232,7 +239,11 @@ def make_psf(args) -> tuple[np.ndarray, dict]:
         return P.widefield_psf(args.size, args.nz, args.z_step, coefficients=coefs or None, **kw), {"coefficients": coefs}
     if args.kind == "identify":
         from ..blind.deepblur.api import identify_psf
-        gamma, psf, noll = identify_psf(read_image(args.image), optics=args.optics, tile=args.tile, weights=args.weights)
+        from .blind import deepblur_optics_from_metadata
+        image, meta = read_image(args.image, with_metadata=True)
+        if args.optics is None:
+            args.optics = deepblur_optics_from_metadata(meta, args.image, args.weights)
+        gamma, psf, noll = identify_psf(image, optics=args.optics, tile=args.tile, weights=args.weights)
         if psf.ndim == 4:  # product-convolution model: control-point PSFs (gy, gx, k, k) -> (gy*gx, k, k) stack
             print(f"control-point PSFs on a {psf.shape[0]}x{psf.shape[1]} grid, written as a stack in row-major order")
             grid = list(psf.shape[:2])

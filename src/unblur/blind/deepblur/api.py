@@ -4,8 +4,10 @@ Weights: by default the files shipped in ``unblur/weights`` (``deepblur_identify
 ``deepblur_deblur.pt``; see ``deepblur_MODEL_CARD.md``).  They were trained for the Zernike model
 of ``unblur.psf.zernike`` with the optics stored in the file (NA, wavelength, pixel in um) and
 gray images in [0, 1].  Passing other ``optics`` evaluates the PSF of the identified gamma with those
-optics, which is only meaningful when the pupil cut-off ``NA / wavelength * pixel`` is the same (a
-warning says so otherwise).  Weights trained for another PSF model (eigen-PSF or product-convolution,
+optics, which is only meaningful when the pupil cut-off ``NA / wavelength * pixel`` is close to the
+training one (:func:`cutoff_mismatch` states the rule; a warning says so otherwise).
+:func:`training_optics` reads the optics of a weights file and :func:`optics_for_pixel_size` builds
+the optics of an image whose pixel size alone is known (the CLI takes it from the image's metadata).  Weights trained for another PSF model (eigen-PSF or product-convolution,
 see :mod:`.psf_model`) carry that model, eigen basis included; ``optics`` is refused for them.
 
 Images larger than the training crop are handled by tiling the identification and averaging the
@@ -30,12 +32,14 @@ import torch
 from ...errors import require
 from ...models.checkpoints import read_checkpoint
 from .identify import identify_tiled
-from .psf_model import parse_optics, psf_model_from_description, zernike_psf_model
+from .psf_model import model_optics, parse_optics, psf_model_from_description, zernike_psf_model
 from .train import KINDS, model_from_weights
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 IDENTIFY_WEIGHTS = WEIGHTS_DIR / "deepblur_identify.pt"
 DEBLUR_WEIGHTS = WEIGHTS_DIR / "deepblur_deblur.pt"
+#: Pupil cut-offs ``f_c / f_c_trained`` the shipped identification weights cover (:func:`cutoff_mismatch`).
+CUTOFF_RANGE = (0.75, 1.35)
 
 
 @lru_cache(maxsize=4)
@@ -78,11 +82,76 @@ def _psf_model_for(ck: dict, optics):
                 "drop the optics option: the PSF model is stored in the weights")
         return psf_model_from_description(desc)
     na, wl, px = parse_optics(optics)
-    tna, twl, tpx = desc["optics"]
-    if abs(na / wl * px - tna / twl * tpx) > 1e-3:
-        warnings.warn(f"the identification network was trained for a pupil cut-off {tna / twl * tpx:.3f} cycles/pixel "
-                      f"(NA {tna}, wavelength {twl}, pixel {tpx}); these optics give {na / wl * px:.3f}: gamma may be wrong")
+    problem = cutoff_mismatch((na, wl, px), desc["optics"])
+    if problem:
+        warnings.warn(problem + ": gamma and the PSF may be wrong")
     return zernike_psf_model((na, wl, px), desc["noll"], desc["psf_size"])
+
+
+def training_optics(weights=None) -> tuple[float, float, float]:
+    """The optics the identification weights were trained for: ``(NA, wavelength_um, pixel_um)``.
+
+    Read from the PSF model stored in ``weights`` (default: the shipped IN, NA 1.2, wavelength
+    0.6 um, pixel 0.1 um, pupil cut-off ``NA / wavelength * pixel = 0.2`` cycles/pixel).  An eigen-PSF
+    or product-convolution model gives the optics of the Zernike family it was built from.
+
+    >>> training_optics()
+    (1.2, 0.6, 0.1)
+    """
+    _, ck = _load(str(weights or IDENTIFY_WEIGHTS), (KINDS["identify"],))
+    optics = model_optics(ck["psf_model"])
+    require(optics is not None, f"the weights {weights or IDENTIFY_WEIGHTS} do not record the optics they were trained for",
+            "give the optics explicitly (NA,wavelength,pixel)")
+    return optics
+
+
+def cutoff_mismatch(optics, trained) -> str | None:
+    """One line saying why ``optics`` lie outside what weights trained for ``trained`` cover, or None.
+
+    Both are ``(NA, wavelength_um, pixel_um)``.  The identification network sees the blur in pixels, so
+    what matters is the pupil cut-off ``f_c = NA / wavelength * pixel`` (cycles/pixel).  Rule: ``optics``
+    are covered when ``CUTOFF_RANGE[0] <= f_c / f_c_trained <= CUTOFF_RANGE[1]``
+    (:data:`CUTOFF_RANGE`: the range over which the PSF SNR of the shipped weights, the PSF evaluated
+    with the image's own cut-off, was measured within about 1 dB of the matched case; BENCHMARKS.md,
+    "Deep-blur").  Outside it the identification still runs and :func:`identify_psf` warns.
+    """
+    na, wl, px = parse_optics(optics)
+    tna, twl, tpx = (float(v) for v in trained)
+    fc, tfc = na / wl * px, tna / twl * tpx
+    lo, hi = CUTOFF_RANGE
+    if lo <= fc / tfc <= hi:
+        return None
+    return (f"pupil cut-off {fc:.3g} cycles/pixel (NA {na:g}, wavelength {wl:g} µm, pixel {px:.4g} µm) is outside "
+            f"{lo:g}-{hi:g} x the {tfc:.3g} the weights were trained for (NA {tna:g}, wavelength {twl:g} µm, pixel {tpx:g} µm)")
+
+
+def optics_for_pixel_size(pixel_um: float, weights=None) -> tuple[float, float, float] | None:
+    """Optics of an image whose pixel size is known but not its NA and wavelength.
+
+    Returns ``(NA, wavelength_um, pixel_um)`` with the training NA and wavelength of ``weights``
+    (:func:`training_optics`) and the given pixel size, for the ``optics`` parameter of
+    :func:`identify_psf` / :func:`deepblur`; None when the weights' PSF model takes no optics
+    (eigen-PSF, product-convolution: their PSFs are stored in pixels).
+
+    Rule: a pixel size whose cut-off ``f_c = NA / wavelength * pixel`` exceeds 0.5 cycles/pixel is
+    refused (``InputError``: the pupil does not fit in the sampled band); a cut-off outside
+    :data:`CUTOFF_RANGE` times the training one is accepted, and :func:`identify_psf` /
+    :func:`deepblur` then warn in one line (:func:`cutoff_mismatch`).
+
+    >>> optics_for_pixel_size(0.11)
+    (1.2, 0.6, 0.11)
+    """
+    require(pixel_um is not None and float(pixel_um) > 0, f"pixel size must be > 0 µm, got {pixel_um}",
+            "give the pixel size in micrometres")
+    _, ck = _load(str(weights or IDENTIFY_WEIGHTS), (KINDS["identify"],))
+    if ck["psf_model"].get("kind") != "zernike":
+        return None
+    na, wl, tpx = training_optics(weights)
+    fc = na / wl * float(pixel_um)
+    require(fc <= 0.5, f"pixel {float(pixel_um):.4g} µm gives a pupil cut-off {fc:.3g} cycles/pixel with the training "
+            f"NA {na:g} and wavelength {wl:g} µm, above the 0.5 that pixels can sample",
+            f"resample the image to pixels of about {tpx:g} µm, or give the optics explicitly (NA,wavelength,pixel)")
+    return na, wl, float(pixel_um)
 
 
 def _identify(net, ck: dict, model, image, tile: int | None, overlap: float, device=None) -> torch.Tensor:
@@ -151,4 +220,5 @@ def deepblur(image, optics=None, identify_weights=None, deblur_weights=None, til
             "psf": model.psf_array(psf[0]).numpy(), "noll": list(model.noll), "time_s": time.time() - t0}
 
 
-__all__ = ["DEBLUR_WEIGHTS", "IDENTIFY_WEIGHTS", "deepblur", "identify_psf"]
+__all__ = ["CUTOFF_RANGE", "DEBLUR_WEIGHTS", "IDENTIFY_WEIGHTS", "cutoff_mismatch", "deepblur", "identify_psf",
+           "optics_for_pixel_size", "training_optics"]

@@ -179,6 +179,19 @@ def parse_optics(optics) -> tuple[float, float, float]:
     return na, wl, px
 
 
+def model_optics(desc: dict) -> tuple[float, float, float] | None:
+    """``(NA, wavelength_um, pixel_um)`` of a stored model description: a Zernike model's optics, an eigen
+    model's Zernike family's, a product-convolution model's local model's; None when not recorded."""
+    kind = desc.get("kind")
+    if kind == "zernike" and desc.get("optics") is not None:
+        return tuple(float(v) for v in desc["optics"])
+    if kind == "eigen":
+        return model_optics(desc.get("family") or {})
+    if kind == "product-convolution":
+        return model_optics(desc.get("local") or {})
+    return None
+
+
 def parse_grid(grid) -> tuple[int, int]:
     """``(gy, gx)`` from a pair or a ``"GYxGX"`` string (e.g. ``"2x2"``)."""
     if isinstance(grid, str):
