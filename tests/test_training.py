@@ -221,6 +221,7 @@ def _start_then_signal(argv, ready, signum, timeout=120):
     import os
     import signal  # noqa: F401 - signum values
     import subprocess
+    from pathlib import Path
     import sys
     import time
 
@@ -251,3 +252,22 @@ def test_train_signal_writes_the_resume_checkpoint_and_says_so(tiny_data, tmp_pa
     assert "no partial output" not in err
     ck = torch.load(out / "last.pt", weights_only=True)
     assert ck["step"] >= 1 and not list(out.glob("*.tmp"))
+
+
+def test_bf16_precision_trains_and_the_gpu_recipe_parses(tmp_path):
+    """``--precision bf16`` (the GPU recipe's setting) runs the loop under autocast and writes float32 weights;
+    ``scripts/train_gpu.sh`` is valid bash (it is run end to end on a GPU machine, or with DEVICE=cpu SMALL=1)."""
+    import subprocess
+    from pathlib import Path
+
+    from unblur.cli.main import main as cli_main
+    from unblur.models.checkpoints import read_checkpoint
+
+    out = tmp_path / "k"
+    assert cli_main(["train", "kernel-denoiser", "--steps", "3", "--batch", "4", "--features", "8", "--blocks", "2",
+                     "--val-every", "3", "--precision", "bf16", "--out", str(out), "--no-progress"]) == 0
+    ck = read_checkpoint(out / "last.pt")
+    assert ck["step"] == 3 and ck["config"] is not None
+    assert all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())
+    repo = Path(__file__).resolve().parents[1]
+    assert subprocess.run(["bash", "-n", str(repo / "scripts" / "train_gpu.sh")]).returncode == 0

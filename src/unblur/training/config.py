@@ -57,6 +57,8 @@ class LoopConfig:
     export: str | None = opt(None, "at the end, write the final model's inference weights to this file")
     seed: int = opt(0, "seed of the initialisation and of the training data")
     device: str = opt("cpu", "torch device: cpu or cuda")
+    precision: str = opt("fp32", "fp32, or bf16: the forward pass and loss under torch.autocast in bfloat16 "
+                         "(weights and optimiser state stay float32)", choices=("fp32", "bf16"))
     threads: int | None = opt(None, "torch CPU threads")
     progress: bool = opt(True, "progress bar")
 

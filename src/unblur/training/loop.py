@@ -132,12 +132,16 @@ def run_training(kind: str, model: torch.nn.Module, cfg: LoopConfig, *,
         bar = tqdm(total=cfg.steps, initial=step, desc=desc, mininterval=5, dynamic_ncols=True)
     model.train()
     stopped_by = None
+    device_type = next(model.parameters()).device.type
+    bf16 = cfg.precision == "bf16"
     try:
         with handle_termination():  # SIGTERM like Ctrl-C: stop, write last.pt below, say so
             while step < cfg.steps:
                 for g in opt.param_groups:
                     g["lr"] = learning_rate(cfg, step)
-                lv = train_step(model, opt, batch_loss(gen), cfg.grad_clip)
+                with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = batch_loss(gen)
+                lv = train_step(model, opt, loss.float(), cfg.grad_clip)
                 step += 1
                 if not math.isfinite(lv):
                     raise RuntimeError(f"loss became {lv} at step {step}; lower --lr or set --grad-clip")
