@@ -13,6 +13,7 @@ from unblur.metrics import psnr
 from unblur.physics.convolution import Convolution
 from unblur.psf.motion import motion_kernel
 from unblur.solvers.linear import _wiener_balance
+from unblur.solvers.tv import tv_admm
 
 FIELD = 96
 
@@ -83,3 +84,30 @@ def test_dpir_default_boundary_and_floor(long_shake):
     low = unblur.deconvolve(y, k, method="dpir", noise_sigma=0.001)
     assert low.info["noise_sigma"] > 0.007 and low.info["notes"]
     assert psnr(np.clip(low.image, 0, 1), truth) > default - 1.0
+
+
+def test_tikhonov_default_is_wiener_default(long_shake):
+    """No lam: Wiener's fitted balance on the valid model, the same image as the Wiener default."""
+    k, y, truth, rl = long_shake
+    r, t = unblur.deconvolve(y, k, method="tikhonov"), unblur.deconvolve(y, k, method="wiener")
+    assert r.info["solver"] == "cg" and r.info["lam"] == pytest.approx(t.info["balance"], rel=1e-6)
+    assert np.abs(np.asarray(r.image) - np.asarray(t.image)).max() < 1e-3
+    assert psnr(np.clip(r.image, 0, 1), truth) > rl - 0.5
+    op = Convolution(torch.from_numpy(k), (FIELD, FIELD), "valid")
+    with pytest.raises(unblur.InputError, match="pass lam"):
+        unblur.tikhonov(y, op)
+
+
+@pytest.mark.parametrize("method", ["tv-admm", "rl-tv"])
+def test_tv_defaults_not_below_rl_on_a_long_kernel(long_shake, method):
+    k, y, truth, rl = long_shake
+    r = unblur.deconvolve(y, k, method=method, progress=False)
+    assert psnr(np.clip(r.image, 0, 1), truth) > rl - 0.5
+
+
+def test_tv_admm_lam_follows_the_noise(long_shake):
+    k, y, truth, rl = long_shake
+    _, info = tv_admm(y, k, num_iter=2, return_info=True)
+    assert 0.005 < info["noise_sigma"] < 0.02 and info["lam"] == pytest.approx(8.0 * info["noise_sigma"] ** 2)
+    _, info = tv_admm(y, k, num_iter=2, noise_sigma=0.02, lam_factor=10.0, return_info=True)
+    assert info["lam"] == pytest.approx(4e-3)

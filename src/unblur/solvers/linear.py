@@ -73,14 +73,18 @@ def _wiener_balance(y, op: Convolution, sigma, reg):
     return max(float(sigma**2 / c.clamp_min(1e-30)), 1e-8)
 
 
-def tikhonov(image, psf, *, lam: float = 1e-3, reg: Literal["gradient", "identity"] = "gradient",
-             boundary: Literal["reflect", "circular", "zero", "replicate", "valid"] = "reflect",
-             max_iter: int = 100, tol: float = 1e-5, channel_axis: int | None = None, device: str | None = None,
-             progress: bool = False, callback=None, return_info: bool = False):
+def tikhonov(image, psf, *, lam: float | None = None, reg: Literal["gradient", "identity"] = "gradient",
+             boundary: Literal["valid", "reflect", "circular", "zero", "replicate"] = "valid",
+             noise_sigma: float | None = None, max_iter: int = 100, tol: float = 1e-5, channel_axis: int | None = None,
+             device: str | None = None, progress: bool = False, callback=None, return_info: bool = False):
     """Tikhonov-regularised deconvolution ``argmin_x ||A x - y||^2 + lam ||L x||^2``.
 
     Exact in Fourier for ``boundary="circular"``, conjugate gradient on the boundary model otherwise
-    (:meth:`unblur.physics.operator.LinearOperator.regularized_inverse`).
+    (:meth:`unblur.physics.operator.LinearOperator.regularized_inverse`).  Without ``lam`` the weight is
+    Wiener's fitted noise-to-signal balance ``noise_sigma^2 / c`` (:func:`_wiener_balance`, with the
+    signal spectrum ``c / |L(f)|^2`` fitted on the data); a space-varying operator has no such spectrum
+    and needs ``lam``.  With the default ``boundary="valid"`` and no ``lam`` this is :func:`wiener` with
+    its defaults; the other boundary models (``"zero"`` included) keep the same fitted weight.
 
     Parameters
     ----------
@@ -89,12 +93,16 @@ def tikhonov(image, psf, *, lam: float = 1e-3, reg: Literal["gradient", "identit
         gives float64 out (computed in float32).
     psf : array or LinearOperator
         The PSF (normalised to sum 1), or a linear operator (space-varying blur; solved by CG).
-    lam : float
-        Regularisation weight, > 0.
+    lam : float or None
+        Regularisation weight, > 0; default: fitted from the noise level (above).
     reg : str
         ``"gradient"`` penalises the image gradient (forward differences), ``"identity"`` its energy.
     boundary : str
-        Blur boundary model (see :mod:`unblur.physics.convolution`); ignored for an operator.
+        Blur boundary model (see :mod:`unblur.physics.convolution`); ignored for an operator.  ``"valid"``
+        (default) is the non-circulant model of a photograph: no ringing from padded borders.
+    noise_sigma : float or None
+        Noise standard deviation in image units, used only to fit ``lam``; estimated when omitted
+        (:func:`unblur.physics.estimate_noise_sigma`).
     max_iter : int
         Conjugate-gradient iterations (non-circular boundaries).
     tol : float
@@ -108,7 +116,7 @@ def tikhonov(image, psf, *, lam: float = 1e-3, reg: Literal["gradient", "identit
     callback : callable or None
         ``callback(iteration, x, info)`` after each conjugate-gradient iteration (``x`` on the object grid).
     return_info : bool
-        Also return a dict (solver, lam, time).
+        Also return a dict (solver, lam, noise sigma, time).
 
     Examples
     --------
@@ -119,13 +127,21 @@ def tikhonov(image, psf, *, lam: float = 1e-3, reg: Literal["gradient", "identit
     """
     t0 = time.perf_counter()
     regulariser_normal(reg)
-    require(lam > 0, f"regularisation weight must be > 0, got {lam}")
     problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device)
     op = problem.op
+    if lam is None:
+        if noise_sigma is None:
+            noise_sigma = estimate_noise_sigma(problem.y)
+        require(noise_sigma >= 0, f"noise_sigma must be >= 0, got {noise_sigma}")
+        require(problem.psf is not None, "tikhonov fits lam from the PSF's spectrum, and an operator has none",
+                "pass lam (e.g. lam=1e-3) with a space-varying operator")
+        circ = Convolution(problem.psf, tuple(problem.y.shape[2:]), "circular")
+        lam = _wiener_balance(problem.y, circ, noise_sigma, reg)
+    require(lam > 0, f"regularisation weight must be > 0, got {lam}")
     bar = Progress(max_iter, "Tikhonov-CG", progress, callback)
     x = op.regularized_inverse(problem.y, lam, reg=reg, max_iter=max_iter, tol=tol, progress=bar)
     bar.close()
-    info = {"solver": "fourier" if op.diagonal_in_fourier else "cg", "lam": lam,
+    info = {"solver": "fourier" if op.diagonal_in_fourier else "cg", "lam": lam, "noise_sigma": noise_sigma,
             "time_s": time.perf_counter() - t0, "notes": problem.notes}
     out = problem.output(x)
     return (out, info) if return_info else out

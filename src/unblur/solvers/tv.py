@@ -27,6 +27,7 @@ from ..errors import require
 from ..optim.driver import Progress, StoppingRule, iterate
 from ..optim.fidelity import L2Fidelity
 from ..optim.prior import TotalVariation
+from ..physics.noise import estimate_noise_sigma
 from .problem import setup_problem
 
 
@@ -48,9 +49,9 @@ def tv_admm_iterations(op, y: torch.Tensor, lam: float, rho: float, num_iter: in
         return iterate(step, x.clone(), num_iter, stop=StoppingRule("relative-change", tol=tol), progress=progress)
 
 
-def tv_admm(image, psf, *, lam: float = 2e-3, rho: float | None = None, num_iter: int = 100, tol: float = 1e-4,
-            tv_iter: int = 20, cg_iter: int = 30,
-            boundary: Literal["reflect", "circular", "zero", "replicate", "valid"] = "reflect",
+def tv_admm(image, psf, *, lam: float | None = None, noise_sigma: float | None = None, lam_factor: float = 8.0,
+            rho: float | None = None, num_iter: int = 100, tol: float = 1e-4, tv_iter: int = 20, cg_iter: int = 30,
+            boundary: Literal["valid", "reflect", "circular", "zero", "replicate"] = "valid",
             channel_axis: int | None = None, device: str | None = None, progress: bool = False, callback=None,
             return_info: bool = False):
     """Total-variation deconvolution ``argmin_x 1/2 ||A x - y||^2 + lam TV(x)`` by ADMM (module docstring).
@@ -62,8 +63,14 @@ def tv_admm(image, psf, *, lam: float = 2e-3, rho: float | None = None, num_iter
         float64 out.
     psf : array or LinearOperator
         The PSF (normalised to sum 1) or a linear operator (space-varying blur).
-    lam : float
-        TV weight, > 0 (in the image's units: about the noise variance times 10 to 100 for [0, 1] images).
+    lam : float or None
+        TV weight, > 0, in the image's units; default ``lam_factor * noise_sigma^2`` (the MAP weight of a
+        Laplacian gradient prior, ``sigma^2 / b``, with the gradient scale ``b = 1 / lam_factor``).
+    noise_sigma : float or None
+        Noise standard deviation in image units, used only for the default ``lam``; estimated when omitted
+        (:func:`unblur.physics.estimate_noise_sigma`).
+    lam_factor : float
+        ``lam = lam_factor * noise_sigma^2`` when ``lam`` is not given, > 0.
     rho : float or None
         ADMM penalty, > 0; default ``10 lam`` (clamped to [1e-3, 1]).
     num_iter : int
@@ -75,7 +82,8 @@ def tv_admm(image, psf, *, lam: float = 2e-3, rho: float | None = None, num_iter
     cg_iter : int
         Conjugate-gradient iterations of the data step (non-circular boundaries).
     boundary : str
-        Blur boundary model (see :mod:`unblur.physics.convolution`); ignored for an operator.
+        Blur boundary model (see :mod:`unblur.physics.convolution`); ignored for an operator.  ``"valid"``
+        (default) is the non-circulant model of a photograph: no ringing from padded borders.
     channel_axis : int or None
         ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
     device : str or None
@@ -85,7 +93,7 @@ def tv_admm(image, psf, *, lam: float = 2e-3, rho: float | None = None, num_iter
     callback : callable or None
         ``callback(iteration, z, info)`` after each iteration.
     return_info : bool
-        Also return a dict (iterations, stopping reason, lam, rho, time), as :func:`unblur.solvers.tikhonov`.
+        Also return a dict (iterations, stopping reason, lam, noise sigma, rho, time), as :func:`unblur.solvers.tikhonov`.
 
     Examples
     --------
@@ -95,16 +103,22 @@ def tv_admm(image, psf, *, lam: float = 2e-3, rho: float | None = None, num_iter
     (16, 16)
     """
     t0 = time.perf_counter()
+    require(num_iter >= 1 and tv_iter >= 1, "num_iter and tv_iter must be >= 1")
+    require(lam_factor > 0, f"lam_factor must be > 0, got {lam_factor}")
+    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device)
+    if lam is None:
+        if noise_sigma is None:
+            noise_sigma = estimate_noise_sigma(problem.y)
+        require(noise_sigma >= 0, f"noise_sigma must be >= 0, got {noise_sigma}")
+        lam = lam_factor * max(noise_sigma, 1e-3) ** 2
     require(lam > 0, f"lam must be > 0, got {lam}", "use tikhonov for a quadratic regulariser")
     rho = min(max(10 * lam, 1e-3), 1.0) if rho is None else rho
     require(rho > 0, f"rho must be > 0, got {rho}")
-    require(num_iter >= 1 and tv_iter >= 1, "num_iter and tv_iter must be >= 1")
-    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device)
     bar = Progress(num_iter, "TV-ADMM", progress, callback)
     z, info = tv_admm_iterations(problem.op, problem.y, lam, rho, num_iter, tv_iter=tv_iter, cg_iter=cg_iter,
                                  tol=tol, progress=bar)
     bar.close()
-    info.update(lam=lam, rho=rho, time_s=time.perf_counter() - t0, notes=problem.notes)
+    info.update(lam=lam, noise_sigma=noise_sigma, rho=rho, time_s=time.perf_counter() - t0, notes=problem.notes)
     out = problem.output(z)
     return (out, info) if return_info else out
 
