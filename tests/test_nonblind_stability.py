@@ -1,5 +1,6 @@
 """Non-blind methods with the true kernel stay stable on non-periodic data and long camera-shake kernels:
-Wiener's valid boundary and balance rule, the learned solvers' boundary default and noise floor."""
+Wiener's valid boundary and balance rule, the learned solvers' boundary default and noise floor, and the
+defaults of Tikhonov, TV-ADMM, RL-TV and PnP-ADMM."""
 
 from __future__ import annotations
 
@@ -98,11 +99,17 @@ def test_tikhonov_default_is_wiener_default(long_shake):
         unblur.tikhonov(y, op)
 
 
-@pytest.mark.parametrize("method", ["tv-admm", "rl-tv"])
-def test_tv_defaults_not_below_rl_on_a_long_kernel(long_shake, method):
+# Gain over RL required of each default on this field (measured: tv-admm +3.5, rl-tv +1.0, pnp-admm +1.4 dB;
+# the former defaults, tv-admm lam 2e-3 reflect, rl-tv 25 iterations lambda 0.005, pnp-admm 12 iterations:
+# +0.7, -0.3, +0.4 dB).
+MIN_GAIN_OVER_RL = {"tv-admm": 1.5, "rl-tv": 0.5, "pnp-admm": 0.9}
+
+
+@pytest.mark.parametrize("method", sorted(MIN_GAIN_OVER_RL))
+def test_defaults_above_rl_on_a_long_kernel(long_shake, method):
     k, y, truth, rl = long_shake
     r = unblur.deconvolve(y, k, method=method, progress=False)
-    assert psnr(np.clip(r.image, 0, 1), truth) > rl - 0.5
+    assert psnr(np.clip(r.image, 0, 1), truth) > rl + MIN_GAIN_OVER_RL[method]
 
 
 def test_tv_admm_lam_follows_the_noise(long_shake):

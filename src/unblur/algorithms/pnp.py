@@ -15,7 +15,8 @@ PnP-ADMM (Venkatakrishnan et al. 2013; Chan et al. 2017), penalty ``rho``::
 
 With the MAP objective ``1/(2 sigma^2) ||A x - y||^2 + R(x)``, the z-step is the proximal map of a
 denoiser at ``sigma_d = sigma / sqrt(rho)`` (the default; ``denoiser_sigma`` overrides it).
-Defaults: the RL-diffusion paper's baseline (``rho = 0.2``, 12 iterations).
+Defaults: ``rho = 0.2`` (the RL-diffusion paper's baseline) and 24 iterations (the paper's 12 stop
+short of convergence on camera-shake kernels; BENCHMARKS.md, "Non-blind methods per kernel size").
 
 DPIR (Zhang et al., TPAMI 2021, HQS): ``sigma_k`` log-spaced from ``sigma_1 = 49/255`` down to the noise
 sigma over ``K = 8`` iterations, ``mu_k = lam sigma^2 / sigma_k^2`` with ``lam = 0.23``::
@@ -87,7 +88,7 @@ def admm_iterations(op, y: torch.Tensor, prior, rho: float, num_iter: int, denoi
     return z
 
 
-def pnp_admm(image, psf, *, rho: float = 0.2, num_iter: int = 12, denoiser_sigma: float | None = None,
+def pnp_admm(image, psf, *, rho: float = 0.2, num_iter: int = 24, denoiser_sigma: float | None = None,
              prior: Denoiser | str | None = None, noise_sigma: float | None = None,
              boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid", cg_iter: int = 50,
              seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
