@@ -301,7 +301,7 @@ def degrade(unit: Unit) -> dict:
     """``{"truth", "blurred", "kernel", "sigma"}`` of a unit (numpy float32, spatial layout of the truth)."""
     import torch
 
-    from ..physics.convolution import convolve
+    from ..physics.convolution import Convolution, convolve
     from ..physics.noise import make_noise
     it = unit.item
     if "blurred" in it:  # given pairs / stacks
@@ -330,7 +330,11 @@ def degrade(unit: Unit) -> dict:
     colour = x.ndim == spatial + 1
     t = torch.from_numpy(np.moveaxis(x, -1, 0)[None] if colour else x[None, None]).float()
     kt = torch.from_numpy(np.ascontiguousarray(k)).float()
-    z = convolve(t, kt, unit.boundary)
+    if unit.boundary == "valid":  # the observation is the valid part of the blur of the whole crop
+        observed = tuple(n - m + 1 for n, m in zip(t.shape[2:], kt.shape))
+        z = Convolution(kt, observed, "valid").A(t)
+    else:
+        z = convolve(t, kt, unit.boundary)
     if unit.noise == "poisson-gaussian":
         noise = make_noise("poisson-gaussian", alpha=float(unit.level[0]), beta=float(unit.level[1]))
     elif unit.noise == "poisson":
