@@ -195,3 +195,22 @@ def test_pairs_dataset_and_blind_method(tmp_path):
     l0 = next(r for r in recs if r["label"] == "l0")
     assert 0 <= l0["metrics"]["kernel_error"] < 2 and "kernel_error" not in next(r for r in recs if r["label"] == "wiener")["metrics"]
     assert (tmp_path / "out" / "kernels").is_dir()
+
+
+def test_valid_boundary_degradation_observes_the_valid_part():
+    """A ``valid`` suite blurs the whole crop: the observation is ``crop - k + 1`` and the truth its centre."""
+    from unblur.bench.cases import degrade, make_units
+
+    suite = load_suite("blind-camera-shake")
+    unit = make_units(suite)[0]
+    d = degrade(unit)
+    k = d["kernel"].shape[0]
+    assert unit.boundary == "valid"
+    assert d["blurred"].shape == d["truth"].shape == (152 - k + 1,) * 2
+    # noise-free check of the model: the observation is the valid convolution of the crop
+    from scipy import signal
+
+    from unblur.bench.cases import load_item
+    crop = np.asarray(load_item(unit), np.float64)
+    ref = signal.fftconvolve(crop, d["kernel"], mode="valid")
+    assert np.abs(d["blurred"] - ref).std() < 0.02  # only the 1% noise differs
