@@ -247,3 +247,25 @@ def test_stage_then_commit_keeps_previous_outputs_until_the_end(d):
     assert (d / "o.tif").read_bytes() != first[0]
     assert read_image(d / "o.tif").shape == (32, 32)
     assert not [p for p in d.iterdir() if p.name.startswith(".")]
+
+
+def test_file_rules_are_noted_in_the_log(tmp_path):
+    """Alpha set aside on reading and values clipped by ``--bits 8`` are stated in the JSON log (``file_notes``)."""
+    import json
+
+    import imageio.v3 as iio
+
+    from unblur.cli.main import main
+
+    rng = np.random.default_rng(0)
+    rgba = np.concatenate([(rng.random((48, 48, 3)) * 255).astype(np.uint8),
+                           np.full((48, 48, 1), 128, np.uint8)], -1)  # half-transparent alpha
+    iio.imwrite(tmp_path / "a.png", rgba)
+    k = np.zeros((5, 5), np.float32)
+    k[2, 1:4] = 1 / 3
+    iio.imwrite(tmp_path / "k.tif", k)
+    assert main(["deconvolve", str(tmp_path / "a.png"), "--psf", str(tmp_path / "k.tif"), "--num-iter", "30",
+                 "--bits", "8", "--no-progress", "-o", str(tmp_path / "o.png")]) == 0
+    notes = " ".join(json.loads((tmp_path / "o.png.json").read_text())["file_notes"])
+    assert "alpha" in notes and "clipped" in notes
+    assert iio.imread(tmp_path / "o.png").shape == (48, 48, 4)  # alpha written back unchanged

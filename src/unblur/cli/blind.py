@@ -145,7 +145,11 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
             print(f"note: {n}", file=sys.stderr)
     for w in (result.info.get("checks") or {}).get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
-    unit.write(out, lambda p: write_image(p, result.image, bits=args.bits, metadata=output_metadata(meta, axes, out)))
+    file_notes = list(meta.notes)  # rules applied on reading (alpha) and writing (clipping, bit depth)
+    unit.write(out, lambda p: write_image(p, result.image, bits=args.bits, metadata=output_metadata(meta, axes, out),
+                                          notes=file_notes))
+    for n in file_notes:
+        print(f"note: {n}", file=sys.stderr)
     panels = [("input", image), ("restored", result.image)]
     if result.kernel is not None:
         k = np.asarray(result.kernel, dtype=np.float32)
@@ -160,7 +164,7 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
     if "init_kernel" in logged:
         logged["init_kernel"] = args.init_kernel  # the file name (or l0), not the array
     outputs = unit.commit({"command": "blind", "image": args.image, "image_shape": image.shape,
-                           "image_metadata": meta.describe(), "method": args.method, "params": logged,
+                           "image_metadata": meta.describe(), "file_notes": file_notes, "method": args.method, "params": logged,
                            "info": {k: v for k, v in result.info.items() if k != "params"}})
     print(f"wrote {', '.join(map(str, outputs))} ({result.info.get('time_s', 0):.1f} s)")
     return 0

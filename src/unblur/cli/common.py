@@ -528,7 +528,8 @@ def output_metadata(meta, axes: str, output: Path):
 
     The input's metadata (axes, voxel sizes, channel names) is kept when the input names its axes
     (ImageJ, OME, Zarr) or the output needs axes (``.ome.tif``, ``.zarr``, ``.ome.zarr``); ``axes``
-    are those :func:`match_psf_to_image` decided.  Pictures (PNG, JPEG) carry nothing to keep.
+    are those :func:`match_psf_to_image` decided.  Pictures (PNG, JPEG) keep only their alpha channel and
+    bit depth (``unblur.io``'s rules: alpha written back unchanged, 16-bit in gives 16-bit out).
     """
     from dataclasses import replace
 
@@ -540,6 +541,9 @@ def output_metadata(meta, axes: str, output: Path):
     named = bool(meta.axes) and meta.format not in {s.lstrip(".") for s in RASTER_SUFFIXES} | {"jpg"}
     if named or is_ome_name(output) or is_zarr_path(output):
         return replace(meta, axes=axes)
+    if getattr(meta, "alpha", None) is not None or getattr(meta, "dtype", None) is not None:
+        # pictures: only what the file rules need (alpha written back, 16-bit in -> 16-bit out)
+        return ImageMetadata(alpha=getattr(meta, "alpha", None), dtype=getattr(meta, "dtype", None))
     return None
 
 

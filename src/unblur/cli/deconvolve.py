@@ -139,7 +139,10 @@ def _run(args, method, params, unit: Outputs) -> int:
     result = parts[0] if len(parts) == 1 else join_restorations(parts, 0, "per_time_point")
     maps = pop_diagnostic_maps(result.info)
     out_meta = output_metadata(meta, axes, out)
-    unit.write(out, lambda p: write_image(p, result.image, bits=args.bits, metadata=out_meta))
+    file_notes = list(meta.notes)  # rules applied on reading (alpha, axes) and writing (clipping, bit depth)
+    unit.write(out, lambda p: write_image(p, result.image, bits=args.bits, metadata=out_meta, notes=file_notes))
+    for n in file_notes:
+        print(f"note: {n}")
     written = write_diagnostic_maps(unit, maps, result.image.shape, out_meta)
     if unit.preview is not None:
         unit.write(unit.preview, lambda p: preview_png(p, [("input", preview_view(image, axes)),
@@ -147,7 +150,7 @@ def _run(args, method, params, unit: Outputs) -> int:
     psf = psfs[0] if len(psfs) == 1 else np.stack(psfs, -1)
     outputs = unit.commit({"command": "deconvolve", "image": args.image, "psf": args.psf, "image_shape": image.shape,
                            "image_axes": axes, "image_metadata": meta.describe(), "psf_shape": psf.shape,
-                           "psf_notes": notes, "method": args.method, "params": result.info.get("params"),
+                           "psf_notes": notes, "file_notes": file_notes, "method": args.method, "params": result.info.get("params"),
                            "diagnostic_maps": written,
                            "info": {k: v for k, v in result.info.items() if k != "params"}})
     print(f"wrote {', '.join(map(str, outputs))} ({result.info.get('time_s', 0):.2f} s)")
