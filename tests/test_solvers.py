@@ -57,7 +57,7 @@ def test_rl_positive_and_flux_preserving(n, k, seed, zeros):
         assert bool((x >= 0).all()) and bool(torch.isfinite(x).all())
         fluxes.append(float(op.A(x).sum()))
 
-    from unblur.solvers.progress import Progress
+    from unblur.optim import Progress
     rl_iterations(op, yt, yt + 1e-3, 10, progress=Progress(10, "t", False, check))
     np.testing.assert_allclose(fluxes, y.sum(), rtol=1e-9)
 
