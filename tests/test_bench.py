@@ -214,3 +214,34 @@ def test_valid_boundary_degradation_observes_the_valid_part():
     crop = np.asarray(load_item(unit), np.float64)
     ref = signal.fftconvolve(crop, d["kernel"], mode="valid")
     assert np.abs(d["blurred"] - ref).std() < 0.02  # only the 1% noise differs
+
+
+@pytest.mark.parametrize("hwm", [True, False])
+def test_peak_memory_is_each_blocks_own(monkeypatch, hwm):
+    """A block that allocates 20 MiB in 2 MiB arrays reports about 20 MiB, also right after a block that
+    allocated and freed 40 MiB the same way (glibc keeps such freed memory in the heap, so the RSS would not
+    grow again), with the kernel's high-water mark and with the sampling fall-back."""
+    from unblur.bench import runner
+    if not hwm:
+        monkeypatch.setattr(runner, "_reset_hwm", lambda: False)
+    elif not runner._reset_hwm():
+        pytest.skip("no /proc/self/clear_refs here")
+    mib = 2**20
+
+    def block(n):
+        xs = [np.ones(2 * mib // 8) for _ in range(n)]
+        time.sleep(0.05)  # the sampling fall-back sees an allocation held for a few samples
+        del xs
+
+    big = np.ones(30 * mib // 8)  # freeing a large array raises glibc's mmap threshold above 2 MiB
+    del big
+    with runner.PeakRSS() as first:
+        block(20)
+    with runner.PeakRSS() as second:
+        block(10)
+    with runner.PeakRSS() as none:
+        pass
+    assert first.method == second.method == ("hwm" if hwm else "sampled")
+    assert 36 < first.peak / mib < 48, first.peak / mib
+    assert 18 < second.peak / mib < 26, second.peak / mib
+    assert none.peak / mib < 4

@@ -11,10 +11,13 @@ case's memory is measured in a process of its own), ``"threads"``, or the addres
 ``dask.distributed`` scheduler (``tcp://HOST:PORT``).  Each worker gives torch ``cpus // workers``
 threads.
 
-Peak memory is the largest resident-set size (RSS) of the worker process while the case ran, minus the
-RSS when it started, sampled every 5 ms (``psutil``); on a CUDA device the peak allocated CUDA memory
-is recorded as well.  With the ``threads`` scheduler, cases share a process and the RSS delta of one
-case includes its neighbours' allocations.
+Peak memory (``peak_mem_mb``) is the case's own: before the case, memory that the allocator kept after
+earlier cases is handed back to the system (glibc ``malloc_trim``) and the kernel's high-water mark of
+the worker's resident-set size is reset (``/proc/self/clear_refs``); after it, the high-water mark
+(``VmHWM``) minus the RSS at the start is recorded.  Without that kernel interface the RSS is sampled
+every 5 ms instead (``mem_method`` in the record says which).  On a CUDA device the peak allocated CUDA
+memory is recorded as well.  With the ``threads`` scheduler, cases share a process and one case's peak
+includes its neighbours' allocations.
 """
 
 from __future__ import annotations
@@ -65,14 +68,57 @@ def safe_name(cid: str) -> str:
     return hashlib.sha1(cid.encode()).hexdigest()[:16]
 
 
+def _status_kib(field: str) -> int | None:
+    """A ``/proc/self/status`` field in KiB (``VmHWM``, ``VmRSS``), None where there is no procfs."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _release_freed_memory() -> None:
+    """Hand memory that the allocator keeps after ``free`` back to the system (glibc ``malloc_trim(0)``), so
+    that the RSS counts only live memory and a case's allocations show up as RSS growth; a no-op elsewhere."""
+    import gc
+    gc.collect()
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_hwm() -> bool:
+    """Reset the kernel's RSS high-water mark (``VmHWM``) to the current RSS (Linux >= 4.0: write 5 to
+    ``/proc/self/clear_refs``); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kib("VmHWM") is not None
+    except OSError:
+        return False
+
+
 class PeakRSS:
-    """Largest RSS of this process above its value at entry, sampled every ``interval`` seconds (bytes)."""
+    """Peak resident memory of this process during the block, above its RSS at entry (bytes, ``peak``).
+
+    On entry, memory the allocator kept after earlier frees is returned to the system (``malloc_trim``)
+    and the kernel's high-water mark is reset (``/proc/self/clear_refs``); on exit the peak is
+    ``VmHWM - RSS at entry``, exact whatever the block's duration.  Where the kernel does not offer this,
+    the RSS is sampled every ``interval`` seconds (``psutil``) and short peaks can be missed
+    (``method`` says which was used).
+    """
 
     def __init__(self, interval: float = 0.005):
         import psutil
         self.proc, self.interval = psutil.Process(), interval
         self.peak = 0
+        self.method = "sampled"
         self._stop = threading.Event()
+        self._t = None
 
     def _sample(self):
         while not self._stop.is_set():
@@ -80,14 +126,25 @@ class PeakRSS:
             self._stop.wait(self.interval)
 
     def __enter__(self):
+        _release_freed_memory()
+        if _reset_hwm():
+            self.method = "hwm"
+            self.base = _status_kib("VmRSS") * 1024
+            return self
         self.base = self.proc.memory_info().rss
         self._t = threading.Thread(target=self._sample, daemon=True)
         self._t.start()
         return self
 
     def __exit__(self, *exc):
+        if self.method == "hwm":
+            hwm = _status_kib("VmHWM")
+            if hwm is not None:
+                self.peak = max(0, hwm * 1024 - self.base)
+                return
         self._stop.set()
-        self._t.join()
+        if self._t is not None:
+            self._t.join()
         self.peak = max(self.peak, self.proc.memory_info().rss - self.base)
 
 
@@ -134,12 +191,14 @@ def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, ou
         out["ssim"] = M.ssim(x[inner], truth[inner], drange, channel_axis=ca, win_size=max(win, 3))
     shift_kw = {"crop": int(opts.get("shift_crop", 15)), "max_shift": float(opts.get("max_shift", 10)), "channel_axis": ca,
                 "data_range": drange}
-    if "psnr_shift" in names or "ssim_shift" in names:
+    if "psnr_shift" in names or "ssim_shift" in names or "gain" in names:
         st = M.shift_tolerant(x, truth, **shift_kw)
         for key in ("psnr", "ssim"):
             if f"{key}_shift" in names:
                 out[f"{key}_shift"] = st[key]
         out["shift"] = list(st["shift"])
+        if "gain" in names and y.shape == truth.shape:  # shift-tolerant PSNR over that of the blurred input
+            out["gain"] = st["psnr"] - M.shift_tolerant(np.asarray(y, np.float64) * scale, truth, **shift_kw)["psnr"]
     if "error_ratio" in names and case.reference is not None and out_dir is not None:
         ref_file = out_dir / "restored" / f"{safe_name(f'{case.unit.uid}|{case.reference}')}.npy"
         if ref_file.exists():
@@ -221,7 +280,7 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
         m = get_method(case.method.method)
         k = data["kernel"]
         values = {"sigma": data["sigma"] if data["sigma"] is not None else None,
-                  "kernel_size": int(max(k.shape)) if k is not None else None, "seed": case.seed}
+                  "kernel_size": int(max(k.shape)) if k is not None else None, "seed": case.seed, "kernel": k}
         params = substitute(case.method.params, values)
         names = {p.name for p in m.params}
         if "progress" in names:
@@ -257,6 +316,7 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
         metrics, notes = compute_metrics(case, data, restored, kernel_hat, out)
         metrics["time_s"] = wall
         metrics["peak_mem_mb"] = mem.peak / 2**20
+        rec["mem_method"] = mem.method
         if torch.cuda.is_available():
             metrics["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
         info = res.info

@@ -14,6 +14,7 @@ COLUMNS = OrderedDict([
     ("psnr_shift", ("PSNR shift-tol. (dB)", "{:.2f}", "high")),
     ("ssim_shift", ("SSIM shift-tol.", "{:.3f}", "high")),
     ("error_ratio", ("error ratio", "{:.2f}", "low")),
+    ("gain", ("gain over input (dB)", "{:.2f}", "high")),
     ("isnr", ("ISNR (dB)", "{:.2f}", "high")),
     ("reblur_rms", ("re-blur RMS", "{:.4f}", None)),
     ("kernel_error", ("kernel error", "{:.3f}", "low")),
@@ -21,7 +22,7 @@ COLUMNS = OrderedDict([
     ("brisque", ("BRISQUE", "{:.1f}", "low")),
     ("lpips", ("LPIPS", "{:.3f}", "low")),
     ("time_s", ("time (s)", "{:.2f}", "low")),
-    ("peak_mem_mb", ("peak RSS (MiB)", "{:.0f}", "low")),
+    ("peak_mem_mb", ("peak RSS (MiB)", "{:.1f}", "low")),
     ("cuda_peak_mb", ("CUDA peak (MiB)", "{:.0f}", "low")),
     ("it_per_s", ("iterations/s", "{:.1f}", "high")),
     ("mvox_it_per_s", ("Mvoxel-it/s", "{:.1f}", "high")),
@@ -55,7 +56,8 @@ def _stats(values: list[float]) -> dict:
 
 
 def summarize(records: list[dict], labels: list[str] | None = None) -> dict:
-    """``{condition: {label: {metric: {mean, std, n, median}, "_ok": n, "_failed": n}}}`` in method order."""
+    """``{condition: {label: {metric: {mean, std, n, median}, "_ok": n, "_failed": n}}}`` in method order; rows with
+    an error ratio add ``_er_le2`` / ``_er_le3`` (shares), rows with the gain metric ``_worse`` (a count)."""
     labels = labels or list(OrderedDict.fromkeys(r["label"] for r in records))
     out: dict = OrderedDict()
     for cond in OrderedDict.fromkeys(condition_of(r) for r in records):
@@ -73,6 +75,9 @@ def summarize(records: list[dict], labels: list[str] | None = None) -> dict:
             if "error_ratio" in row:
                 er = [r["metrics"]["error_ratio"] for r in ok if "error_ratio" in r["metrics"]]
                 row["_er_le3"] = float(np.mean(np.array(er) <= 3.0))
+                row["_er_le2"] = float(np.mean(np.array(er) <= 2.0))
+            if "gain" in row:  # results worse than the blurred input (shift-tolerant PSNR below the input's)
+                row["_worse"] = int(sum(r["metrics"]["gain"] < 0 for r in ok if "gain" in r["metrics"]))
             table[lab] = row
         out[cond] = table
     return out
@@ -93,14 +98,20 @@ def fmt(stat: dict | None, key: str, spread: bool = True) -> str:
 
 
 def markdown_tables(summary: dict, spread: bool = True) -> str:
-    """One markdown table per condition (mean ± standard deviation over the images; n = cases)."""
+    """One markdown table per condition (mean ± standard deviation over the images; n = cases); with an error
+    ratio, the share of cases at or below 2 and 3; with the gain metric, the count of results worse than the input."""
     parts = []
     for cond, table in summary.items():
         cols = columns_present(table)
-        head = ["method"] + [COLUMNS[c][0] for c in cols] + ["n"]
+        er = any("_er_le2" in row for row in table.values())
+        worse = any("_worse" in row for row in table.values())
+        head = (["method"] + [COLUMNS[c][0] for c in cols] + (["error ratio ≤ 2 / ≤ 3"] if er else [])
+                + (["worse than input"] if worse else []) + ["n"])
         lines = [f"**{cond}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for lab, row in table.items():
             n = f"{row['_ok']}" + (f" ({row['_failed']} failed)" if row["_failed"] else "")
-            lines.append("| " + " | ".join([lab] + [fmt(row.get(c), c, spread) for c in cols] + [n]) + " |")
+            extra = ([f"{100 * row['_er_le2']:.0f}% / {100 * row['_er_le3']:.0f}%" if "_er_le2" in row else "-"] if er else [])
+            extra += [str(row["_worse"]) if "_worse" in row else "-"] if worse else []
+            lines.append("| " + " | ".join([lab] + [fmt(row.get(c), c, spread) for c in cols] + extra + [n]) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
