@@ -65,11 +65,16 @@ def _resolve(root: Path, rel: str) -> Path:
     return p
 
 
-def _images_in(folder: Path, limit: int) -> list[Path]:
+def _images_in(folder: Path, limit: int, select=None) -> list[Path]:
     if folder.is_file():
         return [folder]
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     require(len(files) > 0, f"no images in {folder}", f"put {', '.join(IMAGE_SUFFIXES)} files there or give another --data")
+    if select:  # dataset.select: file names without suffix, kept in the folder's order
+        stems = {p.stem for p in files}
+        missing = [str(s) for s in select if str(s) not in stems]
+        require(not missing, f"no image(s) {', '.join(missing)} in {folder}", "name images by their file name without suffix")
+        files = [p for p in files if p.stem in {str(s) for s in select}]
     return files[:limit] if limit else files
 
 
@@ -91,7 +96,8 @@ def dataset_items(suite: Suite, data: str | Path | None = None) -> list[dict]:
                 f"entries for {len(folders)} folders", "give one limit, or one per folder")
         items = []
         for i, f in enumerate(folders):
-            for p in _images_in(f, limits[i] if limits and data is None else (limits[0] if limits else limit)):
+            for p in _images_in(f, limits[i] if limits and data is None else (limits[0] if limits else limit),
+                                ds.get("select") if data is None else None):
                 items.append({"name": p.stem if len(folders) == 1 else f"{f.name}/{p.stem}", "path": str(p)})
         return items
     if kind == "pairs":

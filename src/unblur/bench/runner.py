@@ -205,6 +205,12 @@ def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, ou
             out["error_ratio"] = M.error_ratio(x, np.load(ref_file), truth, **shift_kw)
         else:
             notes.append(f"error ratio: the reference {case.reference!r} has no restoration for this unit (it failed)")
+    band = int(opts.get("band", 0))
+    if band and "psnr" in names and truth.shape[0] > 2 * band:  # edge ringing: PSNR on the border band and inside it
+        mask = np.zeros(truth.shape[:2], bool)
+        mask[:band], mask[-band:], mask[:, :band], mask[:, -band:] = True, True, True, True
+        out["psnr_band"] = M.psnr(x[mask], truth[mask], drange)
+        out["psnr_interior"] = M.psnr(x[~mask], truth[~mask], drange)
     if "isnr" in names and y.shape == truth.shape:
         out["isnr"] = M.isnr(x, y * scale, truth)
     if "reblur" in names:

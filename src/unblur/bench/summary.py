@@ -10,6 +10,8 @@ import numpy as np
 #: metric key -> (column title, format, better: "high" / "low" / None)
 COLUMNS = OrderedDict([
     ("psnr", ("PSNR (dB)", "{:.2f}", "high")),
+    ("psnr_band", ("PSNR border band (dB)", "{:.2f}", "high")),
+    ("psnr_interior", ("PSNR interior (dB)", "{:.2f}", "high")),
     ("ssim", ("SSIM", "{:.3f}", "high")),
     ("psnr_shift", ("PSNR shift-tol. (dB)", "{:.2f}", "high")),
     ("ssim_shift", ("SSIM shift-tol.", "{:.3f}", "high")),
