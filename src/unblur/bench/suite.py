@@ -10,7 +10,8 @@ A suite file (``unblur bench --list`` shows the shipped ones, ``src/unblur/bench
     [dataset]
     kind = "images"                   # images | pairs | stacks | synthetic
     path = ["test/set12"]             # folders relative to the data root; --data DIR replaces them
-    limit = 3                         # images per folder (sorted by name; 0 = all)
+    limit = 3                         # images per folder (sorted by name; 0 = all; a list: one per folder)
+    select = ["08", "09"]             # optional: only these images (file names without suffix)
     color = "gray"                    # gray | rgb | keep
     crop = 64                         # centre crop side in pixels (0 = whole image)
 
@@ -29,7 +30,8 @@ A suite file (``unblur bench --list`` shows the shipped ones, ``src/unblur/bench
     names = ["psnr", "ssim", "isnr", "reblur", "time", "memory"]
     reference = "Wiener"              # label of the method the error ratio divides by
     # also: crop (border left out of PSNR/SSIM), shift_crop, max_shift (shift-tolerant metrics),
-    # data_range, flux_scale (scale restorations by sum(truth) / sum(data) first)
+    # data_range, flux_scale (scale restorations by sum(truth) / sum(data) first),
+    # band (psnr_band / psnr_interior: PSNR on the border band of that width and inside it)
 
     [full]                            # overrides applied by --full (the paper-size protocol)
     dataset = {limit = 68, crop = 256}
