@@ -403,3 +403,60 @@ def test_registry_auto_regularizer_says_what_it_used(monkeypatch):
     with pytest.raises(InputError):  # a kernel prior asked for by name is never replaced silently
         blind_deconvolve(y, "fast-em", kernel_size=7, steps=3, prior=GaussianSmoother(), progress=False,
                          kernel_prior="missing_kernel_prior.pt")
+
+
+# -- the valid (non-circulant) model: masked operator, masked M-step -------------------------
+
+def _valid_case(n=64, size=7):
+    """``y`` = the valid part of the blur of a sharp ``n x n`` image, on a periodic grid of ``n - size + 1 +
+    size`` pixels (Fast EM's layout), with the object placed so that the circular blur on the grid equals
+    ``y`` on its window."""
+    from unblur.blind.l0 import periodic_extend
+    from unblur.physics.convolution import Convolution
+    img, k = _image(n), _motion_kernel(size)
+    obs = n - size + 1
+    y = Convolution(torch.from_numpy(k), (obs, obs), "valid").A(torch.from_numpy(img)[None, None])[0, 0].numpy()
+    grid = periodic_extend(y, size)
+    obj = np.zeros(grid.shape, np.float32)
+    obj[:n, :n] = img
+    obj = np.roll(obj, (-(size // 2), -(size // 2)), (0, 1))
+    mask = torch.zeros(grid.shape)
+    mask[:obs, :obs] = 1
+    return torch.from_numpy(grid.astype(np.float32))[None], torch.from_numpy(obj)[None, None], mask, k
+
+
+def test_masked_blur_is_the_valid_model_with_exact_adjoint():
+    from unblur.blind.diffusion_em.em_run import MaskedCircularBlur
+    y, obj, mask, k = _valid_case()
+    op = MaskedCircularBlur(torch.from_numpy(k), tuple(y.shape[-2:]), mask)
+    assert torch.allclose(op.A(obj)[0], mask * y, atol=1e-5)   # the circular blur on the grid = valid blur on the window
+    a, b = torch.randn((2, 1, 1) + tuple(y.shape[-2:]), generator=torch.Generator().manual_seed(0))
+    assert abs(float((op.A(a) * b).sum() - (a * op.A_adjoint(b)).sum())) < 1e-3 * float(a.norm() * b.norm())
+    assert float(op.A(a)[..., mask == 0].abs().max()) == 0
+
+
+def test_masked_mstep_recovers_kernel_that_the_circular_mstep_misses():
+    """With the sharp object as the particle, the masked M-step (unobserved band filled by the prediction)
+    recovers the kernel of a non-periodic blur exactly; the circular M-step on the periodic extension
+    does not (the extension is not the blur of the object)."""
+    y, obj, mask, k = _valid_case()
+    est = {}
+    for name, m in (("masked", mask), ("circular", None)):
+        kk = dirac_kernel(7)
+        for _ in range(20):
+            kk = m_step(y, obj, kk, 0.0, iters=10, regularizer="none", mask=m)
+        est[name] = kernel_error(kk.numpy(), k)
+    assert est["masked"] < 1e-6 and est["circular"] > 1e-3, est
+    with pytest.raises(InputError, match="mask"):
+        m_step(y, obj, dirac_kernel(7), 0.01, regularizer="none", mask=mask[:-1])
+
+
+def test_fast_em_valid_model_is_the_default():
+    y = _case()[2]
+    kw = dict(kernel_size=7, steps=4, prior=GaussianSmoother(), regularizer="l2", noise_sigma=0.01)
+    r, info = fast_diffusion_em(y, **kw)
+    assert info["boundary"] == "valid" and r.shape == y.shape
+    r2, info2 = fast_diffusion_em(y, boundary="periodize", **kw)
+    assert info2["boundary"] == "periodize" and not np.allclose(r, r2)
+    _, info3 = diffusion_em(y, em_iters=1, **kw)
+    assert info3["boundary"] == "valid"

@@ -32,7 +32,7 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
                  regularizer: Literal["auto", "denoiser", "l1", "l2", "none"] = "auto", lam: float | None = None,
                  beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
                  r_choice: Literal["fastem", "paper"] = "fastem", even_rule: Literal["refuse", "fftshift"] = "refuse",
-                 init_kernel=None, boundary: Literal["periodize", "circular"] = "periodize", device: str | None = None, progress: bool = False, callback=None):
+                 init_kernel=None, boundary: Literal["valid", "periodize", "circular"] = "valid", device: str | None = None, progress: bool = False, callback=None):
     """Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
     Parameters
@@ -77,9 +77,10 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
     init_kernel : array or "l0", optional
         Starting kernel (warm start): an array (resized to ``kernel_size`` with a note when its size
         differs) or ``"l0"`` (the kernel of the ``l0`` method on this image); default a Dirac.
-    boundary : {"periodize", "circular"}
-        periodize = extend the image to a smooth periodic one before the circular blur model and crop the
-        result (photographs); circular = the data as they are (circularly blurred data, the paper's setting).
+    boundary : {"valid", "periodize", "circular"}
+        valid = the non-circulant model of photographs (the image is the valid part of the blur; E-step and
+        M-step use only observed pixels); periodize = circular model on a smooth periodic extension of
+        the image; circular = the data as they are (circularly blurred data, the paper's setting).
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool

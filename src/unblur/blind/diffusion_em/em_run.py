@@ -1,9 +1,23 @@
 """Set-up shared by Fast Diffusion EM and Diffusion EM: input checks, the kernel state and the outputs.
 
-The blur model is circular (the paper's), the image is in [0, 1] (gray ``(H, W)`` or colour ``(H, W, C)``,
-one kernel shared by the channels), the noise sigma is in [0, 1] units and, when not given, is
-estimated by :func:`unblur.physics.noise.estimate_noise_sigma` (the MAD of the finest diagonal Haar
-wavelet band / 0.6745, Donoho 1995): the mean of the per-channel estimates of the blurred image.
+The image is in [0, 1] (gray ``(H, W)`` or colour ``(H, W, C)``, one kernel shared by the channels), the
+noise sigma is in [0, 1] units and, when not given, is estimated by
+:func:`unblur.physics.noise.estimate_noise_sigma` (the MAD of the finest diagonal Haar wavelet band /
+0.6745, Donoho 1995): the mean of the per-channel estimates of the blurred image.
+
+Blur models (``boundary``):
+
+* ``"valid"`` (default): the photograph ``y`` (``H x W``) is the valid part of the blur of a larger
+  object.  The object lives on a periodic grid ``(H + b) x (W + b)`` (``b`` = the kernel size >= ``k - 1``)
+  and ``y`` is observed on its window ``[:H, :W]``: ``A x = m (k (*) x)`` with ``(*)`` the circular
+  convolution on the grid and ``m`` the mask of the window (:class:`MaskedCircularBlur`).  Because the band
+  is at least ``k - 1`` wide, no wrap-around reaches the window, so this is exactly the non-circulant
+  ``valid`` model; the band's values of the object are estimated, its data are not used (the E-step
+  guidance and the M-step see only observed pixels).
+* ``"periodize"``: the image is extended to the same grid by a smooth periodic continuation
+  (:func:`unblur.blind.l0.periodic_extend`) and the circular model is applied to the whole grid (the
+  extension is treated as data).
+* ``"circular"``: the data as they are, circular model (the paper's setting, for circularly blurred data).
 """
 
 from __future__ import annotations
@@ -16,11 +30,44 @@ import torch
 from ...algorithms.common import Run, start
 from ...errors import require
 from ...physics.convolution import Convolution
+from ...physics.operator import LinearOperator
 from ..checks import check_blind_input, initial_kernel
 from .mstep import REGULARIZERS, check_kernel_size, check_sigma, dirac_kernel, m_step
 
 GUIDANCES = ("pigdm", "dps")
-BOUNDARIES = ("periodize", "circular")
+BOUNDARIES = ("valid", "periodize", "circular")
+
+
+class MaskedCircularBlur(LinearOperator):
+    """``A x = m (k (*) x)``: the circular blur on a periodic grid, observed where the mask ``m`` is 1.
+
+    ``in_shape == out_shape`` (the grid); unobserved data entries are 0 after ``A`` and ignored by
+    ``A^T`` (``A^T y = k^T (*) (m y)``).  With a band of at least ``k - 1`` unobserved pixels after the
+    window, this is the ``valid`` model (module docstring).  The quadratic solves are the base class's
+    conjugate gradient (the mask breaks the Fourier diagonalisation); :attr:`circulant` is the unmasked
+    circular blur, whose exact Fourier solves the guidance uses as a surrogate (:mod:`.fast_em`).
+    """
+
+    boundary = "valid"
+
+    def __init__(self, psf: torch.Tensor, image_shape, mask: torch.Tensor):
+        self.circulant = Convolution(psf, image_shape, "circular")
+        self.in_shape = self.out_shape = self.circulant.out_shape
+        self.mask = mask
+
+    @property
+    def psf(self) -> torch.Tensor:
+        return self.circulant.psf
+
+    def update_kernel(self, psf) -> None:
+        self.circulant.update_kernel(psf)
+        self._clear_cache()
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mask * self.circulant.A(x)
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return self.circulant.A_adjoint(self.mask * y)
 
 
 def resolve_kernel_prior(kernel_prior, size: int, device=None):
@@ -55,40 +102,48 @@ class KernelState:
     kernel_denoiser: object = None
     history: list = field(default_factory=list)
     crop: tuple | None = None       # (H, W) of the caller's image when the data were periodised
+    mask: torch.Tensor | None = None  # (H, W) grid mask of the observed window ("valid"), None: all observed
     op: Convolution = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.op = Convolution(self.kernel, tuple(self.y.shape[-2:]), "circular")
+        shape = tuple(self.y.shape[-2:])
+        self.op = (Convolution(self.kernel, shape, "circular") if self.mask is None
+                   else MaskedCircularBlur(self.kernel, shape, self.mask))
 
     def update(self, x01: torch.Tensor, x_variance: float = 0.0) -> torch.Tensor:
         """M-step on particles ``x01`` ``(n, C, H, W)`` in [0, 1] (warm start from the current kernel)."""
         self.kernel = m_step(self.y, x01.detach(), self.kernel, self.sigma, iters=self.iters, lam=self.lam,
                              beta=self.beta, regularizer=self.regularizer, kernel_denoiser=self.kernel_denoiser,
-                             x_variance=x_variance)
+                             x_variance=x_variance, mask=self.mask)
         self.op.update_kernel(self.kernel)
         self.history.append(self.kernel.detach().cpu().numpy().astype(np.float32))
         return self.kernel
 
     def operator(self) -> Convolution:
-        """The circular blur by the current kernel (the same object after every :meth:`update`)."""
+        """The blur by the current kernel, circular or masked (the same object after every :meth:`update`)."""
         return self.op
+
+    def observed(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` with its unobserved entries set to 0 (the data the guidance compares with ``A x``)."""
+        return y if self.mask is None else self.mask * y
 
 
 def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps: int, noise_sigma, seed,
                 prior, kernel_prior, regularizer: str, lam: float | None, beta: float, hqs_iters: int,
                 even_rule: str = "refuse", init_kernel=None, device=None,
-                boundary: str = "periodize") -> tuple[Run, KernelState]:
+                boundary: str = "valid") -> tuple[Run, KernelState]:
     """Validate the inputs and build the run (data, prior, generator) and the kernel state.
 
     The state starts from a Dirac, or from ``init_kernel`` (an array, resized to ``kernel_size`` with a
     note, or ``"l0"``: :func:`unblur.blind.checks.initial_kernel`).
 
-    ``boundary="periodize"``: the image is extended by ``kernel_size`` pixels at the end of each axis to
-    a smooth periodic image (:func:`unblur.blind.l0.periodic_extend`, a cosine blend of the two mirrored
-    ends, Liu & Jia 2008) before the circular model sees it, and :func:`finish_blind` crops the result
-    back; a photograph is not periodic, and its wrap-around edges would otherwise be explained by the
-    kernel.  The noise sigma, when not given, is estimated on the image itself.  ``"circular"``:
-    the data are used as they are (the paper's setting, for circularly blurred data)."""
+    ``boundary="valid"`` and ``"periodize"``: the image is extended by ``kernel_size`` pixels at the end of
+    each axis to a smooth periodic image (:func:`unblur.blind.l0.periodic_extend`, a cosine blend of the
+    two mirrored ends, Liu & Jia 2008), and :func:`finish_blind` crops the result back; a photograph is
+    not periodic, and its wrap-around edges would otherwise be explained by the kernel.  ``"valid"``
+    then observes only the window of the image (mask, :class:`MaskedCircularBlur`), ``"periodize"``
+    treats the extension as data.  The noise sigma, when not given, is estimated on the image itself.
+    ``"circular"``: the data are used as they are (the paper's setting, for circularly blurred data)."""
     require(guidance in GUIDANCES, f"unknown guidance {guidance!r}", f"use one of {', '.join(GUIDANCES)}")
     require(regularizer in REGULARIZERS, f"unknown kernel regularizer {regularizer!r}",
             f"use one of {', '.join(REGULARIZERS)}")
@@ -105,7 +160,7 @@ def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps
     k_init = initial_kernel(init_kernel, kernel_size, img, noise_sigma=noise_sigma, notes=notes)
     require(boundary in BOUNDARIES, f"unknown boundary {boundary!r}", f"use one of {', '.join(BOUNDARIES)}")
     crop = None
-    if boundary == "periodize":
+    if boundary in ("valid", "periodize"):
         from ...physics.noise import estimate_noise_sigma
         from ..l0 import periodic_extend
 
@@ -124,8 +179,12 @@ def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps
     else:
         k0 = torch.as_tensor(k_init, dtype=y.dtype, device=y.device)
     kden = resolve_kernel_prior(kernel_prior, kernel_size, y.device) if regularizer == "denoiser" else None
+    mask = None
+    if boundary == "valid":
+        mask = torch.zeros(tuple(y.shape[-2:]), dtype=y.dtype, device=y.device)
+        mask[:crop[0], :crop[1]] = 1
     state = KernelState(y=y, sigma=run.sigma, kernel=k0, regularizer=regularizer, lam=lam, beta=beta,
-                        iters=hqs_iters, kernel_denoiser=kden, crop=crop)
+                        iters=hqs_iters, kernel_denoiser=kden, crop=crop, mask=mask)
     run.problem.op = state.operator()
     return run, state
 
@@ -138,7 +197,7 @@ def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, si
     if state.crop is not None:
         h, w = state.crop
         restored, parts = restored[:h, :w], [p[:h, :w] for p in parts]
-        info["boundary"] = "periodize"
+        info["boundary"] = "valid" if state.mask is not None else "periodize"
 
     info.update(kernel=state.kernel.detach().cpu().numpy().astype(np.float32),
                 kernel_history=np.stack(state.history) if state.history else np.zeros((0,) + tuple(state.kernel.shape), np.float32),
@@ -148,4 +207,4 @@ def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, si
     return restored, info
 
 
-__all__ = ["GUIDANCES", "KernelState", "start_blind", "finish_blind", "resolve_kernel_prior"]
+__all__ = ["GUIDANCES", "BOUNDARIES", "KernelState", "MaskedCircularBlur", "start_blind", "finish_blind", "resolve_kernel_prior"]

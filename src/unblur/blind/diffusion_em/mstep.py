@@ -37,6 +37,16 @@ authors' code) ``E |F(x)(j)|^2 = |F(x0_hat)(j)|^2 + M r^2``, hence ``M r^2`` per
 The authors' public code does not use this variant (its PiGDM M-step is the plain one).
 ``x_variance = 0`` (the default) is the plain M-step of Algorithm 2 / A.1 (eq. 24, App. C).
 
+``mask`` (``(H, W)``, 1 where ``y`` is observed, 0 elsewhere) makes the data term ``||m (y - k * x_i)||^2``:
+the non-circulant (``valid``) model of a photograph, observed on a window of a larger periodic grid whose
+band (at least ``k - 1`` pixels wide) is unobserved, so that the circular blur on the grid equals the
+linear blur on the window.  The masked data term has no closed form in Fourier; it is minimised by
+majorisation-minimisation, the EM of missing data (Dempster, Laird & Rubin 1977): at every HQS
+iteration the unobserved pixels are filled with the current prediction, ``y_i = m y + (1 - m) (k * x_i)``,
+which makes the complete-data term ``||y_i - z * x_i||^2`` an upper bound of the masked one, equal at
+``z = k``, and the data step above (with ``sum_i conj F(x_i) F(y_i)``) its exact minimiser; the masked
+objective therefore does not increase from one iteration to the next.
+
 Everything is plain torch; :func:`m_step` takes tensors ``y (C, H, W)``, ``x (n, C, H, W)``.
 """
 
@@ -160,7 +170,16 @@ def _data_step_terms(y: torch.Tensor, x: torch.Tensor, sigma: float, beta: float
     num = (Y[None] * X.conj()).sum(dim=(0, 1))                              # sum_i,c conj(X) Y
     den = (X.abs() ** 2).sum(dim=(0, 1))
     w = max(n * beta * sigma**2, 1e-8 * float(den.max()))
-    return num, w, den + w + n * C * x_variance * H * W + l2
+    return num, w, den + w + n * C * x_variance * H * W + l2, X
+
+
+def _filled_numerator(y: torch.Tensor, X: torch.Tensor, kernel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``sum_i,c conj F(x_i) F(y_i)`` with ``y_i = m y + (1 - m) (k * x_i)`` (module docstring: the missing
+    pixels filled with the prediction of the current kernel)."""
+    H, W = y.shape[-2:]
+    pred = torch.fft.irfft2(X * psf_to_otf(kernel.to(torch.float32), (H, W)), s=(H, W))   # (n, C, H, W)
+    filled = mask * y.to(torch.float32)[None] + (1 - mask) * pred
+    return (torch.fft.rfft2(filled) * X.conj()).sum(dim=(0, 1))
 
 
 def data_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float, *, beta: float = 1e5,
@@ -171,7 +190,7 @@ def data_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: flo
     ``(1 / (2 sigma^2)) sum_{i,c} (||y_c - z * x_ic||^2 + x_variance M ||z||^2) + (n beta / 2) ||z - kernel||^2``,
     returned as its ``(k, k)`` box around the centre (no projection, no prior).  Shapes as in :func:`m_step`.
     """
-    num, w, D = _data_step_terms(y, x, check_sigma(sigma), beta, x_variance, 0.0)
+    num, w, D, _ = _data_step_terms(y, x, check_sigma(sigma), beta, x_variance, 0.0)
     H, W = y.shape[-2:]
     Z = (num + w * psf_to_otf(kernel.to(torch.float32), (H, W))) / D
     return crop_support(torch.fft.irfft2(Z, s=(H, W)), kernel.shape[-1])
@@ -179,7 +198,7 @@ def data_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: flo
 
 def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float, *, iters: int = 10,
            lam: float | None = None, beta: float = 1e5, regularizer: str = "denoiser", kernel_denoiser=None,
-           x_variance: float = 0.0, center: bool = True) -> torch.Tensor:
+           x_variance: float = 0.0, center: bool = True, mask: torch.Tensor | None = None) -> torch.Tensor:
     """One M-step (HQS, eqs. 22-25).  Returns the new ``(k, k)`` kernel (non-negative, sum 1, centred).
 
     Parameters
@@ -200,6 +219,10 @@ def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float,
         Kernel prior (see module docstring); ``"denoiser"`` needs ``kernel_denoiser`` ``D(k, sigma)``.
     x_variance : float
         PiGDM variance ``r_t^2`` of the particles in [0, 1] units (eq. D.9, module docstring); 0 for the plain M-step.
+    mask : (H, W) tensor, optional
+        1 where ``y`` is observed, 0 where it is not (the band of a periodised photograph): the masked
+        data term, minimised by filling the unobserved pixels at every HQS iteration (module docstring).
+        None: every pixel is observed (circular model).
     """
     require(regularizer in REGULARIZERS, f"unknown kernel regularizer {regularizer!r}",
             f"use one of {', '.join(REGULARIZERS)}")
@@ -216,9 +239,17 @@ def m_step(y: torch.Tensor, x: torch.Tensor, kernel: torch.Tensor, sigma: float,
             "invalid M-step parameters", "use iters >= 1, lam >= 0, beta > 0, x_variance >= 0")
     size = kernel.shape[-1]
     H, W = y.shape[-2:]
-    num, w, D = _data_step_terms(y, x, sigma, beta, x_variance, _l2_weight(regularizer, lam, x.shape[0], sigma))
+    num, w, D, X = _data_step_terms(y, x, sigma, beta, x_variance, _l2_weight(regularizer, lam, x.shape[0], sigma))
     k = kernel.to(torch.float32)
-    if 2 * size - 1 <= min(H, W):
+    if mask is not None:
+        require(tuple(mask.shape[-2:]) == (H, W), f"mask {tuple(mask.shape)} does not match the observation {(H, W)}",
+                "give a (H, W) mask of the observed pixels")
+        m = mask.to(device=y.device, dtype=torch.float32)
+        for _ in range(iters):
+            num = _filled_numerator(y, X, k, m)
+            z = crop_support(torch.fft.irfft2((num + w * psf_to_otf(k, (H, W))) / D, s=(H, W)), size)
+            k = project_kernel(_prior_step(z, regularizer, lam, beta, kernel_denoiser).to(torch.float32), center)
+    elif 2 * size - 1 <= min(H, W):
         # Z = F^-1[num / D] + F^-1[w / D] (*) k: the kernel enters only through a small circular convolution,
         # so the support crop of Z is  a + (g (*) k)  with  a = crop(F^-1[num / D])  and  g = F^-1[w / D]
         # at offsets -(size-1) .. size-1 (exact while 2 size - 1 <= H, W); no FFT inside the loop.
