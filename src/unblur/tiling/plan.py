@@ -14,7 +14,10 @@ Memory model.  The peak memory of one tile is ``bytes_per_voxel * prod(r_i + k_i
 ``valid`` object (read box ``r`` plus PSF ``k`` minus one) is the FFT grid that every step of the
 method works on.  :data:`BYTES_PER_VOXEL` holds the measured factor per method
 (``benchmarks/tiling.py --memory-model``); other methods use :data:`DEFAULT_BYTES_PER_VOXEL`.
-The automatic tile size is the largest split whose tiles fit ``memory_limit / concurrent tiles``.
+The automatic split is the one with the least modelled time (:func:`_best_counts`: the padded FFT
+grids of all tiles, i.e. the halo's extra work, and the workers' last round) among those whose
+tiles fit ``memory_limit / concurrent tiles``: few, large tiles, split on the axes where the halo
+costs least.
 
 Example
 -------
@@ -27,6 +30,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -159,9 +163,88 @@ def _largest_read(n, m, h, o):
     return min(n, core + (o if m > 1 else 0) + 2 * h)
 
 
+def _grid(shape, counts, halo, overlap, psf_shape) -> int:
+    """FFT grid voxels (read box + PSF - 1) of the largest tile of a split."""
+    return math.prod(_largest_read(n, m, h, o) + k - 1 for n, m, h, o, k in zip(shape, counts, halo, overlap, psf_shape))
+
+
+@functools.lru_cache(maxsize=4096)
+def _axis_cost(n: int) -> tuple[int, float]:
+    """``(N, c)``: the FFT length unblur pads ``n`` to and its relative cost per point (``log2 N``)."""
+    try:
+        from ..physics.convolution import fft_grid_shape
+        size = int(fft_grid_shape((n,))[0])
+    except ImportError:  # pragma: no cover - torch missing: no padding model
+        size = n
+    return size, math.log2(max(size, 2))
+
+
+def _reads(n: int, m: int, h: int, o: int) -> list[int]:
+    """Read lengths of the ``m`` tiles on an axis of ``n`` voxels (as :meth:`TilePlan.axis_parts`)."""
+    b = _splits(n, m)
+    out = []
+    for j in range(m):
+        k0 = b[j] - (o // 2 if j > 0 else 0)
+        k1 = b[j + 1] + (o - o // 2 if j < m - 1 else 0)
+        out.append(min(n, k1 + h) - max(0, k0 - h))
+    return out
+
+
+def _best_counts(shape, psf_shape, halo, overlap, max_grid: float, concurrent: int, min_tiles: int,
+                 tasks_per_tile: int = 1):
+    """Tile counts per axis with the least modelled time, or None if no split fits ``max_grid``.
+
+    A tile's cost is modelled as one RL step on its padded FFT grid ``N`` (read box + PSF - 1,
+    padded as the ``valid`` operator pads it): ``prod(N_a) * (sum_a log2 N_a + 2)`` (FFT passes and
+    elementwise passes).  A plan's time is the tiles' summed cost scaled by
+    ``ceil(T / concurrent) * concurrent / T`` for ``T = tiles * tasks_per_tile`` tasks (channels,
+    time points): the halo's extra work and the idle workers of an unbalanced last round both
+    count.  Candidates: every split whose largest tile fits ``max_grid`` grid voxels (unpadded, as
+    in the memory model), with at least ``min_tiles`` tiles and cores no smaller than the PSF and
+    the overlap (or the whole axis)."""
+    min_core = [max(k, o, 1) for k, o in zip(psf_shape, overlap)]
+    top = [max(1, n // c) if n > c else 1 for n, c in zip(shape, min_core)]
+    cache: dict = {}
+
+    def axis(ax, m):
+        """(largest grid length, sum of padded lengths, mean cost per point) of ``m`` tiles on ``ax``."""
+        if (ax, m) not in cache:
+            grids = [r + psf_shape[ax] - 1 for r in _reads(shape[ax], m, halo[ax], overlap[ax])]
+            padded = [_axis_cost(g) for g in grids]
+            cache[ax, m] = (max(grids), sum(p[0] for p in padded), sum(p[1] for p in padded) / m)
+        return cache[ax, m]
+
+    def fits(c):
+        return math.prod(axis(ax, m)[0] for ax, m in enumerate(c)) <= max_grid
+
+    best, best_key = None, None
+    for lead in product(*(range(1, t + 1) for t in top[:-1])):
+        if not fits(lead + (top[-1],)):
+            continue
+        lo, hi = 1, top[-1]  # the fewest splits of the last axis that fit (memory falls with more splits)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fits(lead + (mid,)):
+                hi = mid
+            else:
+                lo = mid + 1
+        for last in range(lo, min(top[-1], lo + concurrent) + 1):
+            c = lead + (last,)
+            tiles = math.prod(c)
+            if tiles < min_tiles or not fits(c):
+                continue
+            parts = [axis(ax, m) for ax, m in enumerate(c)]
+            tasks = tiles * tasks_per_tile
+            cost = math.prod(p[1] for p in parts) * (sum(p[2] for p in parts) + 2) * tasks_per_tile
+            key = (cost * (-(-tasks // concurrent) * concurrent) / tasks, tiles)
+            if best_key is None or key < best_key:
+                best, best_key = c, key
+    return best
+
+
 def make_plan(shape, psf_shape, tile=None, halo=None, overlap=None, memory_limit=None,
               bytes_per_voxel: float = DEFAULT_BYTES_PER_VOXEL, concurrent: int = 1,
-              min_tiles: int = 1) -> TilePlan:
+              min_tiles: int = 1, tasks_per_tile: int = 1) -> TilePlan:
     """Cut a volume of spatial ``shape`` into tiles for a PSF of ``psf_shape``.
 
     Parameters
@@ -185,6 +268,8 @@ def make_plan(shape, psf_shape, tile=None, halo=None, overlap=None, memory_limit
         Tiles that run at the same time (workers x threads); each gets ``memory_limit / concurrent``.
     min_tiles : int
         Automatic plans cut at least this many tiles (one per worker).
+    tasks_per_tile : int
+        Tasks run per tile (channels x time points), for balancing the workers' last round.
 
     Returns
     -------
@@ -217,24 +302,14 @@ def make_plan(shape, psf_shape, tile=None, halo=None, overlap=None, memory_limit
                     "use larger tiles or a smaller overlap")
         counts = tuple(max(1, -(-n // max(1, t))) for n, t in zip(shape, tile))
     else:
-        counts = [1] * d
-        min_core = [max(k, o, 1) for k, o in zip(psf_shape, overlap)]
-
-        def grid(c):
-            return math.prod(_largest_read(n, m, h, o) + k - 1 for n, m, h, o, k in zip(shape, c, halo, overlap, psf_shape))
-
-        while grid(counts) * bytes_per_voxel > budget or math.prod(counts) < min_tiles:
-            # split the axis with the largest core that can still be split
-            cand = [(-(-n // m), ax) for ax, (n, m) in enumerate(zip(shape, counts)) if -(-n // (m + 1)) >= min_core[ax]]
-            if not cand:
-                if grid(counts) * bytes_per_voxel > budget:
-                    need = grid(counts) * bytes_per_voxel * max(1, concurrent)
-                    raise InputError(f"memory limit {limit / 1e6:.0f} MB is below what one tile needs "
-                                     f"({need / 1e6:.0f} MB for {max(1, concurrent)} tile(s) at once)",
-                                     "raise --memory-limit, use fewer workers or a smaller PSF")
-                break
-            counts[max(cand)[1]] += 1
-        counts = tuple(counts)
+        counts = _best_counts(shape, psf_shape, halo, overlap, budget / bytes_per_voxel, max(1, concurrent),
+                              max(1, min_tiles), tasks_per_tile)
+        if counts is None:
+            minimal = tuple(-(-n // max(k, o, 1)) for n, k, o in zip(shape, psf_shape, overlap))
+            need = _grid(shape, minimal, halo, overlap, psf_shape) * bytes_per_voxel * max(1, concurrent)
+            raise InputError(f"memory limit {limit / 1e6:.0f} MB is below what one tile needs "
+                             f"({need / 1e6:.0f} MB for {max(1, concurrent)} tile(s) at once)",
+                             "raise --memory-limit, use fewer workers or a smaller PSF")
     plan = TilePlan(shape, psf_shape, counts, halo, overlap)
     need = plan.grid_voxels() * bytes_per_voxel
     if memory_limit is not None:
