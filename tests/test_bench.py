@@ -270,3 +270,15 @@ def test_selected_images_and_border_band_psnr(tmp_path):
     bad.write_text(suite.read_text().replace('"img2"', '"nope"'))
     with pytest.raises(InputError, match="nope"):
         run_suite(load_suite(bad), tmp_path / "out2")
+
+
+def test_method_limit_runs_a_slow_method_on_the_first_units_only(tmp_path):
+    from unblur.bench.cases import make_cases
+    d = _folder(tmp_path)
+    s = load_suite("smoke", overrides=['methods=[{method = "wiener", label = "Wiener"}, {method = "rl", label = "RL", limit = 2}]'])
+    cases = make_cases(s, d)
+    assert sum(c.method.label == "Wiener" for c in cases) == 6 and sum(c.method.label == "RL" for c in cases) == 2
+    rl_units = [c.unit.uid for c in cases if c.method.label == "RL"]
+    assert rl_units == [c.unit.uid for c in cases if c.method.label == "Wiener"][:2]
+    with pytest.raises(InputError, match="negative limit"):
+        load_suite("smoke", overrides=['methods=[{method = "rl", limit = -1}]'])

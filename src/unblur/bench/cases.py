@@ -243,8 +243,10 @@ def make_cases(suite: Suite, data: str | Path | None = None) -> list[Case]:
     order = sorted(suite.methods, key=lambda m: m.label != ref)
     opts = {k: v for k, v in suite.metrics.items() if k not in ("names", "reference")}
     cases = []
-    for u in make_units(suite, data):
+    for i, u in enumerate(make_units(suite, data)):
         for m in order:
+            if m.limit and i >= m.limit and m.label != ref:  # a slow method on the first units only
+                continue
             cases.append(Case(f"{u.uid}|{m.label}", u, m, kinds[m.label], seed=u.seed, metrics=suite.metric_names,
                               reference=None if (ref is None or m.label == ref) else ref, metric_options=opts))
     return cases

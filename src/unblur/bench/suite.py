@@ -24,6 +24,7 @@ A suite file (``unblur bench --list`` shows the shipped ones, ``src/unblur/bench
     [[methods]]
     method = "rl"                     # a registered method (unblur methods)
     label = "RL 30"                   # the name in tables (default: the method)
+    limit = 0                         # optional: this method runs on the first N degraded images only (slow methods)
     params = {num_iter = 30}          # "$sigma" is replaced by the true noise sigma, "$kernel_size" by the kernel side
 
     [metrics]
@@ -82,6 +83,7 @@ class MethodSpec:
     method: str
     label: str
     params: dict = field(default_factory=dict)
+    limit: int = 0   # run on the first ``limit`` units only (0: all), for slow methods
 
 
 @dataclass
@@ -199,7 +201,8 @@ def _validate(d: dict, path: Path, raw: dict) -> Suite:
     methods = []
     for m in d.get("methods", []):
         require("method" in m, f"{where}: a [[methods]] entry has no 'method'", "name a registered method (unblur methods)")
-        methods.append(MethodSpec(m["method"], m.get("label", m["method"]), dict(m.get("params", {}))))
+        require(int(m.get("limit", 0)) >= 0, f"{where}: method {m['method']!r} has a negative limit", "give limit = 0 (all) or more")
+        methods.append(MethodSpec(m["method"], m.get("label", m["method"]), dict(m.get("params", {})), int(m.get("limit", 0))))
     require(len(methods) > 0, f"{where}: no methods", "add [[methods]] entries")
     labels = [m.label for m in methods]
     require(len(set(labels)) == len(labels), f"{where}: method labels repeat ({', '.join(labels)})", "give each entry its own label")
