@@ -324,3 +324,93 @@ def test_cli_tiled_run_matches_whole_volume_and_many_files(tmp_path):
     # a method that cannot run on tiles is refused in one line
     assert main(["deconvolve", str(tmp_path / "a.tif"), "--psf", str(tmp_path / "p.tif"), "--method", "dps",
                  "--tile", "8,32,32", "-o", str(tmp_path / "d.tif")]) == 2
+
+
+def _cli_stack(tmp_path):
+    import tifffile
+    from scipy import ndimage
+    rng = np.random.default_rng(0)
+    x = np.zeros((16, 64, 64), np.float32)
+    x[rng.integers(0, 16, 40), rng.integers(0, 64, 40), rng.integers(0, 64, 40)] = 1
+    psf = np.zeros((5, 7, 7), np.float32)
+    psf[2, 3, 3] = 1
+    psf = ndimage.gaussian_filter(psf, (1.0, 1.2, 1.2))
+    y = (ndimage.convolve(x, psf / psf.sum(), mode="reflect") + 0.01).astype(np.float32)
+    tifffile.imwrite(tmp_path / "a.tif", y)
+    tifffile.imwrite(tmp_path / "p.tif", psf)
+    return ["deconvolve", str(tmp_path / "a.tif"), "--psf", str(tmp_path / "p.tif"), "--num-iter", "4", "--no-progress",
+            "--tile", "8,32,32", "--scheduler", "sync"]
+
+
+def test_cli_tiled_output_and_log_are_one_unit(tmp_path, monkeypatch, capsys):
+    """An interrupted tiled run (Ctrl-C while restoring, a full disk while writing) leaves neither OUT
+    nor OUT.json, only OUT.partial/; --resume then commits both together and removes the tiles."""
+    import hashlib
+    import json
+
+    from unblur.cli.main import main
+    from unblur.tiling import output
+
+    args = _cli_stack(tmp_path)
+    out = tmp_path / "t.npy"
+    log, partial = tmp_path / "t.npy.json", tmp_path / "t.npy.partial"
+    real, calls = engine.restore_block, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine, "restore_block", interrupted)
+    assert main([*args, "-o", str(out)]) == 130
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "p.tif", "t.npy.partial"]
+    assert len(list(partial.glob("c0_t*.npy"))) == 3
+
+    def full(self, slices, block):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(output.NpyOutput, "write", full)  # every tile done, then the disk fills up
+    capsys.readouterr()
+    assert main([*args, "--resume", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left" in err and "--resume" in err
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "p.tif", "t.npy.partial"]
+    assert len(list(partial.glob("c0_t*.npy"))) == 8
+
+    assert main([*args, "--resume", "-o", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "p.tif", "t.npy", "t.npy.json"]
+    record = json.loads(log.read_text())
+    assert (record["info"]["computed"], record["info"]["reused"]) == (0, 8) and record["tiled"] is True
+    assert record["sha256"][str(out)] == hashlib.sha256(out.read_bytes()).hexdigest()
+    ref = tmp_path / "ref.npy"
+    assert main([*args, "-o", str(ref)]) == 0
+    np.testing.assert_array_equal(np.load(out), np.load(ref))
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--tile", "8,4,4"], "smaller than the PSF"),
+    (["--memory-limit", "100kB"], "below what one tile needs"),
+    (["--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler"),
+])
+def test_cli_tiled_faults_one_line(tmp_path, capsys, extra, message):
+    from unblur.cli.main import main
+    args = [a for a in _cli_stack(tmp_path) if a not in ("--tile", "8,32,32", "--scheduler", "sync")]
+    capsys.readouterr()
+    assert main([*args, *extra, "-o", str(tmp_path / "o.tif")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "p.tif"]
+
+
+def test_plan_prefers_few_splits():
+    """The automatic split keeps the halo's extra work small: one split axis for two workers, thin Z whole."""
+    bpv = plan_mod.bytes_per_voxel("rl")
+    p = make_plan((48, 512, 512), (15, 21, 21), memory_limit="16GB", bytes_per_voxel=bpv, concurrent=2, min_tiles=2)
+    assert p.n_tiles == 2 and p.counts[0] == 1
+    p = make_plan((200, 2048, 2048), (15, 31, 31), memory_limit="1GB", bytes_per_voxel=bpv, concurrent=2, min_tiles=2)
+    assert p.grid_voxels() * bpv <= 0.5e9 and p.n_tiles % 2 == 0  # fits, and no idle worker in the last round
+    # the cost model: fewer, larger tiles than splitting every axis evenly
+    assert p.n_tiles < 242

@@ -37,7 +37,7 @@ without one is taken at the image's); OUT keeps the input's axes, voxel size and
 Large data: with --tile, --memory-limit, --scheduler, --workers or --resume, or several input files, the
 stack is restored tile by tile (halo of the PSF size, `valid` model per tile, smooth blend), read lazily and
 streamed to OUT, with tiles scheduled by Dask (see docs/scaling.md); finished tiles are kept in OUT.partial/
-until OUT is complete, so --resume continues an interrupted run. Then OUT.json is written after OUT.
+until OUT and OUT.json are committed together, so --resume continues an interrupted run.
 """
 
 
@@ -78,30 +78,32 @@ def _tiled(args) -> bool:
 
 
 def _run_tiled(args, method, params) -> int:
-    """Several files or a stack that should not be loaded whole: :func:`unblur.tiling.deconvolve_files`."""
+    """Several files or a stack that should not be loaded whole: :func:`unblur.tiling.deconvolve_files`.
+
+    Each output and its JSON log are one :class:`Outputs` unit (staged, committed together, the
+    lock held meanwhile); the finished tiles in ``OUT.partial/`` are removed only after the commit."""
     import time
 
     from ..tiling import deconvolve_files, output_names, parse_tile
-    from .common import log_path_for, write_log
 
     require(method.capabilities.tileable, f"--method {method.name} cannot run tile by tile",
             "use a tileable method (unblur methods shows which) or drop the tiling options")
     outs = [args.output] if len(args.image) == 1 else output_names(args.image, args.output)
     params = dict(params)
-    params.pop("progress", None)
-    for o in outs:
-        log = log_path_for(Path(o))
-        require(args.force or args.resume or not log.exists(), f"{log} exists", "pass --force to replace it")
+    progress = bool(params.pop("progress", True))  # the bar counts tiles, not each tile's iterations
+    units = [Outputs(o, args.force, inputs=(src, args.psf)) for src, o in zip(args.image, outs)]
+
+    def record(src, r):
+        return {"command": "deconvolve", "image": src, "psf": args.psf, "method": method.name,
+                "params": r.info.get("params", params), "tiled": True,
+                "info": {k: v for k, v in r.info.items() if k not in ("params", "partial")}}
+
     t0 = time.perf_counter()
     results = deconvolve_files(args.image, args.psf, outs, method.name, tile=parse_tile(args.tile),
                                memory_limit=args.memory_limit, scheduler=args.scheduler, workers=args.workers,
-                               resume=args.resume, overwrite=args.force, progress=True, **params)
-    for src, r in zip(args.image, results):
-        log = write_log(log_path_for(Path(r.image)), {"command": "deconvolve", "image": src, "psf": args.psf,
-                                                       "method": method.name, "params": r.info.get("params", params),
-                                                       "tiled": True, "info": {k: v for k, v in r.info.items()
-                                                                               if k != "params"}}, overwrite=True)
-        print(f"wrote {r.image}, {log} ({r.info.get('tiles', '?')} tiles, {r.info.get('time_s', 0):.1f} s)")
+                               resume=args.resume, overwrite=args.force, progress=progress, units=units, record=record, **params)
+    for unit, r in zip(units, results):
+        print(f"wrote {r.image}, {unit.log} ({r.info.get('tiles', '?')} tiles, {r.info.get('time_s', 0):.1f} s)")
     print(f"{len(results)} file(s) in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -8,6 +8,7 @@ restored one by one inside it).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ..api import Restoration
@@ -37,7 +38,8 @@ def output_names(inputs, output_dir, suffix: str = "_deconv", ext: str | None = 
 
 
 def deconvolve_files(inputs, psf, outputs, method: str = "rl", *, scheduler=None, client=None,
-                     connect_timeout: float = 5.0, overwrite: bool = False, **kwargs) -> list[Restoration]:
+                     connect_timeout: float = 5.0, overwrite: bool = False, units=None, record=None,
+                     **kwargs) -> list[Restoration]:
     """Deconvolve each of ``inputs`` into the matching ``outputs`` tile by tile.
 
     Parameters
@@ -53,6 +55,14 @@ def deconvolve_files(inputs, psf, outputs, method: str = "rl", *, scheduler=None
     scheduler, client, connect_timeout, overwrite, **kwargs
         As in :func:`unblur.tiling.deconvolve_tiled` (``tile``, ``memory_limit``, ``workers``,
         ``resume``, ``progress``, ``device`` and the method's parameters).
+    units : list or None
+        One commit unit per output (:class:`unblur.cli.common.Outputs`: a context manager with
+        ``write(target, writer)`` and ``commit(record)``).  Each output is then staged by its unit
+        and committed with its JSON log ``record(input, restoration)``; the finished tiles
+        (``<output>.partial``) are removed only after the commit, so an interruption at any point
+        leaves neither the output nor its log, and ``resume`` continues.
+    record : callable or None
+        ``record(input, restoration) -> dict``: the log of each output (with ``units``).
 
     Returns
     -------
@@ -75,9 +85,21 @@ def deconvolve_files(inputs, psf, outputs, method: str = "rl", *, scheduler=None
     own = None
     if client is None and scheduler not in LOCAL:
         client = own = connect(str(scheduler), connect_timeout)
+    require(units is None or len(units) == len(outputs), f"{len(units or ())} units for {len(outputs)} outputs",
+            "give one unit per output")
+    kw = dict(kwargs, client=client, scheduler=None if client else scheduler, overwrite=overwrite)
     try:
-        return [deconvolve_tiled(str(i), psf, method, output=o, client=client, scheduler=None if client else scheduler,
-                                 overwrite=overwrite, **kwargs) for i, o in zip(inputs, outputs)]
+        if units is None:
+            return [deconvolve_tiled(str(i), psf, method, output=o, **kw) for i, o in zip(inputs, outputs)]
+        results = []
+        for i, o, unit in zip(inputs, outputs, units):
+            with unit:
+                r = deconvolve_tiled(str(i), psf, method, output=o, stage=unit.write, **kw)
+                unit.commit(record(i, r) if record is not None else {"image": str(i), "method": r.info["method"]})
+            if "partial" in r.info:
+                shutil.rmtree(r.info.pop("partial"), ignore_errors=True)
+            results.append(r)
+        return results
     finally:
         if own is not None:
             own.close()

@@ -187,7 +187,8 @@ class Engine:
             return self._run_distributed(jobs, on_done, bar)
         import dask
         from dask.callbacks import Callback
-        names = {f"unblur-tile-{j.channel or 0}-{j.tile.index}-{uuid.uuid4().hex[:8]}": j for j in jobs}
+        run = uuid.uuid4().hex[:8]
+        names = {f"unblur-tile-{run}-{i:07d}": j for i, j in enumerate(jobs)}  # key order = job order
 
         sink = on_done if self.shares_memory else None  # threads: each task adds its own block
 
@@ -445,12 +446,19 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
                 jobs.append(job)
 
         out = np.zeros(tuple(src.shape), np.float32) if folder is None else None
-        lock = threading.Lock()
+        lock, order, pending, added = threading.Lock(), {id(j): i for i, j in enumerate(jobs)}, {}, [0]
 
         def on_done(job, result):
-            if out is not None:
-                with lock:  # neighbouring tiles overlap; threads add one at a time
-                    out[job.index("keep")] += result
+            """Add the tiles in job order whatever order they finish in (sums of 3 or more overlapping
+            tiles are then the same in every run); a tile finished early waits in ``pending``."""
+            if out is None:
+                return
+            with lock:
+                pending[order[id(job)]] = (job, result)
+                while added[0] in pending:
+                    j, block = pending.pop(added[0])
+                    out[j.index("keep")] += block
+                    added[0] += 1
 
         from tqdm.auto import tqdm
         with tqdm(total=len(tiles) * per_channel, initial=reused, unit="tile", disable=not progress,
