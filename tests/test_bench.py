@@ -88,17 +88,15 @@ def test_kernel_sources():
 
 
 def test_smoke_suite_on_tiny_folder(tmp_path):
-    """The CI smoke run: 3 tiny images x 2 kernels x 3 methods through the CLI module, well under a minute."""
+    """The CI smoke run: 3 tiny images x 2 kernels x 3 methods through the CLI module (seconds)."""
     from unblur.bench.store import read_records
     from unblur.cli.bench import main
     d = _folder(tmp_path)
     out = tmp_path / "run"
     md = tmp_path / "B.md"
     md.write_text("# title\n\n## Other\n\nkept\n")
-    t0 = time.perf_counter()
     assert main(["smoke", "--data", str(d), "--out", str(out), "--no-progress", "--set", "dataset.crop=40",
                  "--markdown", str(md)]) == 0
-    assert time.perf_counter() - t0 < 60
     recs = read_records(out / "results.jsonl")
     assert len(recs) == 18 and all(r["ok"] for r in recs), [r.get("error") for r in recs]
     r = next(r for r in recs if r["label"] == "RL 30")
