@@ -95,3 +95,37 @@ def test_blind_cli_one_unit_and_kernel_out_equal_to_output_refused(tmp_path):
     log = json.loads((tmp_path / "s.tif.json").read_text())
     assert {Path(p).name for p in log["sha256"]} >= {"s.tif", "s_kernel.tif", "s.tif.compare.png"}
     assert "checks" in log["info"]
+
+
+def test_valid_final_step_beats_the_periodic_one_at_the_border():
+    """With the true kernel, the unknown-boundary final step restores the border band better than the
+    periodic extension (which invents the content beyond the edge)."""
+    from unblur.blind.l0 import _final_weight, hyper_laplacian_deconvolve, hyper_laplacian_deconvolve_valid
+    y, k, sharp = _blurred_crop(size=96, ksize=15)
+    w = _final_weight(0.01)
+    per = hyper_laplacian_deconvolve(y, k, w)
+    val = hyper_laplacian_deconvolve_valid(y, k, w)
+    assert val.shape == per.shape == y.shape
+    band = np.ones(y.shape, bool)
+    band[12:-12, 12:-12] = False
+
+    def err(x):
+        return float(np.sqrt(np.mean((x - sharp)[band] ** 2)))
+
+    assert err(val) < 0.8 * err(per), (err(val), err(per))
+    assert aligned_psnr(val, sharp) > aligned_psnr(y, sharp) + 4
+
+
+def test_bench_counts_results_worse_than_the_input():
+    """The bench's gain metric (shift-tolerant PSNR over the input's) gives the count of results worse than the
+    input and the shares of error ratios at or below 2 and 3 in the tables."""
+    from unblur.bench.suite import substitute
+    from unblur.bench.summary import markdown_tables, summarize
+    recs = [{"label": "m", "noise": "gaussian", "level": 0.01, "ok": True,
+             "metrics": {"psnr_shift": 20 + g, "gain": g, "error_ratio": er}} for g, er in [(-0.5, 1.5), (2.0, 2.5), (1.0, 4.0)]]
+    row = summarize(recs)["gaussian sigma=0.01 (2.55/255)"]["m"]
+    assert row["_worse"] == 1 and abs(row["_er_le2"] - 1 / 3) < 1e-9 and abs(row["_er_le3"] - 2 / 3) < 1e-9
+    table = markdown_tables(summarize(recs))
+    assert "worse than input" in table and "| 33% / 67% | 1 |" in table
+    k = np.ones((3, 3)) / 9
+    assert substitute({"init_kernel": "$kernel", "a": 1}, {"kernel": k})["init_kernel"] is k

@@ -136,9 +136,12 @@ def _table_html(table: dict) -> str:
         best_cls = ' class="best"'
         cells = "".join(f"<td{best_cls if best.get(c) == lab else ''}>{html.escape(fmt(row.get(c), c))}</td>" for c in cols)
         n = f"{row['_ok']}" + (f" ({row['_failed']} failed)" if row["_failed"] else "")
-        er = f"<td>{100 * row['_er_le3']:.0f}%</td>" if "_er_le3" in row else ("<td>-</td>" if any("_er_le3" in r for r in table.values()) else "")
+        er = (f"<td>{100 * row['_er_le2']:.0f}% / {100 * row['_er_le3']:.0f}%</td>" if "_er_le3" in row
+              else ("<td>-</td>" if any("_er_le3" in r for r in table.values()) else ""))
+        er += f"<td>{row['_worse']}</td>" if "_worse" in row else ("<td>-</td>" if any("_worse" in r for r in table.values()) else "")
         rows.append(f"<tr><td>{html.escape(lab)}</td>{cells}{er}<td>{n}</td></tr>")
-    er_head = "<th>error ratio &le; 3</th>" if any("_er_le3" in r for r in table.values()) else ""
+    er_head = "<th>error ratio &le; 2 / &le; 3</th>" if any("_er_le3" in r for r in table.values()) else ""
+    er_head += "<th>worse than input</th>" if any("_worse" in r for r in table.values()) else ""
     return f"<table class=\"summary\"><tr><th>method</th>{head}{er_head}<th>n</th></tr>{''.join(rows)}</table>"
 
 

@@ -25,11 +25,13 @@ A suite file (``unblur bench --list`` shows the shipped ones, ``src/unblur/bench
     method = "rl"                     # a registered method (unblur methods)
     label = "RL 30"                   # the name in tables (default: the method)
     limit = 0                         # optional: this method runs on the first N degraded images only (slow methods)
-    params = {num_iter = 30}          # "$sigma" is replaced by the true noise sigma, "$kernel_size" by the kernel side
+    params = {num_iter = 30}          # "$sigma" is replaced by the true noise sigma, "$kernel_size" by the kernel side,
+                                      # "$kernel" by the true kernel (a blind method's init_kernel: its ceiling)
 
     [metrics]
     names = ["psnr", "ssim", "isnr", "reblur", "time", "memory"]
     reference = "Wiener"              # label of the method the error ratio divides by
+    # "gain": shift-tolerant PSNR minus that of the blurred input (tables count the results worse than it)
     # also: crop (border left out of PSNR/SSIM), shift_crop, max_shift (shift-tolerant metrics),
     # data_range, flux_scale (scale restorations by sum(truth) / sum(data) first),
     # band (psnr_band / psnr_interior: PSNR on the border band of that width and inside it)
@@ -72,7 +74,7 @@ NOISES = ("none", "gaussian", "poisson", "poisson-gaussian")
 BOUNDARIES = ("circular", "zero", "replicate", "reflect", "valid")
 KERNEL_SOURCES = ("file", "gaussian", "disk", "defocus", "motion", "zernike")
 COLORS = ("gray", "rgb", "keep")
-METRICS = ("psnr", "ssim", "psnr_shift", "ssim_shift", "error_ratio", "isnr", "reblur", "kernel_error",
+METRICS = ("psnr", "ssim", "psnr_shift", "ssim_shift", "error_ratio", "gain", "isnr", "reblur", "kernel_error",
            "niqe", "brisque", "lpips", "time", "memory", "throughput")
 
 
@@ -244,11 +246,12 @@ def select_methods(suite: Suite, wanted: list[str] | None) -> Suite:
     return out
 
 
-_SUBST = re.compile(r"^\$(sigma|kernel_size|seed)$")
+_SUBST = re.compile(r"^\$(sigma|kernel_size|seed|kernel)$")
 
 
 def substitute(params: dict, values: dict) -> dict:
-    """Replace ``"$sigma"``, ``"$kernel_size"``, ``"$seed"`` in method parameters by the case's values."""
+    """Replace ``"$sigma"``, ``"$kernel_size"``, ``"$seed"``, ``"$kernel"`` (the true kernel, e.g. a blind method's
+    ``init_kernel`` for its true-kernel ceiling) in method parameters by the case's values."""
     out = {}
     for k, v in params.items():
         m = _SUBST.match(v) if isinstance(v, str) else None
