@@ -14,14 +14,21 @@ Subcommands (each prints Markdown rows for BENCHMARKS.md):
   the per-voxel cost of tiling.
 * ``time-to-best``: Biggs-Andrews RL on ``bars-25pct``, whole volume and with tiles forced: best
   PSNR over the iteration count and the wall time of the run that reaches it.
-* ``large``: a stack several times larger than ``--memory-limit``, generated lazily on disk
-  (``--tmp``, deleted afterwards), restored tile by tile into Zarr: wall time and peak memory.
+* ``rl-blocks``: CPU time of RL on a stack and on its halves split on Y or on X (the per-row
+  overhead that makes ``make_plan`` split the leading axes first).
+* ``plans``: the tile plans ``make_plan`` chooses for a large stack under several memory limits,
+  with the modelled work relative to the whole volume (no computation).
+* ``large``: a seeded stack at least 4x larger than ``--memory-limit``, written plane by plane to
+  ``--tmp`` (deleted afterwards) and restored through ``unblur deconvolve`` into Zarr: wall time,
+  CPU time and the peak resident memory of the whole process tree (sampled every 0.2 s).
 
     python benchmarks/tiling.py memory-model
     python benchmarks/tiling.py accuracy
     python benchmarks/tiling.py throughput
     python benchmarks/tiling.py time-to-best
-    python benchmarks/tiling.py large --gb 2 --memory-limit 500MB --num-iter 3
+    python benchmarks/tiling.py rl-blocks
+    python benchmarks/tiling.py plans
+    python benchmarks/tiling.py large --gb 4 --memory-limit 1GB --num-iter 5
 """
 
 from __future__ import annotations
@@ -156,48 +163,134 @@ def _cpu() -> float:
     return sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 
 
-def _cluster_rate(src, psf, tile, n, kw):
-    """Wall time, CPU seconds of all workers and the result of a tiled run on ``n`` local worker processes."""
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _keep_nanny_malloc():
+    """Skip unblur's malloc setting in this worker (to measure what the nanny's setting costs)."""
+    from unblur.tiling import engine
+    engine._MALLOC_SET = True
+
+
+def _load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _cluster_rate(src, psf, tile, n, kw, keep_nanny_malloc=False):
+    """Wall time, CPU seconds and page faults of all workers, and the result of a tiled run on
+    ``n`` local worker processes (started and warmed up before the clock starts)."""
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster) as client:
+        if keep_nanny_malloc:
+            client.run(_keep_nanny_malloc)
         small = np.ones((16, 64, 64), np.float32)
         deconvolve_tiled(small, psf[:9, :9, :9], "rl", client=client, tile=(16, 32, 32), num_iter=2)  # warm-up
-        cpu0 = sum(client.run(_cpu).values())
+        cpu0, f0 = sum(client.run(_cpu).values()), sum(client.run(_faults).values())
         t0 = time.perf_counter()
         r = deconvolve_tiled(src, psf, "rl", client=client, tile=tile, **kw)
-        return time.perf_counter() - t0, sum(client.run(_cpu).values()) - cpu0, r
+        wall = time.perf_counter() - t0
+        return wall, sum(client.run(_cpu).values()) - cpu0, sum(client.run(_faults).values()) - f0, r
 
 
 def throughput(a):
     import torch
+
+    from unblur.tiling.plan import bytes_per_voxel, make_plan
     y, psf, _, _ = synthetic(tuple(a.shape3))
     kw = dict(num_iter=a.num_iter)
     torch.set_num_threads(1)
+    if a.tile3:
+        tile = tuple(a.tile3)
+    else:  # the plan unblur chooses for 2 workers under the default memory limit
+        tile = make_plan(y.shape, psf.shape, bytes_per_voxel=bytes_per_voxel("rl"), concurrent=2, min_tiles=2).max_core()
     unblur.deconvolve(y[:16, :64, :64], psf[:9, :9, :9], "rl", num_iter=2)
-    c0, t0 = _cpu(), time.perf_counter()
+    rows = []
+    print(f"stack {y.shape}, PSF {psf.shape}, {a.num_iter} RL iterations, tiles {tile}; {_load()}", flush=True)
+    c0, f0, t0 = _cpu(), _faults(), time.perf_counter()
     unblur.deconvolve(y, psf, "rl", **kw)
-    tw, cw = time.perf_counter() - t0, _cpu() - c0
-    tile = tuple(a.tile3)
+    tw, cw, fw = time.perf_counter() - t0, _cpu() - c0, _faults() - f0
+    rows.append(("whole volume, 1 thread, this process", tw, cw, fw, "1.00"))
+    print(f"  whole done; {_load()}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="unblur-thr-", dir=a.tmp))
     try:
         np.save(tmp / "y.npy", y)  # workers read their blocks from the file
-        cs, ts = _cpu(), time.perf_counter()
-        deconvolve_tiled(tmp / "y.npy", psf, "rl", tile=tile, scheduler="sync", **kw)
-        ts, cs = time.perf_counter() - ts, _cpu() - cs
-        t1, c1, r = _cluster_rate(tmp / "y.npy", psf, tile, 1, kw)
-        t2, c2, _ = _cluster_rate(tmp / "y.npy", psf, tile, 2, kw)
+        c0, f0, ts = _cpu(), _faults(), time.perf_counter()
+        r = deconvolve_tiled(tmp / "y.npy", psf, "rl", tile=tile, scheduler="sync", **kw)
+        ts, cs, fs = time.perf_counter() - ts, _cpu() - c0, _faults() - f0
+        rows.append(("tiled, this process (scheduler sync)", ts, cs, fs, f"CPU per voxel {cs / cw:.2f}x whole"))
+        print(f"  sync done; {_load()}", flush=True)
+        if a.nanny_malloc:
+            t1, c1, f1, _ = _cluster_rate(tmp / "y.npy", psf, tile, 1, kw, keep_nanny_malloc=True)
+            rows.append(("tiled, 1 worker process, nanny's MALLOC_TRIM_THRESHOLD_ kept", t1, c1, f1,
+                         f"CPU per voxel {c1 / cw:.2f}x whole"))
+            print(f"  1 worker (nanny malloc) done; {_load()}", flush=True)
+        t1, c1, f1, r = _cluster_rate(tmp / "y.npy", psf, tile, 1, kw)
+        rows.append(("tiled, 1 worker process (1 thread)", t1, c1, f1, f"CPU per voxel {c1 / cw:.2f}x whole"))
+        print(f"  1 worker done; {_load()}", flush=True)
+        t2, c2, f2, _ = _cluster_rate(tmp / "y.npy", psf, tile, 2, kw)
+        rows.append(("tiled, 2 worker processes (1 thread each)", t2, c2, f2, f"wall speed-up {t1 / t2:.2f}x over 1 worker"))
+        print(f"  2 workers done; {_load()}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     vox = y.size / 1e6
-    print(f"stack {y.shape}, PSF {psf.shape}, {a.num_iter} RL iterations, tiles {tile} ({r.info['tiles']} tiles, "
-          f"halo {r.info['halo']})\n")
-    print("| run | wall time (s) | CPU time (s) | Mvoxel/s (wall) | relative |")
-    print("|---|---|---|---|---|")
-    print(f"| whole volume, 1 thread | {tw:.1f} | {cw:.1f} | {vox / tw:.2f} | 1.00 |")
-    print(f"| tiled, in this process (scheduler sync) | {ts:.1f} | {cs:.1f} | {vox / ts:.2f} | CPU per voxel {cs / cw:.2f}x whole |")
-    print(f"| tiled, 1 worker (1 thread) | {t1:.1f} | {c1:.1f} | {vox / t1:.2f} | CPU per voxel {c1 / cw:.2f}x whole |")
-    print(f"| tiled, 2 workers (1 thread each) | {t2:.1f} | {c2:.1f} | {vox / t2:.2f} | wall speed-up {t1 / t2:.2f}x over 1 worker |")
+    print(f"\n{r.info['tiles']} tiles of {r.info['tile']}, halo {r.info['halo']}, overlap {r.info['overlap']}\n")
+    print("| run | wall time (s) | CPU time (s) | page faults | Mvoxel/s (wall) | relative |")
+    print("|---|---|---|---|---|---|")
+    for label, t, c, f, rel in rows:
+        print(f"| {label} | {t:.1f} | {c:.1f} | {f / 1e3:.0f} k | {vox / t:.2f} | {rel} |")
+
+
+def rl_blocks(a):
+    """CPU time of RL on the whole stack and on a half (with halo) split on Y or on X: the per-row
+    overhead behind :data:`unblur.tiling.plan.ROW_OVERHEAD`."""
+    import torch
+    from unblur.physics.convolution import fft_grid_shape
+    y, psf, _, _ = synthetic(tuple(a.shape3))
+    torch.set_num_threads(1)
+    unblur.deconvolve(y[:16, :64, :64], psf[:9, :9, :9], "rl", num_iter=2)
+    z, n, _ = y.shape
+    half = n // 2 + psf.shape[1] // 2 // 2 + psf.shape[1]  # core + half the overlap + halo, as a 2-tile plan reads
+    print(f"RL, {a.num_iter} iterations, `valid` boundary, one thread; {_load()}\n")
+    print("| block | FFT grid | CPU time (s) | CPU per grid point relative to the whole |")
+    print("|---|---|---|---|")
+    ref = None
+    for shape in [(z, n, n), (z, half, n), (z, n, half)]:
+        block = np.ascontiguousarray(y[:shape[0], :shape[1], :shape[2]])
+        grid = fft_grid_shape(tuple(s + k - 1 for s, k in zip(shape, psf.shape)))
+        c0 = _cpu()
+        unblur.deconvolve(block, psf, "rl", boundary="valid", num_iter=a.num_iter)
+        c = _cpu() - c0
+        per = c / np.prod(grid)
+        ref = ref or per
+        print(f"| {'x'.join(map(str, shape))} | {'x'.join(map(str, grid))} | {c:.1f} | {per / ref:.2f} |")
+
+
+def plans(a):
+    """The automatic plans for a stack under several memory limits (no computation)."""
+    import math
+
+    from unblur.tiling.plan import ROW_OVERHEAD, _axis_cost, bytes_per_voxel, make_plan
+    shape, psf = tuple(a.shape3), tuple(a.psf3)
+
+    def cost(p):  # modelled RL-step cost of all tiles (padded grids), as make_plan models it
+        total = 0.0
+        for t in p.tiles():
+            parts = [_axis_cost(b - a_ + k - 1) for (a_, b), k in zip(t.read, psf)]
+            total += math.prod(n for n, _ in parts) * (sum(c for _, c in parts) + 2) * (1 + ROW_OVERHEAD / parts[-1][0])
+        return total
+
+    whole = cost(make_plan(shape, psf, tile=shape))
+    print(f"stack {shape} ({math.prod(shape) * 4 / 1e9:.1f} GB float32), PSF {psf}, method rl, {a.workers} workers\n")
+    print("| --memory-limit | tiles | core | read box (largest) | memory per tile | modelled work / whole volume |")
+    print("|---|---|---|---|---|---|")
+    for lim in a.limits:
+        p = make_plan(shape, psf, memory_limit=lim, bytes_per_voxel=bytes_per_voxel("rl"), concurrent=a.workers,
+                      min_tiles=a.workers)
+        read = max((tuple(b - a_ for a_, b in t.read) for t in p.tiles()), key=math.prod)
+        print(f"| {lim} | {'x'.join(map(str, p.counts))} = {p.n_tiles} | {'x'.join(map(str, p.max_core()))} | "
+              f"{'x'.join(map(str, read))} | {p.grid_voxels() * bytes_per_voxel('rl') / 1e9:.2f} GB | {cost(p) / whole:.2f} |")
 
 
 def time_to_best(a):
@@ -219,34 +312,65 @@ def time_to_best(a):
         print(f"| {label} | {best[1]} | {best[0]:.2f} | {best[2]:.1f} |")
 
 
+def _tree_rss(proc) -> int:
+    """Resident bytes of ``proc`` and all its descendants."""
+    import psutil
+    total = 0
+    for q in [proc] + proc.children(recursive=True):
+        try:
+            total += q.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def large(a):
+    """A seeded synthetic stack of at least ``--gb`` GB on disk, restored through the command line."""
+    import math
+
+    import psutil
+    import tifffile
+
     from unblur.tiling.plan import parse_size
     limit = parse_size(a.memory_limit)
-    nz = max(8, int(a.gb * 1e9 / 4 / (a.yx * a.yx)))
+    nz = max(8, math.ceil(a.gb * 1e9 / 4 / (a.yx * a.yx)))
     shape = (nz, a.yx, a.yx)
     tmp = Path(tempfile.mkdtemp(prefix="unblur-large-", dir=a.tmp))
     try:
-        src = tmp / "stack.tif"
+        src, psf_file, out = tmp / "stack.tif", tmp / "psf.tif", tmp / "out.zarr"
         rng = np.random.default_rng(0)
-        import tifffile
         planes = (rng.random((a.yx, a.yx), dtype=np.float32) + 0.1 for _ in range(nz))  # lazily, plane by plane
         tifffile.imwrite(src, planes, shape=shape, dtype=np.float32, bigtiff=True)
         k = np.zeros((9, 15, 15), np.float32)
         k[4, 7, 7] = 1
-        k = gaussian_filter(k, (2, 1.5, 1.5))
-        base = rss_mb()
-        cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-        t0 = time.perf_counter()
-        r = deconvolve_tiled(src, k, "rl", output=tmp / "out.zarr", memory_limit=a.memory_limit, workers=a.workers,
-                             num_iter=a.num_iter)
+        tifffile.imwrite(psf_file, gaussian_filter(k, (2, 1.5, 1.5)))
+        cmd = [sys.executable, "-m", "unblur.cli.main", "deconvolve", str(src), "--psf", str(psf_file),
+               "--memory-limit", a.memory_limit, "--num-iter", str(a.num_iter), "--no-progress", "-o", str(out)]
+        if a.workers:
+            cmd += ["--workers", str(a.workers)]
+        print("command: unblur " + " ".join(cmd[3:]).replace(str(tmp), "$TMP"), f"; {_load()}", flush=True)
+        peak, t0 = 0, time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ps = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss(ps))
+            time.sleep(0.2)
         wall = time.perf_counter() - t0
-        cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0
-        size = np.prod(shape) * 4
-        print("| stack | memory limit | tiles | RL iterations | workers | wall (s) | CPU (s) | peak RSS (MB) |")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        text = proc.stdout.read()
+        if proc.returncode:
+            raise SystemExit(f"unblur failed ({proc.returncode}):\n{text}")
+        info = json.loads((tmp / "out.zarr.json").read_text())["info"]
+        size = math.prod(shape) * 4
+        print(f"done; {_load()}\n")
+        print("| stack | memory limit | tiles | RL iterations | workers | wall (s) | CPU (s) | peak RSS, process tree (GB) |")
         print("|---|---|---|---|---|---|---|---|")
         print(f"| {shape} float32 TIFF ({size / 1e9:.2f} GB) -> Zarr | {a.memory_limit} ({size / limit:.1f}x smaller) | "
-              f"{r.info['tiles']} tiles of {r.info['tile']}, halo {r.info['halo']} | {a.num_iter} | {a.workers} | "
-              f"{wall:.0f} | {cpu:.0f} | {rss_mb():.0f} (before the run {base:.0f}) |")
+              f"{info['tiles']} tiles of {tuple(info['tile'])}, halo {tuple(info['halo'])} | {a.num_iter} | "
+              f"{info['workers']} ({info['scheduler']}) | {wall:.0f} | {cpu:.0f} | {peak / 1e9:.2f} |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -262,9 +386,18 @@ def main():
     c.add_argument("--num-iter", type=int, default=30)
     t = sub.add_parser("throughput")
     t.add_argument("--shape3", type=int, nargs=3, default=(48, 512, 512))
-    t.add_argument("--tile3", type=int, nargs=3, default=(48, 256, 256))
+    t.add_argument("--tile3", type=int, nargs=3, default=None, help="tile core (default: unblur's plan for 2 workers)")
+    t.add_argument("--nanny-malloc", action="store_true", help="also time 1 worker with the nanny's malloc setting kept")
     t.add_argument("--num-iter", type=int, default=20)
     t.add_argument("--tmp", default="/tmp")
+    r = sub.add_parser("rl-blocks")
+    r.add_argument("--shape3", type=int, nargs=3, default=(48, 512, 512))
+    r.add_argument("--num-iter", type=int, default=20)
+    q = sub.add_parser("plans")
+    q.add_argument("--shape3", type=int, nargs=3, default=(200, 2048, 2048))
+    q.add_argument("--psf3", type=int, nargs=3, default=(15, 31, 31))
+    q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--limits", nargs="+", default=["16GB", "4GB", "1GB", "500MB"])
     b = sub.add_parser("time-to-best")
     b.add_argument("--tile3", type=int, nargs=3, default=(32, 48, 48))
     b.add_argument("--halo3", type=int, nargs=3, default=(16, 24, 24))
@@ -272,15 +405,15 @@ def main():
     b.add_argument("--workers", type=int, default=1)
     b.add_argument("--iters", type=int, nargs="+", default=[20, 30, 37, 45, 60])
     g = sub.add_parser("large")
-    g.add_argument("--gb", type=float, default=2.0)
+    g.add_argument("--gb", type=float, default=4.0)
     g.add_argument("--yx", type=int, default=1024)
-    g.add_argument("--memory-limit", default="500MB")
-    g.add_argument("--workers", type=int, default=2)
-    g.add_argument("--num-iter", type=int, default=3)
+    g.add_argument("--memory-limit", default="1GB")
+    g.add_argument("--workers", type=int, default=None, help="default: unblur's (the number of CPUs)")
+    g.add_argument("--num-iter", type=int, default=5)
     g.add_argument("--tmp", default="/tmp")
     a = ap.parse_args()
     {"memory-model": memory_model, "accuracy": accuracy, "throughput": throughput, "time-to-best": time_to_best,
-     "large": large}[a.cmd](a)
+     "large": large, "plans": plans, "rl-blocks": rl_blocks}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ from ..errors import InputError, require
 BYTES_PER_VOXEL = {"rl": 28.0, "rl-tv": 120.0, "wiener": 128.0, "tikhonov": 120.0, "tv-admm": 256.0}
 #: used for methods without a measurement (learned methods hold a network's activations too)
 DEFAULT_BYTES_PER_VOXEL = 160.0
+#: per-row cost of RL along the last axis, in grid points: fitted to RL (20 iterations, one thread) on a
+#: 48x512x512 stack (64x540x540 grid: 14.6 s) and its halves with halo, 48x512x282 (64x540x308: 9.4 s)
+#: and 48x282x512 (64x308x540: 8.0 s) (``benchmarks/tiling.py rl-blocks``)
+ROW_OVERHEAD = 115.0
 #: share of the available memory used when no limit is given
 DEFAULT_MEMORY_SHARE = 0.5
 
@@ -195,8 +199,9 @@ def _best_counts(shape, psf_shape, halo, overlap, max_grid: float, concurrent: i
     """Tile counts per axis with the least modelled time, or None if no split fits ``max_grid``.
 
     A tile's cost is modelled as one RL step on its padded FFT grid ``N`` (read box + PSF - 1,
-    padded as the ``valid`` operator pads it): ``prod(N_a) * (sum_a log2 N_a + 2)`` (FFT passes and
-    elementwise passes).  A plan's time is the tiles' summed cost scaled by
+    padded as the ``valid`` operator pads it): ``prod(N_a) * (sum_a log2 N_a + 2) * (1 + R / N_d)``
+    (FFT passes and elementwise passes; every row along the last, contiguous axis also costs as much
+    as :data:`ROW_OVERHEAD` ``R`` points, so splitting the leading axes is preferred).  A plan's time is the tiles' summed cost scaled by
     ``ceil(T / concurrent) * concurrent / T`` for ``T = tiles * tasks_per_tile`` tasks (channels,
     time points): the halo's extra work and the idle workers of an unbalanced last round both
     count.  Candidates: every split whose largest tile fits ``max_grid`` grid voxels (unpadded, as
@@ -217,6 +222,9 @@ def _best_counts(shape, psf_shape, halo, overlap, max_grid: float, concurrent: i
     def fits(c):
         return math.prod(axis(ax, m)[0] for ax, m in enumerate(c)) <= max_grid
 
+    def m_last(m, part):
+        return m / part[1]  # 1 / (mean padded length of the last axis)
+
     best, best_key = None, None
     for lead in product(*(range(1, t + 1) for t in top[:-1])):
         if not fits(lead + (top[-1],)):
@@ -235,7 +243,8 @@ def _best_counts(shape, psf_shape, halo, overlap, max_grid: float, concurrent: i
                 continue
             parts = [axis(ax, m) for ax, m in enumerate(c)]
             tasks = tiles * tasks_per_tile
-            cost = math.prod(p[1] for p in parts) * (sum(p[2] for p in parts) + 2) * tasks_per_tile
+            rows = 1 + ROW_OVERHEAD * m_last(c[-1], parts[-1])
+            cost = math.prod(p[1] for p in parts) * (sum(p[2] for p in parts) + 2) * rows * tasks_per_tile
             key = (cost * (-(-tasks // concurrent) * concurrent) / tasks, tiles)
             if best_key is None or key < best_key:
                 best, best_key = c, key
@@ -327,5 +336,5 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-__all__ = ["BYTES_PER_VOXEL", "DEFAULT_BYTES_PER_VOXEL", "Tile", "TilePlan", "available_memory", "bytes_per_voxel",
+__all__ = ["BYTES_PER_VOXEL", "DEFAULT_BYTES_PER_VOXEL", "ROW_OVERHEAD", "Tile", "TilePlan", "available_memory", "bytes_per_voxel",
            "cpu_count", "make_plan", "parse_size"]
