@@ -219,7 +219,7 @@ def test_fast_em_recovers_kernel_better_than_dirac(guidance):
     ~1.9e-3 vs 2.5e-3 flat): better than the Dirac start, not a real recovery (see the next test)."""
     img, k, y, sigma = _case()
     r, info = fast_diffusion_em(y, guidance=guidance, kernel_size=7, steps=30, noise_sigma=sigma,
-                                prior=GaussianSmoother(), regularizer="l1", beta=1e3, seed=0)
+                                prior=GaussianSmoother(), regularizer="l1", beta=1e3, seed=0, init_kernel="dirac")
     err, base = kernel_error(info["kernel"], k), kernel_error(dirac_kernel(7).numpy(), k)
     assert err < 0.5 * base, (err, base)
     assert r.shape == img.shape and info["nfe"] == 30 and info["kernel_history"].shape == (30, 7, 7)
@@ -265,7 +265,7 @@ def test_fast_em_particles_colour_and_determinism():
     img = np.stack([_image(seed=s) for s in range(3)], -1)
     k, sigma = _motion_kernel(), 0.02
     y = np.moveaxis(_blur(img, k, sigma).numpy(), 0, -1)
-    kw = dict(kernel_size=7, steps=20, prior=GaussianSmoother(), regularizer="l2", particles=2)
+    kw = dict(kernel_size=7, steps=20, prior=GaussianSmoother(), regularizer="l2", particles=2, init_kernel="dirac")
     a, ia = fast_diffusion_em(y, seed=3, **kw)
     b, ib = fast_diffusion_em(y, seed=3, **kw)
     c, _ = fast_diffusion_em(y, seed=4, **kw)
@@ -328,7 +328,7 @@ def test_registry_entries():
     assert {p.name: p.default for p in get_method("pigdm").params}["r_choice"] == "paper"
     a = blind_deconvolve(y, "fast-em", kernel_size=7, steps=5, prior=GaussianSmoother(), regularizer="l2",
                          noise_sigma=sigma, progress=False, r_choice="paper")
-    assert not np.allclose(a.image, res_fast.image)
+    assert not np.allclose(a.info["particles"][0], res_fast.info["particles"][0])
 
 
 # -- bad input ------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ def test_registry_auto_regularizer_says_what_it_used(monkeypatch):
     y = _case()[2]
     assert (checkpoints.WEIGHTS_DIR / checkpoints.DEFAULT_KERNEL_WEIGHTS[33]).exists(), "shipped kernel denoiser missing"
     res = blind_deconvolve(y, "fast-em", kernel_size=7, steps=3, prior=GaussianSmoother(), progress=False)
-    assert res.info["regularizer"] == "denoiser" and res.info["notes"] == []
+    assert res.info["regularizer"] == "denoiser" and not any("kernel denoiser" in n for n in res.info["notes"])
     monkeypatch.setattr(checkpoints, "WEIGHTS_DIR", checkpoints.WEIGHTS_DIR / "no-such-folder")
     with pytest.warns(UserWarning, match="kernel denoiser unavailable"):
         res = blind_deconvolve(y, "fast-em", kernel_size=7, steps=3, prior=GaussianSmoother(), progress=False)
@@ -453,10 +453,29 @@ def test_masked_mstep_recovers_kernel_that_the_circular_mstep_misses():
 
 def test_fast_em_valid_model_is_the_default():
     y = _case()[2]
-    kw = dict(kernel_size=7, steps=4, prior=GaussianSmoother(), regularizer="l2", noise_sigma=0.01)
+    kw = dict(kernel_size=7, steps=4, prior=GaussianSmoother(), regularizer="l2", noise_sigma=0.01, init_kernel="dirac")
     r, info = fast_diffusion_em(y, **kw)
     assert info["boundary"] == "valid" and r.shape == y.shape
     r2, info2 = fast_diffusion_em(y, boundary="periodize", **kw)
     assert info2["boundary"] == "periodize" and not np.allclose(r, r2)
     _, info3 = diffusion_em(y, em_iters=1, **kw)
     assert info3["boundary"] == "valid"
+
+
+def test_safeguard_keeps_the_l0_start_only_when_the_em_result_does_not_explain_the_data():
+    """Default start: the l0 kernel.  With a prior that cannot make sharp images (the smoother) the EM result
+    leaves a large re-blur residual and the l0 start (image and kernel) is returned; with an informative
+    prior the EM result explains the data and is kept; ``safeguard=False`` never replaces it."""
+    from unblur.blind.checks import DISCREPANCY_LIMIT
+    img, k, y, sigma = _case()
+    kw = dict(kernel_size=7, steps=10, noise_sigma=sigma, regularizer="l1", beta=1e3, seed=0)
+    r, info = fast_diffusion_em(y, prior=GaussianSmoother(), **kw)
+    sg = info["safeguard"]
+    assert info["init_kernel"] == "l0" and sg["em_discrepancy"] > DISCREPANCY_LIMIT
+    assert sg["kept_start"] and sg["start_discrepancy"] < sg["em_discrepancy"]
+    assert not np.allclose(r, info["particles"][0]) and "em_kernel" in info
+    assert any(n.startswith("safeguard") for n in info["notes"])
+    r_off, info_off = fast_diffusion_em(y, prior=GaussianSmoother(), safeguard=False, **kw)
+    assert not info_off["safeguard"]["kept_start"] and np.allclose(r_off, np.clip(info_off["particles"][0], 0, 1))
+    _, info_true = fast_diffusion_em(y, prior=NearTruthPrior(img), boundary="circular", **kw)
+    assert info_true["safeguard"]["em_discrepancy"] <= DISCREPANCY_LIMIT and not info_true["safeguard"]["kept_start"]

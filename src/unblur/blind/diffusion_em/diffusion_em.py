@@ -20,6 +20,7 @@ from ...algorithms.ddpm import guided_ddpm, randn, respaced_timesteps
 from ...errors import require
 from ..checks import attach_checks
 from .em_run import finish_blind, start_blind
+from .em_run import safeguard as apply_safeguard
 from .fast_em import make_guidance, resolve_regularizer
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
                  regularizer: Literal["auto", "denoiser", "l1", "l2", "none"] = "auto", lam: float | None = None,
                  beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
                  r_choice: Literal["fastem", "paper"] = "fastem", even_rule: Literal["refuse", "fftshift"] = "refuse",
-                 init_kernel=None, boundary: Literal["valid", "periodize", "circular"] = "valid", device: str | None = None, progress: bool = False, callback=None):
+                 init_kernel="l0", boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, device: str | None = None, progress: bool = False, callback=None):
     """Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
     Parameters
@@ -74,13 +75,17 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
         PiGDM r_t^2 and step: fastem = the Fast EM authors' code, paper = 1 - abar_t with Tweedie step.
     even_rule : {"refuse", "fftshift"}
         Even kernel sizes: refuse, or fftshift (centre pixel ``n // 2``).
-    init_kernel : array or "l0", optional
-        Starting kernel (warm start): an array (resized to ``kernel_size`` with a note when its size
-        differs) or ``"l0"`` (the kernel of the ``l0`` method on this image); default a Dirac.
+    init_kernel : array, "l0" or "dirac", optional
+        Starting kernel: ``"l0"`` (default: the kernel of the ``l0`` method on this image, a few seconds),
+        ``"dirac"`` (or None: no blur, the paper's start) or an array (resized to ``kernel_size`` with a
+        note when its size differs).
     boundary : {"valid", "periodize", "circular"}
         valid = the non-circulant model of photographs (the image is the valid part of the blur; E-step and
         M-step use only observed pixels); periodize = circular model on a smooth periodic extension of
         the image; circular = the data as they are (circularly blurred data, the paper's setting).
+    safeguard : bool
+        Keep the l0 start (its image and kernel) when the EM result does not explain the data (re-blur
+        discrepancy above 1.5 noise sigmas) and the start does better (discrepancy principle; ``info["safeguard"]``).
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool
@@ -114,6 +119,7 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
     restored, info = finish_blind(run, state, x01, info, sigma_given=noise_sigma is not None)
     info["notes"] = list(info.get("notes") or []) + notes
     info["init_kernel"] = "dirac" if init_kernel is None else (init_kernel if isinstance(init_kernel, str) else "array")
+    restored, info = apply_safeguard(image, restored, info, state, run.sigma, safeguard)
     attach_checks(info, image, restored, info["kernel"], run.sigma)
     return restored, info
 

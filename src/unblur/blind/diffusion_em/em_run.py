@@ -157,6 +157,18 @@ def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps
             "give a 2-D gray or an (H, W, 3) colour image")
     check_kernel_size(kernel_size, img.shape[:2], even_rule)
     notes = check_blind_input(img, kernel_size, method="fast-em/diffusion-em", noise_sigma=noise_sigma, stacklevel=4)
+    start_image = None
+    if isinstance(init_kernel, str) and init_kernel == "dirac":
+        init_kernel = None
+    if isinstance(init_kernel, str) and init_kernel == "l0":
+        from ..l0 import l0_blind
+
+        size_l0 = int(kernel_size) + (1 - int(kernel_size) % 2)  # l0 takes odd sizes; an even support is cut from it
+        start_image, l0_info = l0_blind(np.asarray(img, np.float64), kernel_size=size_l0, noise_sigma=noise_sigma)
+        start_image = np.asarray(start_image, np.float32)
+        support = l0_info["checks"]["kernel_support"]
+        notes.append(f"warm start: kernel estimated by l0 ({kernel_size}x{kernel_size}, support {support[0]}x{support[1]})")
+        init_kernel = np.asarray(l0_info["kernel"], np.float32)
     k_init = initial_kernel(init_kernel, kernel_size, img, noise_sigma=noise_sigma, notes=notes)
     require(boundary in BOUNDARIES, f"unknown boundary {boundary!r}", f"use one of {', '.join(BOUNDARIES)}")
     crop = None
@@ -185,8 +197,41 @@ def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps
         mask[:crop[0], :crop[1]] = 1
     state = KernelState(y=y, sigma=run.sigma, kernel=k0, regularizer=regularizer, lam=lam, beta=beta,
                         iters=hqs_iters, kernel_denoiser=kden, crop=crop, mask=mask)
+    state.start_image = start_image
+    state.start_kernel = None if k_init is None else np.asarray(k_init, np.float32)
     run.problem.op = state.operator()
     return run, state
+
+
+def safeguard(image, restored, info: dict, state: KernelState, sigma: float, enabled: bool = True):
+    """The discrepancy principle (Morozov 1966) as a safeguard of the EM result against its start.
+
+    A kernel and image that explain the data leave a re-blur residual at the noise level:
+    ``discrepancy = RMS(k * x - y) / sigma`` about 1 (:func:`unblur.blind.checks.blind_checks`, interior
+    pixels).  When the EM result leaves more than :data:`~unblur.blind.checks.DISCREPANCY_LIMIT` (1.5) and
+    the start (the ``l0`` warm start: its image and kernel) explains the data better, the start is kept:
+    the EM did not find a kernel that explains the data, and its start did.  Without a start restoration
+    (Dirac or array start) nothing is replaced and only the check's warning remains.  Never uses a
+    ground truth.  Returns ``(restored, info)``; ``info["safeguard"]`` says what happened.
+    """
+    from ..checks import DISCREPANCY_LIMIT, blind_checks
+
+    em = blind_checks(image, restored, info["kernel"], sigma)
+    report = {"enabled": bool(enabled), "em_discrepancy": em["discrepancy"], "kept_start": False}
+    start = getattr(state, "start_image", None)
+    if enabled and start is not None and em["discrepancy"] > DISCREPANCY_LIMIT:
+        st = blind_checks(image, start, state.start_kernel, sigma)
+        report["start_discrepancy"] = st["discrepancy"]
+        if st["discrepancy"] < em["discrepancy"]:
+            report["kept_start"] = True
+            info["em_kernel"] = info["kernel"]
+            info["kernel"] = state.start_kernel
+            info["notes"] = list(info.get("notes") or []) + [
+                f"safeguard: the EM result leaves {em['discrepancy']:.2f} noise sigmas of re-blur residual "
+                f"(limit {DISCREPANCY_LIMIT:g}), its l0 start {st['discrepancy']:.2f}: the start's image and kernel are returned"]
+            restored = start.astype(np.asarray(restored).dtype, copy=False)
+    info["safeguard"] = report
+    return restored, info
 
 
 def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, sigma_given: bool):
@@ -207,4 +252,4 @@ def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, si
     return restored, info
 
 
-__all__ = ["GUIDANCES", "BOUNDARIES", "KernelState", "MaskedCircularBlur", "start_blind", "finish_blind", "resolve_kernel_prior"]
+__all__ = ["GUIDANCES", "BOUNDARIES", "KernelState", "MaskedCircularBlur", "safeguard", "start_blind", "finish_blind", "resolve_kernel_prior"]

@@ -47,6 +47,7 @@ from ...algorithms.guidance import DPSGuidance, PiGDMGuidance, data_residual
 from ...errors import require
 from ..checks import attach_checks
 from .em_run import KernelState, MaskedCircularBlur, finish_blind, start_blind
+from .em_run import safeguard as apply_safeguard
 
 if TYPE_CHECKING:
     from ...models.base import Denoiser
@@ -147,8 +148,8 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
                       regularizer: Literal["auto", "denoiser", "l1", "l2", "none"] = "auto", lam: float | None = None,
                       beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
                       r_choice: Literal["fastem", "paper"] = "fastem", mstep_variance: bool = False,
-                      even_rule: Literal["refuse", "fftshift"] = "refuse", init_kernel=None, mstep_start: float = 0.0,
-                      boundary: Literal["valid", "periodize", "circular"] = "valid", device: str | None = None, progress: bool = False, callback=None):
+                      even_rule: Literal["refuse", "fftshift"] = "refuse", init_kernel="l0", mstep_start: float = 0.0,
+                      boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, device: str | None = None, progress: bool = False, callback=None):
     """Fast Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
     Parameters
@@ -191,9 +192,10 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
         PiGDM: the paper's M-step with the x0 variance r_t^2 (App. D, eq. D.9); off: it over-smooths the kernel.
     even_rule : {"refuse", "fftshift"}
         Even kernel sizes: refuse, or fftshift (centre pixel ``n // 2``).
-    init_kernel : array or "l0", optional
-        Starting kernel (warm start): an array (resized to ``kernel_size`` with a note when its size
-        differs) or ``"l0"`` (the kernel of the ``l0`` method on this image); default a Dirac.
+    init_kernel : array, "l0" or "dirac", optional
+        Starting kernel: ``"l0"`` (default: the kernel of the ``l0`` method on this image, a few seconds),
+        ``"dirac"`` (or None: no blur, the paper's start) or an array (resized to ``kernel_size`` with a
+        note when its size differs).
     mstep_start : float
         Fraction of the steps run with the kernel held at its start before the first M-step (0: the
         paper's M-step from the first step; with a warm start the early M-steps, made from nearly
@@ -202,6 +204,9 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
         valid = the non-circulant model of photographs (the image is the valid part of the blur; E-step and
         M-step use only observed pixels); periodize = circular model on a smooth periodic extension of
         the image; circular = the data as they are (circularly blurred data, the paper's setting).
+    safeguard : bool
+        Keep the l0 start (its image and kernel) when the EM result does not explain the data (re-blur
+        discrepancy above 1.5 noise sigmas) and the start does better (discrepancy principle; ``info["safeguard"]``).
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool
@@ -238,6 +243,7 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     restored, info = finish_blind(run, state, (x + 1) / 2, info, sigma_given=noise_sigma is not None)
     info["notes"] = list(info.get("notes") or []) + notes
     info["init_kernel"] = "dirac" if init_kernel is None else (init_kernel if isinstance(init_kernel, str) else "array")
+    restored, info = apply_safeguard(image, restored, info, state, run.sigma, safeguard)
     attach_checks(info, image, restored, info["kernel"], run.sigma)
     return restored, info
 
