@@ -148,12 +148,13 @@ def main(argv=None) -> None:
             k = k_true if name == "pigdm-true" else dirac
             r = unblur.deconvolve(y, k, method="pigdm", boundary="circular", **common)
             return r.image, k, r.info
+        mkw_em = dict(mkw, boundary="circular", init_kernel="dirac", safeguard=False)  # the paper's setting (circular data)
         if name == "diffusion-em":
-            r = unblur.blind_deconvolve(y, method="diffusion-em", kernel_size=ks, em_iters=args.em_iters, **common, **mkw)
+            r = unblur.blind_deconvolve(y, method="diffusion-em", kernel_size=ks, em_iters=args.em_iters, **common, **mkw_em)
         else:
             r = unblur.blind_deconvolve(y, method="fast-em", guidance="dps" if name == "fast-dps" else "pigdm",
                                         particles=n_many if name == "fast-pigdm-n" else 1, kernel_size=ks,
-                                        mstep_variance=name == "fast-pigdm-d9", **common, **mkw)
+                                        mstep_variance=name == "fast-pigdm-d9", **common, **mkw_em)
         return r.image, r.kernel, r.info
 
     labels = {"fast-pigdm": "Fast EM PiGDM n=1", "fast-pigdm-d9": "Fast EM PiGDM n=1, M-step eq. D.9 (r_t^2)",

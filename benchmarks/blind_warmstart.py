@@ -13,10 +13,12 @@ Methods (``--methods``), all through :func:`unblur.blind_deconvolve`:
 
 * ``input`` -- the blurred image itself (a Dirac kernel);
 * ``l0`` -- the classical method (its kernel is the warm start of the others);
-* ``fast-em`` / ``fast-em+l0`` -- Fast EM from a Dirac / from the l0 kernel (``init_kernel="l0"``),
-  default settings otherwise, the true noise sigma given; ``fast-em+l0-hold`` also holds the l0 kernel
-  for the first quarter of the steps (``mstep_start=0.25``), ``fast-em+l0-hold75`` for three quarters;
-  ``fast-em-circular`` is Fast EM without the periodic extension of the image (``boundary="circular"``);
+* ``fast-em`` / ``fast-em+l0`` -- Fast EM from a Dirac / from the l0 kernel (``init_kernel="l0"``), with
+  the periodic extension and the circular model (``boundary="periodize"``, no safeguard), the true noise
+  sigma given; ``fast-em+l0-hold`` also holds the l0 kernel for the first quarter of the steps
+  (``mstep_start=0.25``), ``fast-em+l0-hold75`` for three quarters; ``fast-em-circular`` is Fast EM
+  without the periodic extension of the image (``boundary="circular"``); ``fast-em-default`` is Fast EM's
+  defaults (valid model, l0 start, safeguard; the ``blind-fastem`` suite measures it);
 * ``selfdeblur`` / ``selfdeblur+l0`` -- SelfDeblur ``fast-c2f`` from its own start / from the l0 kernel.
 
 Metrics (:mod:`unblur.metrics`): shift-tolerant PSNR (``aligned_psnr``: 15-px border, +-10 px) against
@@ -42,14 +44,16 @@ from unblur.io import read_image
 from unblur.metrics import aligned_psnr, kernel_error
 from unblur.psf.motion import motion_kernel
 
+_PERIODIZE = {"boundary": "periodize", "safeguard": False}  # the periodic extension alone, no safeguard
 METHODS = {
     "input": None,
     "l0": ("l0", {}),
-    "fast-em": ("fast-em", {}),
-    "fast-em-circular": ("fast-em", {"boundary": "circular"}),
-    "fast-em+l0": ("fast-em", {"init_kernel": "l0"}),
-    "fast-em+l0-hold": ("fast-em", {"init_kernel": "l0", "mstep_start": 0.25}),
-    "fast-em+l0-hold75": ("fast-em", {"init_kernel": "l0", "mstep_start": 0.75}),
+    "fast-em": ("fast-em", {"init_kernel": "dirac", **_PERIODIZE}),
+    "fast-em-circular": ("fast-em", {"boundary": "circular", "init_kernel": "dirac", "safeguard": False}),
+    "fast-em+l0": ("fast-em", {"init_kernel": "l0", **_PERIODIZE}),
+    "fast-em+l0-hold": ("fast-em", {"init_kernel": "l0", "mstep_start": 0.25, **_PERIODIZE}),
+    "fast-em+l0-hold75": ("fast-em", {"init_kernel": "l0", "mstep_start": 0.75, **_PERIODIZE}),
+    "fast-em-default": ("fast-em", {}),
     "selfdeblur": ("selfdeblur", {"preset": "fast-c2f", "kernel_size": 25}),
     "selfdeblur+l0": ("selfdeblur", {"preset": "fast-c2f", "kernel_size": 25, "init_kernel": "l0"}),
 }

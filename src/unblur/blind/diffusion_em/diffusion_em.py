@@ -7,7 +7,8 @@
 * M-step: :func:`~unblur.blind.diffusion_em.mstep.m_step` on the n samples (no PiGDM variance term:
   the samples are finished images), warm-started from the previous kernel.
 
-Starts from a Dirac kernel, or from ``init_kernel`` (warm start).  ``nfe = em_iters * steps``; the image returned is the mean of the last
+Starts from the ``l0`` kernel (default), a Dirac (``init_kernel="dirac"``, the paper's) or a given kernel;
+the blur model and the safeguard are those of Fast EM (:mod:`.em_run`, :mod:`.fast_em`).  ``nfe = em_iters * steps``; the image returned is the mean of the last
 E-step's particles (restored with the kernel *before* the last M-step, as in the algorithm), and the
 kernel is the final one.  [0, 1] image units; states in [-1, 1] inside the sampler.
 """

@@ -18,8 +18,7 @@ off by default: the authors' public code does not use it, and with unblur's prio
 early on) swamps the high frequencies of ``x0_hat``, so the early kernels are broad blobs.  States are in [-1, 1]
 units (DPS convention); the M-step works in [0, 1] units; the x0 estimates are clipped to [-1, 1] first.
 
-Defaults follow the paper (and the authors' code): PiGDM guidance, 100 steps, n = 1, 33x33 kernel, Dirac
-start, HQS with 10 iterations, beta = 1e5, the plug-and-play kernel denoiser, M-step from the first step.
+Defaults follow the paper (and the authors' code): PiGDM guidance, 100 steps, n = 1, 33x33 kernel, HQS with 10 iterations, beta = 1e5, the plug-and-play kernel denoiser, M-step from the first step.
 lambda is 0.3, not the paper's 1 (:data:`~unblur.blind.diffusion_em.mstep.DENOISER_LAM`): lambda sets the
 noise level ``sqrt(lambda / beta)`` at which the kernel denoiser is called, and the paper's value belongs to
 its own denoiser.  With unblur's kernel denoiser, 0.3 gives higher PSNR and a more accurate kernel than 1
@@ -30,9 +29,13 @@ Two choices follow the authors' code rather than the paper's text: ``mstep_varia
 than the paper's ``r_t^2 = 1 - abar_t`` at noise 5, 10 and 20/255.  Non-blind PiGDM keeps ``"paper"``.
 ``nfe = steps`` (one batched evaluation per step, whatever n).
 
-Photographs (non-periodic blur): the image is periodised before the circular model (``boundary``), and
-the warm start ``init_kernel="l0"`` is the recommended setting; from a Dirac, Fast EM with unblur's priors
-ends below its blurred input on such crops (BENCHMARKS.md, "Blind methods: warm starts").
+Photographs (non-periodic blur), the defaults: ``boundary="valid"`` (the image is the valid part of the
+blur of a larger object: the E-step guidance and the M-step see only observed pixels,
+:mod:`.em_run`), ``init_kernel="l0"`` (the M-step starts from the kernel of the ``l0`` method, a few
+seconds) and ``safeguard=True`` (the discrepancy principle: the l0 start is kept when the EM result does
+not explain the data and the start does, :func:`~unblur.blind.diffusion_em.em_run.safeguard`).  The
+paper's setting is ``boundary="circular", init_kernel="dirac", safeguard=False`` (BENCHMARKS.md, "Blind
+camera-shake deblurring with diffusion priors").
 """
 
 from __future__ import annotations
