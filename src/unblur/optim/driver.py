@@ -36,7 +36,13 @@ iterate and updates it in place, in slabs, fused with the Biggs-Andrews bookkeep
 ``x_k``, ``h_k = x_k - x_{k-1}`` and ``g_{k-1}`` (the extrapolated point is recomputed from them,
 ``v = project(x_k + alpha h_k)``), three object-sized arrays for an accelerated run and one for a
 plain run; the relative change is accumulated in the same pass.  ``x`` passed to the callback is
-then updated in place by later iterations (copy it to keep it).
+then updated in place by later iterations (copy it to keep it).  Two optional attributes of the
+step make the acceleration's state smaller: ``step.state_region`` (an index tuple into ``x``, e.g.
+the data window of an object estimated beyond the field of view) keeps ``h`` and ``g`` there only,
+the rest of ``x`` taking plain steps (``v = x`` outside), so ``alpha`` is measured where the data
+constrain the object; ``step.state_dtype`` (e.g. ``torch.bfloat16``) stores ``h`` and ``g`` in
+that type, all arithmetic staying in ``x``'s type (``alpha`` is a ratio of sums over the region,
+insensitive to the 2^-9 relative rounding of each stored value).
 """
 
 from __future__ import annotations
@@ -218,9 +224,28 @@ def _slabs(x: torch.Tensor, size: int = 1 << 18):
             yield (slice(i, i + rows),)
 
 
+def _boxes_outside(shape: tuple[int, ...], region: tuple) -> list[tuple]:
+    """Index tuples of the boxes that cover an array of ``shape`` minus the box ``region`` (slices)."""
+    out, inner = [], []
+    for ax, (n, sl) in enumerate(zip(shape, region)):
+        a, b, _ = sl.indices(n)
+        if a > 0:
+            out.append(tuple(inner) + (slice(0, a),))
+        if b < n:
+            out.append(tuple(inner) + (slice(b, n),))
+        inner.append(slice(a, b))
+    return out
+
+
 def _iterate_multiplicative(step, x0, num_iter, *, y, stop, accelerate, project, progress, info, overwrite_x0):
     """:func:`iterate` for a multiplicative step (module docstring): ``x_{k+1} = v_k * q(v_k)`` in place."""
     x = x0 if overwrite_x0 else x0.clone()
+    region = getattr(step, "state_region", None) if accelerate else None
+    outside = [] if region is None else _boxes_outside(tuple(x.shape), tuple(region))
+    outside = [b for b in outside if x[b].numel()]
+    xr = x if region is None else x[region]
+    state_dtype = getattr(step, "state_dtype", None) or x.dtype
+    lean = state_dtype != x.dtype
     h = g = None
     gg_prev = gg_cross = gg_prev_old = None   # <g_{k-1}, g_{k-1}>, <g_{k-1}, g_{k-2}>, <g_{k-2}, g_{k-2}>
     want_change = stop is not None and stop.rule == "relative-change"
@@ -233,37 +258,61 @@ def _iterate_multiplicative(step, x0, num_iter, *, y, stop, accelerate, project,
         if alpha is None:
             buf.copy_(x)
         else:
-            torch.add(x, h, alpha=alpha, out=buf)
-            if project is not None:
-                for sl in _slabs(buf):
-                    buf[sl] = project(buf[sl])
+            for b in outside:
+                buf[b].copy_(x[b])
+            bufr = buf if region is None else buf[region]
+            for sl in _slabs(xr):
+                if lean:
+                    v = bufr[sl].copy_(h[sl]).mul_(alpha).add_(xr[sl])
+                else:
+                    v = torch.add(xr[sl], h[sl], alpha=alpha, out=bufr[sl])
+                if project is not None:
+                    bufr[sl] = project(v)
         q, model = step(buf, it)
         change = old = 0.0
         if not accelerate and not want_change:
             x.mul_(q)
         else:
             if accelerate and h is None:
-                h, g = torch.empty_like(x), torch.empty_like(x)
+                h, g = (torch.empty(xr.shape, dtype=state_dtype, device=x.device) for _ in range(2))
+            qr = q if region is None else q[region]
             cross = new = 0.0
-            for sl in _slabs(x):
-                xs, qs = x[sl], q[sl]
-                v = xs if alpha is None else torch.add(xs, h[sl], alpha=alpha)
+            for sl in _slabs(xr):
+                xs, qs = xr[sl], qr[sl]
+                if alpha is None:
+                    v = xs
+                elif lean:   # the point exactly as written into the buffer above
+                    v = h[sl].to(xs.dtype).mul_(alpha).add_(xs)
+                else:
+                    v = torch.add(xs, h[sl], alpha=alpha)
                 if alpha is not None and project is not None:
                     v = project(v)
                 xn = v * qs
                 if accelerate:
                     gs = xn - v
                     if gg_prev is not None:
-                        cross += float(torch.dot(gs.flatten(), g[sl].flatten()))
+                        cross += float(torch.dot(gs.flatten(), g[sl].to(gs.dtype).flatten()))
                     new += float(torch.dot(gs.flatten(), gs.flatten()))
                     g[sl] = gs
-                    d = torch.sub(xn, xs, out=h[sl])
+                    if lean:
+                        d = xn - xs
+                        h[sl] = d
+                    else:
+                        d = torch.sub(xn, xs, out=h[sl])
                 else:
                     d = xn - xs
                 if want_change:
                     change += float(torch.dot(d.flatten(), d.flatten()))
                     old += float(torch.dot(xs.flatten(), xs.flatten()))
                 xs.copy_(xn)
+            for b in outside:   # plain steps outside the region
+                for sl in _slabs(x[b]):
+                    xs, qs = x[b][sl], q[b][sl]
+                    if want_change:
+                        d = xs * (qs - 1)
+                        change += float(torch.dot(d.flatten(), d.flatten()))
+                        old += float(torch.dot(xs.flatten(), xs.flatten()))
+                    xs.mul_(qs)
             if accelerate:
                 gg_cross = cross if gg_prev is not None else None
                 gg_prev_old, gg_prev = gg_prev, new

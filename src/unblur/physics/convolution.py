@@ -343,9 +343,9 @@ class Convolution(LinearOperator):
         grid = FFTGrid(self, lead, otf="operator")
         grid.object.copy_(x)
         grid.zero_outside_object()
-        grid.convolve()
+        grid.convolve(nonzero=grid.object_box(), needed=grid.window_box())
         grid.zero_outside_window()
-        grid.convolve(conj=True)
+        grid.convolve(conj=True, nonzero=grid.window_box(), needed=grid.object_box())
         return grid.object.clone()
 
     def data_grid(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -451,6 +451,13 @@ class FFTGrid:
     Views (torch tensors sharing the buffer): ``grid`` (``fft_shape``), ``object`` (``in_shape`` at
     the origin: where ``x`` goes and where ``A^T`` leaves its result) and ``window`` (``out_shape``
     at ``crop_start``: where ``A x`` is read and where data go before ``A^T``).
+
+    3-D grids are transformed plane by plane along the first spatial axis: each plane's 2-D real
+    transform (rows, then columns) goes through torch's FFT into a plane-sized temporary and back
+    into the buffer; the first axis is transformed in place (scipy) together with the OTF product.
+    Planes and rows known to be zero (``nonzero``) are not transformed, and only the planes and rows
+    that will be read (``needed``) are transformed back (pruned transforms: for the ``valid`` model
+    the data window is 0.6-0.8 of the grid's rows).
     """
 
     def __init__(self, op: "Convolution", lead: tuple[int, ...], otf: str = "stored"):
@@ -483,6 +490,8 @@ class FFTGrid:
         self._real_rows = self.spectrum.view(np.float32).reshape(-1, 2 * nh)[:, : fs[-1]]
         self._step = max(1, (1 << 18) // nh)                             # rows per slab (~2 MB)
         self._axes = tuple(range(-d, -1))
+        self._lead = tuple(lead)
+        self._plane_tmp = None                                          # (complex plane, real plane), 3-D only
 
     def _zero_outside(self, start, size) -> None:
         """Zero the grid outside the box ``[start, start + size)`` (slabs along each axis)."""
@@ -501,8 +510,28 @@ class FFTGrid:
     def zero_outside_window(self) -> None:
         self._zero_outside(self.op.crop_start, self.op.out_shape)
 
-    def convolve(self, conj: bool = False) -> None:
-        """``grid <- irfftn(rfftn(grid) * otf)`` in place (``conj(otf)`` when ``conj``: ``A^T``)."""
+    def object_box(self) -> tuple:
+        """``(start, size)`` of the object view, for :meth:`convolve`."""
+        return (0,) * self.op.spatial_ndim, tuple(self.op.in_shape)
+
+    def window_box(self) -> tuple:
+        """``(start, size)`` of the data window, for :meth:`convolve`."""
+        return tuple(self.op.crop_start), tuple(self.op.out_shape)
+
+    def convolve(self, conj: bool = False, nonzero: tuple | None = None, needed: tuple | None = None,
+                 post=None) -> None:
+        """``grid <- irfftn(rfftn(grid) * otf)`` in place (``conj(otf)`` when ``conj``: ``A^T``).
+
+        ``nonzero``: a box ``(start, size)`` outside which the grid is zero on entry (its planes and
+        rows are not transformed); ``needed``: the box of the result that is read afterwards (outside
+        it the grid is left undefined).  Both default to the whole grid; they prune 3-D grids.
+        ``post(lead, p, rows)`` (3-D only): called on each transformed-back plane ``p`` of the
+        ``needed`` box (``rows``: its rows, all columns, while still in cache) before it is written
+        into the grid; it may modify ``rows`` in place (an elementwise step fused with the transform).
+        """
+        if self.op.spatial_ndim == 3:
+            return self._convolve_planes(conj, nonzero, needed, post)
+        require(post is None, "post-processing of planes needs a 3-D grid")
         w, n, rows, real_rows = _workers(), self.op.fft_shape[-1], self._rows, self._real_rows
         for i in range(0, rows.shape[0], self._step):
             rows[i:i + self._step] = _sfft.rfft(real_rows[i:i + self._step], axis=-1, workers=w)
@@ -517,6 +546,42 @@ class FFTGrid:
         for i in range(0, rows.shape[0], self._step):
             real_rows[i:i + self._step] = _sfft.irfft(rows[i:i + self._step], n=n, axis=-1, workers=w, overwrite_x=True)
 
+
+    def _convolve_planes(self, conj: bool, nonzero, needed, post=None) -> None:
+        """3-D :meth:`convolve`: 2-D transforms plane by plane (torch), the first axis in place (scipy)."""
+        n0, n1, n2 = self.op.fft_shape
+        full = ((0, 0, 0), (n0, n1, n2))
+        if self._plane_tmp is None:
+            self._plane_tmp = (torch.empty((n1, n2 // 2 + 1), dtype=torch.complex64), torch.empty((n1, n2)))
+        tc, tr = self._plane_tmp
+        spec, real = torch.from_numpy(self.spectrum), self.grid
+        (z0, y0, _), (nz, ny, _) = nonzero or full
+        for lead in np.ndindex(*self._lead):
+            S, R = spec[lead], real[lead]
+            for p in range(n0):
+                if p < z0 or p >= z0 + nz:
+                    S[p].zero_()            # also the row padding of the real view, read as the spectrum
+                    continue
+                tc[:y0].zero_()
+                tc[y0 + ny:].zero_()
+                torch.fft.rfft(R[p, y0:y0 + ny], dim=-1, out=tc[y0:y0 + ny])
+                torch.fft.fft(tc, dim=0, out=S[p])
+        w = _workers()
+        _sfft.fft(self.spectrum, axis=-3, overwrite_x=True, workers=w)
+        if self.planes is None:
+            _mul_spectrum(self.spectrum, self.otf.numpy(), conj, -3)
+        else:
+            self._mul_planes(conj)
+        _sfft.ifft(self.spectrum, axis=-3, overwrite_x=True, workers=w)
+        (z0, y0, _), (nz, ny, _) = needed or full
+        for lead in np.ndindex(*self._lead):
+            S, R = spec[lead], real[lead]
+            for p in range(z0, z0 + nz):
+                torch.fft.ifft(S[p], dim=0, out=tc)
+                torch.fft.irfft(tc[y0:y0 + ny], n=n2, dim=-1, out=tr[:ny])
+                if post is not None:
+                    post(lead, p, tr[:ny])
+                R[p, y0:y0 + ny] = tr[:ny]
 
     def _mul_planes(self, conj: bool) -> None:
         """Multiply the spectrum by the OTF generated plane by plane (:class:`SeparableOTF`)."""

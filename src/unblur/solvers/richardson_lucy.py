@@ -19,7 +19,8 @@ progress) is :func:`unblur.optim.iterate`.  On the CPU, for the ``circular``, ``
 boundaries, :class:`GridStep` runs the step in place in one complex FFT buffer (the data, the
 iterate, that buffer and the OTF are the only large arrays; ``A^T 1`` is an exact separable sum
 computed plane by plane), and the driver updates the iterate in place, with the Biggs-Andrews state
-in two more arrays.  Elsewhere (GPU, autograd, other boundaries, RL-TV, user operators) the step
+in two more arrays (object-sized float32, or on the data window in bfloat16 where the peak would
+otherwise exceed :data:`MEMORY_TARGET`).  Elsewhere (GPU, autograd, other boundaries, RL-TV, user operators) the step
 writes the ratio ``y / A x`` into one zero-padded FFT grid reused at every iteration.
 
 Negative data (background-subtracted images) are set to 0 with a warning: RL is defined for
@@ -148,8 +149,12 @@ class GridStep:
     multiplicative = True
 
     def __init__(self, op: Convolution, y: torch.Tensor, *, eps: float, background: float = 0.0,
-                 normalize: bool = True, need_model: bool = False, otf: str = "stored"):
+                 normalize: bool = True, need_model: bool = False, otf: str = "stored", state: str = "full"):
         self.op, self.eps, self.background, self.need_model = op, eps, background, need_model
+        if state == "lean":   # Biggs-Andrews state on the data window, in bfloat16 (unblur.optim.driver)
+            self.state_dtype = torch.bfloat16
+            if tuple(op.in_shape) != tuple(op.out_shape):
+                self.state_region = (slice(None),) * 2 + tuple(slice(s, s + n) for s, n in zip(op.crop_start, op.out_shape))
         lead = tuple(np.broadcast_shapes(tuple(y.shape[:2]), tuple(op.psf.shape[:2])))
         self.y = y.expand(lead + tuple(y.shape[2:]))
         self.grid = FFTGrid(op, lead, otf=otf)
@@ -169,12 +174,16 @@ class GridStep:
                 and _scipy_ok(y, x0, op.psf) and not (y.requires_grad or x0.requires_grad or op.psf.requires_grad))
 
     @staticmethod
-    def memory_multiple(op: Convolution, acceleration: str | None = None, otf: str = "stored") -> float:
+    def memory_multiple(op: Convolution, acceleration: str | None = None, otf: str = "stored",
+                        state: str = "full") -> float:
         """Modelled peak memory of a run in multiples of the float32 data (one image and channel):
-        the data, the iterate (three object arrays with Biggs-Andrews), the complex FFT buffer and,
-        when stored, the OTF; slab-sized temporaries are not counted."""
+        the data, the iterate, with Biggs-Andrews two more arrays (``state="full"``: object-sized,
+        float32; ``"lean"``: on the data window, bfloat16), the complex FFT buffer and, when stored,
+        the OTF; slab-sized temporaries are not counted."""
         data = float(np.prod(op.out_shape))
-        obj = float(np.prod(op.in_shape)) * (3 if acceleration == "biggs-andrews" else 1)
+        obj = float(np.prod(op.in_shape))
+        if acceleration == "biggs-andrews":
+            obj += 2 * float(np.prod(op.in_shape)) if state == "full" else data
         spec = 2.0 * float(np.prod(op.fft_shape[:-1])) * (op.fft_shape[-1] // 2 + 1)
         return (data + obj + spec * (2 if otf == "stored" else 1)) / data
 
@@ -182,11 +191,13 @@ class GridStep:
         return self.grid.object
 
     def __call__(self, v: torch.Tensor, it: int):
+        if self.op.spatial_ndim == 3:
+            return self._step_planes(v)
         g = self.grid
         if v is not g.object:
             g.object.copy_(v)
         g.zero_outside_object()
-        g.convolve()
+        g.convolve(nonzero=g.object_box(), needed=g.window_box())
         w, y, eps = g.window, self.y, self.eps
         if self.background:
             w.add_(self.background)
@@ -196,13 +207,46 @@ class GridStep:
             below = ws <= eps
             torch.div(y[sl], ws, out=ws).masked_fill_(below, 0.0)
         g.zero_outside_window()
-        g.convolve(conj=True)
+        g.convolve(conj=True, nonzero=g.window_box(), needed=g.object_box())
         q = g.object
         for (b, c), sens in self.at1.items():
             self._divide(q, b, c, sens)
         for sl in _slabs(q):
             q[sl].nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).clamp_min_(0)
         return q, model
+
+    def _step_planes(self, v: torch.Tensor):
+        """The 3-D step, its elementwise parts fused into the plane loops of :meth:`FFTGrid.convolve`."""
+        g, y, eps, bg, op = self.grid, self.y, self.eps, self.background, self.op
+        if v is not g.object:
+            g.object.copy_(v)
+        g.zero_outside_object()
+        (z0, _, x0), (_, _, nx) = g.window_box()
+        model = torch.empty(y.shape, dtype=y.dtype) if self.need_model else None
+
+        def ratio(lead, p, rows):
+            ws = rows[:, x0:x0 + nx]
+            if bg:
+                ws.add_(bg)
+            if model is not None:
+                torch.sub(ws, bg, out=model[lead][p - z0]) if bg else model[lead][p - z0].copy_(ws)
+            below = ws <= eps
+            torch.div(y[lead][p - z0], ws, out=ws).masked_fill_(below, 0.0)
+
+        g.convolve(nonzero=g.object_box(), needed=g.window_box(), post=ratio)
+        g.zero_outside_window()
+        n2 = op.in_shape[-1]
+        kb, kc = op.psf.shape[:2]
+
+        def normalise(lead, p, rows):
+            q = rows[:, :n2]
+            sens = self.at1.get((lead[0] if kb > 1 else 0, lead[1] if kc > 1 else 0))
+            if sens is not None:
+                q.div_(sens.slice(p) if sens.constant is None else sens.constant)
+            q.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).clamp_min_(0)
+
+        g.convolve(conj=True, nonzero=g.window_box(), needed=g.object_box(), post=normalise)
+        return g.object, model
 
     def _divide(self, q, b, c, sens):
         bs = range(q.shape[0]) if self.op.psf.shape[0] == 1 else [b]
@@ -223,7 +267,7 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
                   lambda_tv: float = 0.0, tv_eps: float = 1e-3, acceleration: str | None = None,
                   background: float = 0.0, filter_epsilon: float | None = None,
                   stop: StoppingRule | None = None, progress: Progress | None = None, normalize: bool = True,
-                  overwrite_x0: bool = False, otf: str = "auto"):
+                  overwrite_x0: bool = False, otf: str = "auto", state: str = "auto"):
     """Run Richardson-Lucy on torch tensors; returns ``(x, info)``.  Used by every RL-based method.
 
     A :class:`Convolution` with boundary ``circular``, ``zero`` or ``valid`` on the CPU runs RL
@@ -231,11 +275,16 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
     update ``x0`` in place.  ``otf``: ``"stored"`` keeps the OTF (one spectrum-sized array),
     ``"computed"`` generates it block by block at each convolution
     (:class:`~unblur.physics.convolution.SeparableOTF`: less memory, some more time); ``"auto"``
-    stores it when the modelled peak stays within :data:`MEMORY_TARGET` times the data.
+    stores it when the modelled peak stays within :data:`MEMORY_TARGET` times the data.  ``state``
+    (Biggs-Andrews): ``"full"`` keeps ``x_k - x_{k-1}`` and the last step as float32 object arrays,
+    ``"lean"`` on the data window in bfloat16 (the border of a ``valid`` object then takes plain
+    steps; :mod:`unblur.optim.driver`); ``"auto"`` takes the first of (full, stored OTF), (lean,
+    stored), (full, computed), (lean, computed) whose modelled peak stays within the target.
     """
     require(num_iter >= 0, f"num_iter must be >= 0, got {num_iter}")
     require(acceleration in RL_ACCELERATIONS, f"unknown acceleration {acceleration!r}", "use 'biggs-andrews' or 'none'")
     require(lambda_tv >= 0, f"lambda_tv must be >= 0, got {lambda_tv}")
+    require(state in ("auto", "full", "lean"), f"unknown state {state!r}", "use 'auto', 'full' or 'lean'")
     nd = len(op.in_shape)
     require(lambda_tv < max_lambda_tv(nd), f"lambda_tv {lambda_tv:g} is too large for {nd}-D RL-TV (the estimate "
             f"diverges; it must be < {max_lambda_tv(nd):.4g})", "use a value below it (useful values 0.001 to 0.02)")
@@ -247,10 +296,13 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
                 "the background is part of the data: give a value below its mean (RL would return zeros)")
     eps = filter_epsilon if filter_epsilon is not None else 1e-12 * max(float(y.max()), -float(y.min()), 1e-30)
     if lambda_tv == 0 and GridStep.supported(op, y, x0):
-        if otf == "auto":
-            otf = "stored" if GridStep.memory_multiple(op, acceleration, "stored") <= MEMORY_TARGET else "computed"
+        states = ("full", "lean") if state == "auto" else (state,)
+        otfs = ("stored", "computed") if otf == "auto" else (otf,)
+        options = [(o, s) for o in otfs for s in states]
+        otf, state = next(((o, s) for o, s in options if GridStep.memory_multiple(op, acceleration, o, s) <= MEMORY_TARGET),
+                          options[-1])
         step = GridStep(op, y, eps=eps, background=background, normalize=normalize,
-                        need_model=stop is not None and stop.needs_model, otf=otf)
+                        need_model=stop is not None and stop.needs_model, otf=otf, state=state)
         if not overwrite_x0 or float(x0.min()) < 0:
             x0 = x0.clamp_min(0)
         return iterate(step, x0, num_iter, y=y, stop=stop, acceleration=acceleration,
