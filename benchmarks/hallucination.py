@@ -8,7 +8,8 @@ after skipping ``--skip`` (so that tuning and reporting images differ): CBSD68 a
 Set12 gray (the embedded prior of the matching channel count).
 
 Methods (``--methods``): ``rl`` (best early stop over ``--rl-max`` iterations, an oracle), ``rl-tv``
-(25 iterations, lambda 0.005), and any registered sampler as ``NAME`` or ``NAME:key=value,key=value``
+(25 iterations, lambda 0.005, the setting of the RL-diffusion paper's comparison; ``rl-tv:num_iter=50,lambda_tv=0.002``
+for others), and any registered sampler as ``NAME`` or ``NAME:key=value,key=value``
 (e.g. ``rl-diffusion:M=20,zeta=1.0`` or ``dps:steps=250,zeta_schedule=sqrt_abar``), run through
 ``unblur.deconvolve`` with ``diagnostics=True``.  ``--taus`` also reports each sampler's output after
 the final data-consistency step :func:`unblur.algorithms.guidance.consistency_step` with those ``tau``
@@ -117,8 +118,8 @@ def run(spec, y, psf, sigma, ref, args):
         print(f"rl: best iteration {best['it']}", file=sys.stderr)
         return [("rl (oracle stop)", best["x"], time.perf_counter() - t0, {})]
     if name == "rl-tv":
-        r = unblur.deconvolve(y, psf, method="rl-tv", num_iter=25, lambda_tv=0.005, boundary="replicate")
-        return [("rl-tv", np.clip(r.image, 0, 1), r.info["time_s"], {})]
+        r = unblur.deconvolve(y, psf, method="rl-tv", **dict(dict(num_iter=25, lambda_tv=0.005, boundary="replicate"), **kw))
+        return [(spec, np.clip(r.image, 0, 1), r.info["time_s"], {})]
     kw = dict(dict(boundary="replicate", seed=args.seed), **kw)
     r = unblur.deconvolve(y, psf, method=name, noise_sigma=sigma, diagnostics=True, seeds=args.seeds, **kw)
     extra = {"spread": r.info.get("seed_spread_mean")}

@@ -18,6 +18,12 @@ settings (e.g. ``dpir:boundary=replicate;num_iter=8``), all through ``unblur.dec
 each method's own estimate unless ``--give-sigma``.  The slow diffusion methods (``pigdm``, ``dps``,
 ``rl-diffusion``) are meant for a subset (``--images 1 --kernels motion25,motion75``).
 
+``--taus`` adds, for each diffusion sampler (a method with ``consistency_tau``), one column per value: the
+sampler run once with ``consistency_tau=0`` and its final sample (on the object grid, caught by the step
+callback) passed through :func:`unblur.algorithms.guidance.consistency_step` with that ``tau`` and the
+sampler's own noise sigma, which is what the method does with ``consistency_tau`` set.  ``--field`` sets the
+side of the observed field (255 by default; the diffusion samplers are slow on a CPU).
+
 Output: a table of mean PSNR per kernel and method, the difference to RL, and the kernels where a method is
 more than 0.5 dB below RL; mean time per method.
 
@@ -37,11 +43,13 @@ import unblur  # sets OMP_WAIT_POLICY before torch is imported
 import numpy as np
 import torch
 
+from unblur.algorithms.guidance import consistency_step
 from unblur.data import data_path
 from unblur.io import read_image
 from unblur.metrics import psnr
 from unblur.physics.convolution import Convolution
 from unblur.psf.motion import motion_kernel
+from unblur.solvers.problem import setup_problem
 
 FIELD = 255
 SETS = {"set12": "test/set12", "bsd68": "test/bsd68_gray"}
@@ -107,6 +115,10 @@ def parse_method(spec: str) -> tuple[str, dict]:
     return name, params
 
 
+def has_param(method: str, name: str) -> bool:
+    return any(p.name == name for p in unblur.get_method(method).params)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--set", default="set12", help="set12 (choices) or bsd68 (reported numbers), or a folder")
@@ -119,42 +131,58 @@ def main(argv=None) -> None:
     ap.add_argument("--give-sigma", action="store_true", help="pass the true noise sigma to methods that take one")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--field", type=int, default=FIELD, help="side of the observed field in pixels")
+    ap.add_argument("--taus", type=float, nargs="*", default=[],
+                    help="final data-consistency tau values to add for the diffusion samplers (module docstring)")
     args = ap.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     specs = [s.strip() for s in args.methods.split(",") if s.strip()]
     methods = [(s, *parse_method(s)) for s in specs]
+    columns = [s for s, m, _ in methods for s in [s] + ([f"{s} +tau{t:g}" for t in args.taus]
+                                                      if args.taus and has_param(m, "consistency_tau") else [])]
     kernels = [(n, load_kernel(n)) for n in args.kernels.split(",") if n]
     images = load_images(args.set, args.images, args.first)
-    print(f"{len(images)} images of {args.set} ({', '.join(n for n, _ in images)}), {FIELD}x{FIELD} valid-blur fields, "
+    print(f"{len(images)} images of {args.set} ({', '.join(n for n, _ in images)}), {args.field}x{args.field} valid-blur fields, "
           f"noise {args.noise:g}, sigma {'given' if args.give_sigma else 'estimated by each method'}, "
           f"torch threads {torch.get_num_threads()}\n")
-    scores = {(kn, s): [] for kn, _ in kernels for s, _, _ in methods}
+    scores = {(kn, s): [] for kn, _ in kernels for s in columns}
     blurred = {kn: [] for kn, _ in kernels}
-    times = {s: [] for s, _, _ in methods}
+    times = {s: [] for s in columns}
     for kj, (kn, k) in enumerate(kernels):
         for i, (name, img) in enumerate(images):
-            y, truth = observe(img, k, args.noise, seed=args.seed + 1000 * (args.first + i) + kj)
+            y, truth = observe(img, k, args.noise, seed=args.seed + 1000 * (args.first + i) + kj, field=args.field)
             blurred[kn].append(psnr(y, truth))
             for spec, mname, params in methods:
                 kw = dict(params)
-                if args.give_sigma and any(p.name == "noise_sigma" for p in unblur.get_method(mname).params):
+                if args.give_sigma and has_param(mname, "noise_sigma"):
                     kw.setdefault("noise_sigma", args.noise)
-                if any(p.name == "progress" for p in unblur.get_method(mname).params):
+                if has_param(mname, "progress"):
                     kw.setdefault("progress", False)
+                taus = args.taus if has_param(mname, "consistency_tau") and args.taus else []
+                last = {}
+                if taus:
+                    kw.setdefault("consistency_tau", 0.0)
+                    kw["callback"] = lambda it, x, info: last.update(x=x)
                 t0 = time.perf_counter()
                 r = unblur.deconvolve(y, k, method=mname, **kw)
                 times[spec].append(time.perf_counter() - t0)
                 scores[(kn, spec)].append(psnr(np.clip(np.asarray(r.image, np.float64), 0, 1), truth))
+                for tau in taus:  # the final data-consistency step around the sample (module docstring)
+                    prob = setup_problem(y, k, r.info["boundary"], negative_image="keep")
+                    x01 = ((last["x"] + 1) / 2).clamp(0, 1)
+                    x = consistency_step(prob.op, prob.y, x01, r.info["noise_sigma"], tau).clamp(0, 1)
+                    scores[(kn, f"{spec} +tau{tau:g}")].append(psnr(np.asarray(prob.output(x), np.float64), truth))
+                    times.setdefault(f"{spec} +tau{tau:g}", []).append(times[spec][-1])
         print(f"  {kn}: blurred {np.mean(blurred[kn]):.2f} | " + " | ".join(
-            f"{s} {np.mean(scores[(kn, s)]):.2f}" for s, _, _ in methods), flush=True)
+            f"{s} {np.mean(scores[(kn, s)]):.2f}" for s in columns), flush=True)
     ref = next((s for s, m, p in methods if m == "rl" and not p), None)
-    head = ["kernel", "size", "blurred"] + [s for s, _, _ in methods]
+    head = ["kernel", "size", "blurred"] + columns
     print("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-    below = {s: [] for s, _, _ in methods}
+    below = {s: [] for s in columns}
     for kn, k in kernels:
         cells = [kn, f"{k.shape[0]}x{k.shape[1]}", f"{np.mean(blurred[kn]):.2f}"]
-        for spec, _, _ in methods:
+        for spec in columns:
             v = float(np.mean(scores[(kn, spec)]))
             if ref is not None and spec != ref:
                 d = v - float(np.mean(scores[(kn, ref)]))
@@ -164,10 +192,10 @@ def main(argv=None) -> None:
             else:
                 cells.append(f"{v:.2f}")
         print("| " + " | ".join(cells) + " |")
-    print("| mean time (s) | | | " + " | ".join(f"{np.mean(times[s]):.1f}" for s, _, _ in methods) + " |")
+    print("| mean time (s) | | | " + " | ".join(f"{np.mean(times[s]):.1f}" for s in columns) + " |")
     if ref is not None:
         print("\nMore than 0.5 dB below RL (mean over the images):")
-        for spec, _, _ in methods:
+        for spec in columns:
             if spec != ref:
                 print(f"- {spec}: {', '.join(below[spec]) or 'none'}")
 

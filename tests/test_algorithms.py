@@ -317,7 +317,7 @@ def test_samplers_return_maps_only_when_asked(name):
         func(y, psf, seeds=0, **kw)
 
 
-@pytest.mark.parametrize("name, ratio", [("dps", 0.5), ("rl-diffusion", 0.9)])  # RL-diffusion is already close
+@pytest.mark.parametrize("name, ratio", [("dps", 0.5), ("pigdm", 0.5), ("rl-diffusion", 0.9)])  # RL-diffusion: close
 def test_consistency_step_brings_the_output_back_to_the_data(name, ratio):
     img, psf = _scene(32), _gauss_psf(7, 1.5)
     y = _blur(img, psf, "replicate", sigma=0.02)
@@ -325,6 +325,8 @@ def test_consistency_step_brings_the_output_back_to_the_data(name, ratio):
     kw = dict(DIAG_KW[name], prior=GaussianModelDenoiser(), noise_sigma=0.02, diagnostics=True)
     if name == "dps":
         kw["zeta"] = 0.05  # far too weak guidance: the sample ignores the data
+    if name == "pigdm":
+        kw["weight"] = 0.02  # the same for PiGDM
     _, off = func(y, psf, consistency_tau=0.0, **kw)
     out, on = func(y, psf, consistency_tau=0.05, **kw)
     assert on["consistency_tau"] == 0.05 and out.min() >= 0 and out.max() <= 1

@@ -118,3 +118,9 @@ def test_tv_admm_lam_follows_the_noise(long_shake):
     assert 0.005 < info["noise_sigma"] < 0.02 and info["lam"] == pytest.approx(8.0 * info["noise_sigma"] ** 2)
     _, info = tv_admm(y, k, num_iter=2, noise_sigma=0.02, lam_factor=10.0, return_info=True)
     assert info["lam"] == pytest.approx(4e-3)
+
+
+def test_samplers_default_to_the_valid_boundary():
+    for method in ("dps", "pigdm", "rl-diffusion", "dpir", "pnp-admm"):
+        assert unblur.get_method(method).defaults()["boundary"] == "valid", method
+

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from ..diagnostics import residual_info, run_seeds
+from ..diagnostics import run_seeds
 from ..errors import require
 from .common import start
 from .ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
-from .guidance import DPSGuidance, consistency_step
+from .guidance import DPSGuidance, finish_sample
 
 if TYPE_CHECKING:
     from ..models.base import Denoiser
@@ -37,7 +37,7 @@ def dps_refine(run, x_start: torch.Tensor, timesteps: list[int], *, zeta: float 
 
 def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = False,
         zeta_schedule: Literal["constant", "sqrt_abar"] = "constant", prior: Denoiser | str | None = None,
-        noise_sigma: float | None = None, boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate",
+        noise_sigma: float | None = None, boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid",
         consistency_tau: float = 0.1, diagnostics: bool = False, seeds: int = 1,
         seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
     """DPS deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image in [0, 1] (module docstring).
@@ -61,8 +61,9 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
         embedded unblur network (``unblur.models.load_prior``).
     noise_sigma : float, optional
         Gaussian noise sigma in [0, 1] image units (a [-1, 1] value / 2); estimated if omitted.  DPS itself does not use it.
-    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
-        Blur boundary model (replicate = padding by k // 2, as the RL-diffusion paper).
+    boundary : {"valid", "replicate", "circular", "zero", "reflect"}
+        Blur boundary model; ``"valid"`` (default) does not ring from the borders (:mod:`unblur.algorithms.pnp`);
+        ``"replicate"`` = padding by k // 2, as the RL-diffusion paper.
     consistency_tau : float
         Final data-consistency step ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2`` around the sample
         ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the plain DPS sample, which can end below the blurred
@@ -111,10 +112,6 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
     x_T = randn(run.y.shape[:2] + tuple(run.op.in_shape), run.y, run.generator)
     bar = run.progress(len(ts), "DPS", progress, callback)
     x = dps_refine(run, x_T, ts, zeta=zeta, squared=squared, zeta_schedule=zeta_schedule, progress=bar)
-    x = consistency_step(run.op, run.y, x.clamp(0, 1), run.sigma, consistency_tau)
     bar.close()
-    info = {"method": "dps", "steps": len(ts), "zeta": zeta, "squared_norm": squared, "zeta_schedule": zeta_schedule,
-            "consistency_tau": consistency_tau}
-    if diagnostics:
-        info.update(residual_info(run, x))
-    return run.finish(x, info)
+    info = {"method": "dps", "steps": len(ts), "zeta": zeta, "squared_norm": squared, "zeta_schedule": zeta_schedule}
+    return finish_sample(run, x, consistency_tau, info, diagnostics)

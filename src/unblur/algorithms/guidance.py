@@ -144,6 +144,23 @@ def consistency_step(op, y: torch.Tensor, x01: torch.Tensor, sigma: float, tau: 
         return op.prox_l2(x01, y, mu, max_iter=max_iter)
 
 
+def finish_sample(run, x01: torch.Tensor, consistency_tau: float, info: dict, diagnostics: bool = False):
+    """The last stage shared by the samplers (DPS, PiGDM, RL-diffusion): the final data-consistency step
+    (:func:`consistency_step` with ``tau = consistency_tau`` and the run's noise sigma) around the [0, 1]
+    sample ``x01`` (object grid, clipped to [0, 1] first), the re-blur residual of the result when
+    ``diagnostics`` (:func:`unblur.diagnostics.residual_info`), then ``run.finish``.  Returns
+    ``(restored, info)`` with ``consistency_tau`` added to ``info``."""
+    from ..diagnostics import residual_info
+
+    require(consistency_tau >= 0, f"consistency_tau must be >= 0, got {consistency_tau}",
+            "use 0 (no final data-consistency step) or a positive tau in [0, 1] image units")
+    x = consistency_step(run.op, run.y, x01.clamp(0, 1), run.sigma, consistency_tau)
+    info["consistency_tau"] = consistency_tau
+    if diagnostics:
+        info.update(residual_info(run, x))
+    return run.finish(x, info)
+
+
 def solve_regularized_gram(op, r: torch.Tensor, r2: float, s2: float, method: str = "auto",
                            max_iter: int = 100, tol: float = 1e-6) -> torch.Tensor:
     """``(r2 A A^T + s2 I)^{-1} r`` in data space: the operator's ``solve_gram`` (exact in Fourier for a

@@ -6,17 +6,19 @@ baseline), with the guidance ``+ weight c_t g`` of :class:`~unblur.algorithms.gu
 ``(r_t^2 H H^T + sigma_y^2 I)^{-1}`` exact in Fourier for ``boundary="circular"``, CG otherwise).  The
 paper uses a DDIM step; unblur shares the DDPM ancestral step with DPS and RL-diffusion.  ``noise_sigma``
 in [0, 1] units (estimated from the image if omitted); states in [-1, 1] units internally.  ``nfe = steps``.
+The sample then goes through the final data-consistency step shared with DPS and RL-diffusion
+(``consistency_tau``, :func:`~unblur.algorithms.guidance.consistency_step`; the paper has none).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from ..diagnostics import residual_info, run_seeds
+from ..diagnostics import run_seeds
 from ..errors import require
 from .common import start
 from .ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
-from .guidance import PiGDMGuidance
+from .guidance import PiGDMGuidance, finish_sample
 
 if TYPE_CHECKING:
     from ..models.base import Denoiser
@@ -24,8 +26,8 @@ if TYPE_CHECKING:
 
 def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] = "paper", weight: float = 1.0,
           prior: Denoiser | str | None = None, noise_sigma: float | None = None,
-          boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate", cg_iter: int = 50,
-          diagnostics: bool = False, seeds: int = 1, seed: int | None = 0,
+          boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid", cg_iter: int = 50,
+          consistency_tau: float = 0.05, diagnostics: bool = False, seeds: int = 1, seed: int | None = 0,
           device: str | None = None, progress: bool = False, callback=None):
     """PiGDM deblurring of a gray or colour image in [0, 1] (module docstring).
 
@@ -49,8 +51,12 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
         embedded unblur network (``unblur.models.load_prior``).
     noise_sigma : float, optional
         Gaussian noise sigma in [0, 1] image units (a [-1, 1] value / 2); estimated if omitted.
-    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
-        Blur boundary model (replicate = padding by k // 2, as the RL-diffusion paper).
+    boundary : {"valid", "replicate", "circular", "zero", "reflect"}
+        Blur boundary model; ``"valid"`` (default) does not ring from the borders (:mod:`unblur.algorithms.pnp`);
+        ``"replicate"`` = padding by k // 2, as the RL-diffusion paper.
+    consistency_tau : float
+        Final data-consistency step ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2`` around the sample
+        ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the paper's algorithm).
     diagnostics : bool
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
     seeds : int
@@ -70,7 +76,7 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
     restored : array
         Same layout as ``image``.
     info : dict
-        ``nfe``, ``time_s``, ``steps``, ``r_choice``, ``weight``; with ``diagnostics``: ``residual_map``,
+        ``nfe``, ``time_s``, ``steps``, ``r_choice``, ``weight``, ``consistency_tau``; with ``diagnostics``: ``residual_map``,
         ``residual_outlier_share``, ``residual_mean_abs``; with ``seeds >= 2``: ``seed_spread``,
         ``seed_spread_mean``, ``seeds``.
 
@@ -87,6 +93,7 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
     for k in ("image", "psf", "seed", "seeds", "diagnostics"):
         kwargs.pop(k)
     require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
+    require(consistency_tau >= 0, f"consistency_tau must be >= 0, got {consistency_tau}")
     if seeds > 1:
         return run_seeds(pigdm, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs)
     run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
@@ -99,6 +106,4 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
     x = guided_ddpm(x_T, ts, run.schedule, guidance, run.generator, bar)
     bar.close()
     info = {"method": "pigdm", "steps": len(ts), "r_choice": r_choice, "weight": weight}
-    if diagnostics:
-        info.update(residual_info(run, (x + 1) / 2))
-    return run.finish((x + 1) / 2, info)
+    return finish_sample(run, (x + 1) / 2, consistency_tau, info, diagnostics)

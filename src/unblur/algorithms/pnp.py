@@ -23,7 +23,8 @@ sigma over ``K = 8`` iterations, ``mu_k = lam sigma^2 / sigma_k^2`` with ``lam =
 
     x = data_step(v = z, mu = mu_k);  z = D(x, sigma_k)
 
-Boundaries and noise level.  PnP-ADMM and DPIR default to ``boundary="valid"``: the image is the valid
+Boundaries and noise level.  Every learned non-blind method (PnP-ADMM, DPIR and the diffusion samplers DPS,
+PiGDM, RL-diffusion) defaults to ``boundary="valid"``: the image is the valid
 part of the blur of a larger object, which the data step estimates by conjugate gradient and the result
 crops.  Padding models (``replicate``, ``reflect``) invent the blurred values beyond the edge; the error
 spans a band as wide as the kernel and, as the data-step weight grows over the iterations, is deconvolved

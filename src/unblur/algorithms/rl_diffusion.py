@@ -21,8 +21,10 @@ evaluations): with unblur's embedded prior, on non-face images, the shorter sche
 noise and worse at sigma 0.05, where the RL phase needs the higher noise levels of the later start.  The
 default ``consistency_tau = 0.05`` adds step 4 (the paper has none): the DPS refinement drifts away from
 the data (the re-blur residual shows where) and step 4 brings it back.  Measurements: BENCHMARKS.md,
-"Diffusion methods on non-face images".  The blur model is
-replicate padding by ``k // 2`` (``boundary="replicate"``) as in the paper.  ``refine_from`` starts
+"Diffusion methods on non-face images".  The paper's blur model is
+replicate padding by ``k // 2`` (``boundary="replicate"``); the default is ``"valid"``, as for every learned
+non-blind method (:mod:`unblur.algorithms.pnp`; BENCHMARKS.md, "Non-blind methods per kernel size": with
+``replicate`` the samplers lose several dB from 35 px kernels on).  ``refine_from`` starts
 step 3 from another reconstruction instead (the paper's Table II ablation): ``"y"`` (the data),
 ``"rl-tv"`` (25 RL-TV iterations, lambda 0.005), ``"pnp-admm"`` (default PnP-ADMM, 12 network
 evaluations more) or an array in the image's layout.
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from ..diagnostics import residual_info, run_seeds
+from ..diagnostics import run_seeds
 from ..diffusion.schedule import x0_from_denoiser
 from ..errors import require
 from ..solvers.problem import setup_problem
@@ -43,7 +45,7 @@ from ..solvers.richardson_lucy import rl_iterations
 from .common import start
 from .ddpm import randn
 from .dps import dps_refine
-from .guidance import consistency_step
+from .guidance import finish_sample
 from .pnp import admm_iterations
 
 if TYPE_CHECKING:
@@ -66,7 +68,7 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int | None = None, 
                  zeta_schedule: Literal["constant", "sqrt_abar"] = "constant",
                  refine_from: Literal["rl-diffusion", "y", "rl-tv", "pnp-admm"] = "rl-diffusion",
                  prior: Denoiser | str | None = None, noise_sigma: float | None = None,
-                 boundary: Literal["replicate", "circular", "zero", "reflect", "valid"] = "replicate",
+                 boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid",
                  consistency_tau: float = 0.05, diagnostics: bool = False, seeds: int = 1, seed: int | None = 0,
                  device: str | None = None, progress: bool = False, callback=None):
     """RL-diffusion deblurring (module docstring) of a gray or colour image in [0, 1].
@@ -97,8 +99,9 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int | None = None, 
     noise_sigma : float, optional
         Gaussian noise sigma in [0, 1] image units (a [-1, 1] value / 2); estimated if omitted.  Neither RL nor DPS
         uses it; the final data-consistency step and the residual map do.
-    boundary : {"replicate", "circular", "zero", "reflect", "valid"}
-        Blur boundary model (replicate = padding by k // 2, as the RL-diffusion paper).
+    boundary : {"valid", "replicate", "circular", "zero", "reflect"}
+        Blur boundary model; ``"valid"`` (default) does not ring from the borders (:mod:`unblur.algorithms.pnp`);
+        ``"replicate"`` = padding by k // 2, as the RL-diffusion paper.
     consistency_tau : float
         Final data-consistency step ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2`` around the result
         ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the paper's algorithm).
@@ -175,14 +178,10 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int | None = None, 
         x_start = sched.q_sample(2 * x.clamp(0, 1) - 1, dps_ts[0], randn(x.shape, x, run.generator))
     x = dps_refine(run, x_start, dps_ts, zeta=zeta, squared=squared, zeta_schedule=zeta_schedule,
                    progress=_Offset(bar, len(rl_ts)))
-    x = consistency_step(op, y, x.clamp(0, 1), run.sigma, consistency_tau)
     bar.close()
     info = {"method": "rl-diffusion", "N": N, "L": L, "M": M, "zeta": zeta, "zeta_schedule": zeta_schedule,
-            "refine_from": "array" if custom else refine_from, "consistency_tau": consistency_tau,
-            "rl_timesteps": rl_ts, "dps_timesteps": dps_ts}
-    if diagnostics:
-        info.update(residual_info(run, x))
-    return run.finish(x, info)
+            "refine_from": "array" if custom else refine_from, "rl_timesteps": rl_ts, "dps_timesteps": dps_ts}
+    return finish_sample(run, x, consistency_tau, info, diagnostics)
 
 
 class _Offset:
