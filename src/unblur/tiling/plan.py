@@ -43,10 +43,10 @@ from ..errors import InputError, require
 BYTES_PER_VOXEL = {"rl": 28.0, "rl-tv": 120.0, "wiener": 128.0, "tikhonov": 120.0, "tv-admm": 256.0}
 #: used for methods without a measurement (learned methods hold a network's activations too)
 DEFAULT_BYTES_PER_VOXEL = 160.0
-#: per-row cost of RL along the last axis, in grid points: fitted to RL (20 iterations, one thread) on a
-#: 48x512x512 stack (64x540x540 grid: 14.6 s) and its halves with halo, 48x512x282 (64x540x308: 9.4 s)
-#: and 48x282x512 (64x308x540: 8.0 s) (``benchmarks/tiling.py rl-blocks``)
-ROW_OVERHEAD = 115.0
+#: per-row cost of RL along the last axis, in grid points: fitted to RL (20 iterations, one thread) on
+#: the halves (with halo) of a 48x512x512 stack, split on Y (64x320x540 grid: 6.8 s) and on X
+#: (64x540x308 grid: 8.0 s), 1.21x apart per grid point (``benchmarks/tiling.py rl-blocks``)
+ROW_OVERHEAD = 230.0
 #: share of the available memory used when no limit is given
 DEFAULT_MEMORY_SHARE = 0.5
 
