@@ -219,14 +219,26 @@ def _best_counts(shape, psf_shape, halo, overlap, max_grid: float, concurrent: i
             cache[ax, m] = (max(grids), sum(p[0] for p in padded), sum(p[1] for p in padded) / m)
         return cache[ax, m]
 
+    def largest(ax, m):  # exact up to 256 tiles on the axis, else the bound of _largest_read
+        if m <= 256:
+            return axis(ax, m)[0]
+        return _largest_read(shape[ax], m, halo[ax], overlap[ax]) + psf_shape[ax] - 1
+
     def fits(c):
-        return math.prod(axis(ax, m)[0] for ax, m in enumerate(c)) <= max_grid
+        return math.prod(largest(ax, m) for ax, m in enumerate(c)) <= max_grid
 
     def m_last(m, part):
         return m / part[1]  # 1 / (mean padded length of the last axis)
 
+    def candidates(t):  # every count up to 64, then steps of 10 % (the cost varies slowly there)
+        out, m = set(range(1, min(t, 64) + 1)), 64.0
+        while m < t:
+            m *= 1.1
+            out.add(min(t, int(m)))
+        return sorted(out)
+
     best, best_key = None, None
-    for lead in product(*(range(1, t + 1) for t in top[:-1])):
+    for lead in product(*(candidates(t) for t in top[:-1])):
         if not fits(lead + (top[-1],)):
             continue
         lo, hi = 1, top[-1]  # the fewest splits of the last axis that fit (memory falls with more splits)
