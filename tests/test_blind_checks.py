@@ -297,7 +297,7 @@ def test_fast_em_periodizes_a_non_periodic_image():
     x, k = _sharp(80), _kernel()
     y = np.clip(ndimage.convolve(x, k, mode="reflect")[5:69, 3:67] + 0.01 * np.random.default_rng(0).standard_normal((64, 64)), 0, 1)
     args = dict(kernel_size=7, steps=2, prior=GaussianSmoother(), regularizer="l2", noise_sigma=SIGMA)
-    per = unblur.blind_deconvolve(y, method="fast-em", **args)
+    per = unblur.blind_deconvolve(y, method="fast-em", boundary="periodize", **args)
     circ = unblur.blind_deconvolve(y, method="fast-em", boundary="circular", **args)
     assert per.image.shape == circ.image.shape == y.shape and per.info["boundary"] == "periodize"
     assert all(p.shape == y.shape for p in per.info["particles"])

@@ -129,3 +129,14 @@ def test_bench_counts_results_worse_than_the_input():
     assert "worse than input" in table and "| 33% / 67% | 1 |" in table
     k = np.ones((3, 3)) / 9
     assert substitute({"init_kernel": "$kernel", "a": 1}, {"kernel": k})["init_kernel"] is k
+
+
+def test_l0_warns_when_the_image_is_small_for_the_kernel():
+    y, k, _ = _blurred_crop(size=96, ksize=15)
+    with pytest.warns(UserWarning, match="small for a 15-px kernel"):
+        _, info = l0_blind(y, kernel_size=15)
+    assert any("small for a 15-px kernel" in n for n in info["notes"])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        l0_blind(y, kernel_size=11)  # 96 >= 8 x 11: no size warning

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -50,6 +51,9 @@ from scipy import ndimage
 from ..errors import require
 
 _LUMA = np.array([0.299, 0.587, 0.114])
+#: Below this many kernel sizes on the shorter side (of the estimation crop) ``l0`` warns that its kernel
+#: estimate is unreliable (BENCHMARKS.md, "Blind deblurring of photographs": 128 px with 25-px kernels fails).
+MIN_SIZE_FACTOR = 8
 
 
 # -- Fourier helpers -----------------------------------------------------------------------------------
@@ -443,6 +447,12 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         kernel_size = int(np.clip(2 * (min(H, W, max_estimation_size) // 16) + 1, 15, 75))
     require(kernel_size % 2 == 1 and kernel_size >= 3, f"kernel_size must be odd and >= 3, got {kernel_size}")
     notes = check_blind_input(img, kernel_size, method="l0", noise_sigma=noise_sigma)  # NaN, flat, no edges, size
+    side = min(H, W, max_estimation_size)
+    if init_kernel is None and side < MIN_SIZE_FACTOR * kernel_size:
+        note = (f"the image ({H}x{W}) is small for a {kernel_size}-px kernel: below {MIN_SIZE_FACTOR} times the kernel "
+                "size the kernel estimate is unreliable (give a larger image or a smaller kernel size)")
+        warnings.warn(f"l0: {note}", UserWarning, stacklevel=2)
+        notes = list(notes) + [note]
     # the sigma sets the final per-channel deconvolution weight: the mean of per-channel sigmas
     sigma = float(noise_sigma) if noise_sigma is not None else (
         estimate_noise_sigma(gray) if work.ndim == 2 else estimate_noise_sigma(work[..., :3], channel_axis=-1))
