@@ -414,3 +414,16 @@ def test_plan_prefers_few_splits():
     assert p.grid_voxels() * bpv <= 0.5e9 and p.n_tiles % 2 == 0  # fits, and no idle worker in the last round
     # the cost model: fewer, larger tiles than splitting every axis evenly
     assert p.n_tiles < 242
+
+
+@pytest.mark.slow
+def test_local_process_pool_survives_a_dying_worker(tmp_path, stack, whole):
+    """scheduler='processes': a worker process that dies breaks the pool; the unfinished tiles run on a new one."""
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    y, psf = stack
+    flag = tmp_path / "killed"
+    r = deconvolve_tiled(y, psf, _kill_worker_once, scheduler="processes", workers=2, tile=(16, 40, 40), num_iter=15,
+                         flag=str(flag))
+    assert flag.exists() and r.info["computed"] == 4
+    assert np.abs(r.image - whole).max() / whole.max() < 2e-3

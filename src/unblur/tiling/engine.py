@@ -9,7 +9,8 @@ Where tiles run
     tile using ``torch.get_num_threads() // workers`` torch threads); ``"processes"``: a local process pool; ``"sync"``: one
     after the other; ``"tcp://HOST:PORT"``: an existing ``dask.distributed`` scheduler (connection
     refused after ``connect_timeout`` seconds); ``client=``: an existing ``distributed.Client``.
-    A worker that dies is replaced by Dask and its tile recomputed.
+    A worker that dies is replaced by Dask and its tile recomputed; on the local process pool the
+    unfinished tiles run on a new pool (:data:`PROCESS_RETRIES` times).
 What is kept
     With ``output=``, each finished tile is saved (atomically) as ``<output>.partial/c<C>_t<N>.npy``
     together with ``plan.json`` (input, PSF, method, parameters, tile geometry).  ``resume=True``
@@ -46,6 +47,8 @@ from .plan import Tile, TilePlan, bytes_per_voxel, cpu_count, make_plan
 from .sources import ArraySource, as_source, describe
 
 LOCAL = (None, "threads", "processes", "sync")
+#: new process pools started after local worker processes die (``scheduler="processes"``)
+PROCESS_RETRIES = 2
 
 
 @dataclass
@@ -190,19 +193,30 @@ class Engine:
         run = uuid.uuid4().hex[:8]
         names = {f"unblur-tile-{run}-{i:07d}": j for i, j in enumerate(jobs)}  # key order = job order
 
+        from concurrent.futures.process import BrokenProcessPool
         sink = on_done if self.shares_memory else None  # threads: each task adds its own block
+        finished = set()
 
         class Count(Callback):
             def _posttask(self, key, result, dsk, state, worker_id):
-                if key in names:
+                if key in names and key not in finished:
+                    finished.add(key)
                     if sink is None:
                         on_done(names[key], result)
                     bar.update(1)
 
-        tasks = [dask.delayed(run_tile, pure=False)(j, sink, dask_key_name=k) for k, j in names.items()]
-        threads = torch_threads(self.workers) if self.kind == "threads" else contextlib.nullcontext()
-        with threads, Count():
-            dask.compute(*tasks, scheduler=self.kind, num_workers=self.workers)
+        for attempt in range(1, PROCESS_RETRIES + 2):
+            threads = torch_threads(self.workers) if self.kind == "threads" else contextlib.nullcontext()
+            tasks = [dask.delayed(run_tile, pure=False)(j, sink, dask_key_name=k) for k, j in names.items()
+                     if k not in finished]
+            try:
+                with threads, Count():
+                    dask.compute(*tasks, scheduler=self.kind, num_workers=self.workers)
+                return
+            except BrokenProcessPool:  # a worker process died: a new pool runs the unfinished tiles
+                if attempt > PROCESS_RETRIES:
+                    raise InputError(f"tile worker processes died {attempt} times", "check the memory limit "
+                                     "(a worker killed for memory) or run with --scheduler threads") from None
 
     def _run_distributed(self, jobs, on_done, bar):
         from distributed import as_completed
