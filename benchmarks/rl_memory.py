@@ -44,18 +44,33 @@ def gaussian_psf(shape, sigmas=None):
 
 
 def make_data(shape, psf_shape, path: Path, seed=0):
-    """Blobs blurred by the separable Gaussian of the PSF, Poisson noise at ~200 photons peak."""
+    """Ground truth: random points smoothed into blobs (Gaussian, sigma 1.5 px), ~200 photons peak on a
+    background of 1, saved next to the data (``*_truth.npy``); data: the truth blurred by the PSF's
+    Gaussian (the benchmark's PSF, truncated at its extent), with Poisson noise."""
     from scipy.ndimage import gaussian_filter
     rng = np.random.default_rng(seed)
     x = np.zeros(shape, np.float32)
     n = max(1000, int(np.prod(shape) // 20000))
     idx = tuple(rng.integers(0, s, n) for s in shape)
     x[idx] = rng.uniform(0.3, 1.0, n).astype(np.float32)
-    gaussian_filter(x, [max(k / 6, 0.5) for k in psf_shape], output=x, truncate=3.0)
+    gaussian_filter(x, 1.5, output=x, truncate=3.0)
     x *= 200.0 / max(float(x.max()), 1e-12)
     x += 1.0
-    y = rng.poisson(x).astype(np.float32)
-    np.save(path, y)
+    np.save(_truth_path(path), x)
+    gaussian_filter(x, [max(k / 6, 0.5) for k in psf_shape], output=x, truncate=3.0)
+    np.save(path, rng.poisson(x).astype(np.float32))
+
+
+def _truth_path(path) -> Path:
+    return Path(str(path).replace(".npy", "_truth.npy"))
+
+
+def flux_psnr(result, truth):
+    """PSNR of ``result`` scaled to the truth's total flux (peak: the truth's maximum)."""
+    r = np.asarray(result, np.float64)
+    r = r * (float(truth.sum(dtype=np.float64)) / max(float(r.sum()), 1e-30))
+    mse = float(np.mean((r - truth) ** 2))
+    return 10 * np.log10(float(truth.max()) ** 2 / max(mse, 1e-30))
 
 
 def _rss(field):
@@ -120,16 +135,19 @@ def child(args):
     nbytes = y.nbytes
     times = []
     setup = None
+    out = None
     if args.method == "skimage":      # no set-up beyond flipping the PSF: total time / iterations
         for _ in range(args.repeats):
+            out = None
             t0 = time.perf_counter()
-            sk_rl(y, psf, num_iter=args.iters, clip=False)
+            out = sk_rl(y, psf, num_iter=args.iters, clip=False)
             times.append((time.perf_counter() - t0) / args.iters)
     elif args.method == "redlionfish":  # its per-iteration tick gives one time stamp per iteration
         for _ in range(args.repeats):
             stamps = []
+            out = None
             t0 = time.perf_counter()
-            rlf.doRLDeconvolutionFromNpArrays(y, psf, niter=args.iters, method="cpu", resAsUint8=False,
+            out = rlf.doRLDeconvolutionFromNpArrays(y, psf, niter=args.iters, method="cpu", resAsUint8=False,
                                               callbkTickFunc=lambda: stamps.append(time.perf_counter()))
             if len(stamps) >= 2:
                 times.extend(np.diff(stamps).tolist())
@@ -151,8 +169,9 @@ def child(args):
         setup = None
         for _ in range(args.repeats):
             stamps.clear()
+            out = None
             t0 = time.perf_counter()
-            fn()
+            out = fn()
             total = time.perf_counter() - t0
             if len(stamps) >= 2:
                 d = np.diff(stamps)
@@ -161,7 +180,10 @@ def child(args):
             else:  # Wiener: one filter (its time is the whole run)
                 times.append(total)
     peak = _rss("VmHWM")
-    print(json.dumps({"peak_multiple": (peak - base) / nbytes, "peak_gib": (peak - base) / 2**30,
+    del y
+    truth = _truth_path(args.data)
+    score = flux_psnr(out, np.load(truth)) if truth.exists() and out is not None else None
+    print(json.dumps({"psnr": score, "peak_multiple": (peak - base) / nbytes, "peak_gib": (peak - base) / 2**30,
                       "s_iter_min": float(np.min(times)), "s_iter_median": float(np.median(times)),
                       "setup_s": setup}))
 
@@ -232,11 +254,11 @@ def main():
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}")
-    print("| size | method | boundary | threads | peak (x input) | peak GiB | s/iter min | s/iter median | set-up s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| size | method | boundary | threads | peak (x input) | peak GiB | s/iter min | s/iter median | set-up s | PSNR dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         shape = tuple(int(v) for v in size.split("x"))
-        data = work / f"stack_{size}.npy"
+        data = work / f"blobs_{size}_psf{args.psf}.npy"
         if not data.exists():
             make_data(shape, tuple(int(v) for v in args.psf.split("x")), data)
         cases = [(m, b) for m in args.methods for b in args.boundaries] + [(p, "(own)") for p in args.peers]
@@ -252,8 +274,10 @@ def main():
                 continue
             r = json.loads(p.stdout.strip().splitlines()[-1])
             setup = f"{r['setup_s']:.2f}" if r["setup_s"] is not None else "-"
+            score = f"{r['psnr']:.2f}" if r.get("psnr") is not None else "-"
             print(f"| {size} | {method} | {bd} | {threads} | {r['peak_multiple']:.2f} | {r['peak_gib']:.2f} | "
-                  f"{r['s_iter_min']:.3f} | {r['s_iter_median']:.3f} | {setup} |", flush=True)
+                  f"{r['s_iter_min']:.3f} | {r['s_iter_median']:.3f} | {setup} | {score} |", flush=True)
+        print(f"load average after {size}: {os.getloadavg()[0]:.1f}", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
