@@ -102,10 +102,11 @@ def _malloc_for_tiles() -> None:
     """Undo ``MALLOC_TRIM_THRESHOLD_`` (set by ``dask.distributed``'s nanny in every worker process).
 
     Setting it fixes glibc's mmap threshold at 128 kB, so every large array a tile allocates is a
-    fresh ``mmap`` whose pages fault in again: measured on one 48x282x282 RL tile, 0.81 M page
-    faults and 2.0 s of system time against 0.01 M and 0.1 s (1.3x the CPU time in all).  Here the
-    threshold glibc would have adapted to (32 MiB) and a trim threshold of twice that are restored,
-    once per process.  Nothing changes where the variable is not set or the C library is not glibc.
+    fresh ``mmap`` whose pages fault in again: two RL tiles of 48x281x512 (20 iterations) took 4.0
+    million page faults and 1.3-1.5x the CPU time in a worker process with it, 35 thousand without
+    (``benchmarks/tiling.py throughput --nanny-malloc``).  Here the threshold glibc would have
+    adapted to (32 MiB) and a trim threshold of twice that are restored, once per process.  Nothing
+    changes where the variable is not set or the C library is not glibc.
     """
     global _MALLOC_SET
     if _MALLOC_SET or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
