@@ -8,7 +8,9 @@ same method on a tiny stack (loaded code and FFT plans are not data).  Per-itera
 come from its ``callback`` and RedLionfish's from its per-iteration tick (one time stamp per
 iteration; the set-up is the time to the first stamp minus one iteration); scikit-image has neither
 and no set-up to speak of, so its s/iteration is total time / iterations.  Minimum and median over
-all iterations of all repeats.
+all iterations of all repeats, in wall-clock seconds and in CPU seconds of the process (user +
+system, ``time.process_time``: on a shared machine it does not count the time the process waits for
+a core, so it ranks single-threaded runs where wall-clock time cannot).
 
 Data: random blobs blurred by the Gaussian PSF plus Poisson noise (generated once per size into
 ``--workdir``).  PSF: a normalised Gaussian of shape ``--psf`` (default 15x31x31).
@@ -133,30 +135,33 @@ def child(args):
     _reset_peak()
     y = np.load(args.data)
     nbytes = y.nbytes
-    times = []
+    times, cpu = [], []   # wall and CPU (process) seconds per iteration
     setup = None
     out = None
     if args.method == "skimage":      # no set-up beyond flipping the PSF: total time / iterations
         for _ in range(args.repeats):
             out = None
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             out = sk_rl(y, psf, num_iter=args.iters, clip=False)
             times.append((time.perf_counter() - t0) / args.iters)
+            cpu.append((time.process_time() - c0) / args.iters)
     elif args.method == "redlionfish":  # its per-iteration tick gives one time stamp per iteration
         for _ in range(args.repeats):
-            stamps = []
+            stamps, cstamps = [], []
             out = None
             t0 = time.perf_counter()
             out = rlf.doRLDeconvolutionFromNpArrays(y, psf, niter=args.iters, method="cpu", resAsUint8=False,
-                                              callbkTickFunc=lambda: stamps.append(time.perf_counter()))
+                                              callbkTickFunc=lambda: stamps.append(time.perf_counter()) or
+                                              cstamps.append(time.process_time()))
             if len(stamps) >= 2:
                 times.extend(np.diff(stamps).tolist())
+                cpu.extend(np.diff(cstamps).tolist())
                 setup = min(setup or np.inf, stamps[0] - t0 - float(np.median(np.diff(stamps))))
             else:
                 times.append((time.perf_counter() - t0) / args.iters)
     else:
-        stamps = []
-        cb = lambda it, x, info: stamps.append(time.perf_counter())  # noqa: E731
+        stamps, cstamps = [], []
+        cb = lambda it, x, info: stamps.append(time.perf_counter()) or cstamps.append(time.process_time())  # noqa: E731
         bd = args.boundary
         fn = {
             "rl": lambda: richardson_lucy(y, psf, args.iters, boundary=bd, callback=cb),
@@ -169,6 +174,7 @@ def child(args):
         setup = None
         for _ in range(args.repeats):
             stamps.clear()
+            cstamps.clear()
             out = None
             t0 = time.perf_counter()
             out = fn()
@@ -176,6 +182,7 @@ def child(args):
             if len(stamps) >= 2:
                 d = np.diff(stamps)
                 times.extend(d.tolist())
+                cpu.extend(np.diff(cstamps).tolist())
                 setup = min(setup or np.inf, stamps[0] - t0 - float(np.median(d)))
             else:  # Wiener: one filter (its time is the whole run)
                 times.append(total)
@@ -185,6 +192,8 @@ def child(args):
     score = flux_psnr(out, np.load(truth)) if truth.exists() and out is not None else None
     print(json.dumps({"psnr": score, "peak_multiple": (peak - base) / nbytes, "peak_gib": (peak - base) / 2**30,
                       "s_iter_min": float(np.min(times)), "s_iter_median": float(np.median(times)),
+                      "cpu_iter_min": float(np.min(cpu)) if cpu else None,
+                      "cpu_iter_median": float(np.median(cpu)) if cpu else None,
                       "setup_s": setup}))
 
 
@@ -226,6 +235,10 @@ def fft_sizes(lo=16, hi=1200, repeats=5):
             print(f"| {n} | {'x'.join(map(str, f))} | {c:.3f} | {n * c:.0f} |")
 
 
+def _f(v):
+    return "-" if v is None else f"{v:.3f}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=["32x512x512"])
@@ -254,8 +267,9 @@ def main():
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}")
-    print("| size | method | boundary | threads | peak (x input) | peak GiB | s/iter min | s/iter median | set-up s | PSNR dB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| size | method | boundary | threads | peak (x input) | peak GiB | s/iter min | s/iter median | "
+          "CPU s/iter min | CPU s/iter median | set-up s | PSNR dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         shape = tuple(int(v) for v in size.split("x"))
         data = work / f"blobs_{size}_psf{args.psf}.npy"
@@ -276,7 +290,8 @@ def main():
             setup = f"{r['setup_s']:.2f}" if r["setup_s"] is not None else "-"
             score = f"{r['psnr']:.2f}" if r.get("psnr") is not None else "-"
             print(f"| {size} | {method} | {bd} | {threads} | {r['peak_multiple']:.2f} | {r['peak_gib']:.2f} | "
-                  f"{r['s_iter_min']:.3f} | {r['s_iter_median']:.3f} | {setup} | {score} |", flush=True)
+                  f"{r['s_iter_min']:.3f} | {r['s_iter_median']:.3f} | {_f(r['cpu_iter_min'])} | {_f(r['cpu_iter_median'])} | "
+                  f"{setup} | {score} |", flush=True)
         print(f"load average after {size}: {os.getloadavg()[0]:.1f}", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
