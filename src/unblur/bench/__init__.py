@@ -27,11 +27,12 @@ __all__ = ["Suite", "load_suite", "shipped_suites", "describe", "select_methods"
 
 def run_suite(suite: Suite, out_dir: str | Path, data: str | Path | None = None, workers: int = 1,
               scheduler: str | None = None, resume: bool = False, progress: bool = False, command: str = "",
-              lpips_weights: str | None = None) -> dict:
+              lpips_weights: str | None = None, report_only: bool = False) -> dict:
     """Run ``suite`` into ``out_dir`` (``results.jsonl``, ``run.json``, ``report.html``); returns the run's summary.
 
     ``resume=True`` continues a run in ``out_dir`` (the same suite and data); without it an existing
-    results file is refused.
+    results file is refused.  ``report_only=True`` runs no case: the report of the results so far (a
+    partial run shows its case counts).
     """
     from .cases import check_cases, make_cases
     from .report import write_report
@@ -49,8 +50,10 @@ def run_suite(suite: Suite, out_dir: str | Path, data: str | Path | None = None,
     fingerprint = hashlib.sha1("\n".join(ids).encode()).hexdigest()
     run_file = out / "run.json"
     results = out / RESULTS
+    require(not report_only or (results.exists() and bool(read_records(results))), f"{results} holds no results to report",
+            "run the suite first (without --report-only)")
     if results.exists() and read_records(results):
-        require(resume, f"{results} already holds results", "add --resume to continue that run, or choose another --out")
+        require(resume or report_only, f"{results} already holds results", "add --resume to continue that run, or choose another --out")
         import json
         prev = json.loads(run_file.read_text()) if run_file.exists() else {}
         done = {r["case"] for r in read_records(results)}
@@ -59,11 +62,17 @@ def run_suite(suite: Suite, out_dir: str | Path, data: str | Path | None = None,
                 "resume with the same suite, data and options, or choose another --out")
     machine = machine_info()
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime())
-    write_json_atomic(run_file, {"suite": suite.name, "source": suite.source, "command": command, "cases": len(cases),
-                                 "fingerprint": fingerprint, "machine": machine, "started": started, "workers": workers})
+    if report_only:
+        import json
+        prev = json.loads(run_file.read_text()) if run_file.exists() else {}
+        machine, started = prev.get("machine", machine), prev.get("started", started)
+    else:
+        write_json_atomic(run_file, {"suite": suite.name, "source": suite.source, "command": command, "cases": len(cases),
+                                     "fingerprint": fingerprint, "machine": machine, "started": started, "workers": workers})
     units = list(dict.fromkeys(c.unit.uid for c in cases))
     panel_units = units[: int(suite.report.get("panels", 2))]
-    run_cases(cases, out, workers=workers, scheduler=scheduler, progress=progress, save_units=set(panel_units))
+    if not report_only:
+        run_cases(cases, out, workers=workers, scheduler=scheduler, progress=progress, save_units=set(panel_units))
     records = [r for r in read_records(results) if r["case"] in set(ids)]
     report = write_report(out, suite, cases, records, command, machine, started, panel_units)
     return {"records": records, "summary": summarize(records, [m.label for m in suite.methods]), "report": report,

@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
                    help="(re)write this suite's section of FILE (e.g. BENCHMARKS.md) between its markers")
     p.add_argument("--lpips-weights", type=Path, default=None, help="LPIPS weights file (enables the lpips metric)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report-only", action="store_true",
+                   help="run no case: write the report (and --markdown) from the results in --out so far")
 
 
 def _list() -> int:
@@ -55,7 +57,8 @@ def run(args) -> int:
     out = args.out or Path(f"bench-{suite.name}")
     command = "unblur bench " + _command(args)
     res = run_suite(suite, out, data=args.data, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-                    progress=not args.no_progress, command=command, lpips_weights=args.lpips_weights)
+                    progress=not args.no_progress, command=command, lpips_weights=args.lpips_weights,
+                    report_only=args.report_only)
     from ..bench.summary import markdown_tables
     print(markdown_tables(res["summary"]))
     print(f"\nresults: {out / 'results.jsonl'}\nreport:  {res['report']}")
