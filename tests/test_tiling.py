@@ -363,7 +363,9 @@ def test_cli_tiled_output_and_log_are_one_unit(tmp_path, monkeypatch, capsys):
         return real(*a, **k)
 
     monkeypatch.setattr(engine, "restore_block", interrupted)
+    capsys.readouterr()
     assert main([*args, "-o", str(out)]) == 130
+    assert "--resume" in capsys.readouterr().err
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "p.tif", "t.npy.partial"]
     assert len(list(partial.glob("c0_t*.npy"))) == 3

@@ -99,9 +99,18 @@ def _run_tiled(args, method, params) -> int:
                 "info": {k: v for k, v in r.info.items() if k not in ("params", "partial")}}
 
     t0 = time.perf_counter()
-    results = deconvolve_files(args.image, args.psf, outs, method.name, tile=parse_tile(args.tile),
-                               memory_limit=args.memory_limit, scheduler=args.scheduler, workers=args.workers,
-                               resume=args.resume, overwrite=args.force, progress=progress, units=units, record=record, **params)
+    try:
+        results = deconvolve_files(args.image, args.psf, outs, method.name, tile=parse_tile(args.tile),
+                                   memory_limit=args.memory_limit, scheduler=args.scheduler, workers=args.workers,
+                                   resume=args.resume, overwrite=args.force, progress=progress, units=units,
+                                   record=record, **params)
+    except KeyboardInterrupt as e:
+        from ..signals import Interrupted
+        kept = [f"{o}.partial" for o in outs if Path(f"{o}.partial").exists()]
+        if not kept:
+            raise
+        raise Interrupted(getattr(e, "signum", 2), f"no output written; the finished tiles are kept in "
+                          f"{', '.join(kept)}: rerun with --resume") from None
     for unit, r in zip(units, results):
         print(f"wrote {r.image}, {unit.log} ({r.info.get('tiles', '?')} tiles, {r.info.get('time_s', 0):.1f} s)")
     print(f"{len(results)} file(s) in {time.perf_counter() - t0:.1f} s")
