@@ -224,6 +224,10 @@ def _slabs(x: torch.Tensor, size: int = 1 << 18):
             yield (slice(i, i + rows),)
 
 
+#: elements per slab of the fused Biggs-Andrews update (its temporaries are a few slabs)
+_STATE_SLAB = 1 << 16
+
+
 def _boxes_outside(shape: tuple[int, ...], region: tuple) -> list[tuple]:
     """Index tuples of the boxes that cover an array of ``shape`` minus the box ``region`` (slices)."""
     out, inner = [], []
@@ -261,7 +265,7 @@ def _iterate_multiplicative(step, x0, num_iter, *, y, stop, accelerate, project,
             for b in outside:
                 buf[b].copy_(x[b])
             bufr = buf if region is None else buf[region]
-            for sl in _slabs(xr):
+            for sl in _slabs(xr, _STATE_SLAB):
                 if lean:
                     v = bufr[sl].copy_(h[sl]).mul_(alpha).add_(xr[sl])
                 else:
@@ -277,7 +281,7 @@ def _iterate_multiplicative(step, x0, num_iter, *, y, stop, accelerate, project,
                 h, g = (torch.empty(xr.shape, dtype=state_dtype, device=x.device) for _ in range(2))
             qr = q if region is None else q[region]
             cross = new = 0.0
-            for sl in _slabs(xr):
+            for sl in _slabs(xr, _STATE_SLAB):
                 xs, qs = xr[sl], qr[sl]
                 if alpha is None:
                     v = xs
@@ -306,7 +310,7 @@ def _iterate_multiplicative(step, x0, num_iter, *, y, stop, accelerate, project,
                     old += float(torch.dot(xs.flatten(), xs.flatten()))
                 xs.copy_(xn)
             for b in outside:   # plain steps outside the region
-                for sl in _slabs(x[b]):
+                for sl in _slabs(x[b], _STATE_SLAB):
                     xs, qs = x[b][sl], q[b][sl]
                     if want_change:
                         d = xs * (qs - 1)

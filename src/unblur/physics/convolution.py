@@ -614,16 +614,20 @@ class SeparableOTF:
 
         e_first = dft(fft_shape[0], k[0], half=d == 1)
         core = np.tensordot(e_first, psf, axes=(1, 0))                  # (N_0, *k[1:])
-        if d == 3:
-            core = np.matmul(dft(fft_shape[1], k[1])[None], core)          # (N_0, N_1, k_2)
         self.core = torch.from_numpy(core.astype(np.complex64))
+        # 3-D: the second axis' DFT is applied per block, (N_1, k_1) @ (k_1, k_2), so that only the small
+        # (N_0, k_1, k_2) core is kept (not an (N_0, N_1, k_2) array)
+        self.middle = torch.from_numpy(dft(fft_shape[1], k[1]).astype(np.complex64)) if d == 3 else None
         self.right = torch.from_numpy(dft(fft_shape[-1], k[-1], half=True).T.astype(np.complex64).copy())
-        per_plane = int(np.prod(self.core.shape[1:-1])) * self.right.shape[1]
+        per_plane = (fft_shape[1] if d == 3 else 1) * self.right.shape[1]
         self.step = max(1, (1 << 18) // per_plane)
 
     def block(self, i: int) -> torch.Tensor:
         """OTF planes ``i .. i + step`` of the first axis, complex64."""
-        return self.core[i:i + self.step] @ self.right
+        core = self.core[i:i + self.step]
+        if self.middle is not None:
+            core = self.middle @ core
+        return core @ self.right
 
 
 def _window_matrix(n_obj: int, k: int, start: int, n_out: int) -> np.ndarray:
