@@ -124,7 +124,8 @@ def run(spec, y, psf, sigma, ref, args):
     r = unblur.deconvolve(y, psf, method=name, noise_sigma=sigma, diagnostics=True, seeds=args.seeds, **kw)
     extra = {"spread": r.info.get("seed_spread_mean")}
     rows = [(spec, r.image, r.info["time_s"], extra)]
-    if float(kw.get("consistency_tau", 0)) == 0 and args.taus:
+    tau_used = kw.get("consistency_tau", unblur.get_method(name).defaults().get("consistency_tau", 0))
+    if float(tau_used) == 0 and args.taus:  # --taus only around a sample without the step
         ch = -1 if y.ndim == 3 else None
         prob = setup_problem(y, psf, "replicate", channel_axis=ch)
         x0 = setup_problem(r.image, psf, "replicate", channel_axis=ch).y
