@@ -10,7 +10,7 @@ The sample then goes through the final data-consistency step shared with DPS and
 (``consistency_tau``, :func:`~unblur.algorithms.guidance.consistency_step`; the paper has none).  Default
 ``tau = 0.02``: of 0, 0.02, 0.05 and 0.1 the best mean PSNR on the tuning images (BENCHMARKS.md, "Non-blind
 methods per kernel size").  ``tau`` is the assumed deviation of the sample from the truth, and the best value
-grew with the sample's own RMS error: 0.02 for the sharpest samples (about 0.03 RMS error), 0.05-0.1 for
+grew with the sample's own RMS error: 0.02 for the sharpest samples (RMS error 0.024-0.044), 0.05-0.1 for
 samples with an RMS error of 0.06-0.08.
 """
 
