@@ -37,7 +37,8 @@ def add_parser(sub, argv=()) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--init-kernel", default=None, metavar="FILE|l0",
                    help="warm start: a kernel file (resized to the method's kernel size with a note) or 'l0' (start from "
-                        f"the l0 method's kernel); methods {', '.join(warm_start_methods(methods)) or '(none)'}")
+                        f"the l0 method's kernel; the default of fast-em and diffusion-em, whose 'dirac' is the paper's start); methods "
+                        f"{', '.join(warm_start_methods(methods)) or '(none)'}")
     if shown is not None:
         add_method_options(p, methods, shown)
 
@@ -58,8 +59,8 @@ def _read_init_kernel(value: str, method, methods, image):
     if method.name not in accepted:
         raise InputError(f"--method {method.name} takes no --init-kernel",
                          f"use it with {', '.join(accepted)}" + ("; for a known kernel use 'unblur deconvolve'" if method.name == "l0" else ""))
-    if value == "l0":
-        return "l0"
+    if value == "l0" or (value == "dirac" and method.name in ("fast-em", "diffusion-em")):
+        return value  # fast-em / diffusion-em start from l0 by default; "dirac" is the paper's start
     path = Path(value)
     if not path.is_file():
         raise InputError(f"--init-kernel {value}: no such file", "give a kernel file (TIFF, PNG) or 'l0'")

@@ -9,7 +9,7 @@ _EM = Capabilities(prior=True, stochastic=True, device=True)
 
 register(Method(
     "fast-em", "blind", "unblur.blind.diffusion_em.fast_em:fast_diffusion_em",
-    "Fast Diffusion EM: kernel M-step inside one DPS/PiGDM diffusion run (circular model, periodised image)", _REF, _EM,
+    "Fast Diffusion EM: kernel M-step inside one DPS/PiGDM diffusion run (valid model, l0 start, safeguard)", _REF, _EM,
     skip=("init_kernel",)))
 
 register(Method(
