@@ -27,6 +27,10 @@ than the blurred input, the discrepancy of :func:`unblur.blind.checks.blind_chec
 Prints one row per case and method, then the means per method (markdown).
 
     python benchmarks/blind_warmstart.py --set bsd68_gray --images 8 --first 0 --methods input,l0,fast-em,fast-em+l0
+
+``--suite blind-fastem [--full] [--only-kernels ...]`` takes the cases of that bench suite instead (same
+degradation and noise seeds as ``unblur bench``), with ``fast-em-former`` (Dirac, circular), ``fast-em-valid``
+(Dirac, valid model) and ``fast-em-default`` (valid model, l0 start, safeguard).
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ METHODS = {
     "fast-em+l0-hold": ("fast-em", {"init_kernel": "l0", "mstep_start": 0.25, **_PERIODIZE}),
     "fast-em+l0-hold75": ("fast-em", {"init_kernel": "l0", "mstep_start": 0.75, **_PERIODIZE}),
     "fast-em-default": ("fast-em", {}),
+    "fast-em-valid": ("fast-em", {"init_kernel": "dirac", "safeguard": False}),
+    "fast-em-former": ("fast-em", {"boundary": "circular", "init_kernel": "dirac", "safeguard": False}),
     "selfdeblur": ("selfdeblur", {"preset": "fast-c2f", "kernel_size": 25}),
     "selfdeblur+l0": ("selfdeblur", {"preset": "fast-c2f", "kernel_size": 25, "init_kernel": "l0"}),
 }
@@ -88,11 +94,27 @@ def cases(set_name: str, n: int, first: int, size: int, kernels: list[str], nois
     return out
 
 
-def run(name: str, y: np.ndarray, noise: float, threads: int):
+def suite_cases(suite: str, full: bool, kernels: list[str] | None):
+    """The cases of a bench suite (``unblur bench``'s degradation and noise seeds), as :func:`cases` returns them."""
+    from unblur.bench.cases import degrade, make_units
+    from unblur.bench.suite import load_suite
+
+    out = []
+    for u in make_units(load_suite(suite, full=full)):
+        if kernels and u.kernel_name.split(":")[-1] not in kernels:
+            continue
+        d = degrade(u)
+        out.append((u.item["name"], u.kernel_name.split(":")[-1], d["truth"], d["blurred"], d["kernel"]))
+    return out
+
+
+def run(name: str, y: np.ndarray, noise: float, threads: int, kernel_size: int | None = None):
     if METHODS[name] is None:
         return y, None, {"time_s": 0.0}
     method, params = METHODS[name]
     params = dict(params)
+    if kernel_size is not None and method in ("fast-em", "l0"):
+        params["kernel_size"] = kernel_size
     if method != "l0":
         params["noise_sigma" if method == "fast-em" else "threads"] = noise if method == "fast-em" else threads
     else:
@@ -112,6 +134,9 @@ def main(argv=None):
     ap.add_argument("--methods", default="input,l0,fast-em,fast-em+l0")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="write the per-case rows to this file")
+    ap.add_argument("--suite", default=None, help="take the cases of this bench suite instead (e.g. blind-fastem)")
+    ap.add_argument("--full", action="store_true", help="with --suite: its --full cases")
+    ap.add_argument("--only-kernels", default=None, help="with --suite: keep these kernel names (e.g. motion25-gp-2,kernel11)")
     a = ap.parse_args(argv)
     import torch
 
@@ -120,11 +145,13 @@ def main(argv=None):
     rows = []
     print("| image | kernel | method | aligned PSNR (dB) | kernel error | worse than input | discrepancy | time (s) |")
     print("|---|---|---|---|---|---|---|---|")
-    for stem, spec, sharp, y, kt in cases(a.set, a.images, a.first, a.size, a.kernels.split(","), a.noise):
+    todo = (suite_cases(a.suite, a.full, a.only_kernels.split(",") if a.only_kernels else None) if a.suite else
+            cases(a.set, a.images, a.first, a.size, a.kernels.split(","), a.noise))
+    for stem, spec, sharp, y, kt in todo:
         p_in = aligned_psnr(y, sharp)
         for name in names:
             t0 = time.perf_counter()
-            x, k, info = run(name, y, a.noise, a.threads)
+            x, k, info = run(name, y, a.noise, a.threads, kt.shape[0] if a.suite else None)
             dt = time.perf_counter() - t0
             p = aligned_psnr(np.asarray(x, np.float64), sharp)
             ke = kernel_error(k, kt) if k is not None else kernel_error(np.ones((1, 1)), kt)
