@@ -29,7 +29,9 @@ FFT backend: on the CPU, when no gradient has to flow through the operator, the 
 ``scipy.fft`` (pocketfft, ``workers = torch.get_num_threads()``) on zero-copy numpy views; it is
 as fast as torch's FFT on an idle machine and does not collapse when the cores are shared (torch's
 OpenMP threads spin-wait).  Otherwise (GPU, autograd) ``torch.fft`` is used.  ``UNBLUR_FFT=torch``
-forces torch everywhere (``"scipy"``/``"auto"``: the rule above).
+forces torch everywhere (``"scipy"``/``"auto"``: the rule above).  The in-place 3-D grid of the
+Richardson-Lucy loop (:class:`FFTGrid`) transforms each plane with torch's 2-D real FFT and the
+first axis with scipy.
 
 Solves: with ``boundary="circular"`` the operator is diagonal in Fourier, so ``solve_normal``,
 ``prox_l2``, ``regularized_inverse`` and ``solve_gram`` (see :mod:`unblur.physics.operator`) are exact

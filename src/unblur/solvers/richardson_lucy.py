@@ -144,6 +144,9 @@ class GridStep:
     computes ``A v`` in place, writes ``y / (A v + background)`` into the data window (0 where the
     model is below ``eps``), zeroes the rest, back-projects in place and divides by ``A^T 1``: the
     returned factor ``q = A^T(y / A v) / A^T 1`` is a view of the grid (valid until the next step).
+    For 3-D grids the ratio and the division by ``A^T 1`` run inside the plane loops of
+    :meth:`FFTGrid.convolve` (``post=``), on each plane while it is in cache; the transforms skip the
+    planes outside the object (forward) or the data window (adjoint) and return only the planes read.
     """
 
     multiplicative = True
