@@ -280,3 +280,25 @@ def test_method_limit_runs_a_slow_method_on_the_first_units_only(tmp_path):
     assert rl_units == [c.unit.uid for c in cases if c.method.label == "Wiener"][:2]
     with pytest.raises(InputError, match="negative limit"):
         load_suite("smoke", overrides=['methods=[{method = "rl", limit = -1}]'])
+
+
+def test_sigterm_stops_worker_processes_and_says_how_to_resume(tmp_path):
+    """SIGTERM during a 2-worker run: exit 143 in seconds (workers stopped, not awaited), a line naming --resume."""
+    d = _folder(tmp_path, n=4, size=64)
+    args = ["smoke", "--data", str(d), "--no-progress", "--workers", "2", "--set", "methods=[{method = \"rl\", "
+            "label = \"RL\", params = {num_iter = 3000, boundary = \"circular\"}}]", "--set", "metrics.names=[\"psnr\"]",
+            "--set", "metrics.reference=\"RL\""]
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-m", "unblur", "bench", *args, "--out", str(out)], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    results = out / "results.jsonl"
+    t0 = time.time()
+    while time.time() - t0 < 120 and p.poll() is None and not results.exists():
+        time.sleep(0.05)
+    assert p.poll() is None, "the run ended before it could be interrupted"
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=30)[1]
+    assert p.returncode == 143, err
+    assert "--resume" in err and "results.jsonl" in err
+    assert 1 <= len(results.read_text().splitlines()) < 6

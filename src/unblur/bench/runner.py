@@ -412,8 +412,16 @@ def _run_local(todo, out_dir, workers, scheduler, threads, save_units, done):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         ctx = multiprocessing.get_context("spawn")  # torch is not fork-safe once its thread pool started
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool, Record():
-            dask.compute(*tasks.values(), scheduler="processes", pool=pool)
+        pool = ProcessPoolExecutor(workers, mp_context=ctx)
+        try:
+            with Record():  # chunksize 1: a worker holds one case, so an interruption loses at most one per worker
+                dask.compute(*tasks.values(), scheduler="processes", pool=pool, chunksize=1)
+        except BaseException:  # Ctrl-C / SIGTERM: stop the workers now instead of waiting for their cases
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         return
     before = None
     if scheduler == "sync":

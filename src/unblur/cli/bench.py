@@ -56,9 +56,15 @@ def run(args) -> int:
     suite = select_methods(load_suite(args.suite, full=args.full, overrides=args.overrides), args.methods)
     out = args.out or Path(f"bench-{suite.name}")
     command = "unblur bench " + _command(args)
-    res = run_suite(suite, out, data=args.data, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-                    progress=not args.no_progress, command=command, lpips_weights=args.lpips_weights,
-                    report_only=args.report_only)
+    from ..signals import Interrupted
+    try:
+        res = run_suite(suite, out, data=args.data, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
+                        progress=not args.no_progress, command=command, lpips_weights=args.lpips_weights,
+                        report_only=args.report_only)
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else 2
+        raise Interrupted(signum, f"the finished cases are kept in {out / 'results.jsonl'}; "
+                                  f"rerun the same command with --resume to continue") from None
     from ..bench.summary import markdown_tables
     print(markdown_tables(res["summary"]))
     print(f"\nresults: {out / 'results.jsonl'}\nreport:  {res['report']}")
