@@ -302,3 +302,16 @@ def test_sigterm_stops_worker_processes_and_says_how_to_resume(tmp_path):
     assert p.returncode == 143, err
     assert "--resume" in err and "results.jsonl" in err
     assert 1 <= len(results.read_text().splitlines()) < 6
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_shipped_blind_suites_give_images_large_enough_for_their_kernels(full):
+    """Blind methods refuse a kernel wider than a third of the image: a shipped suite must not ask for that."""
+    for name in SHIPPED:
+        s = load_suite(name, full=full)
+        crop = s.dataset.get("crop")
+        if s.kind == "nonblind" or not crop:
+            continue
+        for k in s.degradation["kernels"]:
+            if "size" in k:
+                assert crop >= 3 * k["size"], (name, full, crop, k)
