@@ -315,3 +315,42 @@ def test_shipped_blind_suites_give_images_large_enough_for_their_kernels(full):
         for k in s.degradation["kernels"]:
             if "size" in k:
                 assert crop >= 3 * k["size"], (name, full, crop, k)
+
+
+def test_blind_warmstart_and_fastem_motion_suites_and_the_dirac_reference(tmp_path):
+    """The warm-start and Fast EM suites name registered parameters, pair each l0 start with its own start, fit their
+    kernels; a non-blind method given ``kernel = "dirac"`` restores with a centred Dirac (and is scored as that kernel)."""
+    from unblur.bench import run_suite
+    from unblur.bench.cases import check_parameters
+    from unblur.metrics import kernel_error
+    for name in ("blind-warmstart", "fastem-motion"):
+        for full in (False, True):
+            s = load_suite(name, full=full)
+            check_parameters(s.methods)
+            observed = s.dataset["crop"] - (max(k["size"] for k in s.degradation["kernels"] if "size" in k) - 1
+                                            if s.degradation["boundary"] == "valid" else 0)
+            assert all(observed >= 3 * k["size"] for k in s.degradation["kernels"] if "size" in k), (name, full)
+            warm = [m for m in s.methods if m.params.get("init_kernel") == "l0" and "mstep_start" not in m.params]
+            for m in warm if name == "blind-warmstart" else []:  # the same method and settings from its own start
+                own = {k: v for k, v in m.params.items() if k != "init_kernel"}
+                assert any(o.method == m.method and {k: v for k, v in o.params.items() if k != "init_kernel"} == own
+                           and o.params.get("init_kernel", "dirac") != "l0" for o in s.methods), m.label
+    warm = load_suite("blind-warmstart", full=True)
+    assert {m.method for m in warm.methods if m.params.get("init_kernel") == "l0"} == {"fast-em", "selfdeblur"}
+    motion = load_suite("fastem-motion", full=True)
+    assert sorted(m.kernel for m in motion.methods if m.method == "pigdm") == ["dirac", "true"]
+    assert {"diffusion-em", "fast-em", "pigdm"} <= {m.method for m in motion.methods}
+    d = _folder(tmp_path, n=1, size=40)
+    s = load_suite("smoke", overrides=['methods=[{method = "wiener", label = "true"}, {method = "wiener", label = "dirac", '
+                                       'kernel = "dirac"}]', 'metrics.names=["psnr", "kernel_error"]', "metrics.reference=\"true\"",
+                                       'degradation.kernels=[{source = "gaussian", size = 9, sigma = 1.5}]'])
+    recs = {r["label"]: r for r in run_suite(s, tmp_path / "out", data=d)["records"]}
+    assert all(r["ok"] for r in recs.values()), [r.get("error") for r in recs.values()]
+    from unblur.psf import gaussian_kernel
+    k = gaussian_kernel(9, 1.5)
+    dirac = np.zeros((9, 9), np.float32)
+    dirac[4, 4] = 1
+    assert recs["dirac"]["metrics"]["kernel_error"] == pytest.approx(kernel_error(dirac, k / k.sum()), rel=1e-4)
+    assert "kernel_error" not in recs["true"]["metrics"] and recs["dirac"]["metrics"]["psnr"] < recs["true"]["metrics"]["psnr"]
+    with pytest.raises(InputError, match="kernel"):
+        load_suite("smoke", overrides=['methods=[{method = "wiener", kernel = "flat"}]'])

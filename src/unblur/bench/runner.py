@@ -166,8 +166,10 @@ def _reblur(x: np.ndarray, k: np.ndarray, y: np.ndarray, boundary: str) -> float
     return float(np.sqrt(np.mean((z - y) ** 2)))
 
 
-def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, out_dir: Path | None) -> tuple[dict, list[str]]:
-    """The case's metrics (see :data:`unblur.bench.suite.METRICS`) and notes on those that could not be computed."""
+def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, out_dir: Path | None,
+                    info: dict | None = None) -> tuple[dict, list[str]]:
+    """The case's metrics (see :data:`unblur.bench.suite.METRICS`) and notes on those that could not be computed;
+    ``info`` is the method's result info (``residual_share`` for ``valid`` data, ``seed_spread``)."""
     from .. import metrics as M
     names, opts = case.metrics, case.metric_options
     truth, y, k = data["truth"], data["blurred"], data["kernel"]
@@ -178,6 +180,20 @@ def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, ou
     notes: list[str] = []
     ca = _channel_axis(truth, k)
     drange = float(opts.get("data_range", 0) or 0) or (1.0 if truth.max() <= 1.0 + 1e-6 else float(truth.max() - truth.min()))
+    if opts.get("clip"):  # metrics of the restoration clipped to the data range, as it would be displayed or stored
+        x = np.clip(x, 0.0, drange)
+    info = info or {}
+    if "seed_spread" in names:
+        if info.get("seed_spread_mean") is not None:
+            out["seed_spread"] = float(info["seed_spread_mean"])
+        else:
+            notes.append("seed spread: the method gave no seed_spread_mean (a sampler with seeds >= 2 gives it)")
+    if "residual_share" in names:
+        share, why = _residual_share(case, data, x, info)
+        if share is not None:
+            out["residual_share"] = share
+        else:
+            notes.append(f"residual share: {why}")
     if x.shape != truth.shape:
         notes.append(f"restoration {x.shape} and truth {truth.shape} differ in shape: full-reference metrics skipped")
         return out, notes
@@ -206,6 +222,17 @@ def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, ou
         else:
             notes.append(f"error ratio: the reference {case.reference!r} has no restoration for this unit (it failed)")
     band = int(opts.get("band", 0))
+    if "psnr_input" in names and y.shape == truth.shape:
+        out["psnr_input"] = M.psnr(np.asarray(y, np.float64)[inner] * scale, truth[inner], drange)
+    if "psnr_delta" in names and case.reference is not None and out_dir is not None:
+        ref_file = out_dir / "restored" / f"{safe_name(f'{case.unit.uid}|{case.reference}')}.npy"
+        if ref_file.exists():
+            xr = np.load(ref_file).astype(np.float64) * scale
+            xr = np.clip(xr, 0.0, drange) if opts.get("clip") else xr
+            if xr.shape == truth.shape:
+                out["psnr_delta"] = M.psnr(x[inner], truth[inner], drange) - M.psnr(xr[inner], truth[inner], drange)
+        else:
+            notes.append(f"PSNR difference: the reference {case.reference!r} has no restoration for this unit (it failed)")
     if band and "psnr" in names and truth.shape[0] > 2 * band:  # edge ringing: PSNR on the border band and inside it
         mask = np.zeros(truth.shape[:2], bool)
         mask[:band], mask[-band:], mask[:, :band], mask[:, -band:] = True, True, True, True
@@ -236,6 +263,32 @@ def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, ou
             from .. import iqa
             out["lpips"] = iqa.lpips(x, truth, weights)
     return out, notes
+
+
+def _given_kernel(k: np.ndarray, which: str) -> np.ndarray:
+    """The kernel a non-blind method is given: the true ``k``, or (``"dirac"``) a Dirac of its size at its centre."""
+    if which == "true":
+        return k
+    d = np.zeros_like(k)
+    d[tuple(n // 2 for n in k.shape)] = 1
+    return d
+
+
+def _residual_share(case: Case, data: dict, x: np.ndarray, info: dict) -> tuple[float | None, str]:
+    """Share of pixels with ``|r_w| > 3`` (:func:`unblur.diagnostics.residual_map`, window 7, the true noise sigma,
+    the degradation's boundary); for ``valid`` data (the restoration is the cropped object) the method's own
+    ``info["residual_outlier_share"]``.  ``(None, why)`` where it cannot be had."""
+    sigma, k, y = data.get("sigma"), data.get("kernel"), data["blurred"]
+    if case.unit.boundary == "valid" or x.shape != y.shape:
+        if info.get("residual_outlier_share") is not None:
+            return float(info["residual_outlier_share"]), ""
+        return None, "valid-model data: give the method diagnostics = true (its own residual map)"
+    if not sigma or k is None:
+        return None, "needs Gaussian noise of known sigma and the true kernel"
+    from ..diagnostics import residual_map, summarize
+    r = residual_map(np.asarray(y, np.float32), np.asarray(x, np.float32), np.asarray(k, np.float32), float(sigma),
+                     boundary=case.unit.boundary)
+    return summarize(residual=r)["residual_outlier_share"], ""
 
 
 def _threads_for(workers: int) -> int:
@@ -280,6 +333,12 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
            "level": u.level, "method": case.method.method, "label": case.method.label, "seed": case.seed,
            "kind": case.kind, "ok": False, "metrics": {}, "notes": [],
            "group": u.item["name"] if "shape" in u.item else None}  # synthetic data: one table per shape
+    if u.kernel is not None:
+        rec["kernel_shape"] = list(u.kernel.shape)
+    if case.group_by == "kernel":
+        rec["group"] = f"{u.kernel_name} ({'x'.join(map(str, u.kernel.shape))})" if u.kernel is not None else u.kernel_name
+    elif case.group_by == "image":
+        rec["group"] = u.item["name"]
     t_start = time.time()
     try:
         data = degrade(u)
@@ -304,10 +363,10 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
             else:
                 require(k is not None, f"{u.item['name']} has no kernel for the non-blind method {m.name}",
                         "give the dataset its kernels or choose a blind method")
-                res = unblur.deconvolve(y, k, method=m.name, **params)
+                res = unblur.deconvolve(y, _given_kernel(k, case.method.kernel), method=m.name, **params)
             wall = time.perf_counter() - t0
         restored = np.asarray(res.image, np.float32)
-        kernel_hat = res.kernel if case.kind == "blind" else None
+        kernel_hat = res.kernel if case.kind == "blind" else (None if case.method.kernel == "true" else _given_kernel(k, case.method.kernel))
         if kernel_hat is None and case.kind == "blind":
             kernel_hat = res.info.get("kernel")
         if kernel_hat is not None:
@@ -319,7 +378,7 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
         if out is not None and kernel_hat is not None:
             (out / "kernels").mkdir(exist_ok=True)
             np.save(out / "kernels" / f"{safe_name(case.cid)}.npy", kernel_hat)
-        metrics, notes = compute_metrics(case, data, restored, kernel_hat, out)
+        metrics, notes = compute_metrics(case, data, restored, kernel_hat, out, res.info)
         metrics["time_s"] = wall
         metrics["peak_mem_mb"] = mem.peak / 2**20
         rec["mem_method"] = mem.method

@@ -11,20 +11,26 @@ A suite file (``unblur bench --list`` shows the shipped ones, ``src/unblur/bench
     kind = "images"                   # images | pairs | stacks | synthetic
     path = ["test/set12"]             # folders relative to the data root; --data DIR replaces them
     limit = 3                         # images per folder (sorted by name; 0 = all; a list: one per folder)
+    skip = 0                          # optional: leave out the first N images of each folder (a list: one per folder)
     select = ["08", "09"]             # optional: only these images (file names without suffix)
     color = "gray"                    # gray | rgb | keep
     crop = 64                         # centre crop side in pixels (0 = whole image)
+    field = 0                         # optional, instead of crop: the observed side; the crop is field + k - 1
+                                      # with boundary "valid" (per kernel), the image mirror-extended if smaller
 
     [degradation]
     boundary = "circular"             # unblur.physics.convolution boundaries: circular, zero, replicate, reflect, valid
     noise = "gaussian"                # none | gaussian | poisson | poisson-gaussian
     levels = [0.01]                   # gaussian: sigma in image units; poisson: gain; poisson-gaussian: [alpha, beta]
     kernels = [{source = "gaussian", size = 15, sigma = 1.6}, {source = "motion", size = 15, seeds = [0, 1]}]
+                                      # a kernel entry's own levels = [...] replace degradation.levels for its kernels
 
     [[methods]]
     method = "rl"                     # a registered method (unblur methods)
     label = "RL 30"                   # the name in tables (default: the method)
     limit = 0                         # optional: this method runs on the first N degraded images only (slow methods)
+    kernel = "true"                   # optional, non-blind methods: the kernel they are given, "true" or "dirac"
+                                      # (a Dirac: the lower reference of a method that does not deblur)
     params = {num_iter = 30}          # "$sigma" is replaced by the true noise sigma, "$kernel_size" by the kernel side,
                                       # "$kernel" by the true kernel (a blind method's init_kernel: its ceiling)
 
@@ -34,7 +40,18 @@ A suite file (``unblur bench --list`` shows the shipped ones, ``src/unblur/bench
     # "gain": shift-tolerant PSNR minus that of the blurred input (tables count the results worse than it)
     # also: crop (border left out of PSNR/SSIM), shift_crop, max_shift (shift-tolerant metrics),
     # data_range, flux_scale (scale restorations by sum(truth) / sum(data) first),
-    # band (psnr_band / psnr_interior: PSNR on the border band of that width and inside it)
+    # band (psnr_band / psnr_interior: PSNR on the border band of that width and inside it),
+    # clip (clip restorations to [0, data_range] before every metric)
+    # "psnr_delta": PSNR minus that of the reference method on the same degraded image
+    # "psnr_input": PSNR of the blurred input (where it has the truth's shape)
+    # "residual_share": share of pixels whose 7x7 window-summed re-blur residual (A x - y) / sigma exceeds 3,
+    #   with the true sigma and the degradation's boundary (unblur.diagnostics); for "valid" the method's own
+    #   info["residual_outlier_share"] (diagnostics = true)
+    # "seed_spread": the method's info["seed_spread_mean"] (samplers with seeds >= 2)
+
+    [report]
+    panels = 2                        # image panels of the first units in the HTML report
+    group = "kernel"                  # optional: one table per kernel (or "image") and noise level
 
     [full]                            # overrides applied by --full (the paper-size protocol)
     dataset = {limit = 68, crop = 256}
@@ -74,8 +91,11 @@ NOISES = ("none", "gaussian", "poisson", "poisson-gaussian")
 BOUNDARIES = ("circular", "zero", "replicate", "reflect", "valid")
 KERNEL_SOURCES = ("file", "gaussian", "disk", "defocus", "motion", "zernike")
 COLORS = ("gray", "rgb", "keep")
+KERNEL_GIVEN = ("true", "dirac")
 METRICS = ("psnr", "ssim", "psnr_shift", "ssim_shift", "error_ratio", "gain", "isnr", "reblur", "kernel_error",
-           "niqe", "brisque", "lpips", "time", "memory", "throughput")
+           "niqe", "brisque", "lpips", "time", "memory", "throughput", "psnr_delta", "psnr_input", "residual_share",
+           "seed_spread")
+GROUPS = ("kernel", "image")
 
 
 @dataclass
@@ -86,6 +106,7 @@ class MethodSpec:
     label: str
     params: dict = field(default_factory=dict)
     limit: int = 0   # run on the first ``limit`` units only (0: all), for slow methods
+    kernel: str = "true"   # the kernel a non-blind method is given: "true" or "dirac" (same size, all mass at the centre)
 
 
 @dataclass
@@ -183,6 +204,7 @@ def _validate(d: dict, path: Path, raw: dict) -> Suite:
     require(ds["color"] in COLORS, f"{where}: dataset.color {ds['color']!r} unknown", f"use one of {', '.join(COLORS)}")
     if isinstance(ds.get("path"), str):
         ds["path"] = [ds["path"]]
+    require(int(ds.get("field", 0)) >= 0, f"{where}: dataset.field is negative", "give the observed side in pixels (0: off)")
     deg = dict(d.get("degradation", {}))
     if ds["kind"] in ("images", "stacks", "synthetic"):
         deg.setdefault("boundary", "circular")
@@ -200,11 +222,16 @@ def _validate(d: dict, path: Path, raw: dict) -> Suite:
             for k in kernels:
                 require(k.get("source") in KERNEL_SOURCES, f"{where}: kernel source {k.get('source')!r} unknown",
                         f"use one of {', '.join(KERNEL_SOURCES)}")
+                require("levels" not in k or len(k["levels"]) > 0, f"{where}: a kernel entry's levels are empty",
+                        "give at least one noise level, or leave levels out (degradation.levels)")
     methods = []
     for m in d.get("methods", []):
         require("method" in m, f"{where}: a [[methods]] entry has no 'method'", "name a registered method (unblur methods)")
         require(int(m.get("limit", 0)) >= 0, f"{where}: method {m['method']!r} has a negative limit", "give limit = 0 (all) or more")
-        methods.append(MethodSpec(m["method"], m.get("label", m["method"]), dict(m.get("params", {})), int(m.get("limit", 0))))
+        require(m.get("kernel", "true") in KERNEL_GIVEN, f"{where}: method {m['method']!r} has kernel = {m.get('kernel')!r}",
+                f"use one of {', '.join(KERNEL_GIVEN)}")
+        methods.append(MethodSpec(m["method"], m.get("label", m["method"]), dict(m.get("params", {})), int(m.get("limit", 0)),
+                                  m.get("kernel", "true")))
     require(len(methods) > 0, f"{where}: no methods", "add [[methods]] entries")
     labels = [m.label for m in methods]
     require(len(set(labels)) == len(labels), f"{where}: method labels repeat ({', '.join(labels)})", "give each entry its own label")
@@ -215,10 +242,15 @@ def _validate(d: dict, path: Path, raw: dict) -> Suite:
     if metrics.get("reference") is not None:
         require(metrics["reference"] in labels, f"{where}: reference method {metrics['reference']!r} is not a method label",
                 f"use one of {', '.join(labels)}")
+    require("psnr_delta" not in metrics["names"] or metrics.get("reference") is not None,
+            f"{where}: the metric psnr_delta needs a reference method", "set metrics.reference to a method label")
+    report = dict(d.get("report", {}))
+    require(report.get("group") in (None,) + GROUPS, f"{where}: report.group {report.get('group')!r} unknown",
+            f"use one of {', '.join(GROUPS)}, or leave it out")
     kind = d.get("kind", "nonblind")
     require(kind in ("nonblind", "blind", "mixed"), f"{where}: kind {kind!r} unknown", "use nonblind, blind or mixed")
     return Suite(name=d.get("name", path.stem), description=d.get("description", ""), kind=kind, seed=int(d.get("seed", 0)),
-                 dataset=ds, degradation=deg, methods=methods, metrics=metrics, report=dict(d.get("report", {})),
+                 dataset=ds, degradation=deg, methods=methods, metrics=metrics, report=report,
                  source=str(path), raw=raw)
 
 
