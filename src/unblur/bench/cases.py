@@ -34,6 +34,7 @@ class Unit:
     boundary: str
     crop: int = 0
     color: str = "keep"
+    field: int = 0      # observed side (dataset.field): the crop is field + k - 1 for "valid", mirror-extended
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Case:
     metrics: list[str] = field(default_factory=list)
     reference: str | None = None  # label of the error-ratio reference (None for the reference itself)
     metric_options: dict = field(default_factory=dict)
+    group_by: str | None = None   # report.group: one table per kernel or image
 
 
 def _root(data: str | Path | None) -> Path:
@@ -65,7 +67,7 @@ def _resolve(root: Path, rel: str) -> Path:
     return p
 
 
-def _images_in(folder: Path, limit: int, select=None) -> list[Path]:
+def _images_in(folder: Path, limit: int, select=None, skip: int = 0) -> list[Path]:
     if folder.is_file():
         return [folder]
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
@@ -75,12 +77,14 @@ def _images_in(folder: Path, limit: int, select=None) -> list[Path]:
         missing = [str(s) for s in select if str(s) not in stems]
         require(not missing, f"no image(s) {', '.join(missing)} in {folder}", "name images by their file name without suffix")
         files = [p for p in files if p.stem in {str(s) for s in select}]
+    files = files[skip:]
     return files[:limit] if limit else files
 
 
 def dataset_items(suite: Suite, data: str | Path | None = None) -> list[dict]:
     """The dataset's items: ``{"name", "path"}`` (images), ``{"name", "blurred", "truth", "psf"?}`` (pairs,
-    stacks), ``{"name", "shape"}`` (synthetic).  ``data`` replaces the suite's folders (``--data``)."""
+    stacks), ``{"name", "shape"}`` (synthetic).  ``data`` replaces the suite's folders (``--data``; ``select`` and
+    ``skip`` then do not apply)."""
     ds = suite.dataset
     kind = ds["kind"]
     limit = ds.get("limit", 0)
@@ -94,10 +98,14 @@ def dataset_items(suite: Suite, data: str | Path | None = None) -> list[dict]:
         require(len(folders) > 0, f"suite {suite.name}: dataset.path is empty", "name a folder of images or give --data DIR")
         require(limits is None or len(limits) == len(folders), f"suite {suite.name}: dataset.limit has {len(limits or [])} "
                 f"entries for {len(folders)} folders", "give one limit, or one per folder")
+        skip = ds.get("skip", 0)
+        skips = [int(v) for v in skip] if isinstance(skip, list) else [int(skip)] * len(folders)
+        require(len(skips) == len(folders) or data is not None, f"suite {suite.name}: dataset.skip has {len(skips)} "
+                f"entries for {len(folders)} folders", "give one skip, or one per folder")
         items = []
         for i, f in enumerate(folders):
             for p in _images_in(f, limits[i] if limits and data is None else (limits[0] if limits else limit),
-                                ds.get("select") if data is None else None):
+                                ds.get("select") if data is None else None, skips[i] if data is None else 0):
                 items.append({"name": p.stem if len(folders) == 1 else f"{f.name}/{p.stem}", "path": str(p)})
         return items
     if kind == "pairs":
@@ -161,9 +169,15 @@ def _read_kernel_file(p: Path, select) -> list[tuple[str, np.ndarray]]:
 
 def build_kernels(suite: Suite, data: str | Path | None = None) -> list[tuple[str, np.ndarray]]:
     """``[(name, kernel)]`` of the suite's kernel sources, normalised to sum 1, float32."""
+    return [(name, k) for name, k, _ in _kernels_with_levels(suite)]
+
+
+def _kernels_with_levels(suite: Suite) -> list[tuple[str, np.ndarray, list]]:
+    """``[(name, kernel, noise levels)]``: a kernel entry's own ``levels``, else ``degradation.levels``."""
     from .. import psf as P
-    out: list[tuple[str, np.ndarray]] = []
+    res = []
     for spec in suite.degradation.get("kernels", []):
+        out: list[tuple[str, np.ndarray]] = []
         src = spec["source"]
         seed = int(spec.get("seed", suite.seed))
         size = int(spec.get("size", 25))
@@ -193,11 +207,13 @@ def build_kernels(suite: Suite, data: str | Path | None = None) -> list[tuple[st
             ks = P.random_zernike_psfs(size, n, seed=seed, amplitude=float(spec.get("amplitude", 0.15)),
                                        cutoff=float(spec.get("cutoff", 0.2)))
             out += [(f"zernike{size}-{seed}-{i}", ks[i, 0].detach().numpy()) for i in range(n)]
-    res = []
-    for name, k in out:
-        k = np.clip(np.asarray(k, np.float32), 0, None)
-        require(k.sum() > 0, f"kernel {name} is empty", "check the kernel source")
-        res.append((name, (k / k.sum()).astype(np.float32)))
+        levels = spec.get("levels", suite.degradation.get("levels", [0.0]))
+        if "levels_255" in spec:
+            levels = [float(v) / 255 for v in spec["levels_255"]]
+        for name, k in out:
+            k = np.clip(np.asarray(k, np.float32), 0, None)
+            require(k.sum() > 0, f"kernel {name} is empty", "check the kernel source")
+            res.append((name, (k / k.sum()).astype(np.float32), list(levels)))
     return res
 
 
@@ -214,21 +230,21 @@ def _level_name(level) -> str:
 def make_units(suite: Suite, data: str | Path | None = None) -> list[Unit]:
     items = dataset_items(suite, data)
     ds, deg = suite.dataset, suite.degradation
-    common = dict(crop=int(ds.get("crop", 0)), color=ds.get("color", "keep"))
+    common = dict(crop=int(ds.get("crop", 0)), color=ds.get("color", "keep"), field=int(ds.get("field", 0)))
     units = []
     if ds["kind"] == "pairs" or (ds["kind"] == "stacks" and all("blurred" in it for it in items)):
         for it in items:
             units.append(Unit(it["name"], it, "given", None, "given", 0.0, 0, deg.get("boundary", "valid"), **common))
         return units
     if ds["kind"] == "stacks":
-        kernels = [("psf", None)]
+        kernels = [("psf", None, deg["levels"])]
     else:
-        kernels = build_kernels(suite, data)
+        kernels = _kernels_with_levels(suite)
     for it in items:
-        for kname, k in kernels:
+        for kname, k, levels in kernels:
             if "shape" in it and k is not None and k.ndim != len(it["shape"]):
                 continue  # synthetic data: each kernel blurs the items of its dimension
-            for level in deg["levels"]:
+            for level in levels:
                 uid = f"{it['name']}|{kname}|{deg['noise']}={_level_name(level)}"
                 units.append(Unit(uid, it, kname, k, deg["noise"], level, unit_seed(suite.seed, it["name"], kname, _level_name(level)),
                                   deg["boundary"], **common))
@@ -248,7 +264,8 @@ def make_cases(suite: Suite, data: str | Path | None = None) -> list[Case]:
             if m.limit and i >= m.limit and m.label != ref:  # a slow method on the first units only
                 continue
             cases.append(Case(f"{u.uid}|{m.label}", u, m, kinds[m.label], seed=u.seed, metrics=suite.metric_names,
-                              reference=None if (ref is None or m.label == ref) else ref, metric_options=opts))
+                              reference=None if (ref is None or m.label == ref) else ref, metric_options=opts,
+                              group_by=suite.report.get("group")))
     return cases
 
 
@@ -282,6 +299,18 @@ def synthetic_image(shape, seed: int) -> np.ndarray:
     return a.astype(np.float32)
 
 
+def mirror_crop(a: np.ndarray, need: tuple[int, int]) -> np.ndarray:
+    """The centred ``need`` crop of an image (``(H, W)`` or ``(H, W, C)``); where the image is smaller, it is first
+    extended by mirror symmetry (``numpy.pad(mode="symmetric")``, one pixel more than needed on each side), which
+    only supplies content beyond the observed field of view."""
+    ph, pw = max(0, need[0] - a.shape[0]), max(0, need[1] - a.shape[1])
+    if ph or pw:
+        pad = [(ph // 2 + 1, ph - ph // 2 + 1) if ph else (0, 0), (pw // 2 + 1, pw - pw // 2 + 1) if pw else (0, 0)]
+        a = np.pad(a, pad + [(0, 0)] * (a.ndim - 2), mode="symmetric")
+    r0, c0 = (a.shape[0] - need[0]) // 2, (a.shape[1] - need[1]) // 2
+    return a[r0:r0 + need[0], c0:c0 + need[1]]
+
+
 def load_item(unit: Unit, key: str = "path") -> np.ndarray:
     from ..io import read_image
     it = unit.item
@@ -290,7 +319,11 @@ def load_item(unit: Unit, key: str = "path") -> np.ndarray:
     a = np.asarray(read_image(it[key]), np.float32)
     if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] <= 4 and key != "truth_stack"):
         a = _to_color(a, unit.color)
-        a = _centre_crop(a, unit.crop, 2)
+        if unit.field and unit.kernel is not None:  # dataset.field: the observed side, the crop follows the kernel
+            extra = tuple(n - 1 for n in unit.kernel.shape[:2]) if unit.boundary == "valid" else (0, 0)
+            a = mirror_crop(a, (unit.field + extra[0], unit.field + extra[1]))
+        else:
+            a = _centre_crop(a, unit.crop, 2)
     return np.ascontiguousarray(a)
 
 

@@ -10,6 +10,8 @@ import numpy as np
 #: metric key -> (column title, format, better: "high" / "low" / None)
 COLUMNS = OrderedDict([
     ("psnr", ("PSNR (dB)", "{:.2f}", "high")),
+    ("psnr_delta", ("PSNR - reference (dB)", "{:+.2f}", "high")),
+    ("psnr_input", ("PSNR of the input (dB)", "{:.2f}", None)),
     ("psnr_band", ("PSNR border band (dB)", "{:.2f}", "high")),
     ("psnr_interior", ("PSNR interior (dB)", "{:.2f}", "high")),
     ("ssim", ("SSIM", "{:.3f}", "high")),
@@ -19,6 +21,8 @@ COLUMNS = OrderedDict([
     ("gain", ("gain over input (dB)", "{:.2f}", "high")),
     ("isnr", ("ISNR (dB)", "{:.2f}", "high")),
     ("reblur_rms", ("re-blur RMS", "{:.4f}", None)),
+    ("residual_share", ("share abs(r) > 3", "{:.3f}", "low")),
+    ("seed_spread", ("seed spread", "{:.4f}", None)),
     ("kernel_error", ("kernel error", "{:.3f}", "low")),
     ("niqe", ("NIQE", "{:.2f}", "low")),
     ("brisque", ("BRISQUE", "{:.1f}", "low")),
@@ -33,10 +37,11 @@ COLUMNS = OrderedDict([
 
 
 def condition_of(rec: dict) -> str:
-    """The table a record belongs to: its noise model and level."""
+    """The table a record belongs to: its noise model and level (after its group: a shape, kernel or image)."""
     lv = rec.get("level")
     if rec.get("group"):
-        return f"{rec['group']}" + ("" if rec.get("noise") in (None, "none", "given") else f", {rec['noise']} {lv}")
+        rest = {k: v for k, v in rec.items() if k != "group"}
+        return f"{rec['group']}" + ("" if rec.get("noise") in (None, "none", "given") else f", {condition_of(rest)}")
     if rec.get("noise") in (None, "given"):
         return "given data"
     if rec.get("noise") == "none":
@@ -95,7 +100,7 @@ def fmt(stat: dict | None, key: str, spread: bool = True) -> str:
     f = COLUMNS[key][1]
     s = f.format(stat["mean"])
     if spread and stat["n"] > 1:
-        s += " ± " + f.format(stat["std"])
+        s += " ± " + f.replace("+", "").format(stat["std"])
     return s
 
 
