@@ -1,7 +1,8 @@
 """Fast Diffusion EM diagnostics: where does the gap to non-blind PiGDM come from?
 
-Same images, kernels and noise as ``benchmarks/blind_motion.py`` (CBSD68 256x256 crops, 33x33 GP
-camera-shake kernels seeded by the image index, circular blur, true noise sigma given).  Three studies:
+The protocol of the ``fastem-motion`` suite (CBSD68 colour centre crops, ``--size`` 256, 33x33 GP
+camera-shake kernels seeded by the image index, circular blur, Gaussian noise, true noise sigma given;
+the noise is drawn here with seed ``1000 + index``).  Three studies:
 
 ``--study path``
     Fast EM (PiGDM, n=1), then non-blind PiGDM (same seed, 100 steps) with Fast EM's final kernel, with
@@ -17,9 +18,12 @@ camera-shake kernels seeded by the image index, circular blur, true noise sigma 
     and with other M-step weights ``--lams`` (lambda of eq. 21; the paper's 1).
 
 Kernels are scored by the normalised kernel error up to shift (:func:`unblur.metrics.kernel_error`).
-An internal study: it calls the M-step and :func:`unblur.blind.diffusion_em.fast_em.fast_diffusion_em`
-directly (starting kernels and the per-step kernel history are not registry parameters); the
-non-blind PiGDM runs go through ``unblur.deconvolve(method="pigdm")``.
+Why a script and not a suite: the studies reach inside the method. ``path`` feeds PiGDM the per-step
+kernel history of one Fast EM run (``info["kernel_history"]``), ``oracle`` calls the M-step alone with the
+true image, and ``init`` starts from kernels given as arrays (flat, Gaussian), which a suite's TOML
+parameters cannot hold. Fast EM's M-step weight alone (``lam``, from the usual start) is a registered
+parameter: the ``fastem-motion`` suite's ``--full`` methods compare the default with the paper's 1.
+The non-blind PiGDM runs go through ``unblur.deconvolve(method="pigdm")``.
 
     python benchmarks/fastem_diagnostics.py --study path --noise 10,5 --images 4
     python benchmarks/fastem_diagnostics.py --study oracle --noise 5,10 --images 4
@@ -31,20 +35,43 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import unblur  # sets OMP_WAIT_POLICY before torch is imported
 import numpy as np
 import torch
 
-from blind_motion import blur, load_images
 from unblur.blind.diffusion_em.em_run import resolve_kernel_prior
 from unblur.blind.diffusion_em.fast_em import fast_diffusion_em
 from unblur.blind.diffusion_em.mstep import dirac_kernel, m_step
+from unblur.data import data_path
+from unblur.io import read_image
 from unblur.metrics import kernel_error, psnr, shift_tolerant
+from unblur.physics.convolution import convolve
 from unblur.psf.motion import motion_kernel
 
 ORACLE_SETTINGS = (("denoiser", 1.0, 1e5, 10), ("denoiser", 1.0, 1e5, 100), ("denoiser", 0.1, 1e5, 10),
                    ("denoiser", 1.0, 1e4, 10), ("denoiser", 1.0, 1e6, 10), ("none", 1.0, 1e5, 10))
+
+
+def load_images(folder: str, n: int, size: int) -> list[tuple[str, np.ndarray]]:
+    """The first ``n`` colour images of ``folder`` (under the data root), centre crops of side ``size``."""
+    files = sorted(p for p in Path(data_path(folder)).iterdir() if p.suffix.lower() in (".png", ".jpg", ".bmp", ".tif"))
+    out = []
+    for p in files[:n]:
+        a = read_image(p)[..., :3].astype(np.float32)
+        h, w = a.shape[:2]
+        s = min(size, h, w)
+        out.append((p.stem, a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]))
+    return out
+
+
+def blur(img: np.ndarray, k: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """Circular blur of an ``(H, W, C)`` image by ``k`` plus Gaussian noise of std ``sigma`` (torch generator ``seed``)."""
+    t = torch.from_numpy(np.moveaxis(img, -1, 0))[None]
+    y = convolve(t, torch.from_numpy(k), "circular")[0]
+    y = y + sigma * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
+    return np.moveaxis(y.numpy(), 0, -1)
 
 
 def start_kernel(spec: str, size: int):
