@@ -127,3 +127,11 @@ def test_diffusion_nonface_tiny_run(tmp_path):
     assert 0 <= by["RL-TV"]["metrics"]["residual_share"] <= 1 and "seed_spread" not in by["RL-TV"]["metrics"]
     assert by["RLD"]["metrics"]["seed_spread"] > 0 and 0 <= by["RLD"]["metrics"]["residual_share"] <= 1
     assert any("seed spread" in n for n in by["RL-TV"]["notes"])
+
+
+def test_tables_follow_the_suite_order_not_the_order_of_completion():
+    from unblur.bench.summary import summarize
+    recs = [{"label": "RL", "ok": True, "noise": "none", "level": 0.0, "group": g, "index": i, "metrics": {"psnr": 20.0}}
+            for g, i in (("k75", 2), ("k15", 0), ("k35", 1))]
+    assert list(summarize(recs)) == ["k15", "k35", "k75"]
+    assert list(summarize([{k: v for k, v in r.items() if k != "index"} for r in recs])) == ["k75", "k15", "k35"]

@@ -50,6 +50,7 @@ class Case:
     reference: str | None = None  # label of the error-ratio reference (None for the reference itself)
     metric_options: dict = field(default_factory=dict)
     group_by: str | None = None   # report.group: one table per kernel or image
+    index: int = 0                # position in the suite's case list (tables keep that order)
 
 
 def _root(data: str | Path | None) -> Path:
@@ -265,7 +266,7 @@ def make_cases(suite: Suite, data: str | Path | None = None) -> list[Case]:
                 continue
             cases.append(Case(f"{u.uid}|{m.label}", u, m, kinds[m.label], seed=u.seed, metrics=suite.metric_names,
                               reference=None if (ref is None or m.label == ref) else ref, metric_options=opts,
-                              group_by=suite.report.get("group")))
+                              group_by=suite.report.get("group"), index=len(cases)))
     return cases
 
 

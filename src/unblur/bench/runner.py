@@ -333,6 +333,7 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
            "level": u.level, "method": case.method.method, "label": case.method.label, "seed": case.seed,
            "kind": case.kind, "ok": False, "metrics": {}, "notes": [],
            "group": u.item["name"] if "shape" in u.item else None}  # synthetic data: one table per shape
+    rec["index"] = case.index
     if u.kernel is not None:
         rec["kernel_shape"] = list(u.kernel.shape)
     if case.group_by == "kernel":

@@ -67,7 +67,8 @@ def summarize(records: list[dict], labels: list[str] | None = None) -> dict:
     an error ratio add ``_er_le2`` / ``_er_le3`` (shares), rows with the gain metric ``_worse`` (a count)."""
     labels = labels or list(OrderedDict.fromkeys(r["label"] for r in records))
     out: dict = OrderedDict()
-    for cond in OrderedDict.fromkeys(condition_of(r) for r in records):
+    ordered = sorted(records, key=lambda r: r.get("index", 0)) if all("index" in r for r in records) else records
+    for cond in OrderedDict.fromkeys(condition_of(r) for r in ordered):  # the suite's order, not the order of completion
         table = OrderedDict()
         for lab in labels:
             rs = [r for r in records if condition_of(r) == cond and r["label"] == lab]
