@@ -348,7 +348,7 @@ def test_registry_and_cli_parameters():
     assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] is None
     assert m.defaults()["consistency_tau"] == 0.05 and get_method("dps").defaults()["consistency_tau"] == 0.1
     assert get_method("pigdm").defaults()["consistency_tau"] == 0.02
-    assert get_method("pnp-admm").defaults()["rho"] == 0.2 and get_method("pnp-admm").defaults()["num_iter"] == 24
+    assert get_method("pnp-admm").defaults()["rho"] == 0.02 and get_method("pnp-admm").defaults()["num_iter"] == 24
     assert get_method("dps").defaults()["zeta"] == 0.3
     img, psf = _scene(24), _gauss_psf(5, 1.0)
     out, info = get_method("pigdm").func(_blur(img, psf, "replicate"), psf, prior=GaussianModelDenoiser(), steps=5,

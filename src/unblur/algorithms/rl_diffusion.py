@@ -167,7 +167,7 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int | None = None, 
         elif refine_from == "rl-tv":
             x, _ = rl_iterations(op, y_pos, op.initial_object(y_pos) + 1e-6, 25, lambda_tv=0.005)
         elif refine_from == "pnp-admm":
-            x = admm_iterations(op, y, run.prior, 0.2, 12, max(run.sigma, 1e-3) / 0.2**0.5)
+            x = admm_iterations(op, y, run.prior, [0.2] * 12, max(run.sigma, 1e-3))
         else:
             x = op.initial_object(y_pos)
         for i, t in enumerate(rl_ts):
