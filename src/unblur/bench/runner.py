@@ -186,8 +186,8 @@ def compute_metrics(case: Case, data: dict, restored: np.ndarray, kernel_hat, ou
     if "seed_spread" in names:
         if info.get("seed_spread_mean") is not None:
             out["seed_spread"] = float(info["seed_spread_mean"])
-        else:
-            notes.append("seed spread: the method gave no seed_spread_mean (a sampler with seeds >= 2 gives it)")
+        elif int(case.method.params.get("seeds", 1)) >= 2:  # other methods have no spread: no note
+            notes.append("seed spread: the method gave no seed_spread_mean for seeds >= 2")
     if "residual_share" in names:
         share, why = _residual_share(case, data, x, info)
         if share is not None:
