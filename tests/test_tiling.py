@@ -110,6 +110,42 @@ def test_tiled_matches_whole_volume(stack, whole):
     assert np.abs(r.image - y).max() > 50 * np.abs(r.image - whole).max()
 
 
+@pytest.mark.parametrize("acceleration", ["none", "biggs-andrews"])
+def test_rl_tile_mode_from_its_memory_share(stack, monkeypatch, acceleration):
+    """RL on a tile takes the fastest mode its share of the memory limit holds (stored OTF, float32
+    state), not the whole-volume target relative to the data; its modelled peak stays within the share."""
+    import importlib
+    import torch
+    from unblur.physics.convolution import Convolution
+    R = importlib.import_module("unblur.solvers.richardson_lucy")
+    y, psf = stack
+    block = np.ascontiguousarray(y[:, :48, :48])
+    chosen, init = [], R.GridStep.__init__
+
+    def record(self, op, data, **kw):
+        chosen.append((kw["otf"], kw["state"]))
+        init(self, op, data, **kw)
+
+    monkeypatch.setattr(R.GridStep, "__init__", record)
+    op = Convolution(torch.from_numpy(psf / psf.sum()), block.shape, "valid")
+    grid, data = np.prod(op.in_shape), block.size
+    acc = None if acceleration == "none" else acceleration
+    modes = [("stored", "full"), ("stored", "lean"), ("computed", "full"), ("computed", "lean")]
+    need = {m: R.GridStep.memory_multiple(op, acc, *m) * 4 * data + engine.RL_UNMODELLED * grid for m in modes}
+    assert need[("stored", "full")] / (4 * data) > R.MEMORY_TARGET  # the whole-volume target would not store the OTF
+    kw = dict(num_iter=2, acceleration=acceleration)
+    engine.restore_block("rl", block, psf, kw)
+    assert chosen.pop()[0] == "computed"
+    for memory in sorted(set(need.values())):
+        engine.restore_block("rl", block, psf, kw, memory=memory)
+        mode = chosen.pop()
+        assert need[mode] <= memory and mode == next(m for m in modes if need[m] <= memory)
+        assert R.memory_target.get() is None
+    out = engine.restore_block("rl", block, psf, kw, memory=1e9)
+    assert chosen.pop() == ("stored", "full")
+    np.testing.assert_allclose(out, engine.restore_block("rl", block, psf, kw), rtol=1e-4, atol=1e-6 * float(out.max()))
+
+
 @pytest.mark.parametrize("ext", [".tif", ".zarr", ".npy"])
 def test_streamed_outputs_from_file(tmp_path, stack, whole, ext):
     import tifffile

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextvars import ContextVar
 from typing import Literal
 
 import numpy as np
@@ -49,6 +50,10 @@ INITS = ("image", "flat", "mean")
 #: ``otf="auto"`` stores the OTF when the modelled peak (:meth:`GridStep.memory_multiple`) stays within
 #: this multiple of the data, and generates it at each convolution otherwise
 MEMORY_TARGET = 5.5
+#: the target in effect for RL runs in this context (a multiple of the data, as :data:`MEMORY_TARGET`; None:
+#: :data:`MEMORY_TARGET`): set by callers that budget the memory themselves, e.g. the tiles of
+#: :mod:`unblur.tiling`, each of which has its share of the memory limit
+memory_target: ContextVar[float | None] = ContextVar("unblur_rl_memory_target", default=None)
 RL_ACCELERATIONS = (None, "none", "biggs-andrews")
 #: RL-TV stops when the estimate's mean exceeds this multiple of the data's (or is not finite)
 DIVERGED_FLUX = 2.0
@@ -278,7 +283,8 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
     update ``x0`` in place.  ``otf``: ``"stored"`` keeps the OTF (one spectrum-sized array),
     ``"computed"`` generates it block by block at each convolution
     (:class:`~unblur.physics.convolution.SeparableOTF`: less memory, some more time); ``"auto"``
-    stores it when the modelled peak stays within :data:`MEMORY_TARGET` times the data.  ``state``
+    stores it when the modelled peak stays within :data:`MEMORY_TARGET` times the data (or the
+    target set in :data:`memory_target`).  ``state``
     (Biggs-Andrews): ``"full"`` keeps ``x_k - x_{k-1}`` and the last step as float32 object arrays,
     ``"lean"`` on the data window in bfloat16 (the border of a ``valid`` object then takes plain
     steps; :mod:`unblur.optim.driver`); ``"auto"`` takes the first of (full, stored OTF), (lean,
@@ -302,7 +308,9 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
         states = ("full", "lean") if state == "auto" else (state,)
         otfs = ("stored", "computed") if otf == "auto" else (otf,)
         options = [(o, s) for o in otfs for s in states]
-        otf, state = next(((o, s) for o, s in options if GridStep.memory_multiple(op, acceleration, o, s) <= MEMORY_TARGET),
+        target = memory_target.get()
+        target = MEMORY_TARGET if target is None else target
+        otf, state = next(((o, s) for o, s in options if GridStep.memory_multiple(op, acceleration, o, s) <= target),
                           options[-1])
         step = GridStep(op, y, eps=eps, background=background, normalize=normalize,
                         need_model=stop is not None and stop.needs_model, otf=otf, state=state)

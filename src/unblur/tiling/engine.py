@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import threading
@@ -47,6 +48,11 @@ from .plan import Tile, TilePlan, bytes_per_voxel, cpu_count, make_plan
 from .sources import ArraySource, as_source, describe
 
 LOCAL = (None, "threads", "processes", "sync")
+#: bytes per voxel of a tile's FFT grid (read box + PSF - 1) that Richardson-Lucy's modelled peak
+#: (:meth:`unblur.solvers.richardson_lucy.GridStep.memory_multiple`) leaves out: slab temporaries, the
+#: read block and the allocator (9.4-9.6 B: the measured peak of ``rl`` in the memory model, 24.6-24.8 B,
+#: less the modelled 15.2-15.3 B; ``benchmarks/tiling.py memory-model``)
+RL_UNMODELLED = 10.0
 #: new process pools started after local worker processes die (``scheduler="processes"``)
 PROCESS_RETRIES = 2
 
@@ -66,6 +72,7 @@ class TileJob:
     torch_threads: int | None = None
     time: int | None = None
     block: np.ndarray | None = field(default=None, repr=False)
+    memory: float | None = None
 
     @property
     def name(self) -> str:
@@ -81,17 +88,42 @@ def tile_file(channel, index, time=None) -> str:
     return (f"t{time}_" if time is not None else "") + f"c{channel or 0}_t{index:06d}.npy"
 
 
-def restore_block(method, block: np.ndarray, psf: np.ndarray, params: dict, device=None) -> np.ndarray:
+def rl_memory_target(block_shape, psf_shape, memory: float) -> float:
+    """The memory target of Richardson-Lucy on one tile, in multiples of the tile's float32 data
+    (:data:`unblur.solvers.richardson_lucy.memory_target`): the tile's ``memory`` (bytes) less
+    :data:`RL_UNMODELLED` per voxel of its FFT grid ``g = block + psf - 1``, ``(memory - 10 g) / (4 block)``.
+
+    RL then takes its fastest mode (stored OTF, float32 acceleration state) whenever the tile's share of
+    the memory limit holds it, instead of the whole-volume target, which is relative to the data and
+    so, for a tile whose halo and ``valid`` padding make the grid large against its data, falls back
+    to generating the OTF at every convolution (slower; BENCHMARKS.md, "Throughput: 1 and 2 workers,
+    cost of tiling").
+    """
+    grid = math.prod(n + k - 1 for n, k in zip(block_shape, psf_shape))
+    return (memory - RL_UNMODELLED * grid) / (4.0 * math.prod(block_shape))
+
+
+def restore_block(method, block: np.ndarray, psf: np.ndarray, params: dict, device=None,
+                  memory: float | None = None) -> np.ndarray:
     """Restore one block with the ``valid`` boundary: a registered method (by name) or a function
-    ``f(block, psf, boundary="valid", **params) -> array``."""
+    ``f(block, psf, boundary="valid", **params) -> array``.  ``memory``: bytes the block may use
+    (Richardson-Lucy picks its mode from it, :func:`rl_memory_target`); None: the methods' own targets."""
     kw = dict(params, boundary="valid")
     if device is not None:
         kw["device"] = device
-    if isinstance(method, str):
-        from ..registry import get_method
-        out, _ = get_method(method).run(block, psf, **kw)
-    else:
-        out = method(block, psf, **kw)
+    token = None
+    if memory is not None:
+        from ..solvers.richardson_lucy import memory_target
+        token = memory_target.set(rl_memory_target(block.shape[:np.ndim(psf)], np.shape(psf), memory))
+    try:
+        if isinstance(method, str):
+            from ..registry import get_method
+            out, _ = get_method(method).run(block, psf, **kw)
+        else:
+            out = method(block, psf, **kw)
+    finally:
+        if token is not None:
+            memory_target.reset(token)
     return np.asarray(out, dtype=np.float32)
 
 
@@ -133,7 +165,7 @@ def run_tile(job: TileJob, sink: Callable | None = None):
         block = job.block
     else:
         block = job.source.read(job.index("read"))
-    restored = restore_block(job.method, block, job.psf, job.params, job.device)
+    restored = restore_block(job.method, block, job.psf, job.params, job.device, job.memory)
     kept = restored[job.tile.keep_in_read()]
     kept = np.ascontiguousarray(kept * tile_weights(kept.shape, job.tile.ramps), dtype=np.float32)
     if job.folder is None:
@@ -454,7 +486,7 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
                     reused += 1
                     continue
                 job = TileJob(src, psf_list[c] if isinstance(psfs, list) else psfs, method, params, t, ch, device,
-                              str(folder) if folder is not None else None, time=tp,
+                              str(folder) if folder is not None else None, time=tp, memory=plan.tile_memory,
                               torch_threads=None if engine.shares_memory or engine.client is not None else max(1, cpu_count() // engine.workers))
                 if isinstance(src, ArraySource) and not engine.shares_memory:
                     job.block, job.source = src.read(job.index("read")), None

@@ -115,13 +115,15 @@ class Tile:
 
 @dataclass(frozen=True)
 class TilePlan:
-    """How a volume of spatial ``shape`` is cut: tile ``counts`` per axis, ``halo`` and blend ``overlap``."""
+    """How a volume of spatial ``shape`` is cut: tile ``counts`` per axis, ``halo`` and blend ``overlap``;
+    ``tile_memory``: the bytes each of the tiles running at once may use (the memory limit's share)."""
 
     shape: tuple[int, ...]
     psf_shape: tuple[int, ...]
     counts: tuple[int, ...]
     halo: tuple[int, ...]
     overlap: tuple[int, ...]
+    tile_memory: float | None = None
 
     def bounds(self, axis: int) -> list[int]:
         return _splits(self.shape[axis], self.counts[axis])
@@ -295,6 +297,7 @@ def make_plan(shape, psf_shape, tile=None, halo=None, overlap=None, memory_limit
     Returns
     -------
     TilePlan
+        With ``tile_memory = memory_limit / concurrent``.
     """
     shape, psf_shape = tuple(int(n) for n in shape), tuple(int(k) for k in psf_shape)
     d = len(shape)
@@ -331,7 +334,7 @@ def make_plan(shape, psf_shape, tile=None, halo=None, overlap=None, memory_limit
             raise InputError(f"memory limit {limit / 1e6:.0f} MB is below what one tile needs "
                              f"({need / 1e6:.0f} MB for {max(1, concurrent)} tile(s) at once)",
                              "raise --memory-limit, use fewer workers or a smaller PSF")
-    plan = TilePlan(shape, psf_shape, counts, halo, overlap)
+    plan = TilePlan(shape, psf_shape, counts, halo, overlap, budget)
     need = plan.grid_voxels() * bytes_per_voxel
     if memory_limit is not None:
         require(need <= budget, f"memory limit {limit / 1e6:.0f} MB is below what one tile needs "
