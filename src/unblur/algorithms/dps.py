@@ -66,8 +66,7 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
         ``"replicate"`` = padding by k // 2, as the RL-diffusion paper.
     consistency_tau : float
         Final data-consistency step ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2`` around the sample
-        ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the plain DPS sample, which can end below the blurred
-        input: BENCHMARKS.md, "Diffusion methods on non-face images").
+        ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the plain DPS sample).
     diagnostics : bool
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
     seeds : int

@@ -20,7 +20,8 @@ Chan et al. 2017 the penalty increases instead: ``rho_k`` grows geometrically fr
 ``(sigma / sigma_start)^2`` (a denoiser at ``sigma_start = 49/255``, DPIR's first level) to ``rho`` over
 the first three quarters of the iterations (:func:`admm_schedule`), the scaled dual ``u`` rescaled by
 ``rho_{k-1} / rho_k`` at each change.  Defaults ``rho = 0.02``, 24 iterations (chosen on Set12 fields
-against ``rho`` 0.01-0.2, noise 0.003-0.03; BENCHMARKS.md, "Non-blind methods per kernel size");
+against ``rho`` 0.01-0.2, noise 0.003-0.03: ``benchmarks/choices/pnp-admm-penalty.toml``; BENCHMARKS.md,
+"Non-blind methods per kernel size");
 ``sigma_start=None`` gives the constant penalty of the RL-diffusion paper's baseline (``rho = 0.2``,
 12 iterations).
 
@@ -34,8 +35,9 @@ PiGDM, RL-diffusion) defaults to ``boundary="valid"``: the image is the valid
 part of the blur of a larger object, which the data step estimates by conjugate gradient and the result
 crops.  Padding models (``replicate``, ``reflect``) invent the blurred values beyond the edge; the error
 spans a band as wide as the kernel and, as the data-step weight grows over the iterations, is deconvolved
-into ringing that crosses the image, so that the loss grows with the kernel size (camera-shake kernels of
-55 px and more; BENCHMARKS.md, "Non-blind methods per kernel size").  The noise sigma is floored
+into ringing that crosses the image, so that the loss grows with the kernel size (DPIR with ``replicate``
+keeps little of its gain over Richardson-Lucy on 70-75 px camera-shake kernels; BENCHMARKS.md, "Non-blind
+methods per kernel size").  The noise sigma is floored
 (:func:`unblur.algorithms.common.robust_noise_sigma`): the last HQS steps weigh the data by
 ``lam sigma^2 / sigma_K^2`` with ``sigma_K = sigma``, so an underestimated sigma fits the noise.
 

@@ -23,8 +23,7 @@ default ``consistency_tau = 0.05`` adds step 4 (the paper has none): the DPS ref
 the data (the re-blur residual shows where) and step 4 brings it back.  Measurements: BENCHMARKS.md,
 "Diffusion methods on non-face images".  The paper's blur model is
 replicate padding by ``k // 2`` (``boundary="replicate"``); the default is ``"valid"``, as for every learned
-non-blind method (:mod:`unblur.algorithms.pnp`; BENCHMARKS.md, "Non-blind methods per kernel size": with
-``replicate`` the samplers lose several dB from 35 px kernels on).  ``refine_from`` starts
+non-blind method (:mod:`unblur.algorithms.pnp`: padding models ring from the borders with long kernels).  ``refine_from`` starts
 step 3 from another reconstruction instead (the paper's Table II ablation): ``"y"`` (the data),
 ``"rl-tv"`` (25 RL-TV iterations, lambda 0.005), ``"pnp-admm"`` (default PnP-ADMM, 12 network
 evaluations more) or an array in the image's layout.

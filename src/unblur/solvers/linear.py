@@ -165,9 +165,10 @@ def wiener(image, psf, *, noise_sigma: float | None = None, balance: float | Non
     mirror or edge values, filtered circularly, cropped).  Padding invents the blurred values beyond the
     edge; they disagree with the blur of the true scene by up to the image contrast over a band as wide
     as the PSF, and the inverse filter amplifies that disagreement into ringing across the whole image,
-    the more so the larger the kernel (motion kernels of 35 px and more).  The fitted balance is not the
-    cause: with the valid model the same balance beats Richardson-Lucy on large camera-shake kernels,
-    while no balance rescues pad-then-crop (BENCHMARKS.md, "Non-blind methods per kernel size").
+    the more so the larger the kernel (motion kernels of 25 px and more).  The fitted balance is not the
+    cause: with the valid model the same fitted balance is above Richardson-Lucy on camera-shake kernels of
+    15-75 px, while pad-then-crop falls below it from 25 px on (BENCHMARKS.md, "Non-blind methods per
+    kernel size").
     Unlike ``skimage.restoration.wiener``, whose third positional argument is ``balance``, every
     argument after ``psf`` is keyword-only.
 
