@@ -11,7 +11,10 @@ Subcommands (each prints Markdown rows for BENCHMARKS.md):
   PSNR against the ground truth and the maximum pixel difference, for several halos.
 * ``throughput``: voxels per second of tiled RL with 1 and 2 local Dask worker processes
   (``distributed.LocalCluster``, one thread each) and of whole-volume RL on one thread: scaling and
-  the per-voxel cost of tiling.
+  the per-voxel cost of tiling.  ``--cpu-time``: this process only (whole volume and tiled with the
+  ``sync`` scheduler, one thread), ``--repeat`` interleaved rounds, and the ratio of the tiled run's
+  process CPU time to the whole volume's in each round (median and range): on a machine shared with
+  other jobs, runs close in time see the same load.
 * ``time-to-best``: Biggs-Andrews RL on ``bars-25pct``, whole volume and with tiles forced: best
   PSNR over the iteration count and the wall time of the run that reaches it.
 * ``rl-blocks``: CPU time of RL on a stack and on its halves split on Y or on X (the per-row
@@ -25,6 +28,7 @@ Subcommands (each prints Markdown rows for BENCHMARKS.md):
     python benchmarks/tiling.py memory-model
     python benchmarks/tiling.py accuracy
     python benchmarks/tiling.py throughput
+    python benchmarks/tiling.py throughput --cpu-time --repeat 5
     python benchmarks/tiling.py time-to-best
     python benchmarks/tiling.py rl-blocks
     python benchmarks/tiling.py plans
@@ -223,8 +227,12 @@ def throughput(a):
     else:  # the plan unblur chooses for 2 workers under the default memory limit
         tile = make_plan(y.shape, psf.shape, bytes_per_voxel=bytes_per_voxel("rl"), concurrent=2, min_tiles=2).max_core()
     unblur.deconvolve(y[:16, :64, :64], psf[:9, :9, :9], "rl", num_iter=2)
+    deconvolve_tiled(y[:16, :64, :64], psf[:9, :9, :9], "rl", tile=(16, 32, 64), scheduler="sync", num_iter=2)  # imports
+    if a.cpu_time:
+        a.in_process_only, a.nanny_malloc = True, False
     rows, rep = [], a.repeat
-    print(f"stack {y.shape}, PSF {psf.shape}, {a.num_iter} RL iterations, tiles {tile}, best of {rep}; {_load()}", flush=True)
+    print(f"stack {y.shape}, PSF {psf.shape}, {a.num_iter} RL iterations, tiles {tile}, best of {rep}, "
+          f"torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}; {_load()}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="unblur-thr-", dir=a.tmp))
     try:
         np.save(tmp / "y.npy", y)  # workers read their blocks from the file
@@ -233,16 +241,23 @@ def throughput(a):
         if a.threads:
             runs["threads"] = lambda: deconvolve_tiled(tmp / "y.npy", psf, "rl", tile=tile, scheduler="threads",
                                                        workers=2, **kw)
-        best = {}
+        best, rounds = {}, []
         for _ in range(rep):  # interleaved, so that a change in the load touches every run alike
+            cpu = {}
             for name, fn in runs.items():
                 m = _measure(fn, 1)
+                cpu[name] = m[1]
                 best[name] = m if name not in best or m[1] < best[name][1] else best[name]
-            print(f"  whole/sync{'/threads' if a.threads else ''} done; {_load()}", flush=True)
+            rounds.append(cpu)
+            print(f"  whole/sync{'/threads' if a.threads else ''} done: CPU {' / '.join(f'{c:.1f}' for c in cpu.values())} s; "
+                  f"{_load()}", flush=True)
         tw, cw, fw, _ = best["whole"]
         rows.append(("whole volume, 1 thread, this process", tw, cw, fw, "1.00"))
         ts, cs, fs, r = best["sync"]
-        rows.append(("tiled, this process (scheduler sync)", ts, cs, fs, f"CPU per voxel {cs / cw:.2f}x whole"))
+        ratios = sorted(c["sync"] / c["whole"] for c in rounds)
+        per_round = (f"; per round {np.median(ratios):.2f}x (median of {rep}, {ratios[0]:.2f}-{ratios[-1]:.2f})"
+                     if a.cpu_time else "")
+        rows.append(("tiled, this process (scheduler sync)", ts, cs, fs, f"CPU per voxel {cs / cw:.2f}x whole{per_round}"))
         if a.threads:
             tt, ct, ft, _ = best["threads"]
             rows.append(("tiled, this process, 2 threads (scheduler threads)", tt, ct, ft,
@@ -419,6 +434,8 @@ def main():
     t.add_argument("--nanny-malloc", action="store_true", help="also time 1 worker with the nanny's malloc setting kept")
     t.add_argument("--threads", action="store_true", help="also time 2 threads in this process (the default scheduler)")
     t.add_argument("--in-process-only", action="store_true", help="skip the worker processes")
+    t.add_argument("--cpu-time", action="store_true",
+                   help="this process only; the tiled / whole ratio of process CPU time in each round (median, range)")
     t.add_argument("--repeat", type=int, default=1, help="runs of each kind; the best is shown")
     t.add_argument("--num-iter", type=int, default=20)
     t.add_argument("--tmp", default="/tmp")
