@@ -135,3 +135,17 @@ def test_tables_follow_the_suite_order_not_the_order_of_completion():
             for g, i in (("k75", 2), ("k15", 0), ("k35", 1))]
     assert list(summarize(recs)) == ["k15", "k35", "k75"]
     assert list(summarize([{k: v for k, v in r.items() if k != "index"} for r in recs])) == ["k75", "k15", "k35"]
+
+
+def test_choice_suites_parse_and_name_registered_parameters():
+    """The suites in benchmarks/choices/ (how defaults were chosen) stay runnable: every method and parameter exists."""
+    from pathlib import Path
+
+    from unblur.registry import get_method
+    files = sorted((Path(__file__).parents[1] / "benchmarks" / "choices").glob("*.toml"))
+    assert files
+    for f in files:
+        s = load_suite(str(f))
+        for m in s.methods:
+            names = {p.name for p in get_method(m.method).params}
+            assert set(m.params) <= names, (f.name, m.label, set(m.params) - names)
