@@ -149,3 +149,24 @@ def test_choice_suites_parse_and_name_registered_parameters():
         for m in s.methods:
             names = {p.name for p in get_method(m.method).params}
             assert set(m.params) <= names, (f.name, m.label, set(m.params) - names)
+
+
+def test_matrix_table_one_row_per_method_one_column_per_kernel():
+    from unblur.bench.summary import matrix_table, summarize
+
+    def rec(kernel, label, psnr, delta=None, idx=0):
+        m = {"psnr": psnr, "psnr_input": 20.0, "time_s": 1.0}
+        if delta is not None:
+            m["psnr_delta"] = delta
+        return {"label": label, "group": kernel, "noise": "gaussian", "level": 0.01, "ok": True, "metrics": m, "index": idx}
+
+    records = [rec("k.npz:kernel09 (25x25)", "RL", 25.0, idx=0), rec("k.npz:kernel09 (25x25)", "DPIR", 27.0, 2.0, 1),
+               rec("motion35 (35x35)", "RL", 24.0, idx=2), rec("motion35 (35x35)", "DPIR", 23.5, -0.5, 3)]
+    table = matrix_table(summarize(records, ["RL", "DPIR"]), "psnr")
+    lines = [ln for ln in table.splitlines() if ln.startswith("|")]
+    assert lines[0] == "| method | kernel09 (25x25) | motion35 (35x35) | mean time (s) |"
+    assert lines[2] == "| blurred input | 20.00 | 20.00 | - |"
+    assert lines[3] == "| RL | 25.00 | 24.00 | 1.00 |"
+    assert lines[4] == "| DPIR | 27.00 (+2.00) | 23.50 (-0.50) | 1.00 |"
+    with pytest.raises(InputError, match="report.matrix"):
+        load_suite("smoke", overrides=['report.matrix="lpips"'])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .summary import COLUMNS, columns_present, condition_of, fmt, markdown_tables, summarize
+from .summary import COLUMNS, columns_present, condition_of, fmt, markdown_tables, matrix_table, summarize
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -250,7 +250,7 @@ def markdown_block(suite, records: list[dict], command: str, machine: dict, date
     lines = [f"### `{suite.name}`", "", suite.description, "",
              f"Command: `{command}`", "",
              f"Machine: {machine_line(machine)}; run {where}, {workers} worker(s); {date}.", "",
-             markdown_tables(summary)]
+             matrix_table(summary, suite.report["matrix"]) if suite.report.get("matrix") else markdown_tables(summary)]
     failed = [r for r in records if not r.get("ok")]
     if failed:
         lines += ["", f"{len(failed)} case(s) failed: " + "; ".join(sorted({str(r.get('error'))[:120] for r in failed}))]

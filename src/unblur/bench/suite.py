@@ -52,6 +52,8 @@ A suite file (``unblur bench --list`` shows the shipped ones, ``src/unblur/bench
     [report]
     panels = 2                        # image panels of the first units in the HTML report
     group = "kernel"                  # optional: one table per kernel (or "image") and noise level
+    matrix = "psnr"                   # optional: the BENCHMARKS.md block is one table of this metric, methods x
+                                      # tables (with psnr_delta in brackets); the HTML report keeps every table
 
     [full]                            # overrides applied by --full (the paper-size protocol)
     dataset = {limit = 68, crop = 256}
@@ -92,6 +94,7 @@ BOUNDARIES = ("circular", "zero", "replicate", "reflect", "valid")
 KERNEL_SOURCES = ("file", "gaussian", "disk", "defocus", "motion", "zernike")
 COLORS = ("gray", "rgb", "keep")
 KERNEL_GIVEN = ("true", "dirac")
+METRIC_KEYS = ("psnr", "ssim", "psnr_shift", "ssim_shift", "error_ratio", "gain", "isnr", "kernel_error")
 METRICS = ("psnr", "ssim", "psnr_shift", "ssim_shift", "error_ratio", "gain", "isnr", "reblur", "kernel_error",
            "niqe", "brisque", "lpips", "time", "memory", "throughput", "psnr_delta", "psnr_input", "residual_share",
            "seed_spread")
@@ -247,6 +250,9 @@ def _validate(d: dict, path: Path, raw: dict) -> Suite:
     report = dict(d.get("report", {}))
     require(report.get("group") in (None,) + GROUPS, f"{where}: report.group {report.get('group')!r} unknown",
             f"use one of {', '.join(GROUPS)}, or leave it out")
+    require(report.get("matrix") in (None,) + tuple(k for k in METRIC_KEYS if k in metrics["names"] or k == "time_s"),
+            f"{where}: report.matrix {report.get('matrix')!r} is not one of the suite's metrics",
+            "name a metric of metrics.names (e.g. psnr), or leave it out")
     kind = d.get("kind", "nonblind")
     require(kind in ("nonblind", "blind", "mixed"), f"{where}: kind {kind!r} unknown", "use nonblind, blind or mixed")
     return Suite(name=d.get("name", path.stem), description=d.get("description", ""), kind=kind, seed=int(d.get("seed", 0)),

@@ -123,3 +123,42 @@ def markdown_tables(summary: dict, spread: bool = True) -> str:
             lines.append("| " + " | ".join([lab] + [fmt(row.get(c), c, spread) for c in cols] + extra + [n]) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def matrix_table(summary: dict, metric: str, extra: tuple[str, ...] = ("time_s",)) -> str:
+    """One markdown table of ``metric`` for every method (rows) and condition (columns), mean over the cases;
+    with ``psnr_delta`` the difference to the reference follows in brackets, with ``psnr_input`` a first row
+    gives the blurred input's value; ``extra`` metrics become columns averaged over every condition.
+    Conditions that share their noise part are named by what precedes it (e.g. the kernel)."""
+    conds = list(summary)
+    names = [c.split(", ")[0].split(":")[-1] for c in conds]  # "kernels.npz:kernel09 (25x25)" -> "kernel09 (25x25)"
+    tails = {c.partition(", ")[2] for c in conds}
+    if len(tails) != 1 or len(set(names)) != len(names):
+        names = conds
+    labels = list(dict.fromkeys(lab for t in summary.values() for lab in t))
+    extra = tuple(e for e in extra if any(e in row for t in summary.values() for row in t.values()))
+    head = ["method"] + names + [f"mean {COLUMNS[e][0]}" for e in extra]
+    title = COLUMNS[metric][0] + (f", {next(iter(tails))}" if len(tails) == 1 and names != conds and next(iter(tails)) else "")
+    lines = [f"**{title}** (difference to the reference in brackets; mean over the cases)"
+             if any("psnr_delta" in row for t in summary.values() for row in t.values()) else f"**{title}**",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if any("psnr_input" in row for t in summary.values() for row in t.values()):
+        cells = []
+        for c in conds:
+            vals = [row["psnr_input"]["mean"] for row in summary[c].values() if row.get("psnr_input", {}).get("mean") is not None]
+            cells.append(f"{vals[0]:.2f}" if vals else "-")
+        lines.append("| blurred input | " + " | ".join(cells + ["-"] * len(extra)) + " |")
+    for lab in labels:
+        cells = []
+        for c in conds:
+            row = summary[c].get(lab)
+            cell = fmt(row.get(metric), metric, spread=False) if row else "-"
+            if row and row.get("psnr_delta", {}).get("mean") is not None:
+                cell += f" ({row['psnr_delta']['mean']:+.2f})"
+            cells.append(cell)
+        for e in extra:
+            vals = [row[e]["mean"] for t in summary.values() for la, row in t.items()
+                    if la == lab and row.get(e, {}).get("mean") is not None]
+            cells.append(COLUMNS[e][1].format(float(np.mean(vals))) if vals else "-")
+        lines.append("| " + " | ".join([lab] + cells) + " |")
+    return "\n".join(lines)
