@@ -344,8 +344,10 @@ def test_blind_warmstart_and_fastem_motion_suites_and_the_dirac_reference(tmp_pa
     s = load_suite("smoke", overrides=['methods=[{method = "wiener", label = "true"}, {method = "wiener", label = "dirac", '
                                        'kernel = "dirac"}]', 'metrics.names=["psnr", "kernel_error"]', "metrics.reference=\"true\"",
                                        'degradation.kernels=[{source = "gaussian", size = 9, sigma = 1.5}]'])
-    recs = {r["label"]: r for r in run_suite(s, tmp_path / "out", data=d)["records"]}
+    res = run_suite(s, tmp_path / "out", data=d)
+    recs = {r["label"]: r for r in res["records"]}
     assert all(r["ok"] for r in recs.values()), [r.get("error") for r in recs.values()]
+    assert {r["machine"]["torch_threads"] for r in recs.values()} == {res["machine"]["torch_threads"]}  # the block's line
     from unblur.psf import gaussian_kernel
     k = gaussian_kernel(9, 1.5)
     dirac = np.zeros((9, 9), np.float32)

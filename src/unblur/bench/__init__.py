@@ -36,7 +36,7 @@ def run_suite(suite: Suite, out_dir: str | Path, data: str | Path | None = None,
     """
     from .cases import check_cases, make_cases
     from .report import write_report
-    from .runner import RESULTS, machine_info, run_cases
+    from .runner import RESULTS, _threads_for, machine_info, run_cases
     from .store import read_records, write_json_atomic
     from .summary import summarize
     out = Path(out_dir)
@@ -61,6 +61,7 @@ def run_suite(suite: Suite, out_dir: str | Path, data: str | Path | None = None,
                 f"{out} holds a run of another suite or other cases ({prev.get('suite')})",
                 "resume with the same suite, data and options, or choose another --out")
     machine = machine_info()
+    machine["torch_threads"] = _threads_for(workers)  # what each case runs with (run_cases sets it)
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime())
     if report_only:
         import json
