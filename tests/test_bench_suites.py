@@ -170,3 +170,15 @@ def test_matrix_table_one_row_per_method_one_column_per_kernel():
     assert lines[4] == "| DPIR | 27.00 (+2.00) | 23.50 (-0.50) | 1.00 |"
     with pytest.raises(InputError, match="report.matrix"):
         load_suite("smoke", overrides=['report.matrix="lpips"'])
+
+
+def test_psnr_difference_filled_from_the_reference_record_when_its_restoration_is_gone():
+    from unblur.bench.summary import fill_deltas
+    note = "PSNR difference: the reference 'RL' has no restoration for this unit (it failed)"
+    recs = [{"label": "RL", "unit": "u1", "ok": True, "metrics": {"psnr": 25.0}, "notes": []},
+            {"label": "DPIR", "unit": "u1", "ok": True, "metrics": {"psnr": 26.5}, "notes": [note]},
+            {"label": "DPIR", "unit": "u2", "ok": True, "metrics": {"psnr": 20.0}, "notes": [note]}]
+    out = fill_deltas(recs, "RL")
+    assert out[1]["metrics"]["psnr_delta"] == pytest.approx(1.5) and out[1]["notes"] == []
+    assert "psnr_delta" not in out[2]["metrics"] and out[2]["notes"] == [note]  # no reference record for u2
+    assert "psnr_delta" not in recs[1]["metrics"]  # the records themselves are not changed

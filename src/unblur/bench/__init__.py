@@ -76,5 +76,5 @@ def run_suite(suite: Suite, out_dir: str | Path, data: str | Path | None = None,
         run_cases(cases, out, workers=workers, scheduler=scheduler, progress=progress, save_units=set(panel_units))
     records = [r for r in read_records(results) if r["case"] in set(ids)]
     report = write_report(out, suite, cases, records, command, machine, started, panel_units)
-    return {"records": records, "summary": summarize(records, [m.label for m in suite.methods]), "report": report,
+    return {"records": records, "summary": summarize(records, [m.label for m in suite.methods], suite.reference), "report": report,
             "machine": machine, "started": started, "cases": cases}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .summary import COLUMNS, columns_present, condition_of, fmt, markdown_tables, matrix_table, summarize
+from .summary import COLUMNS, columns_present, condition_of, fill_deltas, fmt, markdown_tables, matrix_table, summarize
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -194,7 +194,8 @@ def write_report(out_dir: Path, suite, cases, records: list[dict], command: str,
     """Write ``out_dir/report.html`` and return its path."""
     out_dir = Path(out_dir)
     labels = [m.label for m in suite.methods]
-    summary = summarize(records, labels)
+    records = fill_deltas(records, suite.reference)
+    summary = summarize(records, labels, suite.reference)
     notes = sorted({n for r in records for n in r.get("notes", [])})
     failed = [r for r in records if not r.get("ok")]
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>unblur bench: {html.escape(suite.name)}</title>"
@@ -244,7 +245,8 @@ def _markers(name: str) -> tuple[str, str]:
 
 def markdown_block(suite, records: list[dict], command: str, machine: dict, date: str, workers: int) -> str:
     labels = [m.label for m in suite.methods]
-    summary = summarize(records, labels)
+    records = fill_deltas(records, suite.reference)
+    summary = summarize(records, labels, suite.reference)
     gpu = machine.get("gpu")
     where = f"on a GPU ({gpu})" if gpu else "on the CPU (no GPU)"
     lines = [f"### `{suite.name}`", "", suite.description, "",

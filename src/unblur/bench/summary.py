@@ -62,9 +62,29 @@ def _stats(values: list[float]) -> dict:
             "median": float(np.median(v))}
 
 
-def summarize(records: list[dict], labels: list[str] | None = None) -> dict:
+_NO_REF = "PSNR difference: the reference"
+
+
+def fill_deltas(records: list[dict], reference: str | None) -> list[dict]:
+    """Records whose ``psnr_delta`` is missing because the reference's restoration was no longer on disk (a
+    resumed run that added a method) get it from the PSNR of the reference's record of the same unit."""
+    ref_psnr = {(r.get("unit"), r["label"]): r["metrics"].get("psnr") for r in records if r.get("ok")}
+    out = []
+    for r in records:
+        ref = reference if r["label"] != reference else None
+        if r.get("ok") and ref and "psnr_delta" not in r["metrics"] and "psnr" in r["metrics"] \
+                and ref_psnr.get((r.get("unit"), ref)) is not None and any(_NO_REF in n for n in r.get("notes", [])):
+            r = dict(r, metrics=dict(r["metrics"], psnr_delta=r["metrics"]["psnr"] - ref_psnr[(r.get("unit"), ref)]),
+                     notes=[n for n in r.get("notes", []) if _NO_REF not in n])
+        out.append(r)
+    return out
+
+
+def summarize(records: list[dict], labels: list[str] | None = None, reference: str | None = None) -> dict:
     """``{condition: {label: {metric: {mean, std, n, median}, "_ok": n, "_failed": n}}}`` in method order; rows with
-    an error ratio add ``_er_le2`` / ``_er_le3`` (shares), rows with the gain metric ``_worse`` (a count)."""
+    an error ratio add ``_er_le2`` / ``_er_le3`` (shares), rows with the gain metric ``_worse`` (a count).
+    ``reference``: the suite's reference label, for :func:`fill_deltas`."""
+    records = fill_deltas(records, reference)
     labels = labels or list(OrderedDict.fromkeys(r["label"] for r in records))
     out: dict = OrderedDict()
     ordered = sorted(records, key=lambda r: r.get("index", 0)) if all("index" in r for r in records) else records
