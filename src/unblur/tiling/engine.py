@@ -50,8 +50,8 @@ from .sources import ArraySource, as_source, describe
 LOCAL = (None, "threads", "processes", "sync")
 #: bytes per voxel of a tile's FFT grid (read box + PSF - 1) that Richardson-Lucy's modelled peak
 #: (:meth:`unblur.solvers.richardson_lucy.GridStep.memory_multiple`) leaves out: slab temporaries, the
-#: read block and the allocator (9.4-9.6 B: the measured peak of ``rl`` in the memory model, 24.6-24.8 B,
-#: less the modelled 15.2-15.3 B; ``benchmarks/tiling.py memory-model``)
+#: read block and the allocator; the peak of ``rl`` measured by ``benchmarks/tiling.py memory-model``
+#: (BENCHMARKS.md, "Memory model") less the modelled peak of the same runs, rounded up
 RL_UNMODELLED = 10.0
 #: new process pools started after local worker processes die (``scheduler="processes"``)
 PROCESS_RETRIES = 2
