@@ -153,8 +153,10 @@ def matrix_table(summary: dict, metric: str, extra: tuple[str, ...] = ("time_s",
     conds = list(summary)
     names = [c.split(", ")[0].split(":")[-1] for c in conds]  # "kernels.npz:kernel09 (25x25)" -> "kernel09 (25x25)"
     tails = {c.partition(", ")[2] for c in conds}
-    if len(tails) != 1 or len(set(names)) != len(names):
-        names = conds
+    if len(tails) != 1 or len(set(names)) != len(names):  # several noise levels: "kernel09 (25x25), sigma=0.01"
+        names = [f"{n}, {c.partition(', ')[2].split(' (')[0].replace('gaussian ', '')}" if ", " in c else c
+                 for n, c in zip(names, conds)]
+        names = names if len(set(names)) == len(names) else conds
     labels = list(dict.fromkeys(lab for t in summary.values() for lab in t))
     extra = tuple(e for e in extra if any(e in row for t in summary.values() for row in t.values()))
     head = ["method"] + names + [f"mean {COLUMNS[e][0]}" for e in extra]
