@@ -182,3 +182,15 @@ def test_psnr_difference_filled_from_the_reference_record_when_its_restoration_i
     assert out[1]["metrics"]["psnr_delta"] == pytest.approx(1.5) and out[1]["notes"] == []
     assert "psnr_delta" not in out[2]["metrics"] and out[2]["notes"] == [note]  # no reference record for u2
     assert "psnr_delta" not in recs[1]["metrics"]  # the records themselves are not changed
+
+
+def test_safeguard_outcome_is_recorded_and_shown_as_a_share():
+    from unblur.bench.runner import safeguard_metrics
+    from unblur.bench.summary import markdown_tables, summarize
+    assert safeguard_metrics({"safeguard": {"enabled": True, "kept_start": True}}) == {"kept_start": 1.0}
+    assert safeguard_metrics({"safeguard": {"enabled": False, "kept_start": False}}) == {}
+    assert safeguard_metrics({"nfe": 3}) == {}
+    recs = [{"label": "Fast EM", "noise": "gaussian", "level": 0.01, "ok": True, "metrics": {"kept_start": v}, "index": i}
+            for i, v in enumerate((1.0, 0.0, 0.0, 0.0))]
+    assert "| safeguard kept the start |" in markdown_tables(summarize(recs)).replace(" | n |", " |")
+    assert "| Fast EM | 25% ± 50% | 4 |" in markdown_tables(summarize(recs))

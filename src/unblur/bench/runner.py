@@ -393,6 +393,7 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
             metrics["mvox_it_per_s"] = float(iters) * y.size / wall / 1e6
         if "nfe" in info:
             metrics["nfe"] = info["nfe"]
+        metrics.update(safeguard_metrics(info))
         rec.update(ok=True, metrics=metrics, notes=notes, sigma=data["sigma"], shape=list(y.shape),
                    params={k2: v for k2, v in info.get("params", params).items() if isinstance(v, (int, float, str, bool, type(None)))})
     except Exception as e:  # a failing method is a result, not the end of the run
@@ -401,6 +402,15 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
     rec["elapsed_s"] = time.time() - t_start
     rec["machine"] = machine_info()
     return rec
+
+
+def safeguard_metrics(info: dict) -> dict:
+    """``{"kept_start": 0 or 1}`` when the method ran a safeguard (Fast EM, Diffusion EM: ``info["safeguard"]``)
+    that could return its start instead of its own result; tables show the share of cases where it did."""
+    sg = info.get("safeguard")
+    if isinstance(sg, dict) and sg.get("enabled"):
+        return {"kept_start": float(bool(sg.get("kept_start")))}
+    return {}
 
 
 def pending(cases: list[Case], results: Path) -> list[Case]:

@@ -33,6 +33,7 @@ COLUMNS = OrderedDict([
     ("it_per_s", ("iterations/s", "{:.1f}", "high")),
     ("mvox_it_per_s", ("Mvoxel-it/s", "{:.1f}", "high")),
     ("nfe", ("NFE", "{:.0f}", None)),
+    ("kept_start", ("safeguard kept the start", "{:.0%}", None)),
 ])
 
 
