@@ -140,3 +140,32 @@ def test_l0_warns_when_the_image_is_small_for_the_kernel():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         l0_blind(y, kernel_size=11)  # 96 >= 8 x 11: no size warning
+
+
+def test_usefulness_map_is_high_on_a_straight_edge_and_low_in_texture():
+    """Xu & Jia's r-map: the gradients of a step edge add up in the window (r ~ 1), those of a random texture
+    cancel (r small); the mask keeps the edge and, when too few pixels pass, lowers its threshold."""
+    from unblur.blind.l0 import usefulness_map, usefulness_mask
+    step = np.zeros((64, 64))
+    step[:, 32:] = 1.0
+    r = usefulness_map(step, 9)
+    assert r[:, 30:34].min() > 0.9, r[:, 30:34].min()
+    texture = np.random.default_rng(0).random((64, 64))
+    rt = usefulness_map(texture, 9)
+    assert rt.mean() < 0.25 and np.quantile(rt, 0.99) < 0.45, (rt.mean(), np.quantile(rt, 0.99))
+    both = np.concatenate([step, texture], 1)
+    rb = usefulness_map(both, 9)
+    mag = np.ones_like(rb)
+    keep = usefulness_mask(rb, mag, 0.8, 10)
+    assert keep[:, 28:36].all() and not keep[:, 80:120].any()
+    many = usefulness_mask(rb, mag, 0.8, 3000)  # too few above 0.8: the 3000 largest r
+    assert many.sum() >= 3000 and many[:, 28:36].all()
+
+
+def test_l0_edge_usefulness_is_the_default_and_off_still_recovers_camera_shake():
+    from unblur.registry import get_method
+    assert get_method("l0").defaults()["edge_usefulness"] == 0.3
+    y, k, sharp = _blurred_crop()
+    restored, info = l0_blind(y, kernel_size=19, edge_usefulness=0.0)
+    assert kernel_error(info["kernel"], k) < 0.3
+    assert aligned_psnr(restored, sharp) - aligned_psnr(y, sharp) > 5.0

@@ -19,6 +19,9 @@ representation for natural image deblurring"). At each level of an image pyramid
   ``max(k) / 20`` and small connected components removed, re-centred on its centre of mass and
   normalised to sum 1.
 
+Optionally (``edge_usefulness``), the kernel step skips texture: only edges where Xu & Jia's (ECCV 2010)
+usefulness map of the blurred level is high, i.e. gradients that do not cancel in a window (:func:`usefulness_map`).
+
 ``lambda`` decays by 1.1 per outer iteration (floor 1e-4). The kernel found at one level, resized,
 starts the next. The final image is a non-blind hyper-Laplacian deconvolution (Krishnan & Fergus 2009,
 ``|grad x|^alpha``, alpha = 0.8 by default), which tolerates kernel errors better than a quadratic prior;
@@ -54,6 +57,9 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 #: Below this many kernel sizes on the shorter side (of the estimation crop) ``l0`` warns that its kernel
 #: estimate is unreliable (BENCHMARKS.md, "Blind deblurring of photographs": 128 px with 25-px kernels fails).
 MIN_SIZE_FACTOR = 8
+#: With ``edge_usefulness``, the usefulness mask keeps at least this many times the edge count of pixels with a
+#: gradient, so that the edges are still the strongest gradients among the candidates.
+USEFUL_CANDIDATES = 3.0
 
 
 # -- Fourier helpers -----------------------------------------------------------------------------------
@@ -169,15 +175,51 @@ def center_kernel(k: np.ndarray) -> np.ndarray:
     return out / s if s > 0 else k
 
 
-def select_edges(x: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+def select_edges(x: np.ndarray, count: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Gradients of ``x`` with all but the ``count`` largest magnitudes set to 0 (salient edges only,
-    in the spirit of Cho & Lee 2009: weak gradients carry noise and little information on the blur)."""
+    in the spirit of Cho & Lee 2009: weak gradients carry noise and little information on the blur);
+    with a boolean ``mask``, only among the pixels it keeps (Xu & Jia 2010: useful edges)."""
     gx, gy = _grad(x)
     mag = gx * gx + gy * gy
+    if mask is not None:
+        mag = mag * mask
     count = int(min(count, mag.size - 1))
     thr = np.partition(mag.ravel(), mag.size - count)[mag.size - count]
-    keep = mag >= thr
+    keep = (mag >= thr) & (mag > 0)
     return gx * keep, gy * keep
+
+
+def usefulness_map(y: np.ndarray, window: int, smooth: float = 1.0, eps: float = 0.5) -> np.ndarray:
+    """Xu & Jia's (ECCV 2010) usefulness of the gradients of a (blurred) image ``y`` for kernel estimation::
+
+        r(x) = |sum_{N_h(x)} grad y_s| / (sum_{N_h(x)} |grad y_s| + eps)
+
+    with ``y_s`` the image smoothed by a Gaussian of standard deviation ``smooth`` and ``N_h(x)`` the
+    ``window x window`` square around ``x``. Along a straight edge the gradients in the window point the same
+    way and ``r`` is close to 1; in texture (structures smaller than the window) they cancel and ``r`` is
+    small; ``eps`` keeps ``r`` low in flat regions. Box sums by ``scipy.ndimage.uniform_filter`` (circular,
+    as ``y`` is periodic-extended), a few passes over the image."""
+    ys = ndimage.gaussian_filter(y, smooth, mode="wrap") if smooth > 0 else y
+    gx, gy = _grad(ys)
+    n = float(window * window)
+    sx = ndimage.uniform_filter(gx, window, mode="wrap")
+    sy = ndimage.uniform_filter(gy, window, mode="wrap")
+    sm = ndimage.uniform_filter(np.sqrt(gx * gx + gy * gy), window, mode="wrap")
+    return n * np.sqrt(sx * sx + sy * sy) / (n * np.maximum(sm, 0) + eps)
+
+
+def usefulness_mask(r: np.ndarray, grad_mag: np.ndarray, threshold: float, count: int) -> np.ndarray:
+    """Pixels with ``r >= threshold``; where fewer than ``count`` of them have a non-zero gradient
+    (``grad_mag``), the threshold is lowered to keep the ``count`` pixels of largest ``r`` among those
+    with a gradient (the kernel step needs edges in proportion to the kernel area)."""
+    keep = r >= threshold
+    live = grad_mag > 0
+    count = int(min(count, int(live.sum()) - 1))
+    if count > 0 and int((keep & live).sum()) < count:
+        vals = r[live]
+        thr = np.partition(vals, vals.size - count)[vals.size - count]
+        keep = r >= thr
+    return keep
 
 
 def estimate_kernel_step(gx: tuple[np.ndarray, np.ndarray], y: np.ndarray, k0: np.ndarray, gamma: float,
@@ -258,8 +300,11 @@ def _odd(n: float) -> int:
 
 
 def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 4e-3, lambda_intensity: float = 0.0,
-                    gamma: float = 0.3, outer_iter: int = 5, edge_factor: float = 10.0, progress=None, **step) -> np.ndarray:
-    """Coarse-to-fine L0 kernel estimation on a gray image ``y`` in [0, 1] (module docstring)."""
+                    gamma: float = 0.3, outer_iter: int = 5, edge_factor: float = 10.0, edge_usefulness: float = 0.3,
+                    usefulness_window: float = 0.5, progress=None, **step) -> np.ndarray:
+    """Coarse-to-fine L0 kernel estimation on a gray image ``y`` in [0, 1] (module docstring); with
+    ``edge_usefulness > 0`` the kernel step keeps only edges of large-scale structures (:func:`usefulness_map`
+    on the blurred level, window ``usefulness_window`` times the level's kernel size, :func:`usefulness_mask`)."""
     n_levels = max(1, int(np.ceil(np.log(kernel_size / 5) / np.log(np.sqrt(2)))) + 1)
     k = _dirac(3)
     for level in range(n_levels - 1, -1, -1):
@@ -270,10 +315,16 @@ def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 4e-
                 "give a kernel size below a third of the shorter side")
         k = _resize_kernel(k, size)
         yp = periodic_extend(yl, size)
+        count = int(edge_factor * size * size)
+        r = usefulness_map(yp, _odd(usefulness_window * size)) if edge_usefulness > 0 else None
         lam = lambda_grad
         for _ in range(outer_iter):
             x = l0_latent(yp, k, lam, lambda_intensity)
-            k = estimate_kernel_step(select_edges(x, edge_factor * size * size), yp, k, gamma, valid=yl.shape, **step)
+            mask = None
+            if r is not None:
+                gx, gy = _grad(x)
+                mask = usefulness_mask(r, gx * gx + gy * gy, edge_usefulness, int(USEFUL_CANDIDATES * count))
+            k = estimate_kernel_step(select_edges(x, count, mask), yp, k, gamma, valid=yl.shape, **step)
             lam = max(lam / 1.1, 1e-4)
         if progress is not None:
             progress(n_levels - level, n_levels)
@@ -375,7 +426,8 @@ def _best_crop(y: np.ndarray, size: int) -> tuple[slice, slice]:
 
 
 def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3, lambda_intensity: float = 0.0,
-             gamma: float = 0.1, outer_iter: int = 5, edge_factor: float = 10.0, final_alpha: float = 0.8, final_weight: float | None = None,
+             gamma: float = 0.1, outer_iter: int = 5, edge_factor: float = 10.0, edge_usefulness: float = 0.3,
+             final_alpha: float = 0.8, final_weight: float | None = None,
              final_boundary: Literal["valid", "periodic"] = "valid", noise_sigma: float | None = None, max_estimation_size: int = 512, init_kernel=None,
              progress: bool = False):
     """Blind deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image with the L0 gradient prior.
@@ -397,6 +449,16 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         Latent/kernel alternations per pyramid level.
     edge_factor : float
         The kernel step uses the ``edge_factor * kernel_size^2`` strongest gradients of the latent image.
+    edge_usefulness : float
+        Threshold on Xu & Jia's usefulness map that keeps texture out of the kernel step (0: off; the
+        default 0.3 was chosen on BSD68 images outside the benchmarks, see BENCHMARKS.md).
+        At each pyramid level, on the blurred image ``B`` smoothed by a Gaussian (sigma 1 px),
+        ``r(x) = |sum_{N_h(x)} grad B| / (sum_{N_h(x)} |grad B| + 0.5)`` with ``N_h(x)`` the square window of
+        half the level's kernel size around ``x``: close to 1 along large-scale edges, small in texture,
+        where the gradients of structures smaller than the window cancel (Xu & Jia, ECCV 2010, "Two-phase
+        kernel estimation for robust motion deblurring"). The edges of the kernel step are then the
+        strongest latent gradients among the pixels with ``r >= edge_usefulness``; the threshold is lowered
+        where fewer than ``3 edge_factor * kernel_size^2`` such pixels carry a gradient (:data:`USEFUL_CANDIDATES`).
     final_alpha : float
         Exponent of the hyper-Laplacian prior of the final deconvolution (1 = total variation).
     final_weight : float or None
@@ -461,7 +523,8 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         crop = gray[rows, cols]
         report = (lambda i, n: print(f"l0: level {i}/{n}")) if progress else None
         k = estimate_kernel(crop, kernel_size, lambda_grad=lambda_grad, lambda_intensity=lambda_intensity,
-                            gamma=gamma, outer_iter=outer_iter, edge_factor=edge_factor, progress=report)
+                            gamma=gamma, outer_iter=outer_iter, edge_factor=edge_factor,
+                            edge_usefulness=edge_usefulness, progress=report)
     else:
         k = np.asarray(init_kernel, np.float64)
         require(k.ndim == 2 and k.min() >= 0 and k.sum() > 0, "init_kernel must be a non-negative 2-D kernel")
