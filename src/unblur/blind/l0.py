@@ -19,8 +19,9 @@ representation for natural image deblurring"). At each level of an image pyramid
   ``max(k) / 20`` and small connected components removed, re-centred on its centre of mass and
   normalised to sum 1.
 
-Optionally (``edge_usefulness``), the kernel step skips texture: only edges where Xu & Jia's (ECCV 2010)
-usefulness map of the blurred level is high, i.e. gradients that do not cancel in a window (:func:`usefulness_map`).
+By default (``edge_usefulness = 0.3``; 0 turns it off) the kernel step skips texture: it takes edges only where
+Xu & Jia's (ECCV 2010) usefulness map of the blurred level is high, i.e. where gradients do not cancel in a window
+(:func:`usefulness_map`).
 
 ``lambda`` decays by 1.1 per outer iteration (floor 1e-4). The kernel found at one level, resized,
 starts the next. The final image is a non-blind hyper-Laplacian deconvolution (Krishnan & Fergus 2009,
