@@ -169,3 +169,49 @@ def test_l0_edge_usefulness_is_the_default_and_off_still_recovers_camera_shake()
     restored, info = l0_blind(y, kernel_size=19, edge_usefulness=0.0)
     assert kernel_error(info["kernel"], k) < 0.3
     assert aligned_psnr(restored, sharp) - aligned_psnr(y, sharp) > 5.0
+
+
+def test_l0_verify_reports_a_stable_kernel_on_a_blur_the_image_determines():
+    y, k, _ = _blurred_crop()
+    _, info = l0_blind(y, kernel_size=19)   # verify="warn" is the default
+    c = info["checks"]
+    assert c["kernel_stable"] and c["kernel_disagreement"] < 0.3 and c["ok"] and not info["kept_input"]
+
+
+def test_l0_verify_flags_disagreeing_estimates_and_input_returns_the_blurred_image(monkeypatch):
+    """Two edge selections that give different kernels: ``warn`` keeps the result and warns, ``input`` returns y."""
+    import unblur.blind.l0 as l0
+
+    y, k, _ = _blurred_crop(size=96)
+    calls = []
+
+    def fake_estimate(crop, size, *, edge_usefulness, **kw):
+        calls.append(edge_usefulness)
+        out = np.zeros((size, size), np.float32)
+        if edge_usefulness > 0:
+            out[size // 2, 2:-2] = 1        # a horizontal line
+        else:
+            out[2:-2, size // 2] = 1        # a vertical line: a different blur
+        return out / out.sum()
+
+    monkeypatch.setattr(l0, "estimate_kernel", fake_estimate)
+    restored, info = l0_blind(y, kernel_size=11, noise_sigma=0.01)
+    assert sorted(calls) == [0.0, 0.3]
+    c = info["checks"]
+    assert not c["kernel_stable"] and c["kernel_disagreement"] > 0.3 and not c["ok"]
+    assert any("not stable" in w for w in c["warnings"]) and not np.allclose(restored, y)
+    kept, info2 = l0_blind(y.astype(np.float32), kernel_size=11, noise_sigma=0.01, verify="input")
+    assert info2["kept_input"] and kept.dtype == np.float32 and np.array_equal(kept, y.astype(np.float32))
+    calls.clear()
+    _, info3 = l0_blind(y, kernel_size=11, noise_sigma=0.01, verify="off")
+    assert calls == [0.3] and "kernel_stable" not in info3["checks"] and not info3["kept_input"]
+    with pytest.raises(InputError, match="verify"):
+        l0_blind(y, kernel_size=11, verify="maybe")
+
+
+def test_bench_counts_unstable_kernels():
+    from unblur.bench.runner import safeguard_metrics
+
+    assert safeguard_metrics({"checks": {"kernel_stable": False}}) == {"unstable": 1.0}
+    assert safeguard_metrics({"checks": {"kernel_stable": True}}) == {"unstable": 0.0}
+    assert safeguard_metrics({"checks": {}}) == {}

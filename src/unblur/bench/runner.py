@@ -406,11 +406,17 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
 
 def safeguard_metrics(info: dict) -> dict:
     """``{"kept_start": 0 or 1}`` when the method ran a safeguard (Fast EM, Diffusion EM: ``info["safeguard"]``)
-    that could return its start instead of its own result; tables show the share of cases where it did."""
+    that could return its start instead of its own result, ``{"unstable": 0 or 1}`` when it checked its
+    kernel's stability (``l0``'s ``verify``: ``info["checks"]["kernel_stable"]``); tables show the share of
+    cases where it did / where the kernel was unstable."""
+    out = {}
     sg = info.get("safeguard")
     if isinstance(sg, dict) and sg.get("enabled"):
-        return {"kept_start": float(bool(sg.get("kept_start")))}
-    return {}
+        out["kept_start"] = float(bool(sg.get("kept_start")))
+    stable = (info.get("checks") or {}).get("kernel_stable")
+    if stable is not None:
+        out["unstable"] = float(not stable)
+    return out
 
 
 def pending(cases: list[Case], results: Path) -> list[Case]:

@@ -34,6 +34,7 @@ COLUMNS = OrderedDict([
     ("mvox_it_per_s", ("Mvoxel-it/s", "{:.1f}", "high")),
     ("nfe", ("NFE", "{:.0f}", None)),
     ("kept_start", ("safeguard kept the start", "{:.0%}", None)),
+    ("unstable", ("kernel unstable", "{:.0%}", None)),
 ])
 
 

@@ -34,6 +34,10 @@ padded by a cosine blend between its two ends, in the spirit of Liu & Jia 2008) 
 solve, and the kernel step fits only pixels whose blur footprint lies inside the data, so the circular
 model does not create "+"-shaped kernels; the final step uses the valid model above.
 
+Stability check (``verify``, on by default): a second kernel is estimated with the other edge selection
+(without the usefulness mask) beside the first; where the two disagree the image does not determine the
+blur, and the result is flagged (or the input returned): a no-reference test of the estimate.
+
 Colour images: the kernel is estimated on the luminance (ITU-R BT.601) and each channel is deconvolved
 with it. Large images: the kernel is estimated on the ``max_estimation_size`` square crop with the most
 gradient energy (the blur is assumed uniform); only the final deconvolution runs on the whole image.
@@ -43,9 +47,11 @@ Units: image values in [0, 1]; ``noise_sigma`` in the same units.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -53,6 +59,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from ..errors import require
+from ..metrics import kernel_error
 
 _LUMA = np.array([0.299, 0.587, 0.114])
 #: Below this many kernel sizes on the shorter side (of the estimation crop) ``l0`` warns that its kernel
@@ -61,6 +68,8 @@ MIN_SIZE_FACTOR = 8
 #: With ``edge_usefulness``, the usefulness mask keeps at least this many times the edge count of pixels with a
 #: gradient, so that the edges are still the strongest gradients among the candidates.
 USEFUL_CANDIDATES = 3.0
+#: The usefulness threshold of the second estimate of ``verify`` when the first runs without the mask.
+VERIFY_USEFULNESS = 0.3
 
 
 # -- Fourier helpers -----------------------------------------------------------------------------------
@@ -429,8 +438,9 @@ def _best_crop(y: np.ndarray, size: int) -> tuple[slice, slice]:
 def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3, lambda_intensity: float = 0.0,
              gamma: float = 0.1, outer_iter: int = 5, edge_factor: float = 10.0, edge_usefulness: float = 0.3,
              final_alpha: float = 0.8, final_weight: float | None = None,
-             final_boundary: Literal["valid", "periodic"] = "valid", noise_sigma: float | None = None, max_estimation_size: int = 512, init_kernel=None,
-             progress: bool = False):
+             final_boundary: Literal["valid", "periodic"] = "valid", noise_sigma: float | None = None,
+             max_estimation_size: int = 512, init_kernel=None, verify: Literal["warn", "input", "off"] = "warn",
+             verify_limit: float = 0.3, progress: bool = False):
     """Blind deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image with the L0 gradient prior.
 
     Parameters
@@ -473,6 +483,19 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         The kernel is estimated on the square crop of this size with the most edges.
     init_kernel : ndarray or None
         Skip estimation and only run the final deconvolution with this kernel (used to compare kernels).
+    verify : {"warn", "input", "off"}
+        Stability check of the kernel: a second estimate with the other edge selection (``edge_usefulness``
+        0 when the first uses the usefulness mask, :data:`VERIFY_USEFULNESS` otherwise), run beside the first
+        on a second thread, and their disagreement ``d = max(e(k1, k2), e(k2, k1))`` with ``e`` the
+        shift-invariant kernel error (:func:`unblur.metrics.kernel_error`).  A blur that the image
+        determines gives the same kernel with either edge set; where they differ by more than
+        ``verify_limit`` the estimate rests on which edges were chosen (texture, too few edges) and is
+        not to be trusted.  ``"warn"``: keep the result, set ``info["checks"]["kernel_stable"] = False``
+        and warn; ``"input"``: return the blurred input unchanged instead (never worse than the input;
+        ``info["kept_input"] = True``); ``"off"``: one estimate, no check (half the estimation time).
+    verify_limit : float
+        Largest disagreement ``d`` accepted as the same kernel (a 25-px camera-shake kernel against a
+        flat square of its size scores about 1).
     progress : bool
         Print one line per pyramid level.
 
@@ -481,8 +504,9 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     restored : ndarray
         Same shape and dtype as ``image``.
     info : dict
-        ``kernel`` (float32, sums to 1), ``noise_sigma``, ``final_weight``, ``notes``, ``time_s`` and ``checks``
-        (:func:`unblur.blind.checks.blind_checks`: discrepancy, kernel support, collapse towards a Dirac).
+        ``kernel`` (float32, sums to 1), ``noise_sigma``, ``final_weight``, ``notes``, ``time_s``, ``checks``
+        (:func:`unblur.blind.checks.blind_checks`: discrepancy, kernel support, collapse towards a Dirac;
+        with ``verify``: ``kernel_disagreement`` and ``kernel_stable``) and ``kept_input``.
 
     Examples
     --------
@@ -503,6 +527,10 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
             "give (H, W) or (H, W, C); for 3-D stacks use deepblur")
     require(np.issubdtype(img.dtype, np.floating) or np.issubdtype(img.dtype, np.integer),
             f"image dtype {img.dtype} is not numeric")
+    require(verify in ("warn", "input", "off"), f"verify must be 'warn', 'input' or 'off', got {verify!r}",
+            "use 'warn' (default), 'input' or 'off'")
+    require(verify_limit > 0, f"verify_limit must be > 0, got {verify_limit}")
+    disagreement = None
     work = img.astype(np.float64)
     gray = work if work.ndim == 2 else work[..., :3] @ _LUMA[: min(3, work.shape[-1])] / _LUMA[: min(3, work.shape[-1])].sum()
     H, W = gray.shape
@@ -523,9 +551,18 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         rows, cols = _best_crop(gray, max_estimation_size)
         crop = gray[rows, cols]
         report = (lambda i, n: print(f"l0: level {i}/{n}")) if progress else None
-        k = estimate_kernel(crop, kernel_size, lambda_grad=lambda_grad, lambda_intensity=lambda_intensity,
-                            gamma=gamma, outer_iter=outer_iter, edge_factor=edge_factor,
-                            edge_usefulness=edge_usefulness, progress=report)
+        estimate = functools.partial(estimate_kernel, crop, kernel_size, lambda_grad=lambda_grad,
+                                     lambda_intensity=lambda_intensity, gamma=gamma, outer_iter=outer_iter,
+                                     edge_factor=edge_factor)
+        if verify == "off":
+            k = estimate(edge_usefulness=edge_usefulness, progress=report)
+        else:
+            other = 0.0 if edge_usefulness > 0 else VERIFY_USEFULNESS
+            with ThreadPoolExecutor(max_workers=2) as pool:  # FFTs release the GIL: the two run side by side
+                second = pool.submit(estimate, edge_usefulness=other)
+                k = estimate(edge_usefulness=edge_usefulness, progress=report)
+                k2 = second.result()
+            disagreement = max(kernel_error(k, k2), kernel_error(k2, k))
     else:
         k = np.asarray(init_kernel, np.float64)
         require(k.ndim == 2 and k.min() >= 0 and k.sum() > 0, "init_kernel must be a non-negative 2-D kernel")
@@ -534,10 +571,25 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     channels = [gray] if work.ndim == 2 else [work[..., c] for c in range(work.shape[-1])]
     require(final_boundary in ("valid", "periodic"), f"final_boundary must be 'valid' or 'periodic', got {final_boundary!r}")
     final = hyper_laplacian_deconvolve_valid if final_boundary == "valid" else hyper_laplacian_deconvolve
-    out = [final(ch, k.astype(np.float64), weight, final_alpha) for ch in channels]
-    restored = out[0] if work.ndim == 2 else np.stack(out, -1)
+    stable = disagreement is None or disagreement <= verify_limit
+    kept_input = verify == "input" and not stable
+    if kept_input:
+        restored = work.copy()
+    else:
+        out = [final(ch, k.astype(np.float64), weight, final_alpha) for ch in channels]
+        restored = out[0] if work.ndim == 2 else np.stack(out, -1)
     info = attach_checks({"kernel": k, "noise_sigma": sigma, "final_weight": weight, "notes": notes},
                          work, restored, k, sigma)
+    info["kept_input"] = kept_input
+    if disagreement is not None:
+        info["checks"].update(kernel_disagreement=float(disagreement), kernel_stable=bool(stable))
+        if not stable:
+            info["checks"]["ok"] = False
+            info["checks"]["warnings"].append(
+                f"the kernel is not stable: estimates from two edge selections differ by {disagreement:.2f} "
+                f"(limit {verify_limit}); the image does not determine the blur (texture, few edges)"
+                + ("; the blurred input is returned unchanged" if kept_input else
+                   "; try a crop with strong edges, another kernel size, or verify='input'"))
     info["time_s"] = time.perf_counter() - t0
     dtype = img.dtype if np.issubdtype(img.dtype, np.floating) else np.float32
     return restored.astype(dtype), info
