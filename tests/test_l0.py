@@ -212,6 +212,7 @@ def test_l0_verify_flags_disagreeing_estimates_and_input_returns_the_blurred_ima
 def test_bench_counts_unstable_kernels():
     from unblur.bench.runner import safeguard_metrics
 
-    assert safeguard_metrics({"checks": {"kernel_stable": False}}) == {"unstable": 1.0}
-    assert safeguard_metrics({"checks": {"kernel_stable": True}}) == {"unstable": 0.0}
+    assert safeguard_metrics({"checks": {"kernel_stable": False, "kernel_disagreement": 0.5}}) == {
+        "unstable": 1.0, "kernel_disagreement": 0.5}
+    assert safeguard_metrics({"checks": {"kernel_stable": True, "kernel_disagreement": 0.1}})["unstable"] == 0.0
     assert safeguard_metrics({"checks": {}}) == {}

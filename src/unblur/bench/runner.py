@@ -407,15 +407,16 @@ def run_case(case: Case, out_dir: str | None, threads: int | None = None, save: 
 def safeguard_metrics(info: dict) -> dict:
     """``{"kept_start": 0 or 1}`` when the method ran a safeguard (Fast EM, Diffusion EM: ``info["safeguard"]``)
     that could return its start instead of its own result, ``{"unstable": 0 or 1}`` when it checked its
-    kernel's stability (``l0``'s ``verify``: ``info["checks"]["kernel_stable"]``); tables show the share of
-    cases where it did / where the kernel was unstable."""
+    kernel's stability (``l0``'s ``verify``: ``info["checks"]["kernel_stable"]``, with the disagreement);
+    tables show the share of cases where it did / where the kernel was unstable."""
     out = {}
     sg = info.get("safeguard")
     if isinstance(sg, dict) and sg.get("enabled"):
         out["kept_start"] = float(bool(sg.get("kept_start")))
-    stable = (info.get("checks") or {}).get("kernel_stable")
-    if stable is not None:
-        out["unstable"] = float(not stable)
+    checks = info.get("checks") or {}
+    if checks.get("kernel_stable") is not None:
+        out["unstable"] = float(not checks["kernel_stable"])
+        out["kernel_disagreement"] = float(checks["kernel_disagreement"])
     return out
 
 
