@@ -1,13 +1,34 @@
 """Diffusion posterior sampling (DPS; Chung, Kim, McCann, Klasky, Ye, ICLR 2023) for deblurring.
 
-Ancestral DDPM from pure noise (``x_T ~ N(0, I)`` in [-1, 1] units) over ``steps`` timesteps of the linear
-schedule (1000 = the paper; fewer = evenly respaced), each step followed by the DPS correction
+Ancestral DDPM over timesteps of the linear 1000-step schedule, each step followed by the DPS correction
 ``-zeta grad_{x_t} ||y - A x0_hat(x_t)||`` (:class:`~unblur.algorithms.guidance.DPSGuidance`; the
-reference code's unsquared norm and ``zeta = 0.3`` for deblurring by default).  One network
-evaluation per step (``nfe = steps``).  Input and output in [0, 1]; ``noise_sigma`` is in [0, 1]
-units (DPS papers quote it in [-1, 1] units: 0.05 there is 0.025 here); DPS itself does not use it, the
-final data-consistency step (``consistency_tau``, :func:`~unblur.algorithms.guidance.consistency_step`)
-and the residual map (``diagnostics``, :mod:`unblur.diagnostics`) do.
+reference code's unsquared norm and ``zeta = 0.3`` for deblurring by default: the paper's step
+``zeta' / ||y - A x0_hat||`` on the squared norm's gradient is ``2 zeta'`` times this gradient).  States are
+in [-1, 1] units.  One network evaluation per step (``nfe = steps``).
+
+Start (``start``, ``t_start``).  The paper starts from pure noise ``x_999 ~ N(0, I)`` (``start="noise"``,
+with ``steps=1000`` its Algorithm 1).  The default follows "Come-Closer-Diffuse-Faster" (CCDF; Chung, Sim,
+Ye, CVPR 2022): a cheap data-consistent estimate ``x_init`` ([0, 1]) is forward-diffused to an intermediate
+timestep ``t0 = t_start``::
+
+    x_t0 = sqrt(abar_t0) (2 x_init - 1) + sqrt(1 - abar_t0) z,      z ~ N(0, I)
+
+and the reverse DPS steps run from ``t0`` only.  A reverse process started close to the data needs fewer
+steps (CCDF's contraction argument: the distance to the posterior sample shrinks at each step, so a start
+with a smaller error ends with a smaller error) and stays closer to the data.  ``start="rl"`` (default)
+takes Richardson-Lucy (50 iterations on the same blur operator, ``"valid"`` boundary by default) as
+``x_init``, ``start="y"`` the blurred image, an array a caller's own estimate; ``steps`` timesteps are
+evenly spaced over ``[0, t0]`` (default: every one, ``t0 + 1`` network evaluations).
+
+Input and output in [0, 1]; ``noise_sigma`` is in [0, 1] units (DPS papers quote it in [-1, 1] units: 0.05
+there is 0.025 here); DPS itself does not use it, the final data-consistency step (``consistency_tau``,
+:func:`~unblur.algorithms.guidance.consistency_step`) and the residual map (``diagnostics``,
+:mod:`unblur.diagnostics`) do.
+
+References: Chung, Kim, McCann, Klasky, Ye, "Diffusion posterior sampling for general noisy inverse
+problems", ICLR 2023; Chung, Sim, Ye, "Come-Closer-Diffuse-Faster: accelerating conditional diffusion
+models for inverse problems through stochastic contraction", CVPR 2022.  Measurements: BENCHMARKS.md,
+"Non-blind methods per kernel size".
 """
 
 from __future__ import annotations
@@ -16,14 +37,43 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
+from ..arrays import to_batch
 from ..diagnostics import run_seeds
+from ..diffusion.schedule import VPSchedule
 from ..errors import require
-from .common import start
+from ..solvers.richardson_lucy import rl_iterations
+from .common import start as begin
 from .ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
 from .guidance import DPSGuidance, finish_sample
 
 if TYPE_CHECKING:
     from ..models.base import Denoiser
+
+STARTS = ("noise", "rl", "y")
+T_START = 200  # default t_start of the starts other than "noise" (BENCHMARKS.md, "How DPS's start was chosen")
+RL_START_ITERATIONS = 50  # Richardson-Lucy iterations of start="rl" (unblur's rl default)
+
+
+def initial_estimate(run, start) -> torch.Tensor:
+    """The [0, 1] estimate (object grid, batch layout) that ``start`` names: RL, the data, or a given array."""
+    y, op = run.y, run.op
+    if isinstance(start, str):
+        y_pos = y.clamp_min(0)
+        x = op.initial_object(y_pos)
+        if start == "y":
+            return x
+        x = x + 1e-6 * float(y_pos.mean().clamp_min(1e-12))
+        with torch.no_grad():
+            x, _ = rl_iterations(op, y_pos, x, RL_START_ITERATIONS)
+        return x
+    x, _ = to_batch(start, 2)
+    x = x.to(y)
+    want = y.shape[:2] + tuple(op.in_shape)
+    if tuple(x.shape) != tuple(want) and tuple(x.shape) == tuple(y.shape):
+        x = op.initial_object(x)  # an estimate on the data grid: extended to the object grid as the data are
+    require(tuple(x.shape) == tuple(want), f"start has shape {tuple(x.shape)}, expected {tuple(y.shape)}",
+            "give an estimate in the image's layout (the same shape as the blurred image)")
+    return x
 
 
 def dps_refine(run, x_start: torch.Tensor, timesteps: list[int], *, zeta: float = 0.3, squared: bool = False,
@@ -35,7 +85,22 @@ def dps_refine(run, x_start: torch.Tensor, timesteps: list[int], *, zeta: float 
     return (x + 1) / 2
 
 
-def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = False,
+def start_timesteps(schedule, t_start: int, steps: int) -> list[int]:
+    """``steps`` timesteps evenly spaced over ``[0, t_start]``, decreasing (``t_start = T - 1``: the respaced
+    schedule of :func:`~unblur.algorithms.ddpm.respaced_timesteps`)."""
+    require(0 <= t_start <= schedule.T - 1, f"t_start must be in [0, {schedule.T - 1}], got {t_start}",
+            f"give a timestep of the {schedule.T}-step schedule")
+    require(int(steps) == steps and 1 <= steps <= t_start + 1,
+            f"steps must be an integer in [1, t_start + 1] = [1, {t_start + 1}], got {steps}",
+            "use fewer steps or a later t_start (one network evaluation per timestep at most)")
+    if t_start == schedule.T - 1:
+        return respaced_timesteps(schedule, int(steps))
+    ts = torch.linspace(0, t_start, int(steps)).round().long().unique()
+    return [int(t) for t in ts.flip(0)]
+
+
+def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int | None = None,
+        steps: int | None = None, zeta: float = 0.3, squared: bool = False,
         zeta_schedule: Literal["constant", "sqrt_abar"] = "constant", prior: Denoiser | str | None = None,
         noise_sigma: float | None = None, boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid",
         consistency_tau: float = 0.1, diagnostics: bool = False, seeds: int = 1,
@@ -48,8 +113,17 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
         Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, C)``.
     psf : array or LinearOperator
         The PSF (normalised to sum 1) or a linear blur operator.
-    steps : int
-        Diffusion steps (1000 = the full schedule; fewer = respaced).
+    start : {"noise", "rl", "y"} or array
+        Where the reverse process starts (module docstring): ``"noise"`` = pure noise at ``t = 999`` (the DPS
+        paper); ``"rl"`` = Richardson-Lucy (50 iterations, the operator's boundary) forward-diffused to
+        ``t_start`` (CCDF); ``"y"`` = the blurred image itself forward-diffused; an array in the image's layout
+        ([0, 1]) = that estimate forward-diffused.
+    t_start : int, optional
+        Timestep of the 1000-step schedule the reverse process starts from (CCDF's ``t0``); default 999 for
+        ``start="noise"`` (the only value it takes) and 200 otherwise.
+    steps : int, optional
+        Reverse steps (network evaluations), evenly spaced over ``[0, t_start]``; default every timestep
+        (``t_start + 1``; 1000 from noise: the paper).
     zeta : float
         DPS step: ``x -= zeta * grad ||y - A x0_hat||`` ([-1, 1] units; 0.3 = the DPS reference for deblurring).
     squared : bool
@@ -86,7 +160,7 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
     restored : array
         Same layout as ``image``.
     info : dict
-        ``nfe``, ``time_s``, ``steps``; with ``diagnostics``: ``residual_map``, ``residual_outlier_share``,
+        ``nfe``, ``time_s``, ``steps``, ``start``, ``t_start`` (the first timestep); with ``diagnostics``: ``residual_map``, ``residual_outlier_share``,
         ``residual_mean_abs``; with ``seeds >= 2``: ``seed_spread``, ``seed_spread_mean``, ``seeds``.
 
     Examples
@@ -95,8 +169,11 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
     >>> from unblur.models import GaussianSmoother
     >>> y = np.full((16, 16), 0.5, np.float32)
     >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), steps=4)
-    >>> restored.shape, info["nfe"]
-    ((16, 16), 4)
+    >>> restored.shape, info["nfe"], info["start"], info["t_start"]
+    ((16, 16), 4, 'rl', 200)
+    >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), start="noise", steps=4)
+    >>> info["nfe"], info["t_start"]  # the paper's start (pure noise), 4 respaced steps
+    (4, 999)
     """
     kwargs = dict(locals())  # the parameters, for the other seeds
     for k in ("image", "psf", "seed", "seeds", "diagnostics"):
@@ -105,12 +182,28 @@ def dps(image, psf, *, steps: int = 1000, zeta: float = 0.3, squared: bool = Fal
     require(consistency_tau >= 0, f"consistency_tau must be >= 0, got {consistency_tau}")
     if seeds > 1:
         return run_seeds(dps, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs)
-    run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
-    ts = respaced_timesteps(run.schedule, steps)
+    custom = not isinstance(start, str)
+    require(custom or start in STARTS, f"unknown start {start!r}", f"use one of {', '.join(STARTS)} or an array")
+    mode = "array" if custom else start
+    T = VPSchedule().T
+    if t_start is None:
+        t_start = T - 1 if mode == "noise" else T_START
+    require(int(t_start) == t_start, f"t_start must be an integer, got {t_start!r}")
+    t_start = int(t_start)
+    require(mode != "noise" or t_start == T - 1, f"start='noise' begins at pure noise (t_start {T - 1}), "
+            f"got t_start={t_start}", "omit t_start, or start from an estimate (start='rl') to begin lower")
+    ts = start_timesteps(VPSchedule(), t_start, t_start + 1 if steps is None else steps)
+    run = begin(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     run.require_noise_levels(ts[0])
-    x_T = randn(run.y.shape[:2] + tuple(run.op.in_shape), run.y, run.generator)
+    shape = run.y.shape[:2] + tuple(run.op.in_shape)
+    if mode == "noise":
+        x_start = randn(shape, run.y, run.generator)
+    else:
+        x0 = initial_estimate(run, start)
+        x_start = run.schedule.q_sample(2 * x0.clamp(0, 1) - 1, ts[0], randn(shape, run.y, run.generator))
     bar = run.progress(len(ts), "DPS", progress, callback)
-    x = dps_refine(run, x_T, ts, zeta=zeta, squared=squared, zeta_schedule=zeta_schedule, progress=bar)
+    x = dps_refine(run, x_start, ts, zeta=zeta, squared=squared, zeta_schedule=zeta_schedule, progress=bar)
     bar.close()
-    info = {"method": "dps", "steps": len(ts), "zeta": zeta, "squared_norm": squared, "zeta_schedule": zeta_schedule}
+    info = {"method": "dps", "steps": len(ts), "zeta": zeta, "squared_norm": squared, "zeta_schedule": zeta_schedule,
+            "start": mode, "t_start": ts[0]}
     return finish_sample(run, x, consistency_tau, info, diagnostics)

@@ -23,7 +23,8 @@ register(Method(
 
 register(Method(
     "dps", "nonblind", "unblur.algorithms.dps:dps",
-    "diffusion posterior sampling: ancestral DDPM guided by grad ||y - A x0_hat||", "Chung et al., ICLR 2023",
+    "diffusion posterior sampling: ancestral DDPM guided by grad ||y - A x0_hat||, from a forward-diffused "
+    "Richardson-Lucy estimate (CCDF) or from noise", "Chung et al., ICLR 2023; Chung, Sim, Ye, CVPR 2022 (CCDF)",
     _DIFFUSION))
 
 register(Method(

@@ -1,0 +1,113 @@
+"""DPS's start (unblur.algorithms.dps): pure noise (the paper) or a forward-diffused estimate (CCDF).
+
+Tiny images and the training-free Gaussian-model prior of ``test_algorithms``: nothing here depends on
+shipped weights.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from unblur.algorithms import dps
+from unblur.algorithms.common import start as begin
+from unblur.algorithms.ddpm import randn, respaced_timesteps
+from unblur.algorithms.dps import T_START, dps_refine, start_timesteps
+from unblur.algorithms.guidance import finish_sample
+from unblur.diffusion.schedule import VPSchedule
+from unblur.errors import InputError
+from unblur.metrics import psnr
+from unblur.registry import get_method
+
+from test_algorithms import GaussianModelDenoiser, _blur, _gauss_psf, _scene
+
+
+def _valid(img, psf):
+    """The valid part of the blur of ``img`` (edges cropped by k // 2), noise 0.01."""
+    c = psf.shape[0] // 2
+    return np.ascontiguousarray(_blur(img, psf, "replicate")[c:-c, c:-c])
+
+
+def _paper_dps(y, psf, steps, seed, **kw):
+    """Algorithm 1 of the DPS paper as unblur ran it before the start options: noise at t = 999, respaced steps."""
+    run = begin(y, psf, boundary="valid", noise_sigma=0.01, prior=GaussianModelDenoiser(), seed=seed)
+    ts = respaced_timesteps(run.schedule, steps)
+    x_T = randn(run.y.shape[:2] + tuple(run.op.in_shape), run.y, run.generator)
+    x = dps_refine(run, x_T, ts, **kw)
+    return finish_sample(run, x, 0.1, {})[0]
+
+
+@pytest.mark.parametrize("steps", [1000, 7])
+def test_noise_start_is_the_papers_algorithm(steps):
+    img, psf = _scene(16), _gauss_psf(5, 1.0)
+    y = _valid(img, psf)
+    out, info = dps(y, psf, start="noise", steps=steps, prior=GaussianModelDenoiser(), noise_sigma=0.01, seed=3)
+    np.testing.assert_array_equal(out, _paper_dps(y, psf, steps, seed=3))
+    assert info["nfe"] == steps and info["t_start"] == 999 and info["start"] == "noise"
+    if steps == 1000:
+        _, info = dps(y, psf, start="noise", prior=GaussianModelDenoiser(), noise_sigma=0.01, seed=3)
+        assert info["steps"] == 1000  # the default from noise: every timestep
+
+
+def test_start_timesteps():
+    sched = VPSchedule()
+    assert start_timesteps(sched, 999, 10) == respaced_timesteps(sched, 10)
+    assert start_timesteps(sched, 200, 201) == list(range(200, -1, -1))
+    ts = start_timesteps(sched, 100, 5)
+    assert ts == [100, 75, 50, 25, 0]
+
+
+def test_default_start_is_rl_at_t_start():
+    m = get_method("dps")
+    assert m.defaults()["start"] == "rl" and m.defaults()["t_start"] is None and m.defaults()["steps"] is None
+    assert set(m.param("start").choices) == {"noise", "rl", "y"}
+    img, psf = _scene(16), _gauss_psf(5, 1.0)
+    y = _valid(img, psf)
+    _, info = dps(y, psf, steps=4, prior=GaussianModelDenoiser(), noise_sigma=0.01)
+    assert info["start"] == "rl" and info["t_start"] == T_START and info["nfe"] == 4
+    _, info = dps(y, psf, t_start=9, prior=GaussianModelDenoiser(), noise_sigma=0.01)
+    assert info["t_start"] == 9 and info["nfe"] == 10  # every timestep from t_start by default
+
+
+def test_estimate_starts_improve_and_stay_close_to_the_estimate():
+    img, psf = _scene(32), _gauss_psf(11, 2.5)
+    y = _blur(img, psf, "circular")
+    kw = dict(prior=GaussianModelDenoiser(), noise_sigma=0.01, boundary="circular", zeta=1.0)
+    for start in ("rl", "y"):
+        out, info = dps(y, psf, start=start, t_start=50, **kw)
+        assert out.shape == img.shape and info["nfe"] == 51
+        assert psnr(out, img) > psnr(y, img) + 0.5, (start, psnr(out, img), psnr(y, img))
+    # an array start: a late t_start (little noise) returns close to the given estimate
+    out, _ = dps(y, psf, start=img, t_start=3, consistency_tau=0.0, **kw)
+    assert psnr(out, img) > 30
+    out2, info = dps(y, psf, start=torch.from_numpy(img)[None, None], t_start=3, consistency_tau=0.0, **kw)
+    np.testing.assert_array_equal(out, out2)
+    assert info["start"] == "array"
+
+
+def test_array_start_on_the_data_grid_of_a_valid_blur():
+    img, psf = _scene(24, channels=3), _gauss_psf(5, 1.0)
+    y = _valid(img, psf)  # (20, 20, 3): the object grid is 24x24
+    out, info = dps(y, psf, start=y, t_start=5, prior=GaussianModelDenoiser(), noise_sigma=0.01)
+    assert out.shape == y.shape and info["nfe"] == 6
+
+
+def test_bad_start_parameters_rejected():
+    img, psf = _scene(16), _gauss_psf(5, 1.0)
+    y = _valid(img, psf)
+    kw = dict(prior=GaussianModelDenoiser(), noise_sigma=0.01)
+    with pytest.raises(InputError, match="start.*noise.*rl"):
+        dps(y, psf, start="wiener", **kw)
+    with pytest.raises(InputError, match="pure noise") as e:
+        dps(y, psf, start="noise", t_start=100, **kw)
+    assert "start='rl'" in str(e.value)
+    with pytest.raises(InputError, match=r"t_start must be in \[0, 999\]"):
+        dps(y, psf, t_start=1000, **kw)
+    with pytest.raises(InputError, match="t_start must be an integer"):
+        dps(y, psf, t_start=10.5, **kw)
+    with pytest.raises(InputError, match="steps must be an integer in") as e:
+        dps(y, psf, t_start=10, steps=12, **kw)
+    assert "fewer steps" in str(e.value)
+    with pytest.raises(InputError, match="steps"):
+        dps(y, psf, steps=0, **kw)
+    with pytest.raises(InputError, match="start has shape"):
+        dps(y, psf, start=np.zeros((5, 5), np.float32), **kw)
