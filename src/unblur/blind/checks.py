@@ -184,6 +184,9 @@ def initial_kernel(init, kernel_size: int, image=None, *, noise_sigma: float | N
         if notes is not None:
             notes.append(f"warm start: kernel estimated by l0 ({kernel_size}x{kernel_size}, support "
                          f"{info['checks']['kernel_support'][0]}x{info['checks']['kernel_support'][1]})")
+            if info["checks"].get("kernel_stable") is False:
+                notes.append("warm start: l0's kernel is unstable (its two edge selections disagree by "
+                             f"{info['checks']['kernel_disagreement']:.2f}): the start may be wrong")
     else:
         k = np.asarray(init.detach().cpu().numpy() if hasattr(init, "detach") else init, np.float64)
         k = np.squeeze(k)
