@@ -235,6 +235,59 @@ def fft_sizes(lo=16, hi=1200, repeats=5):
             print(f"| {n} | {'x'.join(map(str, f))} | {c:.3f} | {n * c:.0f} |")
 
 
+def fft_planes(lo=400, hi=1200, pairs=240, repeats=5, seed=0):
+    """Time torch's 2-D plane transforms as the 3-D Richardson-Lucy grid uses them (``rfft2`` of a
+    plane, then the column ``ifft`` and the row ``irfft``; one thread) for ``pairs`` random 11-smooth
+    shapes ``n1 x n2`` in ``[lo, hi]`` plus every square one, and fit the per-point cost of one
+    transform (half the pair) as ``a + sum_p u_p e_p(n1) + sum_p v_p e_p(n2)`` over the odd primes
+    (ns per point; ``e_p(n)``: the number of factors ``p`` of ``n``; MKL's per-point cost hardly grows
+    with the power of two), the model of :func:`unblur.physics.convolution.fft_grid_shape` for the
+    plane axes of 3-D grids."""
+    import torch
+
+    torch.set_num_threads(1)
+    primes = (2, 3, 5, 7, 11)
+
+    def factors(n):
+        e = []
+        for p in primes:
+            k = 0
+            while n % p == 0:
+                n //= p
+                k += 1
+            e.append(k)
+        return e if n == 1 else None
+
+    smooth = [n for n in range(lo, hi + 1) if factors(n) is not None]
+    rng = np.random.default_rng(seed)
+    shapes = [(n, n) for n in smooth] + [tuple(int(v) for v in rng.choice(smooth, 2)) for _ in range(pairs)]
+    rows = []
+    for n1, n2 in shapes:
+        real = torch.rand(n1, n2)
+        spec = torch.empty(n1, n2 // 2 + 1, dtype=torch.complex64)
+        tmp = torch.empty_like(spec)
+        best = np.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.fft.rfft2(real, out=spec)
+            torch.fft.ifft(spec, dim=0, out=tmp)
+            torch.fft.irfft(tmp, n=n2, dim=-1, out=real)
+            best = min(best, time.perf_counter() - t0)
+        rows.append((n1, n2, best / 2 / (n1 * n2) * 1e9))
+    X = np.array([[1.0] + factors(a)[1:] + factors(b)[1:] for a, b, _ in rows])
+    y = np.array([c for *_, c in rows])
+    w, *_ = np.linalg.lstsq(X, y, rcond=None)
+    err = np.abs(X @ w - y) / y
+    print("fit (ns/point, one 2-D plane transform): a=%.3f, columns %s, rows %s; median error %.1f%%, max %.1f%% "
+          "over %d shapes" % (w[0], dict(zip(primes[1:], np.round(w[1:5], 3))), dict(zip(primes[1:], np.round(w[5:], 3))),
+                              100 * np.median(err), 100 * err.max(), len(rows)))
+    print("| n1 x n2 | ns/point measured | modelled |")
+    print("|---|---|---|")
+    for (n1, n2, c), m in zip(rows, X @ w):
+        if n1 == n2 and n1 in (512, 528, 540, 550, 560, 576, 600, 1024, 1050, 1056, 1078, 1080, 1100, 1120, 1152):
+            print(f"| {n1} x {n2} | {c:.3f} | {m:.3f} |")
+
+
 def _f(v):
     return "-" if v is None else f"{v:.3f}"
 
@@ -253,6 +306,8 @@ def main():
                     help="fresh processes per case, the cases alternating (one row per process)")
     ap.add_argument("--workdir", default="/tmp/unblur_rl_memory")
     ap.add_argument("--fft-sizes", action="store_true", help="time 1-D FFT lengths and fit the grid cost model")
+    ap.add_argument("--fft-planes", action="store_true",
+                    help="time torch's 2-D plane transforms and fit the plane cost model of 3-D grids")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--boundary", default="valid", help=argparse.SUPPRESS)
@@ -260,6 +315,8 @@ def main():
     args = ap.parse_args()
     if args.fft_sizes:
         return fft_sizes()
+    if args.fft_planes:
+        return fft_planes()
     if args.child:
         args.psf = [int(v) for v in args.psf.split("x")]
         args.threads = args.threads[0]
