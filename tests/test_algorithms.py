@@ -349,7 +349,7 @@ def test_registry_and_cli_parameters():
     assert m.defaults()["consistency_tau"] == 0.05 and get_method("dps").defaults()["consistency_tau"] == 0.1
     assert get_method("pigdm").defaults()["consistency_tau"] == 0.02
     assert get_method("pnp-admm").defaults()["rho"] == 0.02 and get_method("pnp-admm").defaults()["num_iter"] == 24
-    assert get_method("dps").defaults()["zeta"] == 0.3
+    assert get_method("dps").defaults()["zeta"] is None  # 0.3 from noise, 1.0 from an estimate (test_dps_start)
     img, psf = _scene(24), _gauss_psf(5, 1.0)
     out, info = get_method("pigdm").func(_blur(img, psf, "replicate"), psf, prior=GaussianModelDenoiser(), steps=5,
                                          progress=False)

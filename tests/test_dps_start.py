@@ -11,7 +11,7 @@ import torch
 from unblur.algorithms import dps
 from unblur.algorithms.common import start as begin
 from unblur.algorithms.ddpm import randn, respaced_timesteps
-from unblur.algorithms.dps import T_START, dps_refine, start_timesteps
+from unblur.algorithms.dps import T_START, ZETA_START, dps_refine, start_timesteps
 from unblur.algorithms.guidance import finish_sample
 from unblur.diffusion.schedule import VPSchedule
 from unblur.errors import InputError
@@ -27,12 +27,12 @@ def _valid(img, psf):
     return np.ascontiguousarray(_blur(img, psf, "replicate")[c:-c, c:-c])
 
 
-def _paper_dps(y, psf, steps, seed, **kw):
+def _paper_dps(y, psf, steps, seed):
     """Algorithm 1 of the DPS paper as unblur ran it before the start options: noise at t = 999, respaced steps."""
     run = begin(y, psf, boundary="valid", noise_sigma=0.01, prior=GaussianModelDenoiser(), seed=seed)
     ts = respaced_timesteps(run.schedule, steps)
     x_T = randn(run.y.shape[:2] + tuple(run.op.in_shape), run.y, run.generator)
-    x = dps_refine(run, x_T, ts, **kw)
+    x = dps_refine(run, x_T, ts, zeta=0.3, squared=False, zeta_schedule="constant")
     return finish_sample(run, x, 0.1, {})[0]
 
 
@@ -63,7 +63,10 @@ def test_default_start_is_rl_at_t_start():
     img, psf = _scene(16), _gauss_psf(5, 1.0)
     y = _valid(img, psf)
     _, info = dps(y, psf, steps=4, prior=GaussianModelDenoiser(), noise_sigma=0.01)
-    assert info["start"] == "rl" and info["t_start"] == T_START and info["nfe"] == 4
+    assert info["start"] == "rl" and info["t_start"] == T_START == 100 and info["nfe"] == 4
+    assert info["zeta"] == ZETA_START == 1.0 and m.defaults()["zeta"] is None
+    _, info = dps(y, psf, start="noise", steps=4, prior=GaussianModelDenoiser(), noise_sigma=0.01)
+    assert info["zeta"] == 0.3  # the DPS reference code's step from noise
     _, info = dps(y, psf, t_start=9, prior=GaussianModelDenoiser(), noise_sigma=0.01)
     assert info["t_start"] == 9 and info["nfe"] == 10  # every timestep from t_start by default
 
@@ -109,5 +112,7 @@ def test_bad_start_parameters_rejected():
     assert "fewer steps" in str(e.value)
     with pytest.raises(InputError, match="steps"):
         dps(y, psf, steps=0, **kw)
+    with pytest.raises(InputError, match="zeta must be >= 0"):
+        dps(y, psf, zeta=-1.0, **kw)
     with pytest.raises(InputError, match="start has shape"):
         dps(y, psf, start=np.zeros((5, 5), np.float32), **kw)

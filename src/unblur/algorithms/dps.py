@@ -2,9 +2,9 @@
 
 Ancestral DDPM over timesteps of the linear 1000-step schedule, each step followed by the DPS correction
 ``-zeta grad_{x_t} ||y - A x0_hat(x_t)||`` (:class:`~unblur.algorithms.guidance.DPSGuidance`; the
-reference code's unsquared norm and ``zeta = 0.3`` for deblurring by default: the paper's step
-``zeta' / ||y - A x0_hat||`` on the squared norm's gradient is ``2 zeta'`` times this gradient).  States are
-in [-1, 1] units.  One network evaluation per step (``nfe = steps``).
+reference code's unsquared norm: the paper's step ``zeta' / ||y - A x0_hat||`` on the squared norm's
+gradient is ``2 zeta'`` times this gradient).  States are in [-1, 1] units.  One network evaluation per
+step (``nfe = steps``).
 
 Start (``start``, ``t_start``).  The paper starts from pure noise ``x_999 ~ N(0, I)`` (``start="noise"``,
 with ``steps=1000`` its Algorithm 1).  The default follows "Come-Closer-Diffuse-Faster" (CCDF; Chung, Sim,
@@ -19,6 +19,12 @@ with a smaller error ends with a smaller error) and stays closer to the data.  `
 takes Richardson-Lucy (50 iterations on the same blur operator, ``"valid"`` boundary by default) as
 ``x_init``, ``start="y"`` the blurred image, an array a caller's own estimate; ``steps`` timesteps are
 evenly spaced over ``[0, t0]`` (default: every one, ``t0 + 1`` network evaluations).
+
+Defaults.  From noise: ``zeta = 0.3``, the reference code's value for deblurring, and 1000 steps.  From
+an estimate: ``t0 = 100`` (101 network evaluations) and ``zeta = 1.0`` (the DPS step of the Fast Diffusion
+EM code, claroche-r/FastDiffusionEM): the guidance acts over a tenth of the steps, and a larger step per
+step keeps the sample on the data.  Both were chosen on tuning images (BENCHMARKS.md, "How DPS's start was
+chosen").
 
 Input and output in [0, 1]; ``noise_sigma`` is in [0, 1] units (DPS papers quote it in [-1, 1] units: 0.05
 there is 0.025 here); DPS itself does not use it, the final data-consistency step (``consistency_tau``,
@@ -50,7 +56,9 @@ if TYPE_CHECKING:
     from ..models.base import Denoiser
 
 STARTS = ("noise", "rl", "y")
-T_START = 200  # default t_start of the starts other than "noise" (BENCHMARKS.md, "How DPS's start was chosen")
+# defaults of the starts other than "noise" (BENCHMARKS.md, "How DPS's start was chosen")
+T_START, ZETA_START = 100, 1.0
+ZETA_NOISE = 0.3  # the DPS reference code's step for deblurring (the start from noise)
 RL_START_ITERATIONS = 50  # Richardson-Lucy iterations of start="rl" (unblur's rl default)
 
 
@@ -100,7 +108,7 @@ def start_timesteps(schedule, t_start: int, steps: int) -> list[int]:
 
 
 def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int | None = None,
-        steps: int | None = None, zeta: float = 0.3, squared: bool = False,
+        steps: int | None = None, zeta: float | None = None, squared: bool = False,
         zeta_schedule: Literal["constant", "sqrt_abar"] = "constant", prior: Denoiser | str | None = None,
         noise_sigma: float | None = None, boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid",
         consistency_tau: float = 0.1, diagnostics: bool = False, seeds: int = 1,
@@ -120,12 +128,13 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
         ([0, 1]) = that estimate forward-diffused.
     t_start : int, optional
         Timestep of the 1000-step schedule the reverse process starts from (CCDF's ``t0``); default 999 for
-        ``start="noise"`` (the only value it takes) and 200 otherwise.
+        ``start="noise"`` (the only value it takes) and 100 otherwise.
     steps : int, optional
         Reverse steps (network evaluations), evenly spaced over ``[0, t_start]``; default every timestep
         (``t_start + 1``; 1000 from noise: the paper).
-    zeta : float
-        DPS step: ``x -= zeta * grad ||y - A x0_hat||`` ([-1, 1] units; 0.3 = the DPS reference for deblurring).
+    zeta : float, optional
+        DPS step: ``x -= zeta * grad ||y - A x0_hat||`` ([-1, 1] units); default 0.3 from noise (the DPS reference
+        for deblurring) and 1.0 from an estimate (module docstring).
     squared : bool
         DPS guidance on the squared norm instead of the norm.
     zeta_schedule : {"constant", "sqrt_abar"}
@@ -170,7 +179,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
     >>> y = np.full((16, 16), 0.5, np.float32)
     >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), steps=4)
     >>> restored.shape, info["nfe"], info["start"], info["t_start"]
-    ((16, 16), 4, 'rl', 200)
+    ((16, 16), 4, 'rl', 100)
     >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), start="noise", steps=4)
     >>> info["nfe"], info["t_start"]  # the paper's start (pure noise), 4 respaced steps
     (4, 999)
@@ -192,6 +201,9 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
     t_start = int(t_start)
     require(mode != "noise" or t_start == T - 1, f"start='noise' begins at pure noise (t_start {T - 1}), "
             f"got t_start={t_start}", "omit t_start, or start from an estimate (start='rl') to begin lower")
+    if zeta is None:
+        zeta = ZETA_NOISE if mode == "noise" else ZETA_START
+    require(zeta >= 0, f"zeta must be >= 0, got {zeta}", "give a non-negative DPS step (0 = no guidance)")
     ts = start_timesteps(VPSchedule(), t_start, t_start + 1 if steps is None else steps)
     run = begin(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     run.require_noise_levels(ts[0])
