@@ -81,7 +81,7 @@ def _blur(img, psf, boundary, sigma=0.01, seed=0):
 SOLVERS = {
     "pnp-admm": (pnp_admm, {}),
     "dpir": (dpir, {}),
-    "dps": (dps, {"steps": 100, "zeta": 2.0}),
+    "dps": (dps, {"start": "noise", "steps": 100, "zeta": 2.0}),  # the default start: test_dps_start
     "pigdm": (pigdm, {"steps": 30}),
     "rl-diffusion": (rl_diffusion, {"N": 5, "L": 10, "M": 10, "zeta": 1.0}),
 }
@@ -346,7 +346,7 @@ def test_rl_diffusion_default_M_follows_the_noise_level():
 def test_registry_and_cli_parameters():
     m = get_method("rl-diffusion")
     assert m.defaults()["N"] == 20 and m.defaults()["L"] == 20 and m.defaults()["M"] is None
-    assert m.defaults()["consistency_tau"] == 0.05 and get_method("dps").defaults()["consistency_tau"] == 0.1
+    assert m.defaults()["consistency_tau"] == 0.05 and get_method("dps").defaults()["consistency_tau"] is None
     assert get_method("pigdm").defaults()["consistency_tau"] == 0.02
     assert get_method("pnp-admm").defaults()["rho"] == 0.02 and get_method("pnp-admm").defaults()["num_iter"] == 24
     assert get_method("dps").defaults()["zeta"] is None  # 0.3 from noise, 1.0 from an estimate (test_dps_start)

@@ -63,10 +63,11 @@ def test_default_start_is_rl_at_t_start():
     img, psf = _scene(16), _gauss_psf(5, 1.0)
     y = _valid(img, psf)
     _, info = dps(y, psf, steps=4, prior=GaussianModelDenoiser(), noise_sigma=0.01)
-    assert info["start"] == "rl" and info["t_start"] == T_START == 100 and info["nfe"] == 4
+    assert info["start"] == "rl" and info["t_start"] == T_START == 50 and info["nfe"] == 4
     assert info["zeta"] == ZETA_START == 1.0 and m.defaults()["zeta"] is None
+    assert info["consistency_tau"] == 0.05 and m.defaults()["consistency_tau"] is None
     _, info = dps(y, psf, start="noise", steps=4, prior=GaussianModelDenoiser(), noise_sigma=0.01)
-    assert info["zeta"] == 0.3  # the DPS reference code's step from noise
+    assert info["zeta"] == 0.3 and info["consistency_tau"] == 0.1  # unblur's DPS from noise, as before
     _, info = dps(y, psf, t_start=9, prior=GaussianModelDenoiser(), noise_sigma=0.01)
     assert info["t_start"] == 9 and info["nfe"] == 10  # every timestep from t_start by default
 
@@ -114,5 +115,7 @@ def test_bad_start_parameters_rejected():
         dps(y, psf, steps=0, **kw)
     with pytest.raises(InputError, match="zeta must be >= 0"):
         dps(y, psf, zeta=-1.0, **kw)
+    with pytest.raises(InputError, match="consistency_tau must be >= 0"):
+        dps(y, psf, consistency_tau=-0.1, **kw)
     with pytest.raises(InputError, match="start has shape"):
         dps(y, psf, start=np.zeros((5, 5), np.float32), **kw)

@@ -20,11 +20,12 @@ takes Richardson-Lucy (50 iterations on the same blur operator, ``"valid"`` boun
 ``x_init``, ``start="y"`` the blurred image, an array a caller's own estimate; ``steps`` timesteps are
 evenly spaced over ``[0, t0]`` (default: every one, ``t0 + 1`` network evaluations).
 
-Defaults.  From noise: ``zeta = 0.3``, the reference code's value for deblurring, and 1000 steps.  From
-an estimate: ``t0 = 100`` (101 network evaluations) and ``zeta = 1.0`` (the DPS step of the Fast Diffusion
-EM code, claroche-r/FastDiffusionEM): the guidance acts over a tenth of the steps, and a larger step per
-step keeps the sample on the data.  Both were chosen on tuning images (BENCHMARKS.md, "How DPS's start was
-chosen").
+Defaults.  From noise: ``zeta = 0.3``, the reference code's value for deblurring, 1000 steps and a final
+data-consistency step with ``tau = 0.1`` (``start="noise", consistency_tau=0``: the paper's sampler).  From
+an estimate: ``t0 = 50`` (51 network evaluations), ``zeta = 1.0`` (the DPS step of the Fast Diffusion EM
+code, claroche-r/FastDiffusionEM: the guidance acts over a twentieth of the steps, and a larger step per
+step keeps the sample on the data) and a final data-consistency step with ``tau = 0.05`` (0.1 from noise).
+They were chosen on tuning images (BENCHMARKS.md, "How DPS's start was chosen").
 
 Input and output in [0, 1]; ``noise_sigma`` is in [0, 1] units (DPS papers quote it in [-1, 1] units: 0.05
 there is 0.025 here); DPS itself does not use it, the final data-consistency step (``consistency_tau``,
@@ -57,8 +58,9 @@ if TYPE_CHECKING:
 
 STARTS = ("noise", "rl", "y")
 # defaults of the starts other than "noise" (BENCHMARKS.md, "How DPS's start was chosen")
-T_START, ZETA_START = 100, 1.0
+T_START, ZETA_START, TAU_START = 50, 1.0, 0.05
 ZETA_NOISE = 0.3  # the DPS reference code's step for deblurring (the start from noise)
+TAU_NOISE = 0.1  # final data-consistency tau of the start from noise
 RL_START_ITERATIONS = 50  # Richardson-Lucy iterations of start="rl" (unblur's rl default)
 
 
@@ -111,7 +113,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
         steps: int | None = None, zeta: float | None = None, squared: bool = False,
         zeta_schedule: Literal["constant", "sqrt_abar"] = "constant", prior: Denoiser | str | None = None,
         noise_sigma: float | None = None, boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid",
-        consistency_tau: float = 0.1, diagnostics: bool = False, seeds: int = 1,
+        consistency_tau: float | None = None, diagnostics: bool = False, seeds: int = 1,
         seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
     """DPS deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image in [0, 1] (module docstring).
 
@@ -128,7 +130,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
         ([0, 1]) = that estimate forward-diffused.
     t_start : int, optional
         Timestep of the 1000-step schedule the reverse process starts from (CCDF's ``t0``); default 999 for
-        ``start="noise"`` (the only value it takes) and 100 otherwise.
+        ``start="noise"`` (the only value it takes) and 50 otherwise.
     steps : int, optional
         Reverse steps (network evaluations), evenly spaced over ``[0, t_start]``; default every timestep
         (``t_start + 1``; 1000 from noise: the paper).
@@ -147,9 +149,10 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
     boundary : {"valid", "replicate", "circular", "zero", "reflect"}
         Blur boundary model; ``"valid"`` (default) does not ring from the borders (:mod:`unblur.algorithms.pnp`);
         ``"replicate"`` = padding by k // 2, as the RL-diffusion paper.
-    consistency_tau : float
+    consistency_tau : float, optional
         Final data-consistency step ``argmin ||A x - y||^2 / sigma^2 + ||x - x_s||^2 / tau^2`` around the sample
-        ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the plain DPS sample).
+        ``x_s`` with this ``tau`` ([0, 1] units); 0 = off (the plain DPS sample); default 0.1 from noise and 0.05
+        from an estimate.
     diagnostics : bool
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
     seeds : int
@@ -179,7 +182,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
     >>> y = np.full((16, 16), 0.5, np.float32)
     >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), steps=4)
     >>> restored.shape, info["nfe"], info["start"], info["t_start"]
-    ((16, 16), 4, 'rl', 100)
+    ((16, 16), 4, 'rl', 50)
     >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), start="noise", steps=4)
     >>> info["nfe"], info["t_start"]  # the paper's start (pure noise), 4 respaced steps
     (4, 999)
@@ -188,7 +191,6 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
     for k in ("image", "psf", "seed", "seeds", "diagnostics"):
         kwargs.pop(k)
     require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
-    require(consistency_tau >= 0, f"consistency_tau must be >= 0, got {consistency_tau}")
     if seeds > 1:
         return run_seeds(dps, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs)
     custom = not isinstance(start, str)
@@ -203,6 +205,10 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
             f"got t_start={t_start}", "omit t_start, or start from an estimate (start='rl') to begin lower")
     if zeta is None:
         zeta = ZETA_NOISE if mode == "noise" else ZETA_START
+    if consistency_tau is None:
+        consistency_tau = TAU_NOISE if mode == "noise" else TAU_START
+    require(consistency_tau >= 0, f"consistency_tau must be >= 0, got {consistency_tau}",
+            "use 0 (no final data-consistency step) or a positive tau in [0, 1] image units")
     require(zeta >= 0, f"zeta must be >= 0, got {zeta}", "give a non-negative DPS step (0 = no guidance)")
     ts = start_timesteps(VPSchedule(), t_start, t_start + 1 if steps is None else steps)
     run = begin(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
