@@ -178,33 +178,59 @@ def test_l0_verify_reports_a_stable_kernel_on_a_blur_the_image_determines():
     assert c["kernel_stable"] and c["kernel_disagreement"] < 0.3 and c["ok"] and not info["kept_input"]
 
 
-def test_l0_verify_flags_disagreeing_estimates_and_input_returns_the_blurred_image(monkeypatch):
-    """Two edge selections that give different kernels: ``warn`` keeps the result and warns, ``input`` returns y."""
-    import unblur.blind.l0 as l0
+def _line_kernel(size, direction):
+    out = np.zeros((size, size), np.float32)
+    if direction == "h":
+        out[size // 2, 2:-2] = 1
+    elif direction == "v":
+        out[2:-2, size // 2] = 1
+    else:
+        np.fill_diagonal(out[2:-2, 2:-2], 1)
+    return out / out.sum()
 
-    y, k, _ = _blurred_crop(size=96)
+
+def _fake_estimates(monkeypatch, third):
+    """Estimates by settings: the usefulness mask gives a horizontal line, no mask a vertical one (a different
+    blur), the deciding estimate (a larger gamma) ``third``; returns the list of calls."""
+    import unblur.blind.l0 as l0
     calls = []
 
-    def fake_estimate(crop, size, *, edge_usefulness, **kw):
-        calls.append(edge_usefulness)
-        out = np.zeros((size, size), np.float32)
-        if edge_usefulness > 0:
-            out[size // 2, 2:-2] = 1        # a horizontal line
-        else:
-            out[2:-2, size // 2] = 1        # a vertical line: a different blur
-        return out / out.sum()
+    def fake_estimate(crop, size, *, edge_usefulness, gamma, **kw):
+        calls.append((edge_usefulness, gamma))
+        return _line_kernel(size, third if gamma > 0.1 else "h" if edge_usefulness > 0 else "v")
 
     monkeypatch.setattr(l0, "estimate_kernel", fake_estimate)
-    restored, info = l0_blind(y, kernel_size=11, noise_sigma=0.01)
-    assert sorted(calls) == [0.0, 0.3]
+    return calls
+
+
+def test_l0_verify_third_estimate_chooses_the_kernel_it_agrees_with(monkeypatch):
+    y, _, _ = _blurred_crop(size=96)
+    calls = _fake_estimates(monkeypatch, third="v")
+    _, info = l0_blind(y, kernel_size=11, noise_sigma=0.01)
     c = info["checks"]
-    assert not c["kernel_stable"] and c["kernel_disagreement"] > 0.3 and not c["ok"]
+    assert sorted(calls) == [(0.0, 0.1), (0.3, 0.1), (0.3, 0.1 * 3)]
+    assert c["kernel_disagreement"] > 0.3 and c["kernel_stable"] and c["kernel_choice"] == "second"
+    assert np.allclose(info["kernel"], _line_kernel(11, "v"))
+    calls = _fake_estimates(monkeypatch, third="h")
+    _, info = l0_blind(y, kernel_size=11, noise_sigma=0.01)
+    assert info["checks"]["kernel_choice"] == "first" and np.allclose(info["kernel"], _line_kernel(11, "h"))
+
+
+def test_l0_verify_flags_disagreeing_estimates_and_input_returns_the_blurred_image(monkeypatch):
+    """Three edge selections/weights that give different kernels: ``warn`` keeps the result and warns, ``input``
+    returns y."""
+    y, k, _ = _blurred_crop(size=96)
+    calls = _fake_estimates(monkeypatch, third="d")
+    restored, info = l0_blind(y, kernel_size=11, noise_sigma=0.01)
+    assert sorted(c[0] for c in calls) == [0.0, 0.3, 0.3]
+    c = info["checks"]
+    assert not c["kernel_stable"] and c["kernel_disagreement"] > 0.3 and not c["ok"] and c["kernel_choice"] == "none"
     assert any("not stable" in w for w in c["warnings"]) and not np.allclose(restored, y)
     kept, info2 = l0_blind(y.astype(np.float32), kernel_size=11, noise_sigma=0.01, verify="input")
     assert info2["kept_input"] and kept.dtype == np.float32 and np.array_equal(kept, y.astype(np.float32))
     calls.clear()
     _, info3 = l0_blind(y, kernel_size=11, noise_sigma=0.01, verify="off")
-    assert calls == [0.3] and "kernel_stable" not in info3["checks"] and not info3["kept_input"]
+    assert calls == [(0.3, 0.1)] and "kernel_stable" not in info3["checks"] and not info3["kept_input"]
     with pytest.raises(InputError, match="verify"):
         l0_blind(y, kernel_size=11, verify="maybe")
 

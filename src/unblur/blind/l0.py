@@ -35,8 +35,10 @@ solve, and the kernel step fits only pixels whose blur footprint lies inside the
 model does not create "+"-shaped kernels; the final step uses the valid model above.
 
 Stability check (``verify``, on by default): a second kernel is estimated with the other edge selection
-(without the usefulness mask) beside the first; where the two disagree the image does not determine the
-blur, and the result is flagged (or the input returned): a no-reference test of the estimate.
+(without the usefulness mask) beside the first; where the two disagree, a third estimate (a stronger kernel
+regularisation) decides between them: the one it agrees with is kept; where it agrees with neither, the image
+does not determine the blur, and the result is flagged (or the input returned): a no-reference test of the
+estimate.
 
 Colour images: the kernel is estimated on the luminance (ITU-R BT.601) and each channel is deconvolved
 with it. Large images: the kernel is estimated on the ``max_estimation_size`` square crop with the most
@@ -71,6 +73,9 @@ MIN_SIZE_FACTOR = 8
 USEFUL_CANDIDATES = 3.0
 #: The usefulness threshold of the second estimate of ``verify`` when the first runs without the mask.
 VERIFY_USEFULNESS = 0.3
+#: ``verify``'s deciding estimate, run where the first two disagree: the first's settings with the kernel step's
+#: Tikhonov weight ``gamma`` times this factor (BENCHMARKS.md, "Blind deblurring of photographs").
+VERIFY_GAMMA_FACTOR = 3.0
 
 
 # -- Fourier helpers -----------------------------------------------------------------------------------
@@ -484,11 +489,14 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         0 when the first uses the usefulness mask, :data:`VERIFY_USEFULNESS` otherwise), run beside the first
         on a second thread, and their disagreement ``d = max(e(k1, k2), e(k2, k1))`` with ``e`` the
         shift-invariant kernel error (:func:`unblur.metrics.kernel_error`).  A blur that the image
-        determines gives the same kernel with either edge set; where they differ by more than
-        ``verify_limit`` the estimate rests on which edges were chosen (texture, too few edges) and is
-        not to be trusted.  ``"warn"``: keep the result, set ``info["checks"]["kernel_stable"] = False``
-        and warn; ``"input"``: return the blurred input unchanged instead (never worse than the input;
-        ``info["kept_input"] = True``); ``"off"``: one estimate, no check (half the estimation time).
+        determines gives the same kernel with either edge set.  Where ``d > verify_limit``, a third
+        estimate (the first's settings, ``gamma`` times :data:`VERIFY_GAMMA_FACTOR`) decides: of ``k1`` and
+        ``k2``, the one closer to it is kept if within ``verify_limit`` (``info["checks"]["kernel_choice"]``
+        says which); otherwise the estimate rests on which edges were chosen (texture, too few edges) and is
+        not to be trusted.  ``"warn"``: keep the first estimate's result, set
+        ``info["checks"]["kernel_stable"] = False`` and warn; ``"input"``: return the blurred input unchanged
+        instead (never worse than the input; ``info["kept_input"] = True``); ``"off"``: one estimate, no
+        check (half the estimation time or less).
     verify_limit : float
         Largest disagreement ``d`` accepted as the same kernel (a 25-px camera-shake kernel against a
         flat square of its size scores about 1).
@@ -526,7 +534,7 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     require(verify in ("warn", "input", "off"), f"verify must be 'warn', 'input' or 'off', got {verify!r}",
             "use 'warn' (default), 'input' or 'off'")
     require(verify_limit > 0, f"verify_limit must be > 0, got {verify_limit}")
-    disagreement = None
+    disagreement, choice = None, None
     work = img.astype(np.float64)
     gray = work if work.ndim == 2 else work[..., :3] @ _LUMA[: min(3, work.shape[-1])] / _LUMA[: min(3, work.shape[-1])].sum()
     H, W = gray.shape
@@ -558,7 +566,13 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
                 second = pool.submit(estimate, edge_usefulness=other)
                 k = estimate(edge_usefulness=edge_usefulness, progress=report)
                 k2 = second.result()
-            disagreement = max(kernel_error(k, k2), kernel_error(k2, k))
+            disagreement = _disagreement(k, k2)
+            choice = "first"
+            if disagreement > verify_limit:  # a third estimate decides between the two
+                k3 = estimate(edge_usefulness=edge_usefulness, gamma=gamma * VERIFY_GAMMA_FACTOR)
+                d1, d2 = _disagreement(k, k3), _disagreement(k2, k3)
+                choice = "none" if min(d1, d2) > verify_limit else ("first" if d1 <= d2 else "second")
+                k = k2 if choice == "second" else k
     else:
         k = np.asarray(init_kernel, np.float64)
         require(k.ndim == 2 and k.min() >= 0 and k.sum() > 0, "init_kernel must be a non-negative 2-D kernel")
@@ -567,7 +581,7 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     channels = [gray] if work.ndim == 2 else [work[..., c] for c in range(work.shape[-1])]
     require(final_boundary in ("valid", "periodic"), f"final_boundary must be 'valid' or 'periodic', got {final_boundary!r}")
     final = hyper_laplacian_deconvolve_valid if final_boundary == "valid" else hyper_laplacian_deconvolve
-    stable = disagreement is None or disagreement <= verify_limit
+    stable = disagreement is None or choice != "none"
     kept_input = verify == "input" and not stable
     if kept_input:
         restored = work.copy()
@@ -578,17 +592,24 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
                          work, restored, k, sigma)
     info["kept_input"] = kept_input
     if disagreement is not None:
-        info["checks"].update(kernel_disagreement=float(disagreement), kernel_stable=bool(stable))
+        info["checks"].update(kernel_disagreement=float(disagreement), kernel_stable=bool(stable),
+                              kernel_choice=choice)
         if not stable:
             info["checks"]["ok"] = False
             info["checks"]["warnings"].append(
                 f"the kernel is not stable: estimates from two edge selections differ by {disagreement:.2f} "
-                f"(limit {verify_limit}); the image does not determine the blur (texture, few edges)"
+                f"(limit {verify_limit}) and a third agrees with neither; the image does not determine the blur "
+                "(texture, few edges)"
                 + ("; the blurred input is returned unchanged" if kept_input else
                    "; try a crop with strong edges, another kernel size, or verify='input'"))
     info["time_s"] = time.perf_counter() - t0
     dtype = img.dtype if np.issubdtype(img.dtype, np.floating) else np.float32
     return restored.astype(dtype), info
+
+
+def _disagreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Symmetrised shift-invariant kernel error ``max(e(a, b), e(b, a))`` (:func:`unblur.metrics.kernel_error`)."""
+    return max(kernel_error(a, b), kernel_error(b, a))
 
 
 def _final_weight(sigma: float) -> float:
