@@ -63,7 +63,7 @@ def test_default_start_is_rl_at_t_start():
     img, psf = _scene(16), _gauss_psf(5, 1.0)
     y = _valid(img, psf)
     _, info = dps(y, psf, steps=4, prior=GaussianModelDenoiser(), noise_sigma=0.01)
-    assert info["start"] == "rl" and info["t_start"] == T_START == 50 and info["nfe"] == 4
+    assert info["start"] == "rl" and info["t_start"] == T_START == 30 and info["nfe"] == 4
     assert info["zeta"] == ZETA_START == 1.0 and m.defaults()["zeta"] is None
     assert info["consistency_tau"] == 0.05 and m.defaults()["consistency_tau"] is None
     _, info = dps(y, psf, start="noise", steps=4, prior=GaussianModelDenoiser(), noise_sigma=0.01)

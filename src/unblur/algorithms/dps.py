@@ -22,9 +22,9 @@ evenly spaced over ``[0, t0]`` (default: every one, ``t0 + 1`` network evaluatio
 
 Defaults.  From noise: ``zeta = 0.3``, the reference code's value for deblurring, 1000 steps and a final
 data-consistency step with ``tau = 0.1`` (``start="noise", consistency_tau=0``: the paper's sampler).  From
-an estimate: ``t0 = 50`` (51 network evaluations), ``zeta = 1.0`` (the DPS step of the Fast Diffusion EM
-code, claroche-r/FastDiffusionEM: the guidance acts over a twentieth of the steps, and a larger step per
-step keeps the sample on the data) and a final data-consistency step with ``tau = 0.05`` (0.1 from noise).
+an estimate: ``t0 = 30`` (31 network evaluations), ``zeta = 1.0`` (the DPS step of the Fast Diffusion EM
+code, claroche-r/FastDiffusionEM: the guidance acts over a few dozen steps, and a larger step per step keeps
+the sample on the data) and a final data-consistency step with ``tau = 0.05`` (0.1 from noise).
 They were chosen on tuning images (BENCHMARKS.md, "How DPS's start was chosen").
 
 Input and output in [0, 1]; ``noise_sigma`` is in [0, 1] units (DPS papers quote it in [-1, 1] units: 0.05
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 STARTS = ("noise", "rl", "y")
 # defaults of the starts other than "noise" (BENCHMARKS.md, "How DPS's start was chosen")
-T_START, ZETA_START, TAU_START = 50, 1.0, 0.05
+T_START, ZETA_START, TAU_START = 30, 1.0, 0.05
 ZETA_NOISE = 0.3  # the DPS reference code's step for deblurring (the start from noise)
 TAU_NOISE = 0.1  # final data-consistency tau of the start from noise
 RL_START_ITERATIONS = 50  # Richardson-Lucy iterations of start="rl" (unblur's rl default)
@@ -130,7 +130,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
         ([0, 1]) = that estimate forward-diffused.
     t_start : int, optional
         Timestep of the 1000-step schedule the reverse process starts from (CCDF's ``t0``); default 999 for
-        ``start="noise"`` (the only value it takes) and 50 otherwise.
+        ``start="noise"`` (the only value it takes) and 30 otherwise.
     steps : int, optional
         Reverse steps (network evaluations), evenly spaced over ``[0, t_start]``; default every timestep
         (``t_start + 1``; 1000 from noise: the paper).
@@ -182,7 +182,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
     >>> y = np.full((16, 16), 0.5, np.float32)
     >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), steps=4)
     >>> restored.shape, info["nfe"], info["start"], info["t_start"]
-    ((16, 16), 4, 'rl', 50)
+    ((16, 16), 4, 'rl', 30)
     >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), start="noise", steps=4)
     >>> info["nfe"], info["t_start"]  # the paper's start (pure noise), 4 respaced steps
     (4, 999)
