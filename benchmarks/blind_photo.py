@@ -17,6 +17,7 @@ then ``unblur blind IN -o OUT.png`` in a fresh process (all defaults: ``l0``, it
 check), whose wall and CPU time are printed with the shift-tolerant PSNR of input and result.
 
     python benchmarks/blind_photo.py --large 4000x3000 --out runs/blind_photo
+    python benchmarks/blind_photo.py --large 255x255 --gray --large-kernel 25 --out runs/blind_photo
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def clock_figure(sizes: list[int], out: Path, width: int = 0) -> Path:
     return path
 
 
-def large_photo(width: int, height: int, kernel_size: int, out: Path) -> None:
-    """Blur a ``width x height`` colour mosaic, run ``unblur blind`` on it in a fresh process, print the times."""
+def large_photo(width: int, height: int, kernel_size: int, out: Path, gray: bool = False) -> None:
+    """Blur a ``width x height`` colour (or ``gray``) mosaic, run ``unblur blind`` on it in a fresh process, print
+    the times."""
     import resource
     import subprocess
     import sys
@@ -77,7 +79,8 @@ def large_photo(width: int, height: int, kernel_size: int, out: Path) -> None:
     from unblur.psf import motion_kernel
 
     k = np.asarray(motion_kernel(kernel_size, seed=kernel_size), np.float64)
-    tiles = [np.asarray(Image.open(p).convert("RGB"), np.float32) / 255 for p in list_images("test/cbsd68_color")]
+    tiles = [np.asarray(Image.open(p).convert("L" if gray else "RGB"), np.float32) / 255
+             for p in list_images("test/cbsd68_color")]
     H, W = height + kernel_size - 1, width + kernel_size - 1
     rows, i = [], 0
     while sum(r.shape[0] for r in rows) < H:
@@ -87,24 +90,27 @@ def large_photo(width: int, height: int, kernel_size: int, out: Path) -> None:
             i += 1
         rows.append(np.concatenate(row, 1)[:, :W])
     sharp = np.concatenate(rows, 0)[:H]
-    y = np.stack([fftconvolve(sharp[..., c], k, mode="valid") for c in range(3)], -1)
+    sharp = sharp[..., None] if gray else sharp
+    y = np.stack([fftconvolve(sharp[..., c], k, mode="valid") for c in range(sharp.shape[-1])], -1)
     y = np.clip(y + 0.01 * np.random.default_rng(0).standard_normal(y.shape), 0, 1).astype(np.float32)
     r = kernel_size // 2
-    truth = sharp[r:r + height, r:r + width]
+    truth = sharp[r:r + height, r:r + width].squeeze(-1) if gray else sharp[r:r + height, r:r + width]
+    axis = None if gray else -1
     out.mkdir(parents=True, exist_ok=True)
     src, dst = out / f"large_{width}x{height}.png", out / f"large_{width}x{height}_l0.png"
-    Image.fromarray((y * 255 + 0.5).astype(np.uint8)).save(src)
+    Image.fromarray((y * 255 + 0.5).astype(np.uint8).squeeze()).save(src)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "unblur", "blind", str(src), "-o", str(dst), "--force"], check=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    restored = np.asarray(Image.open(dst).convert("RGB"), np.float32) / 255
-    y8 = np.asarray(Image.open(src).convert("RGB"), np.float32) / 255
-    print(f"{width}x{height} colour, {kernel_size}-px camera shake, noise 1%: unblur blind {wall:.1f} s wall, "
-          f"{cpu:.1f} CPU s; shift-tolerant PSNR input {aligned_psnr(y8, truth, channel_axis=-1):.2f} dB, "
-          f"l0 {aligned_psnr(restored, truth, channel_axis=-1):.2f} dB", flush=True)
+    mode = "L" if gray else "RGB"
+    restored = np.asarray(Image.open(dst).convert(mode), np.float32).reshape(truth.shape) / 255
+    y8 = np.asarray(Image.open(src).convert(mode), np.float32).reshape(truth.shape) / 255
+    print(f"{width}x{height} {'gray' if gray else 'colour'}, {kernel_size}-px camera shake, noise 1%: unblur blind {wall:.1f} s wall, "
+          f"{cpu:.1f} CPU s; shift-tolerant PSNR input {aligned_psnr(y8, truth, channel_axis=axis):.2f} dB, "
+          f"l0 {aligned_psnr(restored, truth, channel_axis=axis):.2f} dB", flush=True)
 
 
 def main(argv=None) -> None:
@@ -115,10 +121,11 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--large", default="", help="WxH: time unblur blind on a blurred colour mosaic of this size")
     ap.add_argument("--large-kernel", type=int, default=35, help="camera-shake kernel size of --large (px)")
+    ap.add_argument("--gray", action="store_true", help="--large in gray")
     args = ap.parse_args(argv)
     if args.large:
         w, h = (int(v) for v in args.large.lower().split("x"))
-        large_photo(w, h, args.large_kernel, Path(args.out))
+        large_photo(w, h, args.large_kernel, Path(args.out), args.gray)
         return
     import torch
     torch.set_num_threads(args.threads)

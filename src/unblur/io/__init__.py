@@ -44,7 +44,6 @@ import numpy as np
 
 from ..errors import InputError, require
 from ..metadata import ImageMetadata
-from ..psf.core import prepare_psf
 from .lazy import LazyImage, OutputWriter, create_output, is_ome_name, is_zarr_path, open_image, read_metadata
 from .tiff import check_tiff_claim, default_axes, read_tiff_metadata
 
@@ -237,6 +236,8 @@ def read_psf(path, spatial_ndim: int | None = None, image_shape=None, negative: 
     Integer PSF files are not rescaled before normalisation (only the sum matters).
     """
     raw = read_image(path, scale=False, drop_alpha=False)
+    from ..psf.core import prepare_psf  # torch: imported only where a PSF is read
+
     return prepare_psf(raw, spatial_ndim=spatial_ndim, image_shape=image_shape, negative=negative,
                        center=center, name=f"PSF {Path(path).name}", report=report)
 
