@@ -403,14 +403,16 @@ def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float
     x = np.ascontiguousarray(yp[: shape[0], : shape[1]])
     kx = _irfft2(K * _rfft2(x), shape)
     d = np.zeros(shape, np.float32)
+    mask1, conj_k = mask + 1.0, np.conj(K)  # loop invariants, computed once
     beta = weight
     while beta <= beta_range * weight:
         gx, gy = _grad(x)
         gx, gy = _shrink(gx, weight / beta, alpha), _shrink(gy, weight / beta, alpha)
         G = beta * _rfft2(_grad_adjoint(gx, gy))
+        den = K2 + beta * D2
         for _ in range(inner):
-            v = (my + (kx + d)) / (mask + 1.0)
-            x = _irfft2((np.conj(K) * _rfft2(v - d) + G) / (K2 + beta * D2), shape)
+            v = (my + (kx + d)) / mask1
+            x = _irfft2((conj_k * _rfft2(v - d) + G) / den, shape)
             kx = _irfft2(K * _rfft2(x), shape)
             d += kx - v
         beta *= 2 * np.sqrt(2)
