@@ -45,7 +45,8 @@ with it. Large images: the kernel is estimated on the ``max_estimation_size`` sq
 gradient energy (the blur is assumed uniform); only the final deconvolution runs on the whole image.
 
 Units: image values in [0, 1]; ``noise_sigma`` in the same units. The latent and kernel steps run their
-Fourier transforms in single precision (twice the speed of double; the kernels agree to about 1e-5).
+Fourier transforms in single precision (about twice the speed of double precision; the kernel errors on the
+tuning images are unchanged on average: BENCHMARKS.md, "Speed of `l0`").
 """
 
 from __future__ import annotations
@@ -114,16 +115,14 @@ def _irfft2(a, shape):
     return sfft.irfft2(a, s=shape, workers=_WORKERS)
 
 
-def periodic_extend(y: np.ndarray, pad: int | tuple[int, int]) -> np.ndarray:
-    """Extend a 2-D image by ``pad`` pixels (one number, or one per axis) at the end of each axis so that
-    it is smooth across the periodic wrap: the extension blends, with a cosine weight, the mirror
-    continuation of the last rows into the mirror continuation of the first rows. The image occupies
-    ``[:H, :W]`` of the result."""
-    pads = (pad, pad) if np.isscalar(pad) else tuple(pad)
+def periodic_extend(y: np.ndarray, pad: int) -> np.ndarray:
+    """Extend a 2-D image by ``pad`` pixels at the end of each axis so that it is smooth across the
+    periodic wrap: the extension blends, with a cosine weight, the mirror continuation of the last rows
+    into the mirror continuation of the first rows. The image occupies ``[:H, :W]`` of the result."""
     out = y
     for axis in (0, 1):
         n = out.shape[axis]
-        p = min(pads[axis], n)
+        p = min(pad, n)
         tail = np.flip(np.take(out, range(n - p, n), axis=axis), axis)  # mirror of the last p lines
         head = np.flip(np.take(out, range(0, p), axis=axis), axis)      # mirror of the first p lines
         w = 0.5 * (1 + np.cos(np.pi * (np.arange(p) + 1) / (p + 1)))   # 1 -> 0
@@ -139,7 +138,7 @@ def l0_latent(y: np.ndarray, k: np.ndarray, lambda_grad: float, lambda_intensity
               beta_max: float = 1e5) -> np.ndarray:
     """``argmin_x ||k * x - y||^2 + lambda_grad ||grad x||_0 + lambda_intensity ||x||_0`` (circular model)
     by half-quadratic splitting; ``y`` should already be periodic-extended."""
-    y = y.astype(np.float32)  # single precision throughout: twice the speed, no visible change in the kernels
+    y = y.astype(np.float32)  # single precision throughout (module docstring)
     K = _otf(k, y.shape, np.float32)
     KtY = np.conj(K) * _rfft2(y)
     K2 = (np.abs(K) ** 2).astype(np.float32)
