@@ -25,7 +25,8 @@ data-consistency step with ``tau = 0.1`` (``start="noise", consistency_tau=0``: 
 an estimate: ``t0 = 30`` (31 network evaluations), ``zeta = 1.0`` (the DPS step of the Fast Diffusion EM
 code, claroche-r/FastDiffusionEM: the guidance acts over a few dozen steps, and a larger step per step keeps
 the sample on the data) and a final data-consistency step with ``tau = 0.05`` (0.1 from noise).
-They were chosen on tuning images (BENCHMARKS.md, "How DPS's start was chosen").
+They were chosen on tuning images (BENCHMARKS.md, "How DPS's start was chosen" and "A third round on textured
+tuning images").
 
 Input and output in [0, 1]; ``noise_sigma`` is in [0, 1] units (DPS papers quote it in [-1, 1] units: 0.05
 there is 0.025 here); DPS itself does not use it, the final data-consistency step (``consistency_tau``,
