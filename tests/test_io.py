@@ -95,6 +95,17 @@ def test_preview_png(tmp_path, img):
     np.testing.assert_allclose(arr[:, :24, 0], np.clip((img - lo) / (hi - lo), 0, 1), atol=0.5 / 255 + 1e-6)
 
 
+def test_preview_png_reduces_large_panels_alike(tmp_path):
+    rng = np.random.default_rng(0)
+    big = rng.random((50, 70)).astype(np.float32)
+    p = preview_png(tmp_path / "cmp.png", [("a", big), ("b", big[:30, :30])], max_side=20)
+    arr = read_image(p)
+    assert arr.shape == (12, 17 + 4 + 7, 3)  # both reduced by ceil(70 / 20) = 4
+    blocks = big[:48, :68].reshape(12, 4, 17, 4).mean(axis=(1, 3))
+    lo, hi = np.percentile(blocks, [0.5, 99.5])
+    np.testing.assert_allclose(arr[:, :17, 0], np.clip((blocks - lo) / (hi - lo), 0, 1), atol=0.5 / 255 + 1e-6)
+
+
 def test_read_psf_normalises_clips_and_warns(tmp_path):
     psf = np.ones((5, 5), np.float32)
     psf[0, 0] = -1.0

@@ -95,6 +95,25 @@ def test_blind_cli_one_unit_and_kernel_out_equal_to_output_refused(tmp_path):
     log = json.loads((tmp_path / "s.tif.json").read_text())
     assert {Path(p).name for p in log["sha256"]} >= {"s.tif", "s_kernel.tif", "s.tif.compare.png"}
     assert "checks" in log["info"]
+    quiet = tmp_path / "q.tif"
+    assert main(["blind", str(src), "-o", str(quiet), "--kernel-size", "15", "--no-progress", "--no-preview"]) == 0
+    assert not (tmp_path / "q.tif.compare.png").exists() and (tmp_path / "q_kernel.tif").exists()
+
+
+def test_cli_l0_runs_without_importing_torch(tmp_path):
+    """``unblur blind`` with ``l0`` is numpy only: torch (about 2 s of start-up) is not imported."""
+    import subprocess
+    import sys
+
+    from unblur.io import write_image
+
+    y, _, _ = _blurred_crop(size=96)
+    write_image(tmp_path / "b.tif", y.astype(np.float32))
+    code = ("import sys; from unblur.cli.main import main; "
+            f"rc = main(['blind', {str(tmp_path / 'b.tif')!r}, '-o', {str(tmp_path / 's.tif')!r}, '--kernel-size', '9', "
+            "'--no-progress', '--verify', 'off']); print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1].split() == ["0", "False"]
 
 
 def test_valid_final_step_beats_the_periodic_one_at_the_border():

@@ -25,11 +25,13 @@ class Restoration:
 def _as_float(image):
     """Integer arrays (numpy or torch) as float32 divided by their type's maximum (uint8: /255,
     uint16: /65535), the rule for integer files (:func:`unblur.arrays.integer_scale`); others unchanged."""
-    from .arrays import integer_scale
-
     dtype = getattr(image, "dtype", None)
     if dtype is None:
         return image
+    if hasattr(image, "detach"):
+        from .arrays import integer_scale  # torch input: torch is loaded already
+    else:
+        from .io import integer_scale  # numpy input: no torch import (numpy methods start faster)
     try:
         scale = integer_scale(dtype)
     except TypeError:  # not a numeric dtype: the method refuses it with its own message

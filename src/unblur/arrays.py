@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, require
+from .io._backends import integer_scale as numpy_integer_scale
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,7 @@ def integer_scale(dtype) -> float | None:
         if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
             return None
         return int(torch.iinfo(dtype).max)
-    dtype = np.dtype(dtype)
-    return int(np.iinfo(dtype).max) if dtype.kind in "ui" else None
+    return numpy_integer_scale(dtype)
 
 
 def to_batch(image, spatial_ndim: int, dtype=torch.float32, device=None) -> tuple[torch.Tensor, Layout]:

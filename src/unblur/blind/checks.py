@@ -66,7 +66,7 @@ def _np(a) -> np.ndarray:
 
 
 def _sigma(a: np.ndarray) -> float:
-    from ..physics.noise import estimate_noise_sigma
+    from ..physics.noise_level import estimate_noise_sigma
 
     return float(estimate_noise_sigma(a) if a.ndim == 2 else estimate_noise_sigma(a, channel_axis=-1))
 

@@ -21,7 +21,8 @@ def add_parser(sub, argv=()) -> None:
     chosen = requested_method(argv, default)
     shown = next((m for m in methods if m.name == chosen), next((m for m in methods if m.name == default), None))
     epilog = (f"example: unblur blind photo.png -o sharp.png --kernel-out kernel.tif   (method {default})\n"
-              "Writes OUT, the kernel (OUT_kernel.tif unless --kernel-out), OUT.compare.png (input | restored | kernel)\n"
+              "Writes OUT, the kernel (OUT_kernel.tif unless --kernel-out), OUT.compare.png (input | restored | kernel;\n"
+              "panels reduced to at most 1024 px; --no-preview: none)\n"
               "and, last, the JSON log OUT.json, as one unit.")
     if shown is not None:
         epilog += "\n" + method_epilog("blind", methods, shown, default)
@@ -35,6 +36,7 @@ def add_parser(sub, argv=()) -> None:
     p.add_argument("--kernel-out", type=Path, default=None, help="estimated kernel (float32 TIFF); default OUT_kernel.tif")
     p.add_argument("--bits", type=int, choices=(8, 16, 32), default=None, help="output bit depth")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--no-preview", action="store_true", help="do not write the side-by-side PNG")
     p.add_argument("--init-kernel", default=None, metavar="FILE|l0",
                    help="warm start: a kernel file (resized to the method's kernel size with a note) or 'l0' (start from "
                         f"the l0 method's kernel; the default of fast-em and diffusion-em, whose 'dirac' is the paper's start); methods "
@@ -115,7 +117,8 @@ def run(args) -> int:
     output = Path(args.output)
     kout = Path(args.kernel_out) if args.kernel_out else output.with_name(output.stem + "_kernel.tif")
     unit = Outputs(output, args.force, inputs=(args.image, args.init_kernel if getattr(args, "init_kernel", None) not in
-                                              (None, "l0") else None), preview="compare", extra=(kout,))
+                                              (None, "l0") else None), preview=None if args.no_preview else "compare",
+                   extra=(kout,))
     with unit:
         return _run(args, method, methods, params, unit, kout)
 
@@ -160,7 +163,8 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
         if k.ndim == 2:
             scale = max(1, image.shape[0] // max(k.shape[0], 1) // 2)
             panels.append(("kernel", np.kron(k / max(float(k.max()), 1e-12), np.ones((scale, scale), np.float32))))
-    unit.write(unit.preview, lambda p: preview_png(p, panels))
+    if unit.preview is not None:
+        unit.write(unit.preview, lambda p: preview_png(p, panels))
     logged = dict(result.info.get("params") or {})
     if "init_kernel" in logged:
         logged["init_kernel"] = args.init_kernel  # the file name (or l0), not the array

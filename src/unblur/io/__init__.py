@@ -44,6 +44,7 @@ import numpy as np
 
 from ..errors import InputError, require
 from ..metadata import ImageMetadata
+from ._backends import integer_scale
 from .lazy import LazyImage, OutputWriter, create_output, is_ome_name, is_zarr_path, open_image, read_metadata
 from .tiff import check_tiff_claim, default_axes, read_tiff_metadata
 
@@ -143,7 +144,7 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
     if arr.dtype == bool:
         arr = arr.astype(np.float32)
     if arr.dtype.kind in "ui" and scale:
-        arr = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+        arr = arr.astype(np.float32) / np.float32(integer_scale(arr.dtype))
     elif arr.dtype.kind == "c":
         raise InputError(f"{path.name} holds complex values", "give a real-valued image")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
@@ -281,7 +282,7 @@ def _as_float(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == bool:
         return arr.astype(np.float32)
     if arr.dtype.kind in "ui":
-        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+        return arr.astype(np.float32) / np.float32(integer_scale(arr.dtype))
     require(arr.dtype.kind == "f", f"cannot write an array of dtype {arr.dtype}", "give a real-valued image")
     return arr
 
@@ -442,27 +443,53 @@ def _write_named(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata) -
     return path
 
 
-def _display(a: np.ndarray) -> np.ndarray:
-    """2-D (or H, W, 3) view of an image for previews: middle z slice of stacks, percentile-scaled."""
-    a = np.asarray(a, dtype=np.float32)
+def _plane(a: np.ndarray) -> np.ndarray:
+    """2-D (or H, W, 3) plane of an image for previews: the middle z slice of stacks."""
+    a = np.asarray(a)
     if a.ndim == 3 and a.shape[-1] not in (3,):
         a = a[a.shape[0] // 2]
     if a.ndim == 4:
         a = a[a.shape[0] // 2]
+    return a
+
+
+def _display(a: np.ndarray) -> np.ndarray:
+    """A plane (:func:`_plane`) percentile-scaled to [0, 1] for display."""
+    a = np.asarray(a, dtype=np.float32)
     lo, hi = np.percentile(a, [0.5, 99.5])
     if hi <= lo:
         hi = lo + 1
     return np.clip((a - lo) / (hi - lo), 0, 1)
 
 
-def preview_png(path, panels: list[tuple[str, np.ndarray]], overwrite: bool = True) -> Path:
+#: Longest side (px) of a preview panel: larger images are shown reduced by an integer factor (area mean).
+PREVIEW_MAX_SIDE = 1024
+
+
+def _reduce(a: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor x factor`` blocks (the last partial blocks dropped)."""
+    if factor == 1:
+        return a
+    h, w = a.shape[0] // factor, a.shape[1] // factor
+    blocks = a[: h * factor, : w * factor].reshape(h, factor, w, factor, *a.shape[2:])
+    return blocks.mean(axis=(1, 3), dtype=np.float32)
+
+
+def preview_png(path, panels: list[tuple[str, np.ndarray]], overwrite: bool = True,
+                max_side: int = PREVIEW_MAX_SIDE) -> Path:
     """Write a PNG with ``panels`` (title, image) tiled left to right, each scaled for display.
 
     Panels are separated by a white 4-px gap, each top-aligned on a white canvas as tall as the
     tallest; titles are not drawn (no plotting dependency): the commands name the panel order in
     their ``--help`` (``deconvolve``: input | restored; ``blind``: input | restored | kernel).
+    When a panel's longer side exceeds ``max_side``, every panel is reduced by the same integer
+    factor (means over blocks) so that the panels still match pixel for pixel; the output files
+    keep the full resolution.
     """
-    views = [_display(img) for _, img in panels]
+    displayed = [_plane(img) for _, img in panels]
+    side = max(max(a.shape[:2]) for a in displayed)
+    factor = max(1, -(-side // max_side))
+    views = [_display(_reduce(np.asarray(a, np.float32), factor)) for a in displayed]
     h = max(v.shape[0] for v in views)
     rgb = [np.repeat(v[..., None], 3, axis=-1) if v.ndim == 2 else v[..., :3] for v in views]
     padded = [np.pad(v, ((0, h - v.shape[0]), (0, 4), (0, 0)), constant_values=1.0) for v in rgb]
@@ -470,6 +497,6 @@ def preview_png(path, panels: list[tuple[str, np.ndarray]], overwrite: bool = Tr
     return write_image(path, canvas, overwrite=overwrite, bits=8)
 
 
-__all__ = ["FITS_SUFFIXES", "MAX_READ_BYTES", "check_claimed_size", "RASTER_SUFFIXES", "TIFF_SUFFIXES", "ImageMetadata", "LazyImage", "OutputWriter",
+__all__ = ["FITS_SUFFIXES", "integer_scale", "MAX_READ_BYTES", "check_claimed_size", "RASTER_SUFFIXES", "TIFF_SUFFIXES", "ImageMetadata", "LazyImage", "OutputWriter",
            "check_writable", "create_output", "open_image", "preview_png", "read_image", "read_metadata", "read_psf",
            "write_image"]

@@ -13,9 +13,16 @@ from ..metadata import ImageMetadata
 from .tiff import IMAGEJ_ORDER, check_tiff_claim, default_axes, imagej_labels, read_tiff_metadata, stored_layout, tiff_write_kwargs
 
 
-def _integer_scale(dtype) -> float | None:
+def integer_scale(dtype) -> int | None:
+    """The divisor that maps an integer numpy ``dtype`` to [0, 1]: its maximum (uint8: 255, uint16: 65535,
+    int16: 32767); ``None`` for floating-point and bool dtypes (used as they are). The rule for integer files
+    and arrays (``docs/conventions.md``; torch dtypes: :func:`unblur.arrays.integer_scale`).
+
+    >>> integer_scale(np.uint8), integer_scale(np.float32)
+    (255, None)
+    """
     dtype = np.dtype(dtype)
-    return float(np.iinfo(dtype).max) if dtype.kind in "ui" else None
+    return int(np.iinfo(dtype).max) if dtype.kind in "ui" else None
 
 
 class _InMemory:
@@ -63,7 +70,7 @@ def open_lazy(path: Path):
     else:
         kept = [n for i, n in enumerate(stored_shape) if i not in drop]
         shape = tuple(kept[p] for p in perm)
-    lazy = LazyImage(path, source, drop, perm, shape, meta, _integer_scale(meta.dtype))
+    lazy = LazyImage(path, source, drop, perm, shape, meta, integer_scale(meta.dtype))
     if arr is not None:
         lazy._arr = arr
     return lazy
