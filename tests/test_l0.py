@@ -161,6 +161,36 @@ def test_l0_warns_when_the_image_is_small_for_the_kernel():
         l0_blind(y, kernel_size=11)  # 96 >= 8 x 11: no size warning
 
 
+def test_l0_default_kernel_size_and_crop_fit_each_other():
+    """Large images: the default kernel size leaves 8 kernels across the estimation crop (no warning about its own
+    default), and the crop plus the kernel is a Fourier length without a large prime factor."""
+    import warnings
+
+    from unblur.blind.l0 import MIN_SIZE_FACTOR, _crop_side, default_kernel_size
+
+    assert [default_kernel_size(s) for s in (96, 255, 256, 512, 2000)] == [15, 31, 31, 63, 75]
+    for size, k in [(512, 63), (512, 35), (512, 65), (128, 15)]:
+        n = _crop_side(size, k)
+        assert n <= size and max(_prime_factors(n + k)) <= 11
+        assert n >= MIN_SIZE_FACTOR * k or (size < MIN_SIZE_FACTOR * k and n >= size - size // 32)
+    assert _crop_side(512, 65) == 511  # 512 + 65 = 577 is prime
+    y, _, _ = _blurred_crop(size=200, ksize=13)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _, info = l0_blind(y, max_estimation_size=128, verify="off")
+    assert info["kernel"].shape == (15, 15)
+
+
+def _prime_factors(n):
+    out, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out
+
+
 def test_usefulness_map_is_high_on_a_straight_edge_and_low_in_texture():
     """Xu & Jia's r-map: the gradients of a step edge add up in the window (r ~ 1), those of a random texture
     cancel (r small); the mask keeps the edge and, when too few pixels pass, lowers its threshold."""

@@ -489,14 +489,23 @@ def _best_crop(y: np.ndarray, size: int) -> tuple[slice, slice]:
     return slice(pos[0], pos[0] + s0), slice(pos[1], pos[1] + s1)
 
 
+def default_kernel_size(side: int) -> int:
+    """The kernel size ``l0`` assumes for an estimation side of ``side`` px: the largest odd size with
+    ``MIN_SIZE_FACTOR`` kernels across the side, within [15, 75] (31 for 255 px, 63 for 512 px)."""
+    return int(np.clip(2 * ((side // MIN_SIZE_FACTOR - 1) // 2) + 1, 15, 75))
+
+
 def _crop_side(size: int, kernel_size: int) -> int:
     """The largest crop side ``n <= size`` whose estimation grid ``n + kernel_size`` (the periodic extension of
-    the finest level) is a fast Fourier length: a 512 crop with a 65-px kernel would give a prime 577 grid, about
-    six times slower per transform than 576."""
-    n = size
-    while n > size // 2 and sfft.next_fast_len(n + kernel_size, real=True) != n + kernel_size:
-        n -= 1
-    return n if n > size // 2 else size
+    the finest level) has no prime factor above 11: a 512 crop with a 65-px kernel would give a prime 577 grid,
+    six times slower per transform than 576. The crop keeps ``MIN_SIZE_FACTOR`` kernels across where ``size``
+    does, else loses at most ``size / 32``."""
+    enough = MIN_SIZE_FACTOR * kernel_size
+    low = enough if size >= enough else size - size // 32
+    for n in range(size, low - 1, -1):
+        if sfft.next_fast_len(n + kernel_size) == n + kernel_size:
+            return n
+    return size
 
 
 def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3, lambda_intensity: float = 0.0,
@@ -512,8 +521,9 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     image : ndarray
         Blurred image in [0, 1], gray ``(H, W)`` or colour ``(H, W, C)``.
     kernel_size : int or None
-        Side of the square kernel support in pixels (odd); omitted: ``2 * (min(H, W) // 16) + 1`` clamped
-        to [15, 75] for the estimation crop, and the support actually found is reported.
+        Side of the square kernel support in pixels (odd); omitted: :func:`default_kernel_size` of the
+        estimation side (the largest odd size with ``MIN_SIZE_FACTOR`` kernels across, within [15, 75]), and the
+        support actually found is reported.
     lambda_grad : float
         Weight of the L0 gradient prior in the kernel-estimation latent step.
     lambda_intensity : float
@@ -603,10 +613,11 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     gray = work if work.ndim == 2 else work[..., :3] @ _LUMA[: min(3, work.shape[-1])] / _LUMA[: min(3, work.shape[-1])].sum()
     H, W = gray.shape
     if kernel_size is None:
-        kernel_size = int(np.clip(2 * (min(H, W, max_estimation_size) // 16) + 1, 15, 75))
+        kernel_size = default_kernel_size(min(H, W, max_estimation_size))
     require(kernel_size % 2 == 1 and kernel_size >= 3, f"kernel_size must be odd and >= 3, got {kernel_size}")
     notes = check_blind_input(img, kernel_size, method="l0", noise_sigma=noise_sigma)  # NaN, flat, no edges, size
-    side = min(H, W, max_estimation_size)
+    crop_side = _crop_side(max_estimation_size, kernel_size)
+    side = min(H, W, crop_side if max(H, W) > max_estimation_size else max_estimation_size)
     if init_kernel is None and side < MIN_SIZE_FACTOR * kernel_size:
         note = (f"the image ({H}x{W}) is small for a {kernel_size}-px kernel: below {MIN_SIZE_FACTOR} times the kernel "
                 "size the kernel estimate is unreliable (give a larger image or a smaller kernel size)")
@@ -616,7 +627,7 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     sigma = float(noise_sigma) if noise_sigma is not None else (
         estimate_noise_sigma(gray) if work.ndim == 2 else estimate_noise_sigma(work[..., :3], channel_axis=-1))
     if init_kernel is None:
-        rows, cols = _best_crop(gray, _crop_side(max_estimation_size, kernel_size))
+        rows, cols = _best_crop(gray, crop_side)
         crop = gray[rows, cols]
         report = (lambda i, n: print(f"l0: level {i}/{n}")) if progress else None
         estimate = functools.partial(estimate_kernel, crop, kernel_size, lambda_grad=lambda_grad,
