@@ -322,7 +322,7 @@ def _odd(n: float) -> int:
 
 
 def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 4e-3, lambda_intensity: float = 0.0,
-                    gamma: float = 0.3, outer_iter: int = 5, edge_factor: float = 10.0, edge_usefulness: float = 0.3,
+                    gamma: float = 0.3, outer_iter: int = 10, edge_factor: float = 10.0, edge_usefulness: float = 0.3,
                     usefulness_window: float = 0.5, progress=None, **step) -> np.ndarray:
     """Coarse-to-fine L0 kernel estimation on a gray image ``y`` in [0, 1] (module docstring); with
     ``edge_usefulness > 0`` the kernel step keeps only edges of large-scale structures (:func:`usefulness_map`
@@ -509,7 +509,7 @@ def _crop_side(size: int, kernel_size: int) -> int:
 
 
 def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3, lambda_intensity: float = 0.0,
-             gamma: float = 0.1, outer_iter: int = 5, edge_factor: float = 10.0, edge_usefulness: float = 0.3,
+             gamma: float = 0.1, outer_iter: int = 10, edge_factor: float = 10.0, edge_usefulness: float = 0.3,
              final_alpha: float = 0.8, final_weight: float | None = None,
              final_boundary: Literal["valid", "periodic"] = "valid", noise_sigma: float | None = None,
              max_estimation_size: int = 512, init_kernel=None, verify: Literal["warn", "input", "off"] = "warn",
@@ -531,7 +531,8 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     gamma : float
         Tikhonov weight of the kernel step.
     outer_iter : int
-        Latent/kernel alternations per pyramid level.
+        Latent/kernel alternations per pyramid level (``lambda_grad`` decays by 1.1 after each; 10 chosen over 5
+        on the tuning images: BENCHMARKS.md, "Blind deblurring of photographs").
     edge_factor : float
         The kernel step uses the ``edge_factor * kernel_size^2`` strongest gradients of the latent image.
     edge_usefulness : float
