@@ -181,6 +181,23 @@ def test_l0_default_kernel_size_and_crop_fit_each_other():
     assert info["kernel"].shape == (15, 15)
 
 
+def test_kernel_step_padding_to_a_fast_length_changes_nothing(monkeypatch):
+    """The kernel step fits only pixels whose footprint lies inside the grid, so its zero-padding to a fast
+    Fourier length gives the kernel of the unpadded grid (up to float32 rounding)."""
+    import unblur.blind.l0 as l0
+
+    y, k, _ = _blurred_crop(size=120, ksize=13)  # 120 + 13 = 133 = 7 x 19: padded to 135
+    yp = l0.periodic_extend(y, 13)
+    x = l0.l0_latent(yp, k, 4e-3)
+    edges = l0.select_edges(x, 10 * 13 * 13)
+    assert l0.sfft.next_fast_len(133, real=True) == 135  # the step does pad
+    padded = l0.estimate_kernel_step(edges, yp, l0._dirac(13), 0.1, valid=y.shape)
+    monkeypatch.setattr(l0.sfft, "next_fast_len", lambda n, real=False: n)
+    plain = l0.estimate_kernel_step(edges, yp, l0._dirac(13), 0.1, valid=y.shape)
+    assert yp.shape == (133, 133)
+    np.testing.assert_allclose(padded, plain, atol=1e-4)
+
+
 def _prime_factors(n):
     out, p = [], 2
     while n > 1:

@@ -261,18 +261,21 @@ def estimate_kernel_step(gx: tuple[np.ndarray, np.ndarray], y: np.ndarray, k0: n
     ``M`` keeps the pixels whose blur footprint lies inside the observed ``valid = (H, W)`` corner of the
     periodic-extended ``y`` (the extension is not data). ``gamma' = gamma * mean |FFT(gx)|^2`` makes the
     weight independent of the image size and contrast."""
-    shape = y.shape
     size = k0.shape[0]
     r = size // 2
-    H, W = valid or shape
+    H, W = valid or y.shape
+    # The fitted pixels (the mask) see the gradients only within ``r`` of themselves, inside the grid: the
+    # circular wrap never reaches them, so zero-padding the grid to a fast Fourier length changes nothing.
+    shape = (sfft.next_fast_len(y.shape[0], real=True), sfft.next_fast_len(y.shape[1], real=True))
     mask = np.zeros(shape, np.float32)  # single precision: the step's error is far below the kernel's
     mask[r + 1:H - r - 1, r + 1:W - r - 1] = 1.0
-    Xs = sfft.rfft2(np.stack(gx).astype(np.float32))  # both directions in one transform
-    dys = np.stack(_grad(y)).astype(np.float32)
-    X2 = (np.abs(Xs) ** 2).sum(0)
-    conj_xs = np.conj(Xs)
+    gxs = np.stack(gx).astype(np.float32)
+    X2 = (np.abs(sfft.rfft2(gxs)) ** 2).sum(0)  # weight and step size from the unpadded grid
     g_eff = gamma * float(X2.mean())
     step = 1.0 / (float(X2.max()) + g_eff)
+    Xs = sfft.rfft2(_zero_pad(gxs, shape))  # both directions in one transform
+    dys = _zero_pad(np.stack(_grad(y)).astype(np.float32), shape)
+    conj_xs = np.conj(Xs)
     big = np.zeros(shape, np.float32)
     index = (np.arange(-r, r + 1) % shape[0])[:, None], (np.arange(-r, r + 1) % shape[1])[None, :]
 
@@ -289,6 +292,15 @@ def estimate_kernel_step(gx: tuple[np.ndarray, np.ndarray], y: np.ndarray, k0: n
         z = k_new + ((t - 1) / t_new) * (k_new - k)
         k, t = k_new, t_new
     return _clean_kernel(k)
+
+
+def _zero_pad(a: np.ndarray, shape) -> np.ndarray:
+    """``a`` (``(..., h, w)``) in the top-left corner of zeros of shape ``(..., *shape)``."""
+    if a.shape[-2:] == tuple(shape):
+        return a
+    out = np.zeros(a.shape[:-2] + tuple(shape), a.dtype)
+    out[..., : a.shape[-2], : a.shape[-1]] = a
+    return out
 
 
 def _dirac(size: int) -> np.ndarray:
