@@ -198,6 +198,25 @@ def test_kernel_step_padding_to_a_fast_length_changes_nothing(monkeypatch):
     np.testing.assert_allclose(padded, plain, atol=1e-4)
 
 
+@pytest.mark.parametrize("w", [1.0, 0.1, 1 / 256, 1e-6])
+def test_tabulated_shrinkage_matches_its_fixed_point_steps(w):
+    """The table (normalised units, interpolated) gives the fixed-point shrinkage it replaces, including values
+    beyond the table (small ``w``) and both signs."""
+    from unblur.blind.l0 import _shrink
+
+    v = np.random.default_rng(0).standard_normal(20000).astype(np.float32) * 0.3
+    a = np.abs(v).astype(np.float64)
+    z = a.copy()
+    for _ in range(3):
+        z = np.maximum(a - w * 0.8 * np.maximum(z, 1e-8) ** (0.8 - 1), 0)
+    out = _shrink(v, w, 0.8)
+    assert out.dtype == np.float32
+    c = w ** (1 / 1.2)  # the normalising scale
+    err = np.abs(out - np.sign(v) * z)
+    assert (err > 2e-4 * c + 1e-6).mean() < 0.005  # off only within one table step of the threshold jump
+    assert err.max() < 1.5 * c + 1e-6
+
+
 def _prime_factors(n):
     out, p = [], 2
     while n > 1:

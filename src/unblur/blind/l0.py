@@ -265,7 +265,8 @@ def estimate_kernel_step(gx: tuple[np.ndarray, np.ndarray], y: np.ndarray, k0: n
     r = size // 2
     H, W = valid or y.shape
     # The fitted pixels (the mask) see the gradients only within ``r`` of themselves, inside the grid: the
-    # circular wrap never reaches them, so zero-padding the grid to a fast Fourier length changes nothing.
+    # circular wrap never reaches them, so zero-padding the grid to a fast Fourier length changes the result
+    # only by float32 rounding.
     shape = (sfft.next_fast_len(y.shape[0], real=True), sfft.next_fast_len(y.shape[1], real=True))
     mask = np.zeros(shape, np.float32)  # single precision: the step's error is far below the kernel's
     mask[r + 1:H - r - 1, r + 1:W - r - 1] = 1.0
@@ -443,6 +444,7 @@ def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float
     (ADMM, penalty 1, ``inner`` steps per value of ``beta``) and ``g = grad x`` (half-quadratic, ``beta``
     from ``weight`` to ``beta_range * weight`` by ``2 sqrt(2)``). Nothing is assumed beyond the edge, so the
     border does not ring. Returns the ``(H, W)`` part of ``x`` seen by ``y``."""
+    require(inner >= 1, f"inner must be at least 1, got {inner}")
     H, W = y.shape
     ry, rx = k.shape[0] // 2, k.shape[1] // 2
     shape = (sfft.next_fast_len(H + 2 * ry + 2, real=True), sfft.next_fast_len(W + 2 * rx + 2, real=True))
