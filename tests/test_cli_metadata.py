@@ -205,3 +205,19 @@ def test_diagnostic_maps_per_channel_psf_are_stacked_on_the_last_axis(photo):
     log = json.loads((d / "o.tif.json").read_text())
     assert len(log["info"]["per_channel"]) == 3
     assert all("residual_map" not in c for c in log["info"]["per_channel"])
+
+
+def test_photo_keeps_its_colour_profile_and_exif_through_the_cli(tmp_path):
+    from PIL import Image, ImageCms
+    rng = np.random.default_rng(3)
+    rgb = np.kron(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), np.ones((6, 6, 1), np.uint8))
+    exif = Image.Exif()
+    exif[0x010F] = "unblur-test"
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(rgb).save(tmp_path / "p.jpg", exif=exif.tobytes(), icc_profile=profile, dpi=(240, 240))
+    np.save(tmp_path / "k.npy", gaussian_psf(7, 1.2))
+    assert main(["deconvolve", str(tmp_path / "p.jpg"), "--psf", str(tmp_path / "k.npy"), "--method", "rl",
+                 "-o", str(tmp_path / "out.jpg"), "--no-preview"]) == 0
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert out.info.get("icc_profile") == profile and out.getexif()[0x010F] == "unblur-test"
+        assert tuple(round(v) for v in out.info["dpi"]) == (240, 240)

@@ -248,3 +248,87 @@ def test_integer_arrays_are_written_as_integer_files_are_read(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "c.npy"), u16 / np.float32(65535))
     np.save(tmp_path / "d.npy", u16 > 30000)
     np.testing.assert_array_equal(read_image(tmp_path / "d.npy"), (u16 > 30000).astype(np.float32))
+
+
+# --- picture metadata: ICC profile, EXIF, dpi ----------------------------------------------------------
+
+def _photo_jpeg(path, orientation=1, gray=False):
+    """A JPEG with an sRGB (or gray) ICC profile, EXIF (camera make/model, orientation) and 300 dpi."""
+    from PIL import Image, ImageCms
+    rgb = np.kron(RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "unblur-test", "model 1", orientation
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    img = Image.fromarray(rgb[..., 0] if gray else rgb)
+    img.save(path, exif=exif.tobytes(), icc_profile=None if gray else profile, dpi=(300, 300), quality=95)
+    return profile
+
+
+@pytest.mark.parametrize("name, bits", [("out.jpg", None), ("out.png", None), ("out16.png", 16)])
+def test_icc_profile_exif_and_dpi_are_written_back(tmp_path, name, bits):
+    from PIL import Image
+    profile = _photo_jpeg(tmp_path / "in.jpg", orientation=6)
+    img, meta = read_image(tmp_path / "in.jpg", with_metadata=True)
+    assert meta.icc_profile == profile and meta.exif.startswith(b"Exif\x00\x00") and meta.dpi == (300.0, 300.0)
+    notes = []
+    write_image(tmp_path / name, img, metadata=meta, bits=bits, notes=notes)
+    assert notes == []
+    with Image.open(tmp_path / name) as out:
+        assert out.info.get("icc_profile") == profile
+        tags = out.getexif()
+        assert tags[0x010F] == "unblur-test" and tags[0x0110] == "model 1" and tags[0x0112] == 6
+        assert tuple(round(v) for v in out.info["dpi"]) == (300, 300)
+    back, meta2 = read_image(tmp_path / name, with_metadata=True)  # and unblur reads them again
+    assert meta2.icc_profile == profile and meta2.exif == meta.exif and meta2.dpi == (300.0, 300.0)
+    if bits == 16:
+        assert meta2.dtype == "uint16"
+
+
+def test_jpeg_output_is_high_quality_without_chroma_subsampling(tmp_path):
+    from PIL import Image, JpegImagePlugin
+    smooth = np.clip(np.add.outer(np.linspace(0, 1, 64), np.linspace(0, 0.5, 64)), 0, 1)
+    rgb = np.stack([smooth, smooth.T, 1 - smooth], -1).astype(np.float32)
+    write_image(tmp_path / "q.jpg", rgb)
+    with Image.open(tmp_path / "q.jpg") as im:
+        assert JpegImagePlugin.get_sampling(im) == 0  # 4:4:4
+    assert np.abs(read_image(tmp_path / "q.jpg") - rgb).max() < 4 / 255  # quality 95, not Pillow's 75
+
+
+def test_picture_metadata_an_output_cannot_hold_is_named(tmp_path):
+    _photo_jpeg(tmp_path / "in.jpg", orientation=6)
+    img, meta = read_image(tmp_path / "in.jpg", with_metadata=True)
+    notes = []
+    write_image(tmp_path / "gray.png", img[..., 0], metadata=meta, notes=notes)  # an RGB profile, a gray output
+    assert notes == ["ICC colour profile of the source not written: it describes RGB data, the output has 1 channel(s)"]
+    from PIL import Image
+    with Image.open(tmp_path / "gray.png") as out:
+        assert "icc_profile" not in out.info and out.getexif()[0x0112] == 6  # EXIF still kept
+    notes.clear()
+    write_image(tmp_path / "out.tif", img, metadata=meta, notes=notes)
+    assert len(notes) == 1 and "ICC colour profile and EXIF not written" in notes[0]
+    assert "orientation is lost" in notes[0]
+    notes.clear()
+    write_image(tmp_path / "plain.png", img, notes=notes)  # no metadata given: nothing to say
+    assert notes == []
+
+
+def test_gray_jpeg_keeps_its_exif(tmp_path):
+    from PIL import Image
+    _photo_jpeg(tmp_path / "g.jpg", gray=True)
+    img, meta = read_image(tmp_path / "g.jpg", with_metadata=True)
+    assert img.ndim == 2 and meta.icc_profile is None and meta.exif is not None
+    write_image(tmp_path / "g_out.jpg", img, metadata=meta)
+    with Image.open(tmp_path / "g_out.jpg") as out:
+        assert out.mode == "L" and out.getexif()[0x010F] == "unblur-test"
+
+
+def test_tiff_icc_profile_is_read_and_carried_to_a_png(tmp_path):
+    from PIL import Image, ImageCms
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tifffile.imwrite(tmp_path / "scan.tif", RNG.integers(0, 65536, (16, 12, 3)).astype(np.uint16),
+                     photometric="rgb", iccprofile=profile)
+    img, meta = read_image(tmp_path / "scan.tif", with_metadata=True)
+    assert meta.icc_profile == profile
+    write_image(tmp_path / "scan.png", img, metadata=meta)
+    with Image.open(tmp_path / "scan.png") as out:
+        assert out.info.get("icc_profile") == profile

@@ -96,6 +96,16 @@ class ImageMetadata:
         aside on reading (:func:`unblur.io.read_image`) and put back by
         :func:`unblur.io.write_image` into PNG and TIFF outputs; None when there was none or it
         was fully opaque.
+    icc_profile : bytes or None
+        The picture's ICC colour profile (PNG ``iCCP``, JPEG ``APP2``, TIFF tag 34675): the colour space
+        its values are in.  Written back into PNG and JPEG outputs whose channels it describes
+        (the restoration works on the stored values, so they stay in that colour space).
+    exif : bytes or None
+        The picture's EXIF block (PNG ``eXIf``, JPEG ``APP1``): camera, exposure, date and orientation.
+        Written back into PNG and JPEG outputs; pixels are read as stored, without applying the
+        orientation, so a viewer shows the output turned as it shows the input.
+    dpi : tuple of float or None
+        Print resolution ``(x, y)`` in dots per inch, when the picture states one.
     """
 
     axes: str | None = None
@@ -110,6 +120,9 @@ class ImageMetadata:
     format: str = ""
     notes: list = field(default_factory=list)
     alpha: np.ndarray | None = field(default=None, repr=False, compare=False)
+    icc_profile: bytes | None = field(default=None, repr=False, compare=False)
+    exif: bytes | None = field(default=None, repr=False, compare=False)
+    dpi: tuple | None = None
 
     def voxel_size(self, ndim: int | None = None) -> tuple:
         """Pixel size in micrometres per spatial axis, ``(z, y, x)`` or ``(y, x)`` for ``ndim=2``.

@@ -24,6 +24,11 @@
   ``metadata=`` ``.tif`` is an ImageJ hyperstack, ``.ome.tif`` an OME-TIFF, ``.ome.zarr`` an
   OME-NGFF image.  ``.fits`` is a float32 primary HDU (a stack is a cube; the array is stored
   as given, so :func:`read_image` returns it unchanged).
+* Picture metadata: the ICC colour profile, EXIF block and print resolution of a PNG, JPEG or TIFF
+  (``metadata.icc_profile``, ``.exif``, ``.dpi``) are written back into PNG and JPEG outputs (an ICC
+  profile only where it describes the output's channels); a note says when the output cannot
+  hold them.  Pixels are read as stored (EXIF orientation not applied), so the output shows
+  turned as the input does.  JPEG outputs are written at quality 95 without chroma subsampling.
 * Untrusted sizes: a whole-file read is refused, before anything is allocated, when the shape in
   the header needs more than :data:`MAX_READ_BYTES` (default: the memory available now) for the
   stored array plus its float32 copy; an uncompressed TIFF whose header claims more pixels than
@@ -102,11 +107,14 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
                 check_tiff_claim(tif, series, path.name)
                 check_claimed_size(series.shape, series.dtype, path.name)
                 arr = series.asarray()
+                icc = tif.pages[0].tags.get(34675)  # InterColorProfile
+                meta.icc_profile = bytes(icc.value) if icc is not None else None
             if perm is not None:
                 arr = np.transpose(arr[tuple(0 if i in drop else slice(None) for i in range(arr.ndim))], perm)
                 named = True
         elif suffix in RASTER_SUFFIXES:
             arr = _read_raster(path)
+            _read_picture_metadata(path, meta)
         elif suffix in FITS_SUFFIXES:
             fits = _astropy_fits("reading")
             with fits.open(str(path), memmap=True) as hdul:
@@ -162,6 +170,71 @@ def _read_raster(path: Path) -> np.ndarray:
                             check_size=lambda shape, dtype: check_claimed_size(shape, dtype, path.name))
     import imageio.v3 as iio
     return iio.imread(str(path))
+
+
+_EXIF_HEADER = b"Exif\x00\x00"
+
+
+def _read_picture_metadata(path: Path, meta: ImageMetadata) -> None:
+    """ICC profile, EXIF block and dpi of a PNG or JPEG (its header only, through Pillow) into ``meta``."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            info = dict(im.info)
+    except Exception:  # the pixels were read: the header's extras are optional
+        return
+    icc, exif, dpi = info.get("icc_profile"), info.get("exif"), info.get("dpi")
+    meta.icc_profile = bytes(icc) if icc else None
+    if exif:
+        exif = bytes(exif)
+        meta.exif = exif if exif.startswith(_EXIF_HEADER) else _EXIF_HEADER + exif
+    if dpi and all(float(v) > 0 for v in dpi):
+        meta.dpi = tuple(round(float(v), 2) for v in dpi[:2])  # PNG stores pixels per metre
+
+
+def _icc_fits(profile: bytes, channels: int) -> bool:
+    """Whether an ICC profile's data colour space (header bytes 16-19) describes ``channels`` channels."""
+    space = bytes(profile[16:20]) if len(profile) >= 20 else b""
+    return (space == b"RGB " and channels == 3) or (space == b"GRAY" and channels == 1)
+
+
+def _exif_orientation(exif: bytes) -> int:
+    from PIL import Image
+    try:
+        tags = Image.Exif()
+        tags.load(exif)
+        return int(tags.get(0x0112, 1))
+    except Exception:
+        return 1
+
+
+def _picture_extras(metadata, arr: np.ndarray, suffix: str, notes: list) -> dict:
+    """The ICC profile, EXIF and dpi of ``metadata`` that a PNG or JPEG output of ``arr`` can carry (Pillow's
+    keyword names), with notes on what is not written."""
+    if metadata is None:
+        return {}
+    icc, exif, dpi = (getattr(metadata, n, None) for n in ("icc_profile", "exif", "dpi"))
+    if suffix not in (".png", ".jpg", ".jpeg"):
+        lost = [n for n, v in (("ICC colour profile", icc), ("EXIF", exif)) if v]
+        if lost:
+            turned = exif and _exif_orientation(exif) != 1
+            notes.append(f"the source's {' and '.join(lost)} not written ({suffix} output holds none here)"
+                         + ("; its EXIF orientation is lost, so viewers show the output unturned" if turned else "")
+                         + "; write .png or .jpg to keep them")
+        return {}
+    out = {}
+    channels = 1 if arr.ndim == 2 else arr.shape[-1]
+    if icc:
+        if _icc_fits(icc, channels):
+            out["icc_profile"] = icc
+        else:
+            notes.append(f"ICC colour profile of the source not written: it describes "
+                         f"{bytes(icc[16:20]).decode('latin-1').strip() or 'other'} data, the output has {channels} channel(s)")
+    if exif:
+        out["exif"] = exif
+    if dpi:
+        out["dpi"] = tuple(dpi)
+    return out
 
 
 def _set_alpha_aside(alpha: np.ndarray, meta: ImageMetadata, name: str, warn: bool) -> None:
@@ -385,6 +458,7 @@ def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix:
     with_alpha = False
     if alpha is not None:
         arr, with_alpha = _attach_alpha(arr, alpha, path, notes)
+    extras = _picture_extras(metadata, arr[..., :-1] if with_alpha and arr.ndim == 3 else arr, suffix, notes)
     if not with_alpha and (suffix == ".zarr" or (suffix in TIFF_SUFFIXES and (metadata is not None or is_ome_name(path)))):
         return _write_named(path, arr, overwrite, bits, metadata)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
@@ -404,10 +478,17 @@ def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix:
         elif (bits or 8) == 16:
             from .png import encode_png16
             with open(tmp, "wb") as f:
-                f.write(encode_png16(_to_integer(arr, 16)))
-        else:
+                f.write(encode_png16(_to_integer(arr, 16), **extras))
+        elif suffix == ".bmp":
             import imageio.v3 as iio
             iio.imwrite(tmp, _to_integer(arr, 8), extension=suffix)
+        else:
+            from PIL import Image
+            a8 = _to_integer(arr, 8)
+            jpeg = suffix in (".jpg", ".jpeg")
+            opts = {"quality": 95, "subsampling": 0} if jpeg else {}
+            Image.fromarray(a8[..., 0] if a8.ndim == 3 and a8.shape[-1] == 1 else a8).save(
+                tmp, format="JPEG" if jpeg else "PNG", **opts, **extras)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:

@@ -28,8 +28,11 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def encode_png16(arr: np.ndarray) -> bytes:
-    """The bytes of a 16-bit PNG holding ``arr`` (uint16, ``(H, W)`` or ``(H, W, C)``, C in 1..4)."""
+def encode_png16(arr: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None,
+                 dpi: tuple | None = None) -> bytes:
+    """The bytes of a 16-bit PNG holding ``arr`` (uint16, ``(H, W)`` or ``(H, W, C)``, C in 1..4), with an
+    ``iCCP`` colour profile, an ``eXIf`` block (``exif`` with or without its ``Exif\\0\\0`` header) and a
+    ``pHYs`` resolution (``dpi``, dots per inch) where given."""
     a = np.asarray(arr)
     require(a.dtype == np.uint16, f"16-bit PNG needs uint16 samples, got {a.dtype}")
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -44,7 +47,16 @@ def encode_png16(arr: np.ndarray) -> bytes:
     up[1:] -= raw[:-1]  # filter type 2 (Up), modulo 256
     rows = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1)
     ihdr = struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0)
-    return SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + _chunk(b"IEND", b"")
+    extra = b""
+    if icc_profile:  # profile name, null, compression method 0 (zlib)
+        extra += _chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(bytes(icc_profile)))
+    if exif:
+        exif = bytes(exif)
+        extra += _chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif)
+    if dpi:  # pixels per metre, unit 1 (metre)
+        extra += _chunk(b"pHYs", struct.pack(">IIB", *(int(round(float(d) / 0.0254)) for d in dpi[:2]), 1))
+    return (SIGNATURE + _chunk(b"IHDR", ihdr) + extra + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + _chunk(b"IEND", b""))
 
 
 def png_header(data: bytes) -> tuple[int, int, int, int, int] | None:
