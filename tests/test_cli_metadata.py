@@ -221,3 +221,18 @@ def test_photo_keeps_its_colour_profile_and_exif_through_the_cli(tmp_path):
     with Image.open(tmp_path / "out.jpg") as out:
         assert out.info.get("icc_profile") == profile and out.getexif()[0x010F] == "unblur-test"
         assert tuple(round(v) for v in out.info["dpi"]) == (240, 240)
+
+
+def test_fits_header_survives_the_cli(tmp_path):
+    pytest.importorskip("astropy")
+    from astropy.io import fits
+    rng = np.random.default_rng(4)
+    hdu = fits.PrimaryHDU((rng.random((40, 36)) * 100).astype(np.float32))
+    hdu.header.update(OBJECT="NGC 1300", CRVAL1=49.92, CTYPE1="RA---TAN")
+    hdu.writeto(tmp_path / "sky.fits")
+    np.save(tmp_path / "k.npy", gaussian_psf(7, 1.2))
+    assert main(["deconvolve", str(tmp_path / "sky.fits"), "--psf", str(tmp_path / "k.npy"), "--method", "rl",
+                 "-o", str(tmp_path / "out.fits"), "--no-preview"]) == 0
+    with fits.open(tmp_path / "out.fits") as hdul:
+        assert hdul[0].header["OBJECT"] == "NGC 1300" and hdul[0].header["CRVAL1"] == 49.92
+        assert hdul[0].data.shape == (40, 36)

@@ -332,3 +332,32 @@ def test_tiff_icc_profile_is_read_and_carried_to_a_png(tmp_path):
     write_image(tmp_path / "scan.png", img, metadata=meta)
     with Image.open(tmp_path / "scan.png") as out:
         assert out.info.get("icc_profile") == profile
+
+
+def test_fits_header_is_carried_to_a_fits_output(tmp_path):
+    _need_astropy()
+    from astropy.io import fits
+    data = RNG.integers(0, 3000, (12, 10)).astype(np.int16)
+    hdu = fits.PrimaryHDU(data)
+    hdu.header.update(OBJECT="M51", EXPTIME=120.0, BUNIT="adu", CTYPE1="RA---TAN", CTYPE2="DEC--TAN",
+                      CRVAL1=202.47, CRVAL2=47.19, CRPIX1=5.0, CRPIX2=6.0, CDELT1=-1e-4, CDELT2=1e-4)
+    hdu.header["BZERO"], hdu.header["BSCALE"] = 32768, 1  # stored as unsigned 16-bit
+    hdu.header["HISTORY"] = "flat-fielded"
+    hdu.writeto(tmp_path / "m51.fits")
+    img, meta = read_image(tmp_path / "m51.fits", with_metadata=True)
+    assert meta.fits_header and "M51" in meta.fits_header
+    notes = []
+    restored = img * 1.5
+    write_image(tmp_path / "out.fits", restored, metadata=meta, notes=notes)
+    assert notes == []
+    with fits.open(tmp_path / "out.fits") as hdul:
+        h = hdul[0].header
+        assert h["OBJECT"] == "M51" and h["EXPTIME"] == 120.0 and h["CRVAL1"] == 202.47 and h["CTYPE2"] == "DEC--TAN"
+        assert "flat-fielded" in str(h["HISTORY"]) and h["BITPIX"] == -32
+        assert "BZERO" not in h and "BSCALE" not in h  # they described the stored integers
+        np.testing.assert_array_equal(hdul[0].data, restored.astype(np.float32))
+    write_image(tmp_path / "cube.fits", np.stack([img, img]), metadata=meta, notes=notes)  # other axes: no WCS
+    assert notes == ["FITS header of the source not written: it describes 2 axes, the output has 3"]
+    notes.clear()
+    write_image(tmp_path / "view.png", img / img.max(), metadata=meta, notes=notes)
+    assert notes == ["FITS header of the source (WCS, exposure) not written (.png output); write .fits to keep it"]

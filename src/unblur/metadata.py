@@ -106,6 +106,10 @@ class ImageMetadata:
         orientation, so a viewer shows the output turned as it shows the input.
     dpi : tuple of float or None
         Print resolution ``(x, y)`` in dots per inch, when the picture states one.
+    fits_header : str or None
+        The header of a FITS image (its 80-character cards; WCS, exposure, instrument, units), written
+        back into FITS outputs of the same pixel grid without its structural keywords (``BITPIX``,
+        ``NAXISn``, ``BSCALE``, ``BZERO``, checksums), which describe the stored array.
     """
 
     axes: str | None = None
@@ -123,6 +127,7 @@ class ImageMetadata:
     icc_profile: bytes | None = field(default=None, repr=False, compare=False)
     exif: bytes | None = field(default=None, repr=False, compare=False)
     dpi: tuple | None = None
+    fits_header: str | None = field(default=None, repr=False, compare=False)
 
     def voxel_size(self, ndim: int | None = None) -> tuple:
         """Pixel size in micrometres per spatial axis, ``(z, y, x)`` or ``(y, x)`` for ``ndim=2``.

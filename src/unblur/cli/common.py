@@ -529,7 +529,7 @@ def output_metadata(meta, axes: str, output: Path):
     The input's metadata (axes, voxel sizes, channel names) is kept when the input names its axes
     (ImageJ, OME, Zarr) or the output needs axes (``.ome.tif``, ``.zarr``, ``.ome.zarr``); ``axes``
     are those :func:`match_psf_to_image` decided.  Pictures (PNG, JPEG) keep only their alpha channel, bit
-    depth, ICC profile, EXIF and dpi (``unblur.io``'s rules: alpha written back unchanged, 16-bit in gives
+    depth, ICC profile, EXIF, dpi and FITS header (``unblur.io``'s rules: alpha written back unchanged, 16-bit in gives
     16-bit out, colour profile and EXIF written back into PNG and JPEG).
     """
     from dataclasses import replace
@@ -546,7 +546,7 @@ def output_metadata(meta, axes: str, output: Path):
         # pictures: only what the file rules need (alpha written back, 16-bit in -> 16-bit out)
         return ImageMetadata(alpha=getattr(meta, "alpha", None), dtype=getattr(meta, "dtype", None),
                              icc_profile=getattr(meta, "icc_profile", None), exif=getattr(meta, "exif", None),
-                             dpi=getattr(meta, "dpi", None))
+                             dpi=getattr(meta, "dpi", None), fits_header=getattr(meta, "fits_header", None))
     return None
 
 

@@ -29,6 +29,9 @@
   profile only where it describes the output's channels); a note says when the output cannot
   hold them.  Pixels are read as stored (EXIF orientation not applied), so the output shows
   turned as the input does.  JPEG outputs are written at quality 95 without chroma subsampling.
+* FITS: the source's header (WCS, exposure, instrument) is written back into a FITS output of the same
+  number of axes, without the keywords that describe the stored array (``BITPIX``, ``NAXISn``, ``BSCALE``,
+  ``BZERO``, checksums).
 * Untrusted sizes: a whole-file read is refused, before anything is allocated, when the shape in
   the header needs more than :data:`MAX_READ_BYTES` (default: the memory available now) for the
   stored array plus its float32 copy; an uncompressed TIFF whose header claims more pixels than
@@ -116,12 +119,7 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
             arr = _read_raster(path)
             _read_picture_metadata(path, meta)
         elif suffix in FITS_SUFFIXES:
-            fits = _astropy_fits("reading")
-            with fits.open(str(path), memmap=True) as hdul:
-                hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) > 0), None)
-                require(hdu is not None, f"{path.name} holds no image", "give a FITS file with an image HDU")
-                check_claimed_size(hdu.shape, np.float32, path.name)
-                arr = np.array(hdu.data)
+            arr = _read_fits(path, meta)
         elif suffix == ".npy":
             stored = np.load(str(path), mmap_mode="r", allow_pickle=False)  # the header only, no pixels
             check_claimed_size(stored.shape, stored.dtype, path.name)
@@ -213,6 +211,8 @@ def _picture_extras(metadata, arr: np.ndarray, suffix: str, notes: list) -> dict
     keyword names), with notes on what is not written."""
     if metadata is None:
         return {}
+    if getattr(metadata, "fits_header", None) and suffix not in FITS_SUFFIXES:
+        notes.append(f"FITS header of the source (WCS, exposure) not written ({suffix} output); write .fits to keep it")
     icc, exif, dpi = (getattr(metadata, n, None) for n in ("icc_profile", "exif", "dpi"))
     if suffix not in (".png", ".jpg", ".jpeg"):
         lost = [n for n, v in (("ICC colour profile", icc), ("EXIF", exif)) if v]
@@ -235,6 +235,52 @@ def _picture_extras(metadata, arr: np.ndarray, suffix: str, notes: list) -> dict
     if dpi:
         out["dpi"] = tuple(dpi)
     return out
+
+
+def _read_fits(path: Path, meta: ImageMetadata) -> np.ndarray:
+    """The first image HDU of a FITS file (``BSCALE``/``BZERO`` applied: unsigned 16-bit cameras store
+    ``BZERO = 32768``), its header into ``meta.fits_header``.  Memory-mapped where the data are stored
+    unscaled; astropy cannot map scaled data, which are then read whole."""
+    fits = _astropy_fits("reading")
+    with fits.open(str(path), memmap=True) as hdul:
+        hdu = _first_image_hdu(hdul, path.name)
+        if not any(k in hdu.header for k in ("BZERO", "BSCALE", "BLANK")):
+            meta.fits_header = hdu.header.tostring()
+            return np.array(hdu.data)
+    with fits.open(str(path), memmap=False) as hdul:
+        hdu = _first_image_hdu(hdul, path.name)
+        meta.fits_header = hdu.header.tostring()
+        return np.array(hdu.data)
+
+
+def _first_image_hdu(hdul, name: str):
+    hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) > 0), None)
+    require(hdu is not None, f"{name} holds no image", "give a FITS file with an image HDU")
+    check_claimed_size(hdu.shape, np.float32, name)
+    return hdu
+
+
+#: FITS keywords that describe the stored array rather than the observation: not carried to an output.
+_FITS_STRUCTURAL = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BSCALE", "BZERO",
+                    "BLANK", "CHECKSUM", "DATASUM", "EXTNAME", "EXTVER")
+
+
+def _fits_header(fits, metadata, shape: tuple, notes: list):
+    """The source's FITS header (``metadata.fits_header``) for an output of ``shape``, structural keywords
+    removed; None when there is none.  A different number of axes drops it with a note (its WCS would not
+    describe the output)."""
+    text = getattr(metadata, "fits_header", None) if metadata is not None else None
+    if not text:
+        return None
+    header = fits.Header.fromstring(text)
+    if int(header.get("NAXIS", len(shape))) != len(shape):
+        notes.append(f"FITS header of the source not written: it describes {header.get('NAXIS')} axes, "
+                     f"the output has {len(shape)}")
+        return None
+    for key in list(header.keys()):
+        if key.rstrip("0123456789") in _FITS_STRUCTURAL:
+            header.remove(key, ignore_missing=True, remove_all=True)
+    return header
 
 
 def _set_alpha_aside(alpha: np.ndarray, meta: ImageMetadata, name: str, warn: bool) -> None:
@@ -474,7 +520,8 @@ def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix:
             with open(tmp, "wb") as f:
                 np.save(f, arr.astype(np.float32))
         elif suffix in FITS_SUFFIXES:
-            fits.PrimaryHDU(np.ascontiguousarray(arr, dtype=np.float32)).writeto(tmp, overwrite=True)
+            data = np.ascontiguousarray(arr, dtype=np.float32)
+            fits.PrimaryHDU(data, header=_fits_header(fits, metadata, data.shape, notes)).writeto(tmp, overwrite=True)
         elif (bits or 8) == 16:
             from .png import encode_png16
             with open(tmp, "wb") as f:
