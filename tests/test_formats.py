@@ -361,3 +361,18 @@ def test_fits_header_is_carried_to_a_fits_output(tmp_path):
     notes.clear()
     write_image(tmp_path / "view.png", img / img.max(), metadata=meta, notes=notes)
     assert notes == ["FITS header of the source (WCS, exposure) not written (.png output); write .fits to keep it"]
+
+
+def test_cmyk_jpeg_is_read_as_rgb_not_as_rgb_plus_alpha(tmp_path):
+    from PIL import Image
+    rgb = np.kron(RNG.integers(0, 256, (4, 4, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "print.jpg", quality=100)
+    img, meta = read_image(tmp_path / "print.jpg", with_metadata=True)
+    assert img.shape == (32, 32, 3) and meta.alpha is None
+    assert meta.notes == ["print.jpg: CMYK converted to RGB, approximate colours; convert it to RGB with its "
+                          "colour profile first for exact colours"]
+    assert np.abs(img - rgb / np.float32(255)).mean() < 0.03  # the colours, not C, M, Y read as R, G, B
+    cmyk = np.zeros((8, 8, 4), np.uint8)
+    tifffile.imwrite(tmp_path / "print.tif", cmyk, photometric="separated")
+    with pytest.raises(InputError, match="CMYK .* TIFF.*convert it to RGB"):
+        read_image(tmp_path / "print.tif")

@@ -107,6 +107,8 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
             import tifffile
             with tifffile.TiffFile(str(path)) as tif:
                 series, meta, drop, perm = read_tiff_metadata(tif)
+                require(tif.pages[0].photometric != 5, f"{path.name} is a CMYK (separated) TIFF",
+                        "convert it to RGB first (its fourth channel is black ink, not alpha)")
                 check_tiff_claim(tif, series, path.name)
                 check_claimed_size(series.shape, series.dtype, path.name)
                 arr = series.asarray()
@@ -117,7 +119,8 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
                 named = True
         elif suffix in RASTER_SUFFIXES:
             arr = _read_raster(path)
-            _read_picture_metadata(path, meta)
+            if _read_picture_metadata(path, meta) == "CMYK":
+                arr = _cmyk_to_rgb(path, meta)
         elif suffix in FITS_SUFFIXES:
             arr = _read_fits(path, meta)
         elif suffix == ".npy":
@@ -173,14 +176,15 @@ def _read_raster(path: Path) -> np.ndarray:
 _EXIF_HEADER = b"Exif\x00\x00"
 
 
-def _read_picture_metadata(path: Path, meta: ImageMetadata) -> None:
-    """ICC profile, EXIF block and dpi of a PNG or JPEG (its header only, through Pillow) into ``meta``."""
+def _read_picture_metadata(path: Path, meta: ImageMetadata) -> str | None:
+    """ICC profile, EXIF block and dpi of a PNG or JPEG (its header only, through Pillow) into ``meta``;
+    returns Pillow's mode of the picture (None when Pillow cannot open it)."""
     from PIL import Image
     try:
         with Image.open(path) as im:
-            info = dict(im.info)
+            info, mode = dict(im.info), im.mode
     except Exception:  # the pixels were read: the header's extras are optional
-        return
+        return None
     icc, exif, dpi = info.get("icc_profile"), info.get("exif"), info.get("dpi")
     meta.icc_profile = bytes(icc) if icc else None
     if exif:
@@ -188,6 +192,21 @@ def _read_picture_metadata(path: Path, meta: ImageMetadata) -> None:
         meta.exif = exif if exif.startswith(_EXIF_HEADER) else _EXIF_HEADER + exif
     if dpi and all(float(v) > 0 for v in dpi):
         meta.dpi = tuple(round(float(v), 2) for v in dpi[:2])  # PNG stores pixels per metre
+    return mode
+
+
+def _cmyk_to_rgb(path: Path, meta: ImageMetadata) -> np.ndarray:
+    """A CMYK JPEG as RGB by Pillow's conversion (approximate colours; a CMYK colour profile is not applied
+    and is dropped, as it does not describe RGB values); noted in ``meta.notes``.  Read as 4 channels, the
+    black ink would pass for an alpha channel."""
+    from PIL import Image
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"))
+    dropped = " (its CMYK colour profile not applied and dropped)" if meta.icc_profile else ""
+    meta.icc_profile = None
+    meta.notes.append(f"{path.name}: CMYK converted to RGB, approximate colours{dropped}; "
+                      "convert it to RGB with its colour profile first for exact colours")
+    return arr
 
 
 def _icc_fits(profile: bytes, channels: int) -> bool:
