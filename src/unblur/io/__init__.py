@@ -53,12 +53,12 @@ import numpy as np
 from ..errors import InputError, require
 from ..metadata import ImageMetadata
 from ._backends import integer_scale
+from .headers import FITS_SUFFIXES, cmyk_to_rgb, fits_header, picture_extras, read_fits, read_picture_metadata
 from .lazy import LazyImage, OutputWriter, create_output, is_ome_name, is_zarr_path, open_image, read_metadata
 from .tiff import check_tiff_claim, default_axes, read_tiff_metadata
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-FITS_SUFFIXES = (".fits", ".fit", ".fts")
 #: Largest whole-file read in bytes (stored array plus its float32 copy); None: the memory available now.
 MAX_READ_BYTES: int | None = None
 
@@ -119,10 +119,10 @@ def read_image(path, scale: bool = True, drop_alpha: bool = True, with_metadata:
                 named = True
         elif suffix in RASTER_SUFFIXES:
             arr = _read_raster(path)
-            if _read_picture_metadata(path, meta) == "CMYK":
-                arr = _cmyk_to_rgb(path, meta)
+            if read_picture_metadata(path, meta) == "CMYK":
+                arr = cmyk_to_rgb(path, meta)
         elif suffix in FITS_SUFFIXES:
-            arr = _read_fits(path, meta)
+            arr = read_fits(path, meta)
         elif suffix == ".npy":
             stored = np.load(str(path), mmap_mode="r", allow_pickle=False)  # the header only, no pixels
             check_claimed_size(stored.shape, stored.dtype, path.name)
@@ -171,135 +171,6 @@ def _read_raster(path: Path) -> np.ndarray:
                             check_size=lambda shape, dtype: check_claimed_size(shape, dtype, path.name))
     import imageio.v3 as iio
     return iio.imread(str(path))
-
-
-_EXIF_HEADER = b"Exif\x00\x00"
-
-
-def _read_picture_metadata(path: Path, meta: ImageMetadata) -> str | None:
-    """ICC profile, EXIF block and dpi of a PNG or JPEG (its header only, through Pillow) into ``meta``;
-    returns Pillow's mode of the picture (None when Pillow cannot open it)."""
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            info, mode = dict(im.info), im.mode
-    except Exception:  # the pixels were read: the header's extras are optional
-        return None
-    icc, exif, dpi = info.get("icc_profile"), info.get("exif"), info.get("dpi")
-    meta.icc_profile = bytes(icc) if icc else None
-    if exif:
-        exif = bytes(exif)
-        meta.exif = exif if exif.startswith(_EXIF_HEADER) else _EXIF_HEADER + exif
-    if dpi and all(float(v) > 0 for v in dpi):
-        meta.dpi = tuple(round(float(v), 2) for v in dpi[:2])  # PNG stores pixels per metre
-    return mode
-
-
-def _cmyk_to_rgb(path: Path, meta: ImageMetadata) -> np.ndarray:
-    """A CMYK JPEG as RGB by Pillow's conversion (approximate colours; a CMYK colour profile is not applied
-    and is dropped, as it does not describe RGB values); noted in ``meta.notes``.  Read as 4 channels, the
-    black ink would pass for an alpha channel."""
-    from PIL import Image
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"))
-    dropped = " (its CMYK colour profile not applied and dropped)" if meta.icc_profile else ""
-    meta.icc_profile = None
-    meta.notes.append(f"{path.name}: CMYK converted to RGB, approximate colours{dropped}; "
-                      "convert it to RGB with its colour profile first for exact colours")
-    return arr
-
-
-def _icc_fits(profile: bytes, channels: int) -> bool:
-    """Whether an ICC profile's data colour space (header bytes 16-19) describes ``channels`` channels."""
-    space = bytes(profile[16:20]) if len(profile) >= 20 else b""
-    return (space == b"RGB " and channels == 3) or (space == b"GRAY" and channels == 1)
-
-
-def _exif_orientation(exif: bytes) -> int:
-    from PIL import Image
-    try:
-        tags = Image.Exif()
-        tags.load(exif)
-        return int(tags.get(0x0112, 1))
-    except Exception:
-        return 1
-
-
-def _picture_extras(metadata, arr: np.ndarray, suffix: str, notes: list) -> dict:
-    """The ICC profile, EXIF and dpi of ``metadata`` that a PNG or JPEG output of ``arr`` can carry (Pillow's
-    keyword names), with notes on what is not written."""
-    if metadata is None:
-        return {}
-    if getattr(metadata, "fits_header", None) and suffix not in FITS_SUFFIXES:
-        notes.append(f"FITS header of the source (WCS, exposure) not written ({suffix} output); write .fits to keep it")
-    icc, exif, dpi = (getattr(metadata, n, None) for n in ("icc_profile", "exif", "dpi"))
-    if suffix not in (".png", ".jpg", ".jpeg"):
-        lost = [n for n, v in (("ICC colour profile", icc), ("EXIF", exif)) if v]
-        if lost:
-            turned = exif and _exif_orientation(exif) != 1
-            notes.append(f"the source's {' and '.join(lost)} not written ({suffix} output holds none here)"
-                         + ("; its EXIF orientation is lost, so viewers show the output unturned" if turned else "")
-                         + "; write .png or .jpg to keep them")
-        return {}
-    out = {}
-    channels = 1 if arr.ndim == 2 else arr.shape[-1]
-    if icc:
-        if _icc_fits(icc, channels):
-            out["icc_profile"] = icc
-        else:
-            notes.append(f"ICC colour profile of the source not written: it describes "
-                         f"{bytes(icc[16:20]).decode('latin-1').strip() or 'other'} data, the output has {channels} channel(s)")
-    if exif:
-        out["exif"] = exif
-    if dpi:
-        out["dpi"] = tuple(dpi)
-    return out
-
-
-def _read_fits(path: Path, meta: ImageMetadata) -> np.ndarray:
-    """The first image HDU of a FITS file (``BSCALE``/``BZERO`` applied: unsigned 16-bit cameras store
-    ``BZERO = 32768``), its header into ``meta.fits_header``.  Memory-mapped where the data are stored
-    unscaled; astropy cannot map scaled data, which are then read whole."""
-    fits = _astropy_fits("reading")
-    with fits.open(str(path), memmap=True) as hdul:
-        hdu = _first_image_hdu(hdul, path.name)
-        if not any(k in hdu.header for k in ("BZERO", "BSCALE", "BLANK")):
-            meta.fits_header = hdu.header.tostring()
-            return np.array(hdu.data)
-    with fits.open(str(path), memmap=False) as hdul:
-        hdu = _first_image_hdu(hdul, path.name)
-        meta.fits_header = hdu.header.tostring()
-        return np.array(hdu.data)
-
-
-def _first_image_hdu(hdul, name: str):
-    hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) > 0), None)
-    require(hdu is not None, f"{name} holds no image", "give a FITS file with an image HDU")
-    check_claimed_size(hdu.shape, np.float32, name)
-    return hdu
-
-
-#: FITS keywords that describe the stored array rather than the observation: not carried to an output.
-_FITS_STRUCTURAL = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BSCALE", "BZERO",
-                    "BLANK", "CHECKSUM", "DATASUM", "EXTNAME", "EXTVER")
-
-
-def _fits_header(fits, metadata, shape: tuple, notes: list):
-    """The source's FITS header (``metadata.fits_header``) for an output of ``shape``, structural keywords
-    removed; None when there is none.  A different number of axes drops it with a note (its WCS would not
-    describe the output)."""
-    text = getattr(metadata, "fits_header", None) if metadata is not None else None
-    if not text:
-        return None
-    header = fits.Header.fromstring(text)
-    if int(header.get("NAXIS", len(shape))) != len(shape):
-        notes.append(f"FITS header of the source not written: it describes {header.get('NAXIS')} axes, "
-                     f"the output has {len(shape)}")
-        return None
-    for key in list(header.keys()):
-        if key.rstrip("0123456789") in _FITS_STRUCTURAL:
-            header.remove(key, ignore_missing=True, remove_all=True)
-    return header
 
 
 def _set_alpha_aside(alpha: np.ndarray, meta: ImageMetadata, name: str, warn: bool) -> None:
@@ -523,7 +394,7 @@ def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix:
     with_alpha = False
     if alpha is not None:
         arr, with_alpha = _attach_alpha(arr, alpha, path, notes)
-    extras = _picture_extras(metadata, arr[..., :-1] if with_alpha and arr.ndim == 3 else arr, suffix, notes)
+    extras = picture_extras(metadata, arr[..., :-1] if with_alpha and arr.ndim == 3 else arr, suffix, notes)
     if not with_alpha and (suffix == ".zarr" or (suffix in TIFF_SUFFIXES and (metadata is not None or is_ome_name(path)))):
         return _write_named(path, arr, overwrite, bits, metadata)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
@@ -540,7 +411,7 @@ def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix:
                 np.save(f, arr.astype(np.float32))
         elif suffix in FITS_SUFFIXES:
             data = np.ascontiguousarray(arr, dtype=np.float32)
-            fits.PrimaryHDU(data, header=_fits_header(fits, metadata, data.shape, notes)).writeto(tmp, overwrite=True)
+            fits.PrimaryHDU(data, header=fits_header(fits, metadata, data.shape, notes)).writeto(tmp, overwrite=True)
         elif (bits or 8) == 16:
             from .png import encode_png16
             with open(tmp, "wb") as f:
