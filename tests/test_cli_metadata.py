@@ -236,3 +236,17 @@ def test_fits_header_survives_the_cli(tmp_path):
     with fits.open(tmp_path / "out.fits") as hdul:
         assert hdul[0].header["OBJECT"] == "NGC 1300" and hdul[0].header["CRVAL1"] == 49.92
         assert hdul[0].data.shape == (40, 36)
+
+
+def test_rgb_tiff_photo_stays_one_rgb_page_with_its_profile(tmp_path):
+    from PIL import ImageCms
+    rgb = (np.random.default_rng(5).random((40, 36, 3)) * 60000).astype(np.uint16)
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tifffile.imwrite(tmp_path / "p.tif", rgb, photometric="rgb", iccprofile=profile)
+    np.save(tmp_path / "k.npy", gaussian_psf(5, 1.0))
+    assert main(["deconvolve", str(tmp_path / "p.tif"), "--psf", str(tmp_path / "k.npy"), "--method", "rl",
+                 "-o", str(tmp_path / "out.tif"), "--no-preview"]) == 0
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:  # not a 3-page ImageJ hyperstack
+        page = tif.pages[0]
+        assert len(tif.pages) == 1 and page.photometric == 2 and page.shape == (40, 36, 3)
+        assert page.dtype == np.uint16 and bytes(page.tags[34675].value) == profile

@@ -304,9 +304,16 @@ def test_picture_metadata_an_output_cannot_hold_is_named(tmp_path):
     with Image.open(tmp_path / "gray.png") as out:
         assert "icc_profile" not in out.info and out.getexif()[0x0112] == 6  # EXIF still kept
     notes.clear()
-    write_image(tmp_path / "out.tif", img, metadata=meta, notes=notes)
-    assert len(notes) == 1 and "ICC colour profile and EXIF not written" in notes[0]
+    write_image(tmp_path / "out.tif", img, metadata=meta, notes=notes)  # a plain RGB TIFF holds the profile
+    assert len(notes) == 1 and "the source's EXIF not written (.tif output" in notes[0]
     assert "orientation is lost" in notes[0]
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages[0]
+        assert len(tif.pages) == 1 and page.photometric == 2 and page.shape == img.shape  # RGB, one page
+        assert bytes(page.tags[34675].value) == meta.icc_profile and page.tags["XResolution"].value == (300, 1)
+    notes.clear()
+    write_image(tmp_path / "out.npy", img, metadata=meta, notes=notes)
+    assert len(notes) == 1 and "ICC colour profile and EXIF not written (.npy output" in notes[0]
     notes.clear()
     write_image(tmp_path / "plain.png", img, notes=notes)  # no metadata given: nothing to say
     assert notes == []

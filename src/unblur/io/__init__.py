@@ -24,10 +24,11 @@
   ``metadata=`` ``.tif`` is an ImageJ hyperstack, ``.ome.tif`` an OME-TIFF, ``.ome.zarr`` an
   OME-NGFF image.  ``.fits`` is a float32 primary HDU (a stack is a cube; the array is stored
   as given, so :func:`read_image` returns it unchanged).
-* Picture metadata: the ICC colour profile, EXIF block and print resolution of a PNG, JPEG or TIFF
-  (``metadata.icc_profile``, ``.exif``, ``.dpi``) are written back into PNG and JPEG outputs (an ICC
-  profile only where it describes the output's channels); a note says when the output cannot
-  hold them.  Pixels are read as stored (EXIF orientation not applied), so the output shows
+* Pictures: the ICC colour profile, EXIF block and print resolution of a PNG, JPEG or TIFF
+  (``metadata.icc_profile``, ``.exif``, ``.dpi``) are written back into PNG and JPEG outputs, the
+  profile and resolution also into TIFF (an ICC profile only where it describes the output's
+  channels); a note says what an output cannot hold.  A gray or RGB picture written as ``.tif`` is a
+  plain one-page gray/RGB TIFF, as photo software expects (not an ImageJ hyperstack).  Pixels are read as stored (EXIF orientation not applied), so the output shows
   turned as the input does.  JPEG outputs are written at quality 95 without chroma subsampling.
 * FITS: the source's header (WCS, exposure, instrument) is written back into a FITS output of the same
   number of axes, without the keywords that describe the stored array (``BITPIX``, ``NAXISn``, ``BSCALE``,
@@ -53,7 +54,7 @@ import numpy as np
 from ..errors import InputError, require
 from ..metadata import ImageMetadata
 from ._backends import integer_scale
-from .headers import FITS_SUFFIXES, cmyk_to_rgb, fits_header, picture_extras, read_fits, read_picture_metadata
+from .headers import FITS_SUFFIXES, cmyk_to_rgb, fits_header, is_picture, picture_extras, read_fits, read_picture_metadata
 from .lazy import LazyImage, OutputWriter, create_output, is_ome_name, is_zarr_path, open_image, read_metadata
 from .tiff import check_tiff_claim, default_axes, read_tiff_metadata
 
@@ -394,8 +395,11 @@ def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix:
     with_alpha = False
     if alpha is not None:
         arr, with_alpha = _attach_alpha(arr, alpha, path, notes)
-    extras = picture_extras(metadata, arr[..., :-1] if with_alpha and arr.ndim == 3 else arr, suffix, notes)
-    if not with_alpha and (suffix == ".zarr" or (suffix in TIFF_SUFFIXES and (metadata is not None or is_ome_name(path)))):
+    shown = arr[..., :-1] if with_alpha and arr.ndim == 3 else arr
+    plain_tiff = suffix in TIFF_SUFFIXES and is_picture(metadata, shown) and not is_ome_name(path)
+    extras = picture_extras(metadata, shown, ".ome.tif" if is_ome_name(path) else suffix, notes)
+    if not with_alpha and (suffix == ".zarr" or (suffix in TIFF_SUFFIXES and not plain_tiff
+                                                 and (metadata is not None or is_ome_name(path)))):
         return _write_named(path, arr, overwrite, bits, metadata)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
@@ -405,7 +409,7 @@ def _write(path: Path, arr: np.ndarray, overwrite: bool, bits, metadata, suffix:
             data = arr.astype(np.float32) if bits in (None, 32) else _to_integer(arr, bits)
             color = data.ndim == 3 and data.shape[-1] in ((3, 4) if with_alpha else (3,))
             extra = {"extrasamples": ["unassalpha"]} if with_alpha else {}
-            tifffile.imwrite(tmp, data, photometric="rgb" if color else "minisblack", **extra)
+            tifffile.imwrite(tmp, data, photometric="rgb" if color else "minisblack", **extra, **extras)
         elif suffix == ".npy":
             with open(tmp, "wb") as f:
                 np.save(f, arr.astype(np.float32))

@@ -71,34 +71,45 @@ def _exif_orientation(exif: bytes) -> int:
         return 1
 
 
+def is_picture(metadata, arr: np.ndarray) -> bool:
+    """Whether ``metadata`` is a picture's (not from an ImageJ, OME or Zarr file; axes at most ``YXC``; no voxel
+    sizes or channel names) and ``arr`` a gray or RGB(A) picture: a TIFF output is then a plain RGB/gray TIFF,
+    as photo software expects, not an ImageJ hyperstack of one page per channel."""
+    return (metadata is not None and metadata.format not in ("imagej", "ome-tiff", "ome-zarr", "zarr")
+            and metadata.axes in (None, "", "YX", "YXC") and not metadata.sizes and not metadata.channel_names
+            and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))))
+
+
 def picture_extras(metadata, arr: np.ndarray, suffix: str, notes: list) -> dict:
-    """The ICC profile, EXIF and dpi of ``metadata`` that a PNG or JPEG output of ``arr`` can carry (Pillow's
-    keyword names), with notes on what is not written."""
+    """The ICC profile, EXIF and dpi of ``metadata`` that an output of ``arr`` can carry, as keyword arguments of
+    its writer (Pillow's for PNG and JPEG, ``tifffile.imwrite``'s for a plain TIFF, :func:`unblur.io.png.encode_png16`'s),
+    with notes on what is not written."""
     if metadata is None:
         return {}
     if getattr(metadata, "fits_header", None) and suffix not in FITS_SUFFIXES:
         notes.append(f"FITS header of the source (WCS, exposure) not written ({suffix} output); write .fits to keep it")
     icc, exif, dpi = (getattr(metadata, n, None) for n in ("icc_profile", "exif", "dpi"))
-    if suffix not in (".png", ".jpg", ".jpeg"):
-        lost = [n for n, v in (("ICC colour profile", icc), ("EXIF", exif)) if v]
-        if lost:
-            turned = exif and _exif_orientation(exif) != 1
-            notes.append(f"the source's {' and '.join(lost)} not written ({suffix} output holds none here)"
-                         + ("; its EXIF orientation is lost, so viewers show the output unturned" if turned else "")
-                         + "; write .png or .jpg to keep them")
+    tiff = suffix in (".tif", ".tiff") and is_picture(metadata, arr)
+    lost = [n for n, v in (("ICC colour profile", icc and not tiff), ("EXIF", exif)) if v]
+    if suffix not in (".png", ".jpg", ".jpeg") and lost:
+        turned = exif and _exif_orientation(exif) != 1
+        notes.append(f"the source's {' and '.join(lost)} not written ({suffix} output holds none here)"
+                     + ("; its EXIF orientation is lost, so viewers show the output unturned" if turned else "")
+                     + "; write .png or .jpg to keep them")
+    if suffix not in (".png", ".jpg", ".jpeg") and not tiff:
         return {}
     out = {}
     channels = 1 if arr.ndim == 2 else arr.shape[-1]
     if icc:
         if _icc_fits(icc, channels):
-            out["icc_profile"] = icc
+            out["iccprofile" if tiff else "icc_profile"] = icc
         else:
             notes.append(f"ICC colour profile of the source not written: it describes "
                          f"{bytes(icc[16:20]).decode('latin-1').strip() or 'other'} data, the output has {channels} channel(s)")
-    if exif:
+    if exif and not tiff:
         out["exif"] = exif
     if dpi:
-        out["dpi"] = tuple(dpi)
+        out.update({"resolution": tuple(dpi), "resolutionunit": "INCH"} if tiff else {"dpi": tuple(dpi)})
     return out
 
 
