@@ -1,13 +1,13 @@
 """One contract for every linear operator: adjoint, quadratic solves against dense linear algebra,
 crop/initial shapes, in-place kernel update (Convolution with every boundary in 2-D and 3-D, odd and
-even kernels; ProductConvolution in both orders)."""
+even kernels; ProductConvolution in both orders; Masked convolutions, missing data)."""
 
 import pytest
 import torch
 
 from unblur.errors import InputError
 from unblur.physics.convolution import BOUNDARIES, Convolution
-from unblur.physics.operator import gradient_normal
+from unblur.physics.operator import Masked, gradient_normal
 from unblur.physics.product_convolution import ProductConvolution
 
 CASES = [(b, shape, k) for b in BOUNDARIES
@@ -34,7 +34,14 @@ def _operators():
            for b, s, k in CASES]
     ops += [pytest.param(lambda o=o, b=b: _product(o, b), id=f"product-{o}-{b}")
             for o in ("caw", "wac") for b in ("circular", "zero", "valid")]
+    ops += [pytest.param(lambda b=b: _masked(b), id=f"masked-{b}") for b in ("circular", "valid")]
     return ops
+
+
+def _masked(boundary):
+    op = _conv(boundary, (6, 7), (3, 3))
+    mask = (_rand((1, 1, *op.out_shape), 5) > 0.3).to(torch.float64)
+    return Masked(op, mask)
 
 
 def dense(fn, in_shape):

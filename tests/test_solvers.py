@@ -9,6 +9,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.restoration import richardson_lucy as sk_rl
 
 from conftest import gaussian_psf
+from unblur.errors import InputError
 from unblur.metrics import psnr
 from unblur.physics.convolution import Convolution, convolve
 from unblur.solvers import richardson_lucy, rl_tv, tikhonov, wiener
@@ -364,3 +365,48 @@ def test_rl_lean_biggs_andrews_state():
         scores[state, accel] = psnr(op.crop_object(x)[0, 0].numpy(), inner, float(inner.max()))
     assert scores["lean", "biggs-andrews"] >= scores["full", "biggs-andrews"] - 0.1
     assert scores["lean", "biggs-andrews"] > scores["full", None] + 0.3
+
+
+# --- missing data (NaN pixels) ----------------------------------------------------------------------------
+
+def _with_missing(seed=0):
+    """A blurred natural crop (valid blur, noise 1%), 2% isolated NaN pixels and a 20-px NaN border."""
+    from skimage import data
+    rng = np.random.default_rng(seed)
+    x = data.camera()[100:228, 100:228].astype(np.float32) / 255
+    k = gaussian_psf(9, 1.8)
+    y = np.clip(convolve(torch.from_numpy(np.pad(x, 4, mode="reflect"))[None, None], torch.from_numpy(k),
+                         "circular")[0, 0, 4:-4, 4:-4].numpy() + rng.normal(0, 0.01, x.shape).astype(np.float32), 0, None)
+    holed = y.copy()
+    bad = rng.random(y.shape) < 0.02
+    holed[bad] = np.nan
+    holed[:, :20] = np.nan
+    return x, k, y, holed, bad
+
+
+def test_rl_leaves_missing_pixels_out_of_the_fit():
+    x, k, y, holed, bad = _with_missing()
+    with pytest.raises(InputError, match="missing='mask'"):  # the default refuses, and names the option
+        richardson_lucy(holed, k, 30)
+    full = richardson_lucy(y, k, 30)
+    with pytest.warns(UserWarning, match=r"NaN/Inf pixel\(s\) .* left out of the fit as missing data"):
+        out, info = richardson_lucy(holed, k, 30, missing="mask", return_info=True)
+    assert out.shape == y.shape and out.dtype == np.float32 and "missing data" in info["notes"][0]
+    assert np.isnan(out[:, :14]).all() and np.isfinite(out[:, 20:]).all()  # NaN only where no data reaches
+    inner = np.s_[:, 30:]
+    err = lambda a: float(np.abs(a[inner] - x[inner]).mean())  # noqa: E731
+    assert err(out) < err(full) + 0.002  # as good as with every pixel observed
+    zero_filled = richardson_lucy(np.nan_to_num(holed, nan=0.0), k, 30)
+    assert err(zero_filled) > err(out) + 0.01  # what "replace them with 0" gives
+    seen = bad & np.isfinite(out)
+    assert np.abs(out[seen] - x[seen]).mean() < 0.04  # the missing pixels themselves are estimated
+    same = richardson_lucy(y, k, 30, missing="mask")  # nothing missing: the plain result
+    np.testing.assert_array_equal(same, full)
+
+
+def test_rl_tv_missing_data_and_colour():
+    x, k, y, holed, bad = _with_missing(1)
+    rgb = np.stack([holed, holed * 0.8, holed * 0.6], -1)
+    with pytest.warns(UserWarning, match="missing data"):
+        out = rl_tv(rgb, k, 20, missing="mask")
+    assert out.shape == rgb.shape and np.isnan(out[:, :14]).all() and np.isfinite(out[:, 20:]).all()

@@ -66,7 +66,8 @@ def check_finite(a, what: str = "image") -> None:
     else:
         bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
     require(bad == 0, f"{what} contains {bad} NaN or Inf value(s)",
-            "replace them (e.g. with the local median or 0) before deconvolving")
+            "replace them (e.g. with the local median or 0) before deconvolving; rl and rl-tv can leave them out "
+            "of the fit as missing data (missing='mask', --missing mask)")
 
 
 def resolve_device(device) -> torch.device | None:
@@ -116,7 +117,8 @@ def integer_scale(dtype) -> float | None:
     return numpy_integer_scale(dtype)
 
 
-def to_batch(image, spatial_ndim: int, dtype=torch.float32, device=None) -> tuple[torch.Tensor, Layout]:
+def to_batch(image, spatial_ndim: int, dtype=torch.float32, device=None,
+             allow_nonfinite: bool = False) -> tuple[torch.Tensor, Layout]:
     """numpy ``(H,W)``, ``(H,W,C)``, ``(Z,Y,X)``, ``(Z,Y,X,C)`` or torch ``(B,C,*spatial)`` -> torch batch.
 
     ``device`` is checked by :func:`resolve_device`; the result keeps the caller's dtype in its
@@ -154,7 +156,8 @@ def to_batch(image, spatial_ndim: int, dtype=torch.float32, device=None) -> tupl
         if scale is not None:
             x = x / scale
         layout = Layout(spatial_ndim, channels_last, False, False, arr.dtype)
-    check_finite(x, "image")
+    if not allow_nonfinite:
+        check_finite(x, "image")
     spatial = x.shape[2:]
     require(min(spatial) >= 2 and int(np.prod(spatial)) >= 4,
             f"image is too small ({tuple(spatial)} pixels)", "give an image of at least a few pixels per axis")

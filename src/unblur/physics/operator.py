@@ -172,3 +172,42 @@ class LinearOperator:
 
 
 __all__ = ["LinearOperator", "gradient_normal", "regulariser_normal", "REGULARISERS"]
+
+
+class Masked(LinearOperator):
+    """``M A``: ``op`` observed only where ``mask`` is 1 (missing data: NaN pixels, bad or saturated pixels).
+
+    ``A^T y = op^T (m y)``, so Richardson-Lucy's normaliser ``A^T 1 = op^T m`` counts only the observed
+    pixels and the fit leaves the others out; the solves fall back to conjugate gradient (the masked
+    operator is not diagonal in Fourier).  ``mask`` is a 0/1 tensor broadcastable to ``(B, C, *out_shape)``.
+    """
+
+    def __init__(self, op: LinearOperator, mask: torch.Tensor):
+        require(tuple(mask.shape[2:]) == tuple(op.out_shape),
+                f"mask of spatial shape {tuple(mask.shape[2:])} does not match the data {tuple(op.out_shape)}")
+        self.op, self.mask = op, mask
+        self.in_shape, self.out_shape = op.in_shape, op.out_shape
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op.A(x) * self.mask
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return self.op.A_adjoint(y * self.mask)
+
+    def update_kernel(self, psf) -> None:
+        self.op.update_kernel(psf)
+        self._clear_cache()
+
+    def crop_object(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op.crop_object(x)
+
+    def initial_object(self, y: torch.Tensor) -> torch.Tensor:
+        return self.op.initial_object(y)
+
+    def unobserved(self, like: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
+        """Object pixels that no observed pixel sees (``op^T m`` below ``floor`` times its maximum), per
+        ``(B, C)`` of ``like``: the data say nothing there."""
+        seen = self.adjoint_of_ones(like)
+        top = seen.flatten(2).amax(-1).clamp_min(1e-30)
+        return seen <= floor * top.reshape(top.shape + (1,) * (seen.ndim - 2))
+

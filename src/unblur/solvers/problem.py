@@ -19,7 +19,7 @@ import torch
 from ..arrays import Layout, to_batch
 from ..errors import require
 from ..physics.convolution import BOUNDARIES, Convolution
-from ..physics.operator import LinearOperator
+from ..physics.operator import LinearOperator, Masked
 from ..psf.core import prepare_psf
 
 
@@ -32,8 +32,11 @@ class Problem:
     notes: list[str] = field(default_factory=list)
 
     def output(self, x: torch.Tensor):
-        """Crop the object estimate to the image field of view and return it in the caller's layout."""
+        """Crop the object estimate to the image field of view and return it in the caller's layout; with
+        missing data (a :class:`Masked` operator) NaN where no observed pixel constrains the estimate."""
         crop = getattr(self.op, "crop_object", None)
+        if isinstance(self.op, Masked):
+            x = x.masked_fill(self.op.unobserved(x), float("nan"))
         return self.layout.to_output(crop(x) if crop is not None else x)
 
 
@@ -100,8 +103,31 @@ def _psf_array(psf, spatial_ndim, channels, name="PSF", notes=None, negative="cl
     return out
 
 
+def _mask_missing(y: torch.Tensor, notes: list) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(y with its NaN/Inf filled, 0/1 mask)``; the mask is None when every pixel is finite.  A missing pixel
+    takes the mean of the observed pixels in the 5-pixel box around it, or of its channel where the box has
+    none.  The filled values only start the iterations: the masked operator leaves them out of the fit."""
+    finite = torch.isfinite(y)
+    if bool(finite.all()):
+        return y, None
+    n = int((~finite).sum())
+    m = finite.to(y.dtype)
+    count = m.flatten(2).sum(-1)
+    require(bool((count > 0).all()), "the image has no finite pixel in some channel", "give data with observed pixels")
+    zeroed = torch.where(finite, y, 0.0)
+    mean = zeroed.flatten(2).sum(-1) / count
+    pool = torch.nn.functional.avg_pool2d if y.ndim == 4 else torch.nn.functional.avg_pool3d
+    local, share = pool(zeroed, 5, 1, 2), pool(m, 5, 1, 2)  # box sums / 25 (or 125): their ratio is the mean
+    fill = torch.where(share > 0, local / share.clamp_min(1e-12), mean.reshape(mean.shape + (1,) * (y.ndim - 2)))
+    y = torch.where(finite, y, fill)
+    notes.append(f"image: {n} NaN/Inf pixel(s) ({100 * n / y.numel():.3g}%) left out of the fit as missing data; "
+                 "the result is NaN where no observed pixel constrains it")
+    return y, m
+
+
 def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, device=None,
-                  negative_image: str = "keep", negative_psf: str = "clip", dtype=torch.float32) -> Problem:
+                  negative_image: str = "keep", negative_psf: str = "clip", dtype=torch.float32,
+                  missing: str = "error") -> Problem:
     """Validate ``image`` and ``psf`` and build the data tensor and blur operator.
 
     ``psf`` may also be a ready-made :class:`~unblur.physics.operator.LinearOperator` (for instance a
@@ -110,8 +136,14 @@ def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, dev
 
     ``negative_image``: ``"keep"`` (linear methods) or ``"clip"`` (Richardson-Lucy family: negative
     pixels, e.g. from background subtraction, are set to 0 with a warning giving their count).
+
+    ``missing``: ``"error"`` refuses NaN/Inf pixels; ``"mask"`` leaves them out of the fit (the operator
+    becomes :class:`~unblur.physics.operator.Masked`, for methods whose solver uses only ``A`` and ``A^T``).
     """
+    require(missing in ("error", "mask"), f"unknown missing-data rule {missing!r}", "use 'error' or 'mask'")
     if isinstance(psf, LinearOperator):
+        require(missing == "error", "missing='mask' is not available with a user-built operator",
+                "wrap it in unblur.physics.operator.Masked yourself, or give a PSF")
         return _operator_problem(image, psf, channel_axis, device, negative_image, dtype)
     require(boundary in BOUNDARIES, f"unknown boundary {boundary!r}", f"use one of {', '.join(BOUNDARIES)}")
     notes: list[str] = []
@@ -128,7 +160,8 @@ def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, dev
             spatial_ndim = img.ndim - 1
         require(spatial_ndim in (2, 3), f"image of {img.ndim} axes with a {p_ndim}-D PSF is not supported",
                 "give a 2-D (H, W[, C]) or 3-D (Z, Y, X[, C]) image with a PSF of the same dimensionality")
-    y, layout = to_batch(image, spatial_ndim, dtype=dtype, device=device)
+    y, layout = to_batch(image, spatial_ndim, dtype=dtype, device=device, allow_nonfinite=missing == "mask")
+    y, mask = _mask_missing(y, notes) if missing == "mask" else (y, None)
     psf_t = _psf_array(psf, spatial_ndim, y.shape[1], notes=notes, negative=negative_psf).to(y)
     k = psf_t.shape[-spatial_ndim:]
     require(all(a <= b for a, b in zip(k, y.shape[2:])),
@@ -139,4 +172,4 @@ def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, dev
     for n in notes:
         warnings.warn(n, stacklevel=3)
     op = Convolution(psf_t, tuple(y.shape[2:]), boundary)
-    return Problem(y=y, op=op, layout=layout, psf=psf_t, notes=notes)
+    return Problem(y=y, op=op if mask is None else Masked(op, mask), layout=layout, psf=psf_t, notes=notes)

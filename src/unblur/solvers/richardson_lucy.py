@@ -356,6 +356,7 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
                     stop: Literal["none", "relative-change", "discrepancy", "poisson-discrepancy"] = "none",
                     tol: float = 1e-4, noise_sigma: float | None = None, tau: float = 1.0, background: float = 0.0,
                     lambda_tv: float = 0.0, tv_eps: float = 1e-3, normalize: bool = True,
+                    missing: Literal["error", "mask"] = "error",
                     channel_axis: int | None = None, device: str | None = None, progress: bool = False,
                     callback=None, return_info: bool = False):
     """Richardson-Lucy deconvolution of a 2-D/3-D image (numpy or torch in, same type out).
@@ -415,6 +416,12 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
     normalize : bool
         Divide the update by ``A^T 1`` (default).  ``False`` reproduces scikit-image's update, which is
         biased near the edges for non-circular boundaries (kept for like-for-like comparisons).
+    missing : {"error", "mask"}
+        NaN/Inf pixels: refused (``"error"``), or left out of the fit as missing data (``"mask"``: blank
+        borders of registered or mosaicked frames, bad pixels).  The model becomes ``M A`` with ``M`` the
+        observed pixels (:class:`unblur.physics.operator.Masked`), so ``A^T 1`` counts only those; missing
+        pixels start from their channel's mean and are estimated from their neighbours where the PSF links
+        them to observed pixels, NaN in the result where no observed pixel does.
     channel_axis : int or None
         ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
     device : str or None
@@ -437,7 +444,8 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
     t0 = time.perf_counter()
     stop = None if stop == "none" else stop
     acceleration = None if acceleration == "none" else acceleration
-    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, negative_image="clip")
+    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, negative_image="clip",
+                            missing=missing)
     y = problem.y
     if stop == "discrepancy" and noise_sigma is None:
         noise_sigma = estimate_noise_sigma(y)
@@ -460,7 +468,8 @@ def rl_tv(image, psf, num_iter: int = 50, lambda_tv: float = 0.002, *, tv_eps: f
           init: Literal["image", "flat", "mean"] = "image", acceleration: Literal["none", "biggs-andrews"] = "none",
           stop: Literal["none", "relative-change", "discrepancy", "poisson-discrepancy"] = "none", tol: float = 1e-4,
           noise_sigma: float | None = None, tau: float = 1.0, background: float = 0.0, clip: bool = False,
-          filter_epsilon: float | None = None, normalize: bool = True, channel_axis: int | None = None,
+          filter_epsilon: float | None = None, normalize: bool = True,
+          missing: Literal["error", "mask"] = "error", channel_axis: int | None = None,
           device: str | None = None, progress: bool = False, callback=None, return_info: bool = False):
     """Richardson-Lucy with total-variation regularisation (Dey et al. 2006): the Poisson fidelity plus
     ``lambda_tv`` TV in the multiplicative form (module docstring).
@@ -503,6 +512,8 @@ def rl_tv(image, psf, num_iter: int = 50, lambda_tv: float = 0.002, *, tv_eps: f
         Where the re-blurred estimate is below this, the ratio ``y / A x`` is set to 0.
     normalize : bool
         Divide the update by ``A^T 1``.
+    missing : {"error", "mask"}
+        NaN/Inf pixels refused or left out of the fit, as :func:`richardson_lucy`.
     channel_axis : int or None
         ``-1`` for a trailing colour axis.
     device : str or None
@@ -518,5 +529,5 @@ def rl_tv(image, psf, num_iter: int = 50, lambda_tv: float = 0.002, *, tv_eps: f
     return richardson_lucy(image, psf, num_iter, clip, filter_epsilon, boundary=boundary, init=init,
                            acceleration=acceleration, stop=stop, tol=tol, noise_sigma=noise_sigma, tau=tau,
                            background=background, lambda_tv=lambda_tv, tv_eps=tv_eps, normalize=normalize,
-                           channel_axis=channel_axis, device=device, progress=progress, callback=callback,
-                           return_info=return_info)
+                           missing=missing, channel_axis=channel_axis, device=device, progress=progress,
+                           callback=callback, return_info=return_info)
