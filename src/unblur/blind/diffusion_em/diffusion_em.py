@@ -85,8 +85,8 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
         M-step use only observed pixels); periodize = circular model on a smooth periodic extension of
         the image; circular = the data as they are (circularly blurred data, the paper's setting).
     safeguard : bool
-        Keep the l0 start (its image and kernel) when the EM result does not explain the data (re-blur
-        discrepancy above 1.5 noise sigmas) and the start does better (discrepancy principle; ``info["safeguard"]``).
+        Keep the l0 start (its image and kernel) when its re-blur discrepancy is closer to the noise level than
+        the EM result's by more than 0.1 noise sigma (discrepancy principle; ``info["safeguard"]``).
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool

@@ -203,32 +203,38 @@ def start_blind(image, *, guidance: str, particles: int, kernel_size: int, steps
     return run, state
 
 
+#: The safeguard returns the start when its re-blur discrepancy is closer to the noise level (1) than the EM
+#: result's by more than this many noise sigmas.
+SAFEGUARD_MARGIN = 0.1
+
+
 def safeguard(image, restored, info: dict, state: KernelState, sigma: float, enabled: bool = True):
     """The discrepancy principle (Morozov 1966) as a safeguard of the EM result against its start.
 
     A kernel and image that explain the data leave a re-blur residual at the noise level:
     ``discrepancy = RMS(k * x - y) / sigma`` about 1 (:func:`unblur.blind.checks.blind_checks`, interior
-    pixels).  When the EM result leaves more than :data:`~unblur.blind.checks.DISCREPANCY_LIMIT` (1.5) and
-    the start (the ``l0`` warm start: its image and kernel) explains the data better, the start is kept:
-    the EM did not find a kernel that explains the data, and its start did.  Without a start restoration
-    (Dirac or array start) nothing is replaced and only the check's warning remains.  Never uses a
+    pixels); more means the pair does not explain the data, less that the image fits the noise.  The start
+    (the ``l0`` warm start: its image and kernel) is returned when its discrepancy is closer to 1 than the EM
+    result's by more than :data:`SAFEGUARD_MARGIN`: ``|d_em - 1| - |d_start - 1| > 0.1``.  Without a start
+    restoration (Dirac or array start) nothing is replaced (the check's warning remains).  Never uses a
     ground truth.  Returns ``(restored, info)``; ``info["safeguard"]`` says what happened.
     """
-    from ..checks import DISCREPANCY_LIMIT, blind_checks
+    from ..checks import blind_checks
 
     em = blind_checks(image, restored, info["kernel"], sigma)
     report = {"enabled": bool(enabled), "em_discrepancy": em["discrepancy"], "kept_start": False}
     start = getattr(state, "start_image", None)
-    if enabled and start is not None and em["discrepancy"] > DISCREPANCY_LIMIT:
+    if start is not None:
         st = blind_checks(image, start, state.start_kernel, sigma)
         report["start_discrepancy"] = st["discrepancy"]
-        if st["discrepancy"] < em["discrepancy"]:
+        closer = abs(em["discrepancy"] - 1) - abs(st["discrepancy"] - 1)
+        if enabled and np.isfinite(closer) and closer > SAFEGUARD_MARGIN:
             report["kept_start"] = True
             info["em_kernel"] = info["kernel"]
             info["kernel"] = state.start_kernel
             info["notes"] = list(info.get("notes") or []) + [
-                f"safeguard: the EM result leaves {em['discrepancy']:.2f} noise sigmas of re-blur residual "
-                f"(limit {DISCREPANCY_LIMIT:g}), its l0 start {st['discrepancy']:.2f}: the start's image and kernel are returned"]
+                f"safeguard: the EM result leaves {em['discrepancy']:.2f} noise sigmas of re-blur residual, its l0 "
+                f"start {st['discrepancy']:.2f} (1 = the noise level): the start's image and kernel are returned"]
             restored = start.astype(np.asarray(restored).dtype, copy=False)
     info["safeguard"] = report
     return restored, info

@@ -32,8 +32,8 @@ than the paper's ``r_t^2 = 1 - abar_t`` at noise 5, 10 and 20/255.  Non-blind Pi
 Photographs (non-periodic blur), the defaults: ``boundary="valid"`` (the image is the valid part of the
 blur of a larger object: the E-step guidance and the M-step see only observed pixels,
 :mod:`.em_run`), ``init_kernel="l0"`` (the M-step starts from the kernel of the ``l0`` method, a few
-seconds) and ``safeguard=True`` (the discrepancy principle: the l0 start is kept when the EM result does
-not explain the data and the start does, :func:`~unblur.blind.diffusion_em.em_run.safeguard`).  The
+seconds) and ``safeguard=True`` (the discrepancy principle: the l0 start is kept when it explains the data
+at the noise level better than the EM result, :func:`~unblur.blind.diffusion_em.em_run.safeguard`).  The
 paper's setting is ``boundary="circular", init_kernel="dirac", safeguard=False`` (BENCHMARKS.md, "Blind
 camera-shake deblurring with diffusion priors").
 """
@@ -208,8 +208,8 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
         M-step use only observed pixels); periodize = circular model on a smooth periodic extension of
         the image; circular = the data as they are (circularly blurred data, the paper's setting).
     safeguard : bool
-        Keep the l0 start (its image and kernel) when the EM result does not explain the data (re-blur
-        discrepancy above 1.5 noise sigmas) and the start does better (discrepancy principle; ``info["safeguard"]``).
+        Keep the l0 start (its image and kernel) when its re-blur discrepancy is closer to the noise level than
+        the EM result's by more than 0.1 noise sigma (discrepancy principle; ``info["safeguard"]``).
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool
