@@ -410,3 +410,15 @@ def test_rl_tv_missing_data_and_colour():
     with pytest.warns(UserWarning, match="missing data"):
         out = rl_tv(rgb, k, 20, missing="mask")
     assert out.shape == rgb.shape and np.isnan(out[:, :14]).all() and np.isfinite(out[:, 20:]).all()
+
+
+def test_tv_admm_missing_data():
+    from unblur.solvers.tv import tv_admm
+    x, k, y, holed, bad = _with_missing(2)
+    full = tv_admm(y, k, noise_sigma=0.01, num_iter=40)
+    out = tv_admm(holed, k, noise_sigma=0.01, num_iter=40, missing="mask")
+    assert np.isnan(out[:, :14]).all() and np.isfinite(out[:, 20:]).all()
+    inner = np.s_[:, 30:]
+    err = lambda a: float(np.abs(a[inner] - x[inner]).mean())  # noqa: E731
+    assert err(out) < err(full) + 0.003, (err(out), err(full))
+    assert err(tv_admm(np.nan_to_num(holed, nan=0.0), k, noise_sigma=0.01, num_iter=40)) > err(out) + 0.01

@@ -66,8 +66,8 @@ def check_finite(a, what: str = "image") -> None:
     else:
         bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
     require(bad == 0, f"{what} contains {bad} NaN or Inf value(s)",
-            "replace them (e.g. with the local median or 0) before deconvolving; rl and rl-tv can leave them out "
-            "of the fit as missing data (missing='mask', --missing mask)")
+            "replace them (e.g. with the local median or 0) before deconvolving; rl, rl-tv and tv-admm can leave "
+            "them out of the fit as missing data (missing='mask', --missing mask)")
 
 
 def resolve_device(device) -> torch.device | None:

@@ -52,6 +52,7 @@ def tv_admm_iterations(op, y: torch.Tensor, lam: float, rho: float, num_iter: in
 def tv_admm(image, psf, *, lam: float | None = None, noise_sigma: float | None = None, lam_factor: float = 8.0,
             rho: float | None = None, num_iter: int = 100, tol: float = 1e-4, tv_iter: int = 20, cg_iter: int = 30,
             boundary: Literal["valid", "reflect", "circular", "zero", "replicate"] = "valid",
+            missing: Literal["error", "mask"] = "error",
             channel_axis: int | None = None, device: str | None = None, progress: bool = False, callback=None,
             return_info: bool = False):
     """Total-variation deconvolution ``argmin_x 1/2 ||A x - y||^2 + lam TV(x)`` by ADMM (module docstring).
@@ -84,6 +85,10 @@ def tv_admm(image, psf, *, lam: float | None = None, noise_sigma: float | None =
     boundary : str
         Blur boundary model (see :mod:`unblur.physics.convolution`); ignored for an operator.  ``"valid"``
         (default) is the non-circulant model of a photograph: no ringing from padded borders.
+    missing : {"error", "mask"}
+        NaN/Inf pixels: refused, or left out of the data term (``"mask"``: ``1/2 ||M (A x - y)||^2`` with ``M``
+        the observed pixels, data step by conjugate gradient), NaN in the result where no observed pixel
+        constrains it (as :func:`unblur.solvers.richardson_lucy`).
     channel_axis : int or None
         ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
     device : str or None
@@ -105,7 +110,7 @@ def tv_admm(image, psf, *, lam: float | None = None, noise_sigma: float | None =
     t0 = time.perf_counter()
     require(num_iter >= 1 and tv_iter >= 1, "num_iter and tv_iter must be >= 1")
     require(lam_factor > 0, f"lam_factor must be > 0, got {lam_factor}")
-    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device)
+    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, missing=missing)
     if lam is None:
         if noise_sigma is None:
             noise_sigma = estimate_noise_sigma(problem.y)
