@@ -2,8 +2,9 @@
 
 * Pictures (PNG, JPEG; TIFF's ICC profile is read by :func:`unblur.io.read_image`): the ICC colour profile,
   the EXIF block and the dpi are read into :class:`~unblur.metadata.ImageMetadata` and given back to the
-  PNG and JPEG writers (:func:`picture_extras`), with a note for an output that cannot hold them.  A CMYK
-  JPEG is converted to RGB (:func:`cmyk_to_rgb`).
+  PNG and JPEG writers, the profile and dpi to the plain-TIFF writer (:func:`picture_extras`), with a note
+  for an output that cannot hold them.  A gray or RGB picture is written as a plain one-page TIFF
+  (:func:`is_picture`).  A CMYK JPEG is converted to RGB (:func:`cmyk_to_rgb`).
 * FITS: the first image HDU's header is kept (:func:`read_fits`) and written back into FITS outputs of the
   same number of axes without its structural keywords (:func:`fits_header`).
 """
