@@ -313,6 +313,13 @@ def test_l0_verify_flags_disagreeing_estimates_and_input_returns_the_blurred_ima
     assert any("not stable" in w for w in c["warnings"]) and not np.allclose(restored, y)
     kept, info2 = l0_blind(y.astype(np.float32), kernel_size=11, noise_sigma=0.01, verify="input")
     assert info2["kept_input"] and kept.dtype == np.float32 and np.array_equal(kept, y.astype(np.float32))
+    # the cautious mode needs no third estimate: a disagreeing pair returns the input
+    calls = _fake_estimates(monkeypatch, third="h")  # a third that would have agreed with the first
+    kept, info4 = l0_blind(y, kernel_size=11, noise_sigma=0.01, verify="input")
+    assert sorted(calls) == [(0.0, 0.1), (0.3, 0.1)] and info4["kept_input"] and np.array_equal(kept, y)
+    assert info4["checks"]["kernel_choice"] == "none" and not info4["checks"]["kernel_stable"]
+    _, info5 = l0_blind(y, kernel_size=11, noise_sigma=0.01)  # warn: the third decides, the first is kept
+    assert info5["checks"]["kernel_choice"] == "first" and not info5["kept_input"]
     calls.clear()
     _, info3 = l0_blind(y, kernel_size=11, noise_sigma=0.01, verify="off")
     assert calls == [(0.3, 0.1)] and "kernel_stable" not in info3["checks"] and not info3["kept_input"]
