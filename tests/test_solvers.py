@@ -402,6 +402,10 @@ def test_rl_leaves_missing_pixels_out_of_the_fit():
     assert np.abs(out[seen] - x[seen]).mean() < 0.04  # the missing pixels themselves are estimated
     same = richardson_lucy(y, k, 30, missing="mask")  # nothing missing: the plain result
     np.testing.assert_array_equal(same, full)
+    # the discrepancy rule over the observed pixels: as many iterations as with every pixel observed
+    runs = [richardson_lucy(a, k, 300, stop="discrepancy", return_info=True, **kw)[1]["iterations"]
+            for a, kw in ((y, {}), (holed, {"missing": "mask"}))]
+    assert runs[0] < 300 and abs(runs[1] - runs[0]) <= 1, runs
 
 
 def test_rl_tv_missing_data_and_colour():

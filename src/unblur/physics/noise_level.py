@@ -83,3 +83,25 @@ def estimate_noise_sigma(image, *, channel_axis: int | None = None,
     d = _finest_detail(a, range(len(other), a.ndim)).reshape(int(np.prod(a.shape[:len(other)])), -1)
     mad = np.median(np.abs(d - np.median(d, axis=1, keepdims=True)), axis=1)
     return float(np.mean(mad / 0.6745))
+
+
+def estimate_noise_sigma_observed(y, mask) -> float:
+    """:func:`estimate_noise_sigma` of a torch batch ``y`` ``(B, C, *spatial)`` over the observed pixels only:
+    the finest Haar detail cells whose pixels all have ``mask`` 1 (missing data, NaN borders), mean over
+    ``(B, C)``."""
+    a = y.detach().cpu().double().numpy()
+    m = np.broadcast_to(mask.detach().cpu().numpy() > 0, a.shape)
+    axes = range(2, a.ndim)
+    d = _finest_detail(a, axes)
+    for ax in axes:  # a cell is observed when every pixel in it is
+        n = m.shape[ax] // 2 * 2
+        if n >= 2:
+            m = np.take(m, np.arange(0, n, 2), axis=ax) & np.take(m, np.arange(1, n, 2), axis=ax)
+    sigmas = []
+    for dv, mv in zip(d.reshape(-1, *d.shape[2:]), m.reshape(-1, *m.shape[2:])):
+        v = dv[mv]
+        if v.size >= 16:
+            sigmas.append(np.median(np.abs(v - np.median(v))) / 0.6745)
+    require(bool(sigmas), "too few observed pixels to estimate the noise level", "give noise_sigma")
+    return float(np.mean(sigmas))
+

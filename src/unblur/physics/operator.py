@@ -201,8 +201,21 @@ class Masked(LinearOperator):
     def crop_object(self, x: torch.Tensor) -> torch.Tensor:
         return self.op.crop_object(x)
 
+    def fill(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` with each missing pixel replaced by the mean of the observed pixels in the 5-pixel box around it,
+        or of its channel where the box has none."""
+        m = self.mask.expand_as(y)
+        pool = torch.nn.functional.avg_pool2d if y.ndim == 4 else torch.nn.functional.avg_pool3d
+        seen = y * m
+        local, share = pool(seen, 5, 1, 2), pool(m, 5, 1, 2)  # box sums / box size: their ratio is the mean
+        mean = seen.flatten(2).sum(-1) / m.flatten(2).sum(-1).clamp_min(1)
+        fill = torch.where(share > 0, local / share.clamp_min(1e-12), mean.reshape(mean.shape + (1,) * (y.ndim - 2)))
+        return torch.where(m > 0, y, fill)
+
     def initial_object(self, y: torch.Tensor) -> torch.Tensor:
-        return self.op.initial_object(y)
+        """``op``'s start from the data with the missing pixels filled (:meth:`fill`): a multiplicative update
+        (Richardson-Lucy) cannot move a pixel that starts at 0."""
+        return self.op.initial_object(self.fill(y))
 
     def unobserved(self, like: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
         """Object pixels that no observed pixel sees (``op^T m`` below ``floor`` times its maximum), per

@@ -31,6 +31,19 @@ class Problem:
     psf: torch.Tensor | None  # None when the caller gave an operator instead of a PSF
     notes: list[str] = field(default_factory=list)
 
+    def noise_sigma(self) -> float:
+        """The noise level of the data (wavelet MAD, :func:`unblur.physics.noise_level.estimate_noise_sigma`),
+        from the observed pixels only when some are missing."""
+        from ..physics.noise_level import estimate_noise_sigma, estimate_noise_sigma_observed
+        if isinstance(self.op, Masked):
+            return estimate_noise_sigma_observed(self.y, self.op.mask)
+        return estimate_noise_sigma(self.y)
+
+    def observed_share(self) -> float:
+        """The share of observed pixels (1 without missing data): a mean over all pixels of a residual that
+        is 0 at the missing ones is this share times the mean over the observed."""
+        return float(self.op.mask.mean()) if isinstance(self.op, Masked) else 1.0
+
     def output(self, x: torch.Tensor):
         """Crop the object estimate to the image field of view and return it in the caller's layout; with
         missing data (a :class:`Masked` operator) NaN where no observed pixel constrains the estimate."""
@@ -104,25 +117,17 @@ def _psf_array(psf, spatial_ndim, channels, name="PSF", notes=None, negative="cl
 
 
 def _mask_missing(y: torch.Tensor, notes: list) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(y with its NaN/Inf filled, 0/1 mask)``; the mask is None when every pixel is finite.  A missing pixel
-    takes the mean of the observed pixels in the 5-pixel box around it, or of its channel where the box has
-    none.  The filled values only start the iterations: the masked operator leaves them out of the fit."""
+    """``(y with its NaN/Inf set to 0, 0/1 mask of the observed pixels)``; the mask is None when every pixel is
+    finite.  With the masked operator the zeros are never compared with the model (``M A x = 0`` there)."""
     finite = torch.isfinite(y)
     if bool(finite.all()):
         return y, None
     n = int((~finite).sum())
-    m = finite.to(y.dtype)
-    count = m.flatten(2).sum(-1)
-    require(bool((count > 0).all()), "the image has no finite pixel in some channel", "give data with observed pixels")
-    zeroed = torch.where(finite, y, 0.0)
-    mean = zeroed.flatten(2).sum(-1) / count
-    pool = torch.nn.functional.avg_pool2d if y.ndim == 4 else torch.nn.functional.avg_pool3d
-    local, share = pool(zeroed, 5, 1, 2), pool(m, 5, 1, 2)  # box sums / 25 (or 125): their ratio is the mean
-    fill = torch.where(share > 0, local / share.clamp_min(1e-12), mean.reshape(mean.shape + (1,) * (y.ndim - 2)))
-    y = torch.where(finite, y, fill)
+    require(bool(finite.flatten(2).any(-1).all()), "the image has no finite pixel in some channel",
+            "give data with observed pixels")
     notes.append(f"image: {n} NaN/Inf pixel(s) ({100 * n / y.numel():.3g}%) left out of the fit as missing data; "
                  "the result is NaN where no observed pixel constrains it")
-    return y, m
+    return torch.where(finite, y, 0.0), finite.to(y.dtype)
 
 
 def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, device=None,

@@ -42,7 +42,6 @@ from ..errors import require
 from ..optim.driver import Progress, StoppingRule, _slabs, iterate
 from ..optim.prior import TotalVariation
 from ..physics.convolution import Convolution, FFTGrid, Sensitivity, _scipy_ok
-from ..physics.noise import estimate_noise_sigma
 from ..physics.operator import LinearOperator
 from .problem import setup_problem
 
@@ -448,8 +447,9 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
                             missing=missing)
     y = problem.y
     if stop == "discrepancy" and noise_sigma is None:
-        noise_sigma = estimate_noise_sigma(y)
-    rule = StoppingRule(stop, tol=tol, sigma=noise_sigma, tau=tau) if stop else None
+        noise_sigma = problem.noise_sigma()
+    # the discrepancy rules average over every pixel, the missing ones (residual 0) included
+    rule = StoppingRule(stop, tol=tol, sigma=noise_sigma, tau=tau * problem.observed_share()) if stop else None
     bar = Progress(num_iter, "RL-TV" if lambda_tv else "Richardson-Lucy", progress, callback)
     x, info = rl_iterations(problem.op, y, _initial(init, problem, y), num_iter, lambda_tv=lambda_tv,
                             tv_eps=tv_eps, acceleration=acceleration, background=background,

@@ -27,7 +27,6 @@ from ..errors import require
 from ..optim.driver import Progress, StoppingRule, iterate
 from ..optim.fidelity import L2Fidelity
 from ..optim.prior import TotalVariation
-from ..physics.noise import estimate_noise_sigma
 from .problem import setup_problem
 
 
@@ -113,7 +112,7 @@ def tv_admm(image, psf, *, lam: float | None = None, noise_sigma: float | None =
     problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, missing=missing)
     if lam is None:
         if noise_sigma is None:
-            noise_sigma = estimate_noise_sigma(problem.y)
+            noise_sigma = problem.noise_sigma()
         require(noise_sigma >= 0, f"noise_sigma must be >= 0, got {noise_sigma}")
         lam = lam_factor * max(noise_sigma, 1e-3) ** 2
     require(lam > 0, f"lam must be > 0, got {lam}", "use tikhonov for a quadratic regulariser")
