@@ -585,7 +585,8 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         not to be trusted.  ``"warn"``: keep the first estimate's result, set
         ``info["checks"]["kernel_stable"] = False`` and warn; ``"input"``: the cautious mode, without the third
         estimate: wherever the first two disagree, return the blurred input unchanged (``info["kept_input"] =
-        True``; its measured trade in BENCHMARKS.md, "Blind deblurring of photographs"); ``"off"``: one estimate, no check (half the estimation time or less).
+        True``; its measured trade in BENCHMARKS.md, "Blind deblurring of photographs"); ``"off"``: one
+        estimate, no check (half the estimation time or less).
     verify_limit : float
         Largest disagreement ``d`` accepted as the same kernel (a 25-px camera-shake kernel against a
         flat square of its size scores about 1).
