@@ -98,8 +98,8 @@ class ImageMetadata:
         was fully opaque.
     icc_profile : bytes or None
         The picture's ICC colour profile (PNG ``iCCP``, JPEG ``APP2``, TIFF tag 34675): the colour space
-        its values are in.  Written back into PNG and JPEG outputs whose channels it describes
-        (the restoration works on the stored values, so they stay in that colour space).
+        its values are in.  Written back into PNG, JPEG and plain TIFF outputs whose channels it
+        describes (the restoration works on the stored values, so they stay in that colour space).
     exif : bytes or None
         The picture's EXIF block (PNG ``eXIf``, JPEG ``APP1``): camera, exposure, date and orientation.
         Written back into PNG and JPEG outputs; pixels are read as stored, without applying the

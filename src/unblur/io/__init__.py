@@ -28,8 +28,8 @@
   (``metadata.icc_profile``, ``.exif``, ``.dpi``) are written back into PNG and JPEG outputs, the
   profile and resolution also into TIFF (an ICC profile only where it describes the output's
   channels); a note says what an output cannot hold.  A gray or RGB picture written as ``.tif`` is a
-  plain one-page gray/RGB TIFF, as photo software expects (not an ImageJ hyperstack).  Pixels are read as stored (EXIF orientation not applied), so the output shows
-  turned as the input does.  JPEG outputs are written at quality 95 without chroma subsampling.
+  plain one-page gray/RGB TIFF, as photo software expects (not an ImageJ hyperstack).  Pixels are read
+  as stored (EXIF orientation not applied), so the output shows turned as the input does.  JPEG outputs are written at quality 95 without chroma subsampling.
 * FITS: the source's header (WCS, exposure, instrument) is written back into a FITS output of the same
   number of axes, without the keywords that describe the stored array (``BITPIX``, ``NAXISn``, ``BSCALE``,
   ``BZERO``, checksums).

@@ -82,9 +82,9 @@ def is_picture(metadata, arr: np.ndarray) -> bool:
 
 
 def picture_extras(metadata, arr: np.ndarray, suffix: str, notes: list) -> dict:
-    """The ICC profile, EXIF and dpi of ``metadata`` that an output of ``arr`` can carry, as keyword arguments of
-    its writer (Pillow's for PNG and JPEG, ``tifffile.imwrite``'s for a plain TIFF, :func:`unblur.io.png.encode_png16`'s),
-    with notes on what is not written."""
+    """The ICC profile, EXIF and dpi of ``metadata`` that an output of ``arr`` can carry, as keyword arguments
+    of its writer (Pillow's for PNG and JPEG, ``tifffile.imwrite``'s for a plain TIFF,
+    :func:`unblur.io.png.encode_png16`'s), with notes on what is not written."""
     if metadata is None:
         return {}
     if getattr(metadata, "fits_header", None) and suffix not in FITS_SUFFIXES:
@@ -105,8 +105,9 @@ def picture_extras(metadata, arr: np.ndarray, suffix: str, notes: list) -> dict:
         if _icc_fits(icc, channels):
             out["iccprofile" if tiff else "icc_profile"] = icc
         else:
-            notes.append(f"ICC colour profile of the source not written: it describes "
-                         f"{bytes(icc[16:20]).decode('latin-1').strip() or 'other'} data, the output has {channels} channel(s)")
+            space = bytes(icc[16:20]).decode("latin-1").strip() or "other"
+            notes.append(f"ICC colour profile of the source not written: it describes {space} data, "
+                         f"the output has {channels} channel(s)")
     if exif and not tiff:
         out["exif"] = exif
     if dpi:

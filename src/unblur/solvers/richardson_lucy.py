@@ -419,8 +419,9 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
         NaN/Inf pixels: refused (``"error"``), or left out of the fit as missing data (``"mask"``: blank
         borders of registered or mosaicked frames, bad pixels).  The model becomes ``M A`` with ``M`` the
         observed pixels (:class:`unblur.physics.operator.Masked`), so ``A^T 1`` counts only those; missing
-        pixels start from their channel's mean and are estimated from their neighbours where the PSF links
-        them to observed pixels, NaN in the result where no observed pixel does.
+        pixels start from the mean of the observed pixels around them and are estimated where the PSF links
+        them to observed pixels, NaN in the result where no observed pixel does.  The noise level and the
+        discrepancy rules use the observed pixels only.
     channel_axis : int or None
         ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
     device : str or None
