@@ -72,7 +72,7 @@ def _sigma(a: np.ndarray) -> float:
 
 
 def check_blind_input(image, kernel_size: int | None = None, *, method: str = "blind deblurring",
-                      noise_sigma: float | None = None, stacklevel: int = 3) -> list[str]:
+                      noise_sigma: float | None = None, saturation=None, stacklevel: int = 3) -> list[str]:
     """Refuse an image no blind method can use; warn (and return the notes) when the estimate will be unreliable.
 
     Parameters
@@ -85,6 +85,9 @@ def check_blind_input(image, kernel_size: int | None = None, *, method: str = "b
         Name used in the messages.
     noise_sigma : float, optional
         Noise standard deviation in image units (estimated when omitted).
+    saturation : None, "auto" or float
+        How the method treats clipped pixels (:mod:`unblur.physics.saturation`); when it leaves them out of
+        the fit, only clipped shadows or an image mostly clipped are warned about.
     stacklevel : int
         Passed to :func:`warnings.warn`.
 
@@ -114,10 +117,20 @@ def check_blind_input(image, kernel_size: int | None = None, *, method: str = "b
         require(3 * k <= min(g.shape), f"kernel size {k} is larger than a third of the image ({g.shape[0]}x{g.shape[1]})",
                 "give a smaller kernel size or a larger image")
     notes = []
-    clipped = float(np.mean((g >= hi - 1e-6) | (g <= lo + 1e-6)))
-    if clipped > 0.05 and (hi >= 0.98 or lo <= 0.02):
-        notes.append(f"{100 * clipped:.0f}% of the pixels sit at the image's minimum or maximum (saturated): the blur "
-                     "model does not hold there and the kernel estimate may be wrong")
+    top, bottom = float(np.mean(g >= hi - 1e-6)), float(np.mean(g <= lo + 1e-6))
+    if saturation is None:
+        clipped = (top if hi >= 0.98 else 0.0) + (bottom if lo <= 0.02 else 0.0)
+        if clipped > 0.05:
+            notes.append(f"{100 * clipped:.0f}% of the pixels sit at the image's minimum or maximum (saturated): the "
+                         "blur model does not hold there and the kernel estimate may be wrong (saturation='auto' "
+                         "leaves them out)")
+    else:
+        if bottom > 0.05 and lo <= 0.02:
+            notes.append(f"{100 * bottom:.0f}% of the pixels sit at the image's minimum (clipped shadows): the blur "
+                         "model does not hold there and the kernel estimate may be wrong")
+        if top > 0.3:
+            notes.append(f"{100 * top:.0f}% of the pixels sit at the image's maximum (saturated): they are left out, "
+                         "and too few remain for a reliable kernel estimate")
     sigma = float(noise_sigma) if noise_sigma is not None else _sigma(a)
     gx, gy = np.diff(g, axis=1)[:-1], np.diff(g, axis=0)[:, :-1]
     gx, gy = gx - np.median(gx), gy - np.median(gy)  # a constant slope (a ramp) is no edge: blur leaves it as it is
@@ -231,7 +244,7 @@ def kernel_report(kernel) -> dict:
             "kernel_collapsed": bool(peak > COLLAPSE_PEAK or max(support) <= 2)}
 
 
-def blind_checks(image, restored, kernel, noise_sigma: float | None = None) -> dict:
+def blind_checks(image, restored, kernel, noise_sigma: float | None = None, ignore=None) -> dict:
     """The "never silently worse" report of a blind result (module docstring).
 
     Parameters
@@ -245,6 +258,8 @@ def blind_checks(image, restored, kernel, noise_sigma: float | None = None) -> d
         reported through its mean.
     noise_sigma : float, optional
         Noise standard deviation in image units; estimated from ``image`` when omitted.
+    ignore : array of bool, optional
+        Pixels of ``image`` left out of the discrepancy (clipped data), same layout as ``image``.
 
     Returns
     -------
@@ -272,11 +287,16 @@ def blind_checks(image, restored, kernel, noise_sigma: float | None = None) -> d
         kf = k[::-1, ::-1]
         origin = tuple(-(n % 2 == 0) for n in k.shape)  # even sizes: centre n // 2 (conventions.md)
         m = max(k.shape) // 2 + 1
+        skip = None if ignore is None else np.asarray(ignore, bool).reshape(ys.shape)
         res = []
         for c in range(ys.shape[-1]):
             r = ndimage.correlate(xs[..., c], kf, mode="reflect", origin=origin) - ys[..., c]
-            res.append(r[m:-m, m:-m] if min(r.shape) > 2 * m + 2 else r)
-        rms = float(np.sqrt(np.mean(np.concatenate([v.ravel() for v in res]) ** 2)))
+            if skip is not None:
+                r = np.where(skip[..., c], np.nan, r)
+            r = r[m:-m, m:-m] if min(r.shape) > 2 * m + 2 else r
+            res.append(r[np.isfinite(r)])
+        res = np.concatenate(res)
+        rms = float(np.sqrt(np.mean(res ** 2))) if res.size else float("nan")
         disc = rms / max(sigma, 1e-4)
     warns = []
     if np.isfinite(disc) and disc > DISCREPANCY_LIMIT:
@@ -289,9 +309,9 @@ def blind_checks(image, restored, kernel, noise_sigma: float | None = None) -> d
             "ok": not warns, "warnings": warns}
 
 
-def attach_checks(info: dict, image, restored, kernel, noise_sigma: float | None = None) -> dict:
+def attach_checks(info: dict, image, restored, kernel, noise_sigma: float | None = None, ignore=None) -> dict:
     """``info`` with ``info["checks"] = blind_checks(...)`` (the one place each blind method calls)."""
-    info["checks"] = blind_checks(image, restored, kernel, noise_sigma)
+    info["checks"] = blind_checks(image, restored, kernel, noise_sigma, ignore=ignore)
     return info
 
 

@@ -40,6 +40,14 @@ regularisation) decides between them: the one it agrees with is kept; where it a
 does not determine the blur, and the result is flagged (or the input returned): a no-reference test of the
 estimate.
 
+Clipped highlights (``saturation``, :mod:`unblur.physics.saturation`): a light source clipped by the sensor
+leaves a flat streak whose edges the blur did not make; fitted as data it pulls the kernel towards the streak's
+outline. The kernel step leaves out every pixel whose footprint holds a clipped pixel (light sources, specular
+highlights; only the clipped pixels and their neighbours where clipping covers much of the image), and the final
+step treats clipped pixels as lower bounds
+(``k * x >= y``; Whyte, Sivic & Zisserman 2014), so the highlights are restored above the white level instead of
+ringing.
+
 Colour images: the kernel is estimated on the luminance (ITU-R BT.601) and each channel is deconvolved
 with it. Large images: the kernel is estimated on the square crop of side about ``max_estimation_size`` with the most
 gradient energy (the blur is assumed uniform); only the final deconvolution runs on the whole image.
@@ -64,6 +72,7 @@ from scipy import ndimage
 
 from ..errors import require
 from ..metrics import kernel_error
+from ..physics.saturation import saturation_level, saturation_mask
 
 _LUMA = np.array([0.299, 0.587, 0.114])
 #: Below this many kernel sizes on the shorter side (of the estimation crop) ``l0`` warns that its kernel
@@ -77,6 +86,16 @@ VERIFY_USEFULNESS = 0.3
 #: ``verify``'s deciding estimate, run where the first two disagree: the first's settings with the kernel step's
 #: Tikhonov weight ``gamma`` times this factor (BENCHMARKS.md, "Blind deblurring of photographs").
 VERIFY_GAMMA_FACTOR = 3.0
+#: The kernel step leaves out every pixel whose footprint reaches a clipped pixel when that leaves out at most this
+#: share of the image (light sources, highlights); where clipping is more extensive, only the clipped pixels and
+#: their neighbours (BENCHMARKS.md, "Clipped highlights").
+SATURATION_BUDGET = 0.3
+
+
+def _footprint_exclusion(saturated: np.ndarray, kernel_size: int) -> bool:
+    """Whether the kernel step leaves out the footprints of the clipped pixels (:data:`SATURATION_BUDGET`)."""
+    half = kernel_size // 2 + 1
+    return float(ndimage.binary_dilation(saturated, np.ones((2 * half + 1,) * 2, bool)).mean()) <= SATURATION_BUDGET
 
 
 # -- Fourier helpers -----------------------------------------------------------------------------------
@@ -253,14 +272,16 @@ def usefulness_mask(r: np.ndarray, grad_mag: np.ndarray, threshold: float, count
 
 
 def estimate_kernel_step(gx: tuple[np.ndarray, np.ndarray], y: np.ndarray, k0: np.ndarray, gamma: float,
-                         n_iter: int = 50, valid: tuple[int, int] | None = None) -> np.ndarray:
+                         n_iter: int = 50, valid: tuple[int, int] | None = None,
+                         exclude: np.ndarray | None = None) -> np.ndarray:
     """``argmin_{k >= 0} sum_d ||M (gx_d * k - d y)||^2 + gamma' ||k||^2`` over kernels supported on ``k0``'s
     square, by projected accelerated gradient (FISTA, Beck & Teboulle 2009) from ``k0``; then cleaned
     (:func:`_clean_kernel`).
 
     ``M`` keeps the pixels whose blur footprint lies inside the observed ``valid = (H, W)`` corner of the
-    periodic-extended ``y`` (the extension is not data). ``gamma' = gamma * mean |FFT(gx)|^2`` makes the
-    weight independent of the image size and contrast."""
+    periodic-extended ``y`` (the extension is not data) and are not in ``exclude`` (a boolean ``(H, W)`` array:
+    pixels whose footprint holds saturated data). ``gamma' = gamma * mean |FFT(gx)|^2`` makes the weight
+    independent of the image size and contrast."""
     size = k0.shape[0]
     r = size // 2
     H, W = valid or y.shape
@@ -270,6 +291,8 @@ def estimate_kernel_step(gx: tuple[np.ndarray, np.ndarray], y: np.ndarray, k0: n
     shape = (sfft.next_fast_len(y.shape[0], real=True), sfft.next_fast_len(y.shape[1], real=True))
     mask = np.zeros(shape, np.float32)  # single precision: the step's error is far below the kernel's
     mask[r + 1:H - r - 1, r + 1:W - r - 1] = 1.0
+    if exclude is not None:
+        mask[:H, :W][exclude] = 0.0
     gxs = np.stack(gx).astype(np.float32)
     X2 = (np.abs(sfft.rfft2(gxs)) ** 2).sum(0)  # weight and step size from the unpadded grid
     g_eff = gamma * float(X2.mean())
@@ -336,12 +359,18 @@ def _odd(n: float) -> int:
 
 def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 4e-3, lambda_intensity: float = 0.0,
                     gamma: float = 0.3, outer_iter: int = 10, edge_factor: float = 10.0, edge_usefulness: float = 0.3,
-                    usefulness_window: float = 0.5, progress=None, **step) -> np.ndarray:
+                    usefulness_window: float = 0.5, saturated: np.ndarray | None = None, progress=None,
+                    **step) -> np.ndarray:
     """Coarse-to-fine L0 kernel estimation on a gray image ``y`` in [0, 1] (module docstring); with
     ``edge_usefulness > 0`` the kernel step keeps only edges of large-scale structures (:func:`usefulness_map`
-    on the blurred level, window ``usefulness_window`` times the level's kernel size, :func:`usefulness_mask`)."""
+    on the blurred level, window ``usefulness_window`` times the level's kernel size, :func:`usefulness_mask`).
+    ``saturated`` (boolean, ``y``'s shape): clipped pixels; the kernel step leaves out every pixel whose footprint
+    (the level's kernel) reaches one, as the streak of a clipped light has edges the blur did not make, or, where
+    that would leave out more than :data:`SATURATION_BUDGET` of the image, the clipped pixels and their
+    neighbours."""
     n_levels = max(1, int(np.ceil(np.log(kernel_size / 5) / np.log(np.sqrt(2)))) + 1)
     k = _dirac(3)
+    footprint = saturated is not None and _footprint_exclusion(saturated, kernel_size)
     for level in range(n_levels - 1, -1, -1):
         factor = np.sqrt(0.5) ** level
         size = kernel_size if level == 0 else min(kernel_size, _odd(kernel_size * factor))
@@ -350,6 +379,11 @@ def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 4e-
                 "give a kernel size below a third of the shorter side")
         k = _resize_kernel(k, size)
         yp = periodic_extend(yl, size)
+        exclude = None
+        if saturated is not None:
+            half = size // 2 + 1 if footprint else 1
+            exclude = ndimage.binary_dilation(_downscale(saturated.astype(np.float64), factor) > 0.05,
+                                              np.ones((2 * half + 1, 2 * half + 1), bool))
         count = int(edge_factor * size * size)
         r = usefulness_map(yp, _odd(usefulness_window * size)) if edge_usefulness > 0 else None
         lam = lambda_grad
@@ -359,7 +393,8 @@ def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 4e-
             if r is not None:
                 gx, gy = _grad(x)
                 mask = usefulness_mask(r, gx * gx + gy * gy, edge_usefulness, int(USEFUL_CANDIDATES * count))
-            k = estimate_kernel_step(select_edges(x, count, mask), yp, k, gamma, valid=yl.shape, **step)
+            k = estimate_kernel_step(select_edges(x, count, mask), yp, k, gamma, valid=yl.shape, exclude=exclude,
+                                     **step)
             lam = max(lam / 1.1, 1e-4)
         if progress is not None:
             progress(n_levels - level, n_levels)
@@ -433,7 +468,8 @@ def hyper_laplacian_deconvolve(y: np.ndarray, k: np.ndarray, weight: float, alph
 
 
 def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float, alpha: float = 0.8,
-                                     beta_range: float = 256.0, inner: int = 4) -> np.ndarray:
+                                     beta_range: float = 256.0, inner: int = 4,
+                                     clipped: np.ndarray | None = None) -> np.ndarray:
     """The same problem with unknown boundaries: ``y`` is the valid part of ``k * x`` for an object ``x``
     larger by the kernel radius on each side (Almeida & Figueiredo 2013, "Deconvolving images with unknown
     boundaries using the alternating direction method of multipliers")::
@@ -443,7 +479,11 @@ def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float
     on a periodic grid that holds ``x`` whole (``M`` keeps the observed pixels), by splitting ``v = k * x``
     (ADMM, penalty 1, ``inner`` steps per value of ``beta``) and ``g = grad x`` (half-quadratic, ``beta``
     from ``weight`` to ``beta_range * weight`` by ``2 sqrt(2)``). Nothing is assumed beyond the edge, so the
-    border does not ring. Returns the ``(H, W)`` part of ``x`` seen by ``y``."""
+    border does not ring. Returns the ``(H, W)`` part of ``x`` seen by ``y``.
+
+    ``clipped`` (boolean, ``y``'s shape): saturated pixels, whose value is only a lower bound of the blur
+    (Whyte, Sivic & Zisserman 2014): their data term is the constraint ``k * x >= y``, which the ``v`` step
+    enforces by projection (``v = max(k * x + d, y)``) instead of the quadratic fit."""
     require(inner >= 1, f"inner must be at least 1, got {inner}")
     H, W = y.shape
     ry, rx = k.shape[0] // 2, k.shape[1] // 2
@@ -452,8 +492,14 @@ def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float
     yp = yp[: shape[0], : shape[1]] if yp.shape[0] >= shape[0] and yp.shape[1] >= shape[1] else yp
     mask = np.zeros(shape, np.float32)
     mask[ry:ry + H, rx:rx + W] = 1.0
+    bound = None
+    if clipped is not None and clipped.any():
+        mask[ry:ry + H, rx:rx + W][clipped] = 0.0
+        bound = np.full(shape, -np.inf, np.float32)
+        bound[ry:ry + H, rx:rx + W][clipped] = y[clipped]
     my = np.zeros(shape, np.float32)
     my[ry:ry + H, rx:rx + W] = y
+    my *= mask
     K = _otf(k, shape, np.float32)
     K2, D2 = (np.abs(K) ** 2).astype(np.float32), _grad_power(shape, np.float32)
     x = np.ascontiguousarray(yp[: shape[0], : shape[1]])
@@ -468,6 +514,8 @@ def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float
         inv_den = 1.0 / (K2 + np.float32(beta) * D2)
         for _ in range(inner):
             v = (my + kx + d) * inv_mask1
+            if bound is not None:
+                np.maximum(v, bound, out=v)
             X = conj_k * _rfft2(v - d)
             X += G
             _scale(X, inv_den)
@@ -527,7 +575,7 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
              final_alpha: float = 0.8, final_weight: float | None = None,
              final_boundary: Literal["valid", "periodic"] = "valid", noise_sigma: float | None = None,
              max_estimation_size: int = 512, init_kernel=None, verify: Literal["warn", "input", "off"] = "warn",
-             verify_limit: float = 0.3, progress: bool = False):
+             verify_limit: float = 0.3, saturation: str | float | None = "auto", progress: bool = False):
     """Blind deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image with the L0 gradient prior.
 
     Parameters
@@ -590,6 +638,13 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     verify_limit : float
         Largest disagreement ``d`` accepted as the same kernel (a 25-px camera-shake kernel against a
         flat square of its size scores about 1).
+    saturation : "auto", float or None
+        Clipped pixels (:mod:`unblur.physics.saturation`): ``"auto"`` finds each channel's ceiling where its
+        maximum is a plateau, a number is the ceiling in the image's units, None treats no pixel as clipped.
+        The kernel step leaves out the pixels whose footprint holds a clipped one (a gray pixel is clipped
+        when any channel is; only the clipped pixels and their neighbours where clipping covers much of the
+        image: :data:`SATURATION_BUDGET`), the final step takes each channel's clipped pixels as lower bounds
+        (``k * x >= y``; the ``valid`` final step only), and the discrepancy check ignores them.
     progress : bool
         Print one line per pyramid level.
 
@@ -624,6 +679,7 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     require(verify in ("warn", "input", "off"), f"verify must be 'warn', 'input' or 'off', got {verify!r}",
             "use 'warn' (default), 'input' or 'off'")
     require(verify_limit > 0, f"verify_limit must be > 0, got {verify_limit}")
+    saturation = saturation_level(saturation)
     disagreement, choice = None, None
     work = img.astype(np.float64)
     gray = work if work.ndim == 2 else work[..., :3] @ _LUMA[: min(3, work.shape[-1])] / _LUMA[: min(3, work.shape[-1])].sum()
@@ -631,7 +687,13 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     if kernel_size is None:
         kernel_size = default_kernel_size(min(H, W, max_estimation_size))
     require(kernel_size % 2 == 1 and kernel_size >= 3, f"kernel_size must be odd and >= 3, got {kernel_size}")
-    notes = check_blind_input(img, kernel_size, method="l0", noise_sigma=noise_sigma)  # NaN, flat, no edges, size
+    notes = check_blind_input(img, kernel_size, method="l0", noise_sigma=noise_sigma,
+                              saturation=saturation)  # NaN, flat, no edges, size, clipping
+    clipped, note = saturation_mask(work, saturation, channel_axes=() if work.ndim == 2 else (-1,))
+    if note:
+        warnings.warn(f"l0: {note}", UserWarning, stacklevel=2)
+        notes = list(notes) + [note]
+    clipped_gray = None if clipped is None else (clipped if clipped.ndim == 2 else clipped.any(-1))
     crop_side = _crop_side(max_estimation_size, kernel_size)
     side = min(H, W, crop_side if max(H, W) > max_estimation_size else max_estimation_size)
     if init_kernel is None and side < MIN_SIZE_FACTOR * kernel_size:
@@ -648,7 +710,8 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         report = (lambda i, n: print(f"l0: level {i}/{n}")) if progress else None
         estimate = functools.partial(estimate_kernel, crop, kernel_size, lambda_grad=lambda_grad,
                                      lambda_intensity=lambda_intensity, gamma=gamma, outer_iter=outer_iter,
-                                     edge_factor=edge_factor)
+                                     edge_factor=edge_factor,
+                                     saturated=None if clipped_gray is None else clipped_gray[rows, cols])
         if verify == "off":
             k = estimate(edge_usefulness=edge_usefulness, progress=report)
         else:
@@ -679,10 +742,17 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     if kept_input:
         restored = work.copy()
     else:
-        out = [final(ch, k.astype(np.float64), weight, final_alpha) for ch in channels]
+        if clipped is not None and final_boundary == "valid":
+            seen = [clipped] if work.ndim == 2 else [clipped[..., c] for c in range(work.shape[-1])]
+            out = [final(ch, k.astype(np.float64), weight, final_alpha, clipped=m) for ch, m in zip(channels, seen)]
+        else:
+            if clipped is not None:
+                notes.append("saturation: the periodic final step keeps the clipped pixels in its data term "
+                             "(final_boundary='valid' leaves them out)")
+            out = [final(ch, k.astype(np.float64), weight, final_alpha) for ch in channels]
         restored = out[0] if work.ndim == 2 else np.stack(out, -1)
     info = attach_checks({"kernel": k, "noise_sigma": sigma, "final_weight": weight, "notes": notes},
-                         work, restored, k, sigma)
+                         work, restored, k, sigma, ignore=clipped)
     info["kept_input"] = kept_input
     if disagreement is not None:
         info["checks"].update(kernel_disagreement=float(disagreement), kernel_stable=bool(stable),

@@ -30,19 +30,27 @@ class Problem:
     layout: Layout
     psf: torch.Tensor | None  # None when the caller gave an operator instead of a PSF
     notes: list[str] = field(default_factory=list)
+    #: 1 at saturated pixels (their value is a lower bound of the blur), 0 elsewhere; None when there are none
+    clipped: torch.Tensor | None = None
 
     def noise_sigma(self) -> float:
         """The noise level of the data (wavelet MAD, :func:`unblur.physics.noise_level.estimate_noise_sigma`),
-        from the observed pixels only when some are missing."""
+        from the observed, unsaturated pixels only when some are missing or clipped."""
         from ..physics.noise_level import estimate_noise_sigma, estimate_noise_sigma_observed
-        if isinstance(self.op, Masked):
-            return estimate_noise_sigma_observed(self.y, self.op.mask)
+        seen = self.op.mask if isinstance(self.op, Masked) else None
+        if self.clipped is not None:
+            seen = (1 - self.clipped) if seen is None else seen * (1 - self.clipped)
+        if seen is not None:
+            return estimate_noise_sigma_observed(self.y, seen)
         return estimate_noise_sigma(self.y)
 
     def observed_share(self) -> float:
-        """The share of observed pixels (1 without missing data): a mean over all pixels of a residual that
-        is 0 at the missing ones is this share times the mean over the observed."""
-        return float(self.op.mask.mean()) if isinstance(self.op, Masked) else 1.0
+        """The share of observed, unclipped pixels (1 without missing or clipped data): a mean over all pixels of
+        a residual that is 0 at the others is this share times the mean over the observed."""
+        seen = self.op.mask if isinstance(self.op, Masked) else None
+        if self.clipped is not None:  # a clipped pixel whose model is above its ceiling has residual 0, too
+            seen = (1 - self.clipped) if seen is None else seen * (1 - self.clipped)
+        return 1.0 if seen is None else float(seen.expand_as(self.y).mean())
 
     def output(self, x: torch.Tensor):
         """Crop the object estimate to the image field of view and return it in the caller's layout; with
@@ -130,9 +138,22 @@ def _mask_missing(y: torch.Tensor, notes: list) -> tuple[torch.Tensor, torch.Ten
     return torch.where(finite, y, 0.0), finite.to(y.dtype)
 
 
+def _clipped(y: torch.Tensor, saturation, notes: list) -> torch.Tensor | None:
+    """0/1 tensor of the saturated pixels of ``y`` (:mod:`unblur.physics.saturation`, one ceiling per image and
+    channel with ``"auto"``), or None."""
+    from ..physics.saturation import saturation_mask
+    a = y.detach()
+    a = a.cpu().numpy() if a.dtype in (torch.float32, torch.float64) else a.float().cpu().numpy()
+    mask, note = saturation_mask(a, saturation, channel_axes=(0, 1))
+    if mask is None:
+        return None
+    notes.append(note)
+    return torch.from_numpy(mask).to(device=y.device, dtype=y.dtype)
+
+
 def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, device=None,
                   negative_image: str = "keep", negative_psf: str = "clip", dtype=torch.float32,
-                  missing: str = "error") -> Problem:
+                  missing: str = "error", saturation=None) -> Problem:
     """Validate ``image`` and ``psf`` and build the data tensor and blur operator.
 
     ``psf`` may also be a ready-made :class:`~unblur.physics.operator.LinearOperator` (for instance a
@@ -144,11 +165,15 @@ def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, dev
 
     ``missing``: ``"error"`` refuses NaN/Inf pixels; ``"mask"`` leaves them out of the fit (the operator
     becomes :class:`~unblur.physics.operator.Masked`, for methods whose solver uses only ``A`` and ``A^T``).
+
+    ``saturation``: None, ``"auto"`` or a ceiling (:mod:`unblur.physics.saturation`); the saturated pixels are
+    returned in ``Problem.clipped`` for the solver to treat as lower bounds.
     """
     require(missing in ("error", "mask"), f"unknown missing-data rule {missing!r}", "use 'error' or 'mask'")
     if isinstance(psf, LinearOperator):
         require(missing == "error", "missing='mask' is not available with a user-built operator",
                 "wrap it in unblur.physics.operator.Masked yourself, or give a PSF")
+        require(saturation is None, "saturation is not available with a user-built operator", "give a PSF")
         return _operator_problem(image, psf, channel_axis, device, negative_image, dtype)
     require(boundary in BOUNDARIES, f"unknown boundary {boundary!r}", f"use one of {', '.join(BOUNDARIES)}")
     notes: list[str] = []
@@ -167,6 +192,9 @@ def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, dev
                 "give a 2-D (H, W[, C]) or 3-D (Z, Y, X[, C]) image with a PSF of the same dimensionality")
     y, layout = to_batch(image, spatial_ndim, dtype=dtype, device=device, allow_nonfinite=missing == "mask")
     y, mask = _mask_missing(y, notes) if missing == "mask" else (y, None)
+    clipped = _clipped(y, saturation, notes) if saturation is not None else None
+    if clipped is not None and mask is not None:
+        clipped = clipped * mask
     psf_t = _psf_array(psf, spatial_ndim, y.shape[1], notes=notes, negative=negative_psf).to(y)
     k = psf_t.shape[-spatial_ndim:]
     require(all(a <= b for a, b in zip(k, y.shape[2:])),
@@ -177,4 +205,5 @@ def setup_problem(image, psf, boundary: str = "circular", channel_axis=None, dev
     for n in notes:
         warnings.warn(n, stacklevel=3)
     op = Convolution(psf_t, tuple(y.shape[2:]), boundary)
-    return Problem(y=y, op=op if mask is None else Masked(op, mask), layout=layout, psf=psf_t, notes=notes)
+    return Problem(y=y, op=op if mask is None else Masked(op, mask), layout=layout, psf=psf_t, notes=notes,
+                   clipped=clipped)

@@ -104,12 +104,18 @@ def _ratio(y: torch.Tensor, Av: torch.Tensor, eps: float, out: torch.Tensor | No
 
 
 def rl_step(op: LinearOperator, y: torch.Tensor, *, at1: torch.Tensor, eps: float, background: float = 0.0,
-            lambda_tv: float = 0.0, tv_eps: float = 1e-3, need_model: bool = False, reuse_grid: bool = False):
+            lambda_tv: float = 0.0, tv_eps: float = 1e-3, need_model: bool = False, reuse_grid: bool = False,
+            clipped: torch.Tensor | None = None):
     """The Richardson-Lucy (or RL-TV) step ``v -> (x_new, model)`` for :func:`unblur.optim.iterate`.
 
     ``at1`` is the normaliser (``A^T 1``, or 1); ``model`` is ``A v`` without the background when
     ``need_model`` (discrepancy rules), else ``None``.  ``reuse_grid`` (a :class:`Convolution`, no
     autograd): write the ratio into one FFT grid and update the back-projection in place.
+
+    ``clipped`` (1 at saturated pixels, 0 elsewhere): their data are lower bounds (censored), so the EM
+    step replaces each by ``max(y, A v)``: the ratio there is ``max(y / A v, 1)`` (the model is not pulled
+    down to the ceiling, only up to it), and ``model`` is ``min(A v, y)`` there (no residual above the
+    ceiling).
     """
     tv = TotalVariation(1.0, tv_eps) if lambda_tv > 0 else None
     grid = view = None
@@ -122,16 +128,21 @@ def rl_step(op: LinearOperator, y: torch.Tensor, *, at1: torch.Tensor, eps: floa
         if reuse_grid:
             if grid is None or grid.shape[:-op.spatial_ndim] != Av.shape[:-op.spatial_ndim]:
                 grid, view = op.data_grid(torch.broadcast_tensors(y, Av)[0])
-            _ratio(y, Av, eps, out=view)
+            r = _ratio(y, Av, eps, out=view)
+            if clipped is not None:
+                torch.maximum(r, clipped, out=r)
             back = op.A_adjoint_grid(grid)
         else:
-            back = op.A_adjoint(_ratio(y, Av, eps))
+            r = _ratio(y, Av, eps)
+            back = op.A_adjoint(r if clipped is None else torch.maximum(r, clipped))
         denom = (at1 + lambda_tv * tv.gradient(v)).clamp_min(1e-3) if tv is not None else at1
         if reuse_grid and not back.requires_grad:  # fresh tensor from the FFT: update it in place
             x_new = back.mul_(v).div_(denom).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0).clamp_min_(0)
         else:
             x_new = torch.nan_to_num(back * v / denom, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
         model = (Av - background if background else Av) if need_model else None
+        if model is not None and clipped is not None:
+            model = torch.where(clipped > 0, torch.minimum(model, y), model)
         return x_new, model
 
     return step
@@ -274,8 +285,11 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
                   lambda_tv: float = 0.0, tv_eps: float = 1e-3, acceleration: str | None = None,
                   background: float = 0.0, filter_epsilon: float | None = None,
                   stop: StoppingRule | None = None, progress: Progress | None = None, normalize: bool = True,
-                  overwrite_x0: bool = False, otf: str = "auto", state: str = "auto"):
+                  overwrite_x0: bool = False, otf: str = "auto", state: str = "auto",
+                  clipped: torch.Tensor | None = None):
     """Run Richardson-Lucy on torch tensors; returns ``(x, info)``.  Used by every RL-based method.
+
+    ``clipped``: saturated pixels as lower bounds (:func:`rl_step`; the one-grid step is then not used).
 
     A :class:`Convolution` with boundary ``circular``, ``zero`` or ``valid`` on the CPU runs RL
     (plain or Biggs-Andrews) in one FFT grid (:class:`GridStep`); ``overwrite_x0=True`` lets it
@@ -303,7 +317,7 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
         require(background < least, f"background {background:g} is not below the data's mean ({least:.4g})",
                 "the background is part of the data: give a value below its mean (RL would return zeros)")
     eps = filter_epsilon if filter_epsilon is not None else 1e-12 * max(float(y.max()), -float(y.min()), 1e-30)
-    if lambda_tv == 0 and GridStep.supported(op, y, x0):
+    if lambda_tv == 0 and clipped is None and GridStep.supported(op, y, x0):
         states = ("full", "lean") if state == "auto" else (state,)
         otfs = ("stored", "computed") if otf == "auto" else (otf,)
         options = [(o, s) for o in otfs for s in states]
@@ -327,7 +341,7 @@ def rl_iterations(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor, num_ite
         at1 = torch.ones((), dtype=y.dtype, device=y.device)
     reuse = isinstance(op, Convolution) and not (y.requires_grad or x0.requires_grad or op.psf.requires_grad)
     step = rl_step(op, y, at1=at1, eps=eps, background=background, lambda_tv=lambda_tv, tv_eps=tv_eps,
-                   need_model=stop is not None and stop.needs_model, reuse_grid=reuse)
+                   need_model=stop is not None and stop.needs_model, reuse_grid=reuse, clipped=clipped)
     watch = _FluxWatch(progress, y, background, at1) if lambda_tv > 0 else progress
     return iterate(step, x0.clamp_min(0), num_iter, y=y, stop=stop, acceleration=acceleration,
                    project=lambda v: v.clamp_min(0), progress=watch)
@@ -355,7 +369,7 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
                     stop: Literal["none", "relative-change", "discrepancy", "poisson-discrepancy"] = "none",
                     tol: float = 1e-4, noise_sigma: float | None = None, tau: float = 1.0, background: float = 0.0,
                     lambda_tv: float = 0.0, tv_eps: float = 1e-3, normalize: bool = True,
-                    missing: Literal["error", "mask"] = "error",
+                    missing: Literal["error", "mask"] = "error", saturation: str | float | None = None,
                     channel_axis: int | None = None, device: str | None = None, progress: bool = False,
                     callback=None, return_info: bool = False):
     """Richardson-Lucy deconvolution of a 2-D/3-D image (numpy or torch in, same type out).
@@ -422,6 +436,12 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
         pixels start from the mean of the observed pixels around them and are estimated where the PSF links
         them to observed pixels, NaN in the result where no observed pixel does.  The noise level and the
         discrepancy rules use the observed pixels only.
+    saturation : "auto", float or None
+        Clipped pixels (:mod:`unblur.physics.saturation`): ``"auto"`` (each image and channel's maximum when it
+        is a plateau), the sensor's ceiling in the image's units, or None (no pixel clipped).  A saturated
+        pixel is a lower bound of the blur (censored data; Whyte, Sivic & Zisserman 2014): the update
+        replaces it by ``max(y, A x)``, so highlights are restored above the ceiling instead of flattened,
+        and their neighbours do not ring.  The result is not clipped there (``clip=True`` does).
     channel_axis : int or None
         ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
     device : str or None
@@ -445,7 +465,7 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
     stop = None if stop == "none" else stop
     acceleration = None if acceleration == "none" else acceleration
     problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, negative_image="clip",
-                            missing=missing)
+                            missing=missing, saturation=saturation)
     y = problem.y
     if stop == "discrepancy" and noise_sigma is None:
         noise_sigma = problem.noise_sigma()
@@ -455,7 +475,7 @@ def richardson_lucy(image, psf, num_iter: int = 50, clip: bool = False, filter_e
     x, info = rl_iterations(problem.op, y, _initial(init, problem, y), num_iter, lambda_tv=lambda_tv,
                             tv_eps=tv_eps, acceleration=acceleration, background=background,
                             filter_epsilon=filter_epsilon, stop=rule, progress=bar, normalize=normalize,
-                            overwrite_x0=isinstance(init, str))
+                            overwrite_x0=isinstance(init, str), clipped=problem.clipped)
     bar.close()
     if clip:
         x = x.clamp(0, 1)
@@ -470,8 +490,9 @@ def rl_tv(image, psf, num_iter: int = 50, lambda_tv: float = 0.002, *, tv_eps: f
           stop: Literal["none", "relative-change", "discrepancy", "poisson-discrepancy"] = "none", tol: float = 1e-4,
           noise_sigma: float | None = None, tau: float = 1.0, background: float = 0.0, clip: bool = False,
           filter_epsilon: float | None = None, normalize: bool = True,
-          missing: Literal["error", "mask"] = "error", channel_axis: int | None = None,
-          device: str | None = None, progress: bool = False, callback=None, return_info: bool = False):
+          missing: Literal["error", "mask"] = "error", saturation: str | float | None = None,
+          channel_axis: int | None = None, device: str | None = None, progress: bool = False, callback=None,
+          return_info: bool = False):
     """Richardson-Lucy with total-variation regularisation (Dey et al. 2006): the Poisson fidelity plus
     ``lambda_tv`` TV in the multiplicative form (module docstring).
 
@@ -515,6 +536,8 @@ def rl_tv(image, psf, num_iter: int = 50, lambda_tv: float = 0.002, *, tv_eps: f
         Divide the update by ``A^T 1``.
     missing : {"error", "mask"}
         NaN/Inf pixels refused or left out of the fit, as :func:`richardson_lucy`.
+    saturation : "auto", float or None
+        Clipped pixels treated as lower bounds, as :func:`richardson_lucy`.
     channel_axis : int or None
         ``-1`` for a trailing colour axis.
     device : str or None
@@ -530,5 +553,6 @@ def rl_tv(image, psf, num_iter: int = 50, lambda_tv: float = 0.002, *, tv_eps: f
     return richardson_lucy(image, psf, num_iter, clip, filter_epsilon, boundary=boundary, init=init,
                            acceleration=acceleration, stop=stop, tol=tol, noise_sigma=noise_sigma, tau=tau,
                            background=background, lambda_tv=lambda_tv, tv_eps=tv_eps, normalize=normalize,
-                           missing=missing, channel_axis=channel_axis, device=device, progress=progress,
+                           missing=missing, saturation=saturation, channel_axis=channel_axis, device=device,
+                           progress=progress,
                            callback=callback, return_info=return_info)

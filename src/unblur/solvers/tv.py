@@ -31,14 +31,20 @@ from .problem import setup_problem
 
 
 def tv_admm_iterations(op, y: torch.Tensor, lam: float, rho: float, num_iter: int, *, tv_iter: int = 20,
-                       cg_iter: int = 30, tol: float = 1e-4, progress: Progress | None = None):
-    """The TV-ADMM loop on tensors ``(B, C, *out_shape)``; returns ``(z, info)`` on the object grid."""
+                       cg_iter: int = 30, tol: float = 1e-4, progress: Progress | None = None,
+                       clipped: torch.Tensor | None = None):
+    """The TV-ADMM loop on tensors ``(B, C, *out_shape)``; returns ``(z, info)`` on the object grid.
+
+    ``clipped`` (1 at saturated pixels): their data are lower bounds; before each data step they are replaced
+    by ``max(y, A x)`` (the censored-data majorisation: no pull down to the ceiling, only up to it)."""
     data, tv = L2Fidelity(op, y), TotalVariation(lam, prox_iter=tv_iter)
     x = op.initial_object(y)
     u = torch.zeros_like(x)
 
     def step(z, it):
-        nonlocal x, u
+        nonlocal x, u, data
+        if clipped is not None:
+            data = L2Fidelity(op, torch.where(clipped > 0, torch.maximum(y, op.A(x)), y))
         x = data.prox(z - u, 1.0 / rho, x0=x, max_iter=cg_iter)
         z = tv.prox(x + u, 1.0 / rho, warm_start=True)
         u = u + x - z
@@ -51,7 +57,7 @@ def tv_admm_iterations(op, y: torch.Tensor, lam: float, rho: float, num_iter: in
 def tv_admm(image, psf, *, lam: float | None = None, noise_sigma: float | None = None, lam_factor: float = 8.0,
             rho: float | None = None, num_iter: int = 100, tol: float = 1e-4, tv_iter: int = 20, cg_iter: int = 30,
             boundary: Literal["valid", "reflect", "circular", "zero", "replicate"] = "valid",
-            missing: Literal["error", "mask"] = "error",
+            missing: Literal["error", "mask"] = "error", saturation: str | float | None = None,
             channel_axis: int | None = None, device: str | None = None, progress: bool = False, callback=None,
             return_info: bool = False):
     """Total-variation deconvolution ``argmin_x 1/2 ||A x - y||^2 + lam TV(x)`` by ADMM (module docstring).
@@ -88,6 +94,9 @@ def tv_admm(image, psf, *, lam: float | None = None, noise_sigma: float | None =
         NaN/Inf pixels: refused, or left out of the data term (``"mask"``: ``1/2 ||M (A x - y)||^2`` with ``M``
         the observed pixels, data step by conjugate gradient), NaN in the result where no observed pixel
         constrains it (as :func:`unblur.solvers.richardson_lucy`).
+    saturation : "auto", float or None
+        Clipped pixels as lower bounds (:mod:`unblur.physics.saturation`; as :func:`unblur.solvers.richardson_lucy`):
+        before each data step their data are ``max(y, A x)``.
     channel_axis : int or None
         ``-1`` for a trailing colour axis (detected from the PSF's shape when omitted).
     device : str or None
@@ -109,7 +118,8 @@ def tv_admm(image, psf, *, lam: float | None = None, noise_sigma: float | None =
     t0 = time.perf_counter()
     require(num_iter >= 1 and tv_iter >= 1, "num_iter and tv_iter must be >= 1")
     require(lam_factor > 0, f"lam_factor must be > 0, got {lam_factor}")
-    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, missing=missing)
+    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, missing=missing,
+                            saturation=saturation)
     if lam is None:
         if noise_sigma is None:
             noise_sigma = problem.noise_sigma()
@@ -120,7 +130,7 @@ def tv_admm(image, psf, *, lam: float | None = None, noise_sigma: float | None =
     require(rho > 0, f"rho must be > 0, got {rho}")
     bar = Progress(num_iter, "TV-ADMM", progress, callback)
     z, info = tv_admm_iterations(problem.op, problem.y, lam, rho, num_iter, tv_iter=tv_iter, cg_iter=cg_iter,
-                                 tol=tol, progress=bar)
+                                 tol=tol, progress=bar, clipped=problem.clipped)
     bar.close()
     info.update(lam=lam, noise_sigma=noise_sigma, rho=rho, time_s=time.perf_counter() - t0, notes=problem.notes)
     out = problem.output(z)
