@@ -42,11 +42,11 @@ estimate.
 
 Clipped highlights (``saturation``, :mod:`unblur.physics.saturation`): a light source clipped by the sensor
 leaves a flat streak whose edges the blur did not make; fitted as data it pulls the kernel towards the streak's
-outline. The kernel step leaves out every pixel whose footprint holds a clipped pixel (light sources, specular
-highlights; only the clipped pixels and their neighbours where clipping covers much of the image), and the final
-step treats clipped pixels as lower bounds
-(``k * x >= y``; Whyte, Sivic & Zisserman 2014), so the highlights are restored above the white level instead of
-ringing.
+outline. Where clipping is sparse (the clipped pixels' footprints cover at most :data:`SATURATION_BUDGET` of the
+image: lights, specular highlights) the kernel step leaves out every pixel whose footprint holds a clipped pixel
+and the final step leaves the clipped pixels out of its data term; where it is extensive (clipped sky, bright
+walls) the kernel step leaves out only the clipped pixels and their neighbours and the final step takes them as
+lower bounds, ``k * x >= y`` (Whyte, Sivic & Zisserman 2014), as it does with a given kernel.
 
 Colour images: the kernel is estimated on the luminance (ITU-R BT.601) and each channel is deconvolved
 with it. Large images: the kernel is estimated on the square crop of side about ``max_estimation_size`` with the most
@@ -93,9 +93,10 @@ SATURATION_BUDGET = 0.3
 
 
 def _footprint_exclusion(saturated: np.ndarray, kernel_size: int) -> bool:
-    """Whether the kernel step leaves out the footprints of the clipped pixels (:data:`SATURATION_BUDGET`)."""
-    half = kernel_size // 2 + 1
-    return float(ndimage.binary_dilation(saturated, np.ones((2 * half + 1,) * 2, bool)).mean()) <= SATURATION_BUDGET
+    """Whether clipping is sparse: the footprints of the clipped pixels cover at most :data:`SATURATION_BUDGET` of
+    the image (lights, highlights) rather than much of it (clipped sky, bright walls)."""
+    reach = ndimage.maximum_filter(saturated.view(np.uint8), size=2 * (kernel_size // 2 + 1) + 1)
+    return float(reach.mean()) <= SATURATION_BUDGET
 
 
 # -- Fourier helpers -----------------------------------------------------------------------------------
@@ -469,7 +470,7 @@ def hyper_laplacian_deconvolve(y: np.ndarray, k: np.ndarray, weight: float, alph
 
 def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float, alpha: float = 0.8,
                                      beta_range: float = 256.0, inner: int = 4,
-                                     clipped: np.ndarray | None = None) -> np.ndarray:
+                                     clipped: np.ndarray | None = None, bound: bool = True) -> np.ndarray:
     """The same problem with unknown boundaries: ``y`` is the valid part of ``k * x`` for an object ``x``
     larger by the kernel radius on each side (Almeida & Figueiredo 2013, "Deconvolving images with unknown
     boundaries using the alternating direction method of multipliers")::
@@ -483,7 +484,8 @@ def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float
 
     ``clipped`` (boolean, ``y``'s shape): saturated pixels, whose value is only a lower bound of the blur
     (Whyte, Sivic & Zisserman 2014): their data term is the constraint ``k * x >= y``, which the ``v`` step
-    enforces by projection (``v = max(k * x + d, y)``) instead of the quadratic fit."""
+    enforces by projection (``v = max(k * x + d, y)``) instead of the quadratic fit; with ``bound=False`` they
+    are left out of the data term instead."""
     require(inner >= 1, f"inner must be at least 1, got {inner}")
     H, W = y.shape
     ry, rx = k.shape[0] // 2, k.shape[1] // 2
@@ -492,11 +494,12 @@ def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float
     yp = yp[: shape[0], : shape[1]] if yp.shape[0] >= shape[0] and yp.shape[1] >= shape[1] else yp
     mask = np.zeros(shape, np.float32)
     mask[ry:ry + H, rx:rx + W] = 1.0
-    bound = None
+    lower = None
     if clipped is not None and clipped.any():
         mask[ry:ry + H, rx:rx + W][clipped] = 0.0
-        bound = np.full(shape, -np.inf, np.float32)
-        bound[ry:ry + H, rx:rx + W][clipped] = y[clipped]
+        if bound:
+            lower = np.full(shape, -np.inf, np.float32)
+            lower[ry:ry + H, rx:rx + W][clipped] = y[clipped]
     my = np.zeros(shape, np.float32)
     my[ry:ry + H, rx:rx + W] = y
     my *= mask
@@ -514,8 +517,8 @@ def hyper_laplacian_deconvolve_valid(y: np.ndarray, k: np.ndarray, weight: float
         inv_den = 1.0 / (K2 + np.float32(beta) * D2)
         for _ in range(inner):
             v = (my + kx + d) * inv_mask1
-            if bound is not None:
-                np.maximum(v, bound, out=v)
+            if lower is not None:
+                np.maximum(v, lower, out=v)
             X = conj_k * _rfft2(v - d)
             X += G
             _scale(X, inv_den)
@@ -641,10 +644,8 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     saturation : "auto", float or None
         Clipped pixels (:mod:`unblur.physics.saturation`): ``"auto"`` finds each channel's ceiling where its
         maximum is a plateau, a number is the ceiling in the image's units, None treats no pixel as clipped.
-        The kernel step leaves out the pixels whose footprint holds a clipped one (a gray pixel is clipped
-        when any channel is; only the clipped pixels and their neighbours where clipping covers much of the
-        image: :data:`SATURATION_BUDGET`), the final step takes each channel's clipped pixels as lower bounds
-        (``k * x >= y``; the ``valid`` final step only), and the discrepancy check ignores them.
+        The estimation and the final step treat them as the module docstring says (a gray pixel is clipped
+        when any channel is; the ``valid`` final step only), and the discrepancy check ignores them.
     progress : bool
         Print one line per pyramid level.
 
@@ -744,11 +745,15 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     else:
         if clipped is not None and final_boundary == "valid":
             seen = [clipped] if work.ndim == 2 else [clipped[..., c] for c in range(work.shape[-1])]
-            out = [final(ch, k.astype(np.float64), weight, final_alpha, clipped=m) for ch, m in zip(channels, seen)]
+            # lower bounds with the true kernel or extensive clipping; with an estimated kernel, small clipped
+            # regions are left out instead (a bound drawn with a slightly wrong kernel paints its outline)
+            bound = init_kernel is not None or not _footprint_exclusion(clipped_gray, k.shape[0])
+            out = [final(ch, k.astype(np.float64), weight, final_alpha, clipped=m, bound=bound)
+                   for ch, m in zip(channels, seen)]
         else:
             if clipped is not None:
                 notes.append("saturation: the periodic final step keeps the clipped pixels in its data term "
-                             "(final_boundary='valid' leaves them out)")
+                             "(final_boundary='valid' does not)")
             out = [final(ch, k.astype(np.float64), weight, final_alpha) for ch in channels]
         restored = out[0] if work.ndim == 2 else np.stack(out, -1)
     info = attach_checks({"kernel": k, "noise_sigma": sigma, "final_weight": weight, "notes": notes},
