@@ -135,3 +135,15 @@ def test_cli_saturation_option(tmp_path):
     assert main(["deconvolve", str(src), "--psf", str(psf), "--saturation", "none", "-o", str(off), "--no-preview"]) == 0
     assert not any("clipped" in n for n in json.loads((tmp_path / "off.tif.json").read_text())["info"].get("notes", []))
     assert main(["deconvolve", str(src), "--psf", str(psf), "--saturation", "bright", "-o", str(tmp_path / "x.tif")]) == 2
+
+
+def test_l0_colour_with_alpha_clips_per_light_channel():
+    """Each colour channel finds its own ceiling; an opaque alpha channel (all at 1) is not clipped light."""
+    y, k, _ = _night_scene(size=128, ksize=13)
+    rgba = np.stack([y, 0.8 * y, 0.9 * y + 0.05 * np.random.default_rng(0).random(y.shape), np.ones_like(y)], -1)
+    with pytest.warns(UserWarning, match="saturation"):
+        out, info = l0_blind(rgba.astype(np.float32), kernel_size=13, verify="off")
+    assert out.shape == rgba.shape
+    note = next(n for n in info["notes"] if n.startswith("saturation"))
+    # red at 1 and green at 0.8 (white balance after clipping); blue has no plateau, alpha is not light
+    assert f"{2 * int((y >= 1).sum())} pixel(s)" in note and "at 0.8, 1 " in note, note

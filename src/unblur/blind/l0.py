@@ -690,10 +690,13 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     require(kernel_size % 2 == 1 and kernel_size >= 3, f"kernel_size must be odd and >= 3, got {kernel_size}")
     notes = check_blind_input(img, kernel_size, method="l0", noise_sigma=noise_sigma,
                               saturation=saturation)  # NaN, flat, no edges, size, clipping
-    clipped, note = saturation_mask(work, saturation, channel_axes=() if work.ndim == 2 else (-1,))
+    light = work[..., :3] if work.ndim == 3 and work.shape[-1] == 4 else work  # an alpha channel is not light
+    clipped, note = saturation_mask(light, saturation, channel_axes=() if work.ndim == 2 else (-1,))
     if note:
         warnings.warn(f"l0: {note}", UserWarning, stacklevel=2)
         notes = list(notes) + [note]
+    if clipped is not None and light is not work:
+        clipped = np.concatenate([clipped, np.zeros(work.shape[:2] + (1,), bool)], -1)
     clipped_gray = None if clipped is None else (clipped if clipped.ndim == 2 else clipped.any(-1))
     crop_side = _crop_side(max_estimation_size, kernel_size)
     side = min(H, W, crop_side if max(H, W) > max_estimation_size else max_estimation_size)
