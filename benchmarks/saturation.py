@@ -11,7 +11,9 @@ an ideal sharp photo records), on the result clipped to [0, 1], shift-tolerant P
   clipped pixels as lower bounds); also over the pixels within 8 px of a clipped one (``near``);
 * ``TV-ADMM``: the same with the true kernel and noise level, its defaults otherwise;
 * ``l0, true kernel``: ``l0``'s final step with the true kernel (``init_kernel``), without and with;
-* ``l0``: blind, the true kernel size and noise level given, without and with (kernel error too).
+* ``l0``: blind, the true kernel size and noise level given, without and with (kernel error too);
+* ``--learned``: DPIR and PnP-ADMM (shipped gray prior, true kernel and noise level), without and with, on the
+  first 3 held-out images.
 
 Held-out images: BSD68 ``test042``-``test053`` less ``test048`` and ``test051`` (not used to choose anything in
 ``l0``); the choice of the kernel-step exclusion around clipped pixels (``SATURATION_BUDGET``) was made on Set12
@@ -20,6 +22,7 @@ Held-out images: BSD68 ``test042``-``test053`` less ``test048`` and ``test051`` 
     python benchmarks/saturation.py --out runs/saturation.jsonl
     python benchmarks/saturation.py --images tune --budget 0 --out runs/saturation-tune-b0.jsonl
     python benchmarks/saturation.py --timing
+    python benchmarks/saturation.py --learned --out runs/saturation-learned.jsonl
 """
 
 from __future__ import annotations
@@ -63,13 +66,38 @@ def scene(img: np.ndarray, kind: str, rng) -> np.ndarray:
     return out
 
 
+def run_learned(path, kname, k, kind) -> dict:
+    """DPIR and PnP-ADMM (shipped gray prior, true kernel and noise level) with and without ``saturation``."""
+    import unblur
+    from unblur.bench.cases import mirror_crop
+    from unblur.io import read_image
+    from unblur.metrics import shift_tolerant
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(zlib.crc32(f"{Path(path).stem}|{kname}|{kind}".encode()))
+    img = np.asarray(read_image(path), np.float64)
+    n = 255 + k.shape[0] - 1
+    s = scene(mirror_crop(img, (n, n)), kind, rng)
+    y = np.clip(signal.fftconvolve(s, k, mode="valid") + SIGMA * rng.standard_normal((255, 255)), 0, 1)
+    r = k.shape[0] // 2
+    truth = np.clip(s[r:-r, r:-r], 0, 1)
+    rec = {"image": Path(path).stem, "kernel": kname, "scene": kind, "input": shift_tolerant(y, truth)["psnr"]}
+    for method in ("dpir", "pnp-admm"):
+        for sat in (None, "auto"):
+            x = unblur.deconvolve(y.astype(np.float32), k.astype(np.float32), method=method, noise_sigma=SIGMA,
+                                  saturation=sat).image
+            rec[f"{method}_{'auto' if sat else 'none'}"] = shift_tolerant(np.clip(x, 0, 1), truth)["psnr"]
+    return rec
+
+
 def run_case(arg) -> dict:
     path, kname, k, kind, budget = arg
+    if budget == "learned":
+        return run_learned(path, kname, k, kind)
     from unblur.bench.cases import mirror_crop
     from unblur.blind import l0
     from unblur.blind.l0 import l0_blind
     if budget is not None:
-        l0.SATURATION_BUDGET = budget
+        l0.SATURATION_BUDGET = float(budget)
     from unblur.io import read_image
     from unblur.metrics import kernel_error, shift_tolerant
     from unblur.solvers import richardson_lucy
@@ -103,6 +131,17 @@ def run_case(arg) -> dict:
         rec[f"l0_{tag}"] = score(x)
         rec[f"l0_{tag}_ke"] = kernel_error(info["kernel"], k)
     return rec
+
+
+def summary_learned(records: list[dict]) -> None:
+    print("| method | bright: PSNR (dB) | lights: PSNR (dB) | better with `\"auto\"` (bright / lights) |")
+    print("|---|---|---|---|")
+    for m in ("dpir", "pnp-admm"):
+        for tag in ("none", "auto"):
+            cells = [f"{np.mean([r[f'{m}_{tag}'] for r in records if r['scene'] == s]):.2f}" for s in ("bright", "lights")]
+            better = " / ".join(f"{sum(r[f'{m}_auto'] > r[f'{m}_none'] for r in records if r['scene'] == s)}/"
+                                f"{sum(r['scene'] == s for r in records)}" for s in ("bright", "lights"))
+            print(f"| {m}, saturation={tag} | " + " | ".join(cells) + f" | {better if tag == 'auto' else '-'} |")
 
 
 def summary(records: list[dict]) -> None:
@@ -159,13 +198,17 @@ def main() -> None:
     p.add_argument("--budget", type=float, help="l0's SATURATION_BUDGET for this run (0: only the clipped pixels and "
                    "their neighbours left out of the kernel step, 1: always their footprints)")
     p.add_argument("--timing", action="store_true", help="only time RL with and without saturation='auto'")
+    p.add_argument("--learned", action="store_true", help="DPIR and PnP-ADMM rows instead, on the first 3 images")
     args = p.parse_args()
     if args.timing:
         return timing()
     paths = ([data_path(f"test/bsd68_gray/{n}.png") for n in HELD_OUT] if args.images == "held-out"
              else [data_path(f"test/set12/{n}.png") for n in TUNE])
     ks = kernels(args.images)
-    todo = [(str(pth), kn, k, kind, args.budget) for pth in paths for kn, k in ks.items() for kind in ("bright", "lights")]
+    if args.learned:
+        paths = paths[:3]
+    mode = "learned" if args.learned else args.budget
+    todo = [(str(pth), kn, k, kind, mode) for pth in paths for kn, k in ks.items() for kind in ("bright", "lights")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.out.open()] if args.out.exists() else []
     seen = {(r["image"], r["kernel"], r["scene"]) for r in done}
@@ -177,7 +220,7 @@ def main() -> None:
             fh.flush()  # one line per finished case: an interrupted run resumes from here
             done.append(rec)
             print(f"{len(done)}: {rec['image']} {rec['kernel']} {rec['scene']}", flush=True)
-    summary(done)
+    (summary_learned if args.learned else summary)(done)
 
 
 if __name__ == "__main__":

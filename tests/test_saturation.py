@@ -147,3 +147,18 @@ def test_l0_colour_with_alpha_clips_per_light_channel():
     note = next(n for n in info["notes"] if n.startswith("saturation"))
     # red at 1 and green at 0.8 (white balance after clipping); blue has no plateau, alpha is not light
     assert f"{2 * int((y >= 1).sum())} pixel(s)" in note and "at 0.8, 1 " in note, note
+
+
+def test_censored_data_step_in_pnp_admm_and_dpir():
+    """The learned solvers' data step with clipped pixels as lower bounds (shipped gray prior)."""
+    import unblur
+    y, k, sharp = _night_scene(size=128, seed=0)
+    y, k = y.astype(np.float32), k.astype(np.float32)
+    near = ndimage.binary_dilation(y >= 1, iterations=8)
+    err = lambda a, m: float(np.abs(np.clip(a, 0, 1) - np.clip(sharp, 0, 1))[m].mean())  # noqa: E731
+    for method, gain in (("pnp-admm", 0.85), ("dpir", 1.0)):
+        plain = unblur.deconvolve(y, k, method=method, noise_sigma=0.01).image
+        with pytest.warns(UserWarning, match="clipped data"):
+            res = unblur.deconvolve(y, k, method=method, noise_sigma=0.01, saturation="auto").image
+        assert err(res, near) < gain * err(plain, near), (method, err(res, near), err(plain, near))
+        assert err(res, ~near) < err(plain, ~near) + 1e-3, method

@@ -87,18 +87,20 @@ def robust_noise_sigma(y: torch.Tensor, given: float | None, notes: list | None 
 
 
 def start(image, psf, *, boundary: str, noise_sigma, prior, seed: int | None, device=None,
-          need_prior: bool = True, floor_sigma: bool = True) -> Run:
+          need_prior: bool = True, floor_sigma: bool = True, saturation=None) -> Run:
     """Validate the inputs and build the problem (data in [0, 1] units), prior and random generator.
 
     The noise sigma follows :func:`robust_noise_sigma` (``floor_sigma=False``: the given value as it is,
-    or the plain estimate); the image's own estimate is kept in ``Run.sigma_estimate``."""
+    or the plain estimate); the image's own estimate is kept in ``Run.sigma_estimate``.  ``saturation``: clipped
+    pixels (:mod:`unblur.physics.saturation`), in ``Run.problem.clipped``."""
     t0 = time.perf_counter()
     require(noise_sigma is None or noise_sigma >= 0, f"noise sigma must be >= 0, got {noise_sigma}",
             "give the noise standard deviation in [0, 1] image units (divide a [-1, 1] value by 2)")
     require(seed is None or int(seed) == seed, f"seed must be an integer, got {seed!r}")
     # these solvers are 2-D: a 3-axis numpy image is (H, W, C) whatever the PSF's shape
     channel_axis = -1 if not isinstance(image, torch.Tensor) and np.ndim(image) == 3 else None
-    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, negative_image="keep")
+    problem = setup_problem(image, psf, boundary, channel_axis=channel_axis, device=device, negative_image="keep",
+                            saturation=saturation)
     require(problem.y.ndim == 4, "the learned solvers work on 2-D images (gray or colour)",
             "deconvolve 3-D stacks with rl or tikhonov")
     if floor_sigma:

@@ -65,6 +65,7 @@ import torch
 from ..errors import require
 from ..optim.driver import iterate
 from ..optim.fidelity import poisson_prox
+from ..solvers.problem import censored
 from .common import start
 
 if TYPE_CHECKING:
@@ -95,10 +96,11 @@ def admm_schedule(num_iter: int, rho: float, noise_sigma: float, sigma_start: fl
 
 
 def admm_iterations(op, y: torch.Tensor, prior, rhos: list[float], noise_sigma: float,
-                    cg_iter: int = 50, progress=None) -> torch.Tensor:
+                    cg_iter: int = 50, progress=None, clipped: torch.Tensor | None = None) -> torch.Tensor:
     """The PnP-ADMM loop on tensors (data in [0, 1]) with penalties ``rhos`` (one per iteration; the scaled
     dual ``u`` is rescaled by ``rho_{k-1} / rho_k`` when the penalty changes) and denoiser levels
-    ``noise_sigma / sqrt(rho_k)``; returns the last denoised iterate ``z``."""
+    ``noise_sigma / sqrt(rho_k)``; returns the last denoised iterate ``z``.  ``clipped``: saturated pixels,
+    censored before each data step (:func:`unblur.solvers.problem.censored`)."""
     x = op.initial_object(y)
     u = torch.zeros_like(x)
 
@@ -107,7 +109,8 @@ def admm_iterations(op, y: torch.Tensor, prior, rhos: list[float], noise_sigma: 
         rho = rhos[it]
         if it > 0 and rhos[it - 1] != rho:
             u = u * (rhos[it - 1] / rho)
-        x = data_step(op, y, z - u, rho, x0=x, max_iter=cg_iter)
+        x = data_step(op, censored(y, op.A(x), clipped) if clipped is not None else y, z - u, rho, x0=x,
+                      max_iter=cg_iter)
         z = prior(x + u, noise_sigma / math.sqrt(rho))
         u = u + x - z
         return z, None
@@ -120,7 +123,8 @@ def admm_iterations(op, y: torch.Tensor, prior, rhos: list[float], noise_sigma: 
 def pnp_admm(image, psf, *, rho: float = 0.02, num_iter: int = 24, denoiser_sigma: float | None = None,
              sigma_start: float | None = 49 / 255, prior: Denoiser | str | None = None, noise_sigma: float | None = None,
              boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid", cg_iter: int = 50,
-             seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
+             saturation: str | float | None = None, seed: int | None = 0, device: str | None = None,
+             progress: bool = False, callback=None):
     """PnP-ADMM deblurring (module docstring) of a gray or colour image in [0, 1].
 
     Parameters
@@ -147,6 +151,9 @@ def pnp_admm(image, psf, *, rho: float = 0.02, num_iter: int = 24, denoiser_sigm
         Blur boundary model; ``"valid"`` (default) does not ring from the borders (module docstring).
     cg_iter : int
         Conjugate-gradient iterations of the data step (non-circular boundaries).
+    saturation : "auto", float or None
+        Clipped pixels (:mod:`unblur.physics.saturation`) taken as lower bounds: before each data step their
+        data are ``max(y, A x)`` (censored data).
     seed : int, optional
         Random seed (the method is deterministic; kept for a uniform interface).
     device : str, optional
@@ -174,14 +181,15 @@ def pnp_admm(image, psf, *, rho: float = 0.02, num_iter: int = 24, denoiser_sigm
     """
     require(rho > 0, f"rho must be > 0, got {rho}")
     require(num_iter >= 1, f"num_iter must be >= 1, got {num_iter}")
-    run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
+    run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device,
+                saturation=saturation)
     y, op = run.y, run.op
     sigma = max(run.sigma, 1e-3)
     sd = denoiser_sigma if denoiser_sigma is not None else sigma / math.sqrt(rho)
     require(sd > 0, f"denoiser_sigma must be > 0, got {sd}")
     rhos = admm_schedule(num_iter, (sigma / sd) ** 2, sigma, sigma_start)
     bar = run.progress(num_iter, "PnP-ADMM", progress, callback)
-    z = admm_iterations(op, y, run.prior, rhos, sigma, cg_iter=cg_iter, progress=bar)
+    z = admm_iterations(op, y, run.prior, rhos, sigma, cg_iter=cg_iter, progress=bar, clipped=run.problem.clipped)
     bar.close()
     return run.finish(z, {"method": "pnp-admm", "iterations": num_iter, "rho": rho, "denoiser_sigma": sd,
                           "denoiser_sigma_start": sigma / math.sqrt(rhos[0])})
@@ -199,7 +207,8 @@ def dpir_schedule(num_iter: int, sigma: float, sigma_start: float = 49 / 255) ->
 def dpir(image, psf, *, num_iter: int = 8, lam: float = 0.23, sigma_start: float = 49 / 255,
          prior: Denoiser | str | None = None, noise_sigma: float | None = None,
          boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid", cg_iter: int = 50,
-         seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
+         saturation: str | float | None = None, seed: int | None = 0, device: str | None = None,
+         progress: bool = False, callback=None):
     """DPIR / HQS deblurring (module docstring) of a gray or colour image in [0, 1].
 
     Parameters
@@ -222,6 +231,9 @@ def dpir(image, psf, *, num_iter: int = 8, lam: float = 0.23, sigma_start: float
         Blur boundary model; ``"valid"`` (default) does not ring from the borders (module docstring).
     cg_iter : int
         Conjugate-gradient iterations of the data step (non-circular boundaries).
+    saturation : "auto", float or None
+        Clipped pixels (:mod:`unblur.physics.saturation`) taken as lower bounds: before each data step their
+        data are ``max(y, A x)`` (censored data).
     seed : int, optional
         Random seed (the method is deterministic; kept for a uniform interface).
     device : str, optional
@@ -240,15 +252,16 @@ def dpir(image, psf, *, num_iter: int = 8, lam: float = 0.23, sigma_start: float
     """
     require(num_iter >= 1, f"num_iter must be >= 1, got {num_iter}")
     require(lam > 0 and sigma_start > 0, "lam and sigma_start must be > 0")
-    run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
-    y, op = run.y, run.op
+    run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device,
+                saturation=saturation)
+    y, op, clipped = run.y, run.op, run.problem.clipped
     sigmas = dpir_schedule(num_iter, run.sigma, sigma_start)
     x = op.initial_object(y)
 
     def step(z, it):
         nonlocal x
         mu = lam * max(run.sigma, 1e-3) ** 2 / sigmas[it] ** 2
-        x = data_step(op, y, z, mu, x0=x, max_iter=cg_iter)
+        x = data_step(op, censored(y, op.A(x), clipped) if clipped is not None else y, z, mu, x0=x, max_iter=cg_iter)
         return run.prior(x, sigmas[it]), None
 
     bar = run.progress(num_iter, "DPIR", progress, callback)

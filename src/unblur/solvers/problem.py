@@ -138,6 +138,12 @@ def _mask_missing(y: torch.Tensor, notes: list) -> tuple[torch.Tensor, torch.Ten
     return torch.where(finite, y, 0.0), finite.to(y.dtype)
 
 
+def censored(y: torch.Tensor, model: torch.Tensor, clipped: torch.Tensor | None) -> torch.Tensor:
+    """The data of a censored-data step: ``y`` with each clipped pixel raised to the model where the model is
+    above it, ``max(y, A x)`` there (a clipped pixel is a lower bound; :mod:`unblur.physics.saturation`)."""
+    return y if clipped is None else torch.where(clipped > 0, torch.maximum(y, model), y)
+
+
 def _clipped(y: torch.Tensor, saturation, notes: list) -> torch.Tensor | None:
     """0/1 tensor of the saturated pixels of ``y`` (:mod:`unblur.physics.saturation`, one ceiling per image and
     channel with ``"auto"``), or None."""

@@ -27,7 +27,7 @@ from ..errors import require
 from ..optim.driver import Progress, StoppingRule, iterate
 from ..optim.fidelity import L2Fidelity
 from ..optim.prior import TotalVariation
-from .problem import setup_problem
+from .problem import censored, setup_problem
 
 
 def tv_admm_iterations(op, y: torch.Tensor, lam: float, rho: float, num_iter: int, *, tv_iter: int = 20,
@@ -44,7 +44,7 @@ def tv_admm_iterations(op, y: torch.Tensor, lam: float, rho: float, num_iter: in
     def step(z, it):
         nonlocal x, u, data
         if clipped is not None:
-            data = L2Fidelity(op, torch.where(clipped > 0, torch.maximum(y, op.A(x)), y))
+            data = L2Fidelity(op, censored(y, op.A(x), clipped))
         x = data.prox(z - u, 1.0 / rho, x0=x, max_iter=cg_iter)
         z = tv.prox(x + u, 1.0 / rho, warm_start=True)
         u = u + x - z
