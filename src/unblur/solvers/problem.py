@@ -33,23 +33,25 @@ class Problem:
     #: 1 at saturated pixels (their value is a lower bound of the blur), 0 elsewhere; None when there are none
     clipped: torch.Tensor | None = None
 
+    def _valued(self) -> torch.Tensor | None:
+        """0/1 mask of the pixels observed with a value (not missing, not clipped); None when all are."""
+        seen = self.op.mask if isinstance(self.op, Masked) else None
+        if self.clipped is not None:
+            seen = (1 - self.clipped) if seen is None else seen * (1 - self.clipped)
+        return seen
+
     def noise_sigma(self) -> float:
         """The noise level of the data (wavelet MAD, :func:`unblur.physics.noise_level.estimate_noise_sigma`),
         from the observed, unsaturated pixels only when some are missing or clipped."""
         from ..physics.noise_level import estimate_noise_sigma, estimate_noise_sigma_observed
-        seen = self.op.mask if isinstance(self.op, Masked) else None
-        if self.clipped is not None:
-            seen = (1 - self.clipped) if seen is None else seen * (1 - self.clipped)
-        if seen is not None:
-            return estimate_noise_sigma_observed(self.y, seen)
-        return estimate_noise_sigma(self.y)
+        seen = self._valued()
+        return estimate_noise_sigma(self.y) if seen is None else estimate_noise_sigma_observed(self.y, seen)
 
     def observed_share(self) -> float:
         """The share of observed, unclipped pixels (1 without missing or clipped data): a mean over all pixels of
-        a residual that is 0 at the others is this share times the mean over the observed."""
-        seen = self.op.mask if isinstance(self.op, Masked) else None
-        if self.clipped is not None:  # a clipped pixel whose model is above its ceiling has residual 0, too
-            seen = (1 - self.clipped) if seen is None else seen * (1 - self.clipped)
+        a residual that is 0 at the others (a clipped pixel whose model is above its ceiling has residual 0) is
+        this share times the mean over the observed."""
+        seen = self._valued()
         return 1.0 if seen is None else float(seen.expand_as(self.y).mean())
 
     def output(self, x: torch.Tensor):
