@@ -109,8 +109,7 @@ def admm_iterations(op, y: torch.Tensor, prior, rhos: list[float], noise_sigma: 
         rho = rhos[it]
         if it > 0 and rhos[it - 1] != rho:
             u = u * (rhos[it - 1] / rho)
-        x = data_step(op, censored(y, op.A(x), clipped) if clipped is not None else y, z - u, rho, x0=x,
-                      max_iter=cg_iter)
+        x = data_step(op, censored(y, clipped, op, x), z - u, rho, x0=x, max_iter=cg_iter)
         z = prior(x + u, noise_sigma / math.sqrt(rho))
         u = u + x - z
         return z, None
@@ -261,7 +260,7 @@ def dpir(image, psf, *, num_iter: int = 8, lam: float = 0.23, sigma_start: float
     def step(z, it):
         nonlocal x
         mu = lam * max(run.sigma, 1e-3) ** 2 / sigmas[it] ** 2
-        x = data_step(op, censored(y, op.A(x), clipped) if clipped is not None else y, z, mu, x0=x, max_iter=cg_iter)
+        x = data_step(op, censored(y, clipped, op, x), z, mu, x0=x, max_iter=cg_iter)
         return run.prior(x, sigmas[it]), None
 
     bar = run.progress(num_iter, "DPIR", progress, callback)

@@ -140,10 +140,11 @@ def _mask_missing(y: torch.Tensor, notes: list) -> tuple[torch.Tensor, torch.Ten
     return torch.where(finite, y, 0.0), finite.to(y.dtype)
 
 
-def censored(y: torch.Tensor, model: torch.Tensor, clipped: torch.Tensor | None) -> torch.Tensor:
+def censored(y: torch.Tensor, clipped: torch.Tensor | None, op: LinearOperator, x: torch.Tensor) -> torch.Tensor:
     """The data of a censored-data step: ``y`` with each clipped pixel raised to the model where the model is
-    above it, ``max(y, A x)`` there (a clipped pixel is a lower bound; :mod:`unblur.physics.saturation`)."""
-    return y if clipped is None else torch.where(clipped > 0, torch.maximum(y, model), y)
+    above it, ``max(y, A x)`` there (a clipped pixel is a lower bound; :mod:`unblur.physics.saturation`);
+    ``y`` itself, without computing ``A x``, when nothing is clipped."""
+    return y if clipped is None else torch.where(clipped > 0, torch.maximum(y, op.A(x)), y)
 
 
 def _clipped(y: torch.Tensor, saturation, notes: list) -> torch.Tensor | None:

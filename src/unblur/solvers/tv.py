@@ -44,7 +44,7 @@ def tv_admm_iterations(op, y: torch.Tensor, lam: float, rho: float, num_iter: in
     def step(z, it):
         nonlocal x, u, data
         if clipped is not None:
-            data = L2Fidelity(op, censored(y, op.A(x), clipped))
+            data = L2Fidelity(op, censored(y, clipped, op, x))
         x = data.prox(z - u, 1.0 / rho, x0=x, max_iter=cg_iter)
         z = tv.prox(x + u, 1.0 / rho, warm_start=True)
         u = u + x - z
