@@ -380,11 +380,7 @@ def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 4e-
                 "give a kernel size below a third of the shorter side")
         k = _resize_kernel(k, size)
         yp = periodic_extend(yl, size)
-        exclude = None
-        if saturated is not None:
-            half = size // 2 + 1 if footprint else 1
-            exclude = ndimage.binary_dilation(_downscale(saturated.astype(np.float64), factor) > 0.05,
-                                              np.ones((2 * half + 1, 2 * half + 1), bool))
+        exclude = None if saturated is None else _saturated_exclusion(saturated, factor, size, footprint)
         count = int(edge_factor * size * size)
         r = usefulness_map(yp, _odd(usefulness_window * size)) if edge_usefulness > 0 else None
         lam = lambda_grad
@@ -399,6 +395,41 @@ def estimate_kernel(y: np.ndarray, kernel_size: int, *, lambda_grad: float = 4e-
             lam = max(lam / 1.1, 1e-4)
         if progress is not None:
             progress(n_levels - level, n_levels)
+    return k.astype(np.float32)
+
+
+def _saturated_exclusion(saturated: np.ndarray, factor: float, size: int, footprint: bool) -> np.ndarray:
+    """The pixels a kernel step at pyramid scale ``factor`` with a ``size``-px kernel leaves out: those whose
+    footprint reaches a clipped pixel (``footprint``), otherwise the clipped pixels and their neighbours."""
+    half = size // 2 + 1 if footprint else 1
+    return ndimage.binary_dilation(_downscale(saturated.astype(np.float64), factor) > 0.05,
+                                   np.ones((2 * half + 1, 2 * half + 1), bool))
+
+
+def refine_kernel(y: np.ndarray, k: np.ndarray, weight: float, *, rounds: int = 2, edge_factor: float = 5.0,
+                  gamma: float = 0.1, alpha: float = 0.8, saturated: np.ndarray | None = None) -> np.ndarray:
+    """Kernel refinement at full resolution from the final step's latent image: ``rounds`` times,
+
+    * ``x`` = the final deconvolution of ``y`` with the current kernel (:func:`hyper_laplacian_deconvolve_valid`,
+      prior weight ``weight``, exponent ``alpha``, unknown boundaries);
+    * ``k`` = the kernel step (:func:`estimate_kernel_step`, Tikhonov weight ``gamma``) on the
+      ``edge_factor * size^2`` strongest gradients of ``x``, started from the current kernel.
+
+    The L0 latent image of the pyramid is piecewise constant: its edges are sharp but its fine structure is
+    gone, so the last kernel step fits ``y`` with an image that differs from the scene. The hyper-Laplacian
+    estimate keeps the fine edges the data support; fitting the kernel to it corrects the kernel's small
+    errors (chosen on tuning images, BENCHMARKS.md, "Blind deblurring of photographs"). ``saturated``
+    (boolean, ``y``'s shape): clipped pixels, left out as :func:`estimate_kernel` leaves them out."""
+    require(rounds >= 0, f"refine must be >= 0 rounds, got {rounds}")
+    size = k.shape[0]
+    footprint = saturated is not None and _footprint_exclusion(saturated, size)
+    exclude = None if saturated is None else _saturated_exclusion(saturated, 1.0, size, footprint)
+    yp = periodic_extend(y.astype(np.float32), size)
+    k = k.astype(np.float64)
+    for _ in range(rounds):
+        x = hyper_laplacian_deconvolve_valid(y, k, weight, alpha, clipped=saturated, bound=not footprint)
+        edges = select_edges(periodic_extend(x, size), int(edge_factor * size * size))
+        k = estimate_kernel_step(edges, yp, k, gamma, valid=y.shape, exclude=exclude)
     return k.astype(np.float32)
 
 
@@ -578,7 +609,8 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
              final_alpha: float = 0.8, final_weight: float | None = None,
              final_boundary: Literal["valid", "periodic"] = "valid", noise_sigma: float | None = None,
              max_estimation_size: int = 512, init_kernel=None, verify: Literal["warn", "input", "off"] = "warn",
-             verify_limit: float = 0.3, saturation: str | float | None = "auto", progress: bool = False):
+             verify_limit: float = 0.3, refine: int = 2, saturation: str | float | None = "auto",
+             progress: bool = False):
     """Blind deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image with the L0 gradient prior.
 
     Parameters
@@ -641,6 +673,9 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     verify_limit : float
         Largest disagreement ``d`` accepted as the same kernel (a 25-px camera-shake kernel against a
         flat square of its size scores about 1).
+    refine : int
+        Rounds of kernel refinement at full resolution from the final step's latent image
+        (:func:`refine_kernel`; 0: off), after the stability check.
     saturation : "auto", float or None
         Clipped pixels (:mod:`unblur.physics.saturation`): ``"auto"`` finds each channel's ceiling where its
         maximum is a plateau, a number is the ceiling in the image's units, None treats no pixel as clipped.
@@ -738,11 +773,14 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         require(k.ndim == 2 and k.min() >= 0 and k.sum() > 0, "init_kernel must be a non-negative 2-D kernel")
         k = (k / k.sum()).astype(np.float32)
     weight = final_weight if final_weight is not None else _final_weight(sigma)
+    stable = disagreement is None or choice != "none"
+    kept_input = verify == "input" and not stable
+    if init_kernel is None and refine and not kept_input:
+        k = refine_kernel(crop, k, weight, rounds=refine, gamma=gamma, alpha=final_alpha,
+                          saturated=None if clipped_gray is None else clipped_gray[rows, cols])
     channels = [gray] if work.ndim == 2 else [work[..., c] for c in range(work.shape[-1])]
     require(final_boundary in ("valid", "periodic"), f"final_boundary must be 'valid' or 'periodic', got {final_boundary!r}")
     final = hyper_laplacian_deconvolve_valid if final_boundary == "valid" else hyper_laplacian_deconvolve
-    stable = disagreement is None or choice != "none"
-    kept_input = verify == "input" and not stable
     if kept_input:
         restored = work.copy()
     else:
