@@ -162,3 +162,41 @@ def test_censored_data_step_in_pnp_admm_and_dpir():
             res = unblur.deconvolve(y, k, method=method, noise_sigma=0.01, saturation="auto").image
         assert err(res, near) < gain * err(plain, near), (method, err(res, near), err(plain, near))
         assert err(res, ~near) < err(plain, ~near) + 1e-3, method
+
+
+def test_tiles_use_the_whole_image_ceiling():
+    """With tiles, ``saturation="auto"`` is decided on the whole image: a dim tile of quantised data, whose own
+    maximum is a plateau, is not taken as clipped, and the tiled result matches the whole-volume one."""
+    from scipy.ndimage import gaussian_filter
+
+    import unblur
+    from unblur.physics.saturation import auto_levels, saturation_mask
+    from unblur.tiling import deconvolve_tiled
+    rng = np.random.default_rng(1)
+    x = gaussian_filter((rng.random((12, 64, 64)) > 0.98).astype(np.float32), 0.8) * 6 + 0.05
+    x[:, :, :48] = 0.005  # a dim half with a dim flat-topped object: 8 grey levels at the top
+    x[3:9, 8:24, 8:24] = 0.03
+    x[4:8, 40:50, 52:62] = 3.0  # a bright object the detector clips
+    p = np.zeros((5, 9, 9), np.float32)
+    p[2, 4, 4] = 1
+    psf = gaussian_filter(p, (1.0, 1.5, 1.5))
+    y = np.round(np.clip(gaussian_filter(x, (1.0, 1.5, 1.5)), 0, 1) * 255) / 255  # 8-bit data
+    y = y.astype(np.float32)
+    dim = y[:, :32, :32]
+    assert saturation_mask(dim, "auto")[0] is not None  # alone, the dim tile looks clipped at its maximum
+    assert float(auto_levels(lambda s: y[s], y.shape, (0, 1, 2), slab_bytes=4 * 64 * 64 * 3)) == 1.0  # 4 slabs
+    whole = unblur.deconvolve(y, psf, "rl", num_iter=10, saturation="auto").image
+    tiled = deconvolve_tiled(y, psf, "rl", tile=(12, 32, 32), num_iter=10, workers=1, saturation="auto")
+    assert tiled.info["saturation_levels"] == [1.0]
+    inner = np.s_[:, 4:28, 4:28]  # inside the dim tile, relative to its brightest restored value
+    scale = whole[inner].max()
+    err = np.abs(tiled.image - whole)[inner].max() / scale
+    assert err < 2e-3, err
+    # per-tile "auto" (the dim tile taken as clipped at its own maximum) would not match
+    per_tile = unblur.deconvolve(dim, psf, "rl", num_iter=10, saturation="auto").image
+    plain = unblur.deconvolve(dim, psf, "rl", num_iter=10, saturation=None).image
+    assert np.abs(per_tile - plain)[inner].max() / scale > 5 * err, (err, np.abs(per_tile - plain)[inner].max() / scale)
+    # channels: one ceiling each (NaN where a channel is not clipped)
+    two = np.stack([y, rng.random(y.shape).astype(np.float32)], -1)  # the second has a single maximum
+    levels = auto_levels(lambda s: two[s], two.shape, (0, 1, 2))
+    assert levels.shape == (2,) and levels[0] == 1.0 and np.isnan(levels[1])

@@ -24,7 +24,9 @@ Xu & Jia's (ECCV 2010) usefulness map of the blurred level is high, i.e. where g
 (:func:`usefulness_map`).
 
 ``lambda`` decays by 1.1 per outer iteration (floor 1e-4). The kernel found at one level, resized,
-starts the next. The final image is a non-blind hyper-Laplacian deconvolution (Krishnan & Fergus 2009,
+starts the next. At full resolution the kernel is then refined (``refine`` rounds, :func:`refine_kernel`): the
+kernel step is fitted again to the final step's latent image, which keeps the fine edges that the piecewise
+constant L0 image has lost. The final image is a non-blind hyper-Laplacian deconvolution (Krishnan & Fergus 2009,
 ``|grad x|^alpha``, alpha = 0.8 by default), which tolerates kernel errors better than a quadratic prior;
 by default its data term has unknown boundaries (the image is the valid part of the blur of a larger
 object; Almeida & Figueiredo 2013), so the border neither rings nor needs an invented extension.

@@ -56,6 +56,39 @@ def saturation_level(saturation) -> float | str | None:
     return level
 
 
+def plateau_size(n: int) -> float:
+    """The least number of pixels on a channel's maximum (of ``n`` pixels) that ``"auto"`` takes as clipping."""
+    return max(PLATEAU_MIN, PLATEAU_SHARE * n)
+
+
+def auto_levels(read, shape: tuple[int, ...], pixel_axes: tuple[int, ...], slab_bytes: float = 64e6):
+    """``"auto"``'s ceiling of an array too large to hold: per index of the axes not in ``pixel_axes`` (time
+    points, channels), the maximum when it is a plateau (:func:`saturation_mask`), else NaN.
+
+    ``read(slices)`` returns the float values of ``array[slices]``; the array is read once, in slabs of about
+    ``slab_bytes`` along its first pixel axis. Tiles of a large image use these whole-image levels: a tile
+    decides nothing by itself (the maximum of a dim tile of quantised data is a plateau too)."""
+    first = pixel_axes[0]
+    plane = 4.0 * float(np.prod(shape)) / max(shape[first], 1)
+    step = max(1, int(slab_bytes // max(plane, 1.0)))
+    top, count = None, None
+    for i in range(0, shape[first], step):
+        sl = [slice(None)] * len(shape)
+        sl[first] = slice(i, min(i + step, shape[first]))
+        b = np.asarray(read(tuple(sl)), np.float64)
+        b = np.where(np.isnan(b), -np.inf, b)
+        m = b.max(axis=pixel_axes, keepdims=True)
+        c = (b >= m).sum(axis=pixel_axes, keepdims=True)
+        if top is None:
+            top, count = m, c
+            continue
+        count = np.where(m > top, c, np.where(m == top, count + c, count))
+        top = np.maximum(top, m)
+    n = int(np.prod([shape[a] for a in pixel_axes]))
+    levels = np.where((count >= plateau_size(n)) & np.isfinite(top), top, np.nan)
+    return np.squeeze(levels, axis=pixel_axes)
+
+
 def saturation_mask(y: np.ndarray, saturation, channel_axes: tuple[int, ...] = ()) -> tuple[np.ndarray | None, str | None]:
     """The saturated pixels of ``y`` (boolean, ``y``'s shape) and a one-line note, or ``(None, None)`` when
     there are none.
@@ -79,7 +112,7 @@ def saturation_mask(y: np.ndarray, saturation, channel_axes: tuple[int, ...] = (
         top = np.nanmax(y, axis=axes, keepdims=True)
         mask = y >= top
         n = int(np.prod([y.shape[a] for a in axes]))
-        plateau = mask.sum(axis=axes, keepdims=True) >= max(PLATEAU_MIN, PLATEAU_SHARE * n)
+        plateau = mask.sum(axis=axes, keepdims=True) >= plateau_size(n)
         mask &= plateau
         levels = np.unique(top[plateau])
         where = ("at " + ", ".join(f"{v:.4g}" for v in levels[:4]) + (" ..." if levels.size > 4 else "")
@@ -95,4 +128,4 @@ def saturation_mask(y: np.ndarray, saturation, channel_axes: tuple[int, ...] = (
     return mask, note
 
 
-__all__ = ["PLATEAU_MIN", "PLATEAU_SHARE", "saturation_level", "saturation_mask"]
+__all__ = ["PLATEAU_MIN", "PLATEAU_SHARE", "auto_levels", "plateau_size", "saturation_level", "saturation_mask"]

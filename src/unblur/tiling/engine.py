@@ -460,6 +460,7 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
     psf_list = psfs if isinstance(psfs, list) else [psfs]
     psf_shape = tuple(max(p.shape[i] for p in psf_list) for i in range(spatial))
     shape = tuple(src.shape[lead:lead + spatial])
+    levels = _whole_image_saturation(src, params, lead, spatial)
 
     target = check_target(output, overwrite) if output is not None else None
     partial = Path(str(target) + ".partial") if target is not None else None
@@ -485,7 +486,8 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
                 if folder is not None and (folder / tile_file(ch, t.index, tp)).exists():
                     reused += 1
                     continue
-                job = TileJob(src, psf_list[c] if isinstance(psfs, list) else psfs, method, params, t, ch, device,
+                job_params = params if levels is None else dict(params, saturation=_level(levels, tp, ch))
+                job = TileJob(src, psf_list[c] if isinstance(psfs, list) else psfs, method, job_params, t, ch, device,
                               str(folder) if folder is not None else None, time=tp, memory=plan.tile_memory,
                               torch_threads=None if engine.shares_memory or engine.client is not None else max(1, cpu_count() // engine.workers))
                 if isinstance(src, ArraySource) and not engine.shares_memory:
@@ -521,11 +523,29 @@ def deconvolve_tiled(image, psf, method: str | Callable = "rl", *, output=None, 
             "reused": reused, "counts": plan.counts, "tile": plan.max_core(), "halo": plan.halo,
             "overlap": plan.overlap, "workers": engine.workers, "scheduler": engine.kind,
             "time_s": time.perf_counter() - t0}
+    if levels is not None:
+        info["saturation_levels"] = [None if np.isnan(v) else float(v) for v in np.ravel(levels)]
     if partial is not None and stage is not None:
         info["partial"] = str(partial)
     if isinstance(image, np.ndarray) and image.dtype == np.float64 and isinstance(result, np.ndarray):
         result = result.astype(np.float64)
     return Restoration(result, info)
+
+
+def _whole_image_saturation(src, params: dict, lead: int, spatial: int):
+    """``saturation="auto"`` decided on the whole image (one read pass), per time point and channel: an array
+    of ceilings (NaN: not clipped), or None when ``saturation`` is not ``"auto"``. A tile alone would take its
+    own maximum for a ceiling wherever it is a plateau (:mod:`unblur.physics.saturation`)."""
+    from ..physics.saturation import auto_levels, saturation_level
+    if "saturation" not in params or saturation_level(params["saturation"]) != "auto":
+        return None
+    return auto_levels(src.read, tuple(src.shape), tuple(range(lead, lead + spatial)))
+
+
+def _level(levels: np.ndarray, time_point, channel) -> float | None:
+    """The ceiling of one time point and channel from :func:`_whole_image_saturation` (None: not clipped)."""
+    v = levels[tuple(i for i in (time_point, channel) if i is not None)]
+    return None if np.isnan(v) else float(v)
 
 
 def _check_method(method, params, device) -> str:
