@@ -37,6 +37,9 @@ def add_parser(sub, argv=()) -> None:
     p.add_argument("--bits", type=int, choices=(8, 16, 32), default=None, help="output bit depth")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--no-preview", action="store_true", help="do not write the side-by-side PNG")
+    p.add_argument("--transfer", choices=("linear", "srgb"), default="linear",
+                   help="transfer curve of the image values: srgb decodes a JPEG/PNG photograph to linear light before the "
+                        "restoration and encodes the result after it (blur adds light); linear (default): the values as given")
     p.add_argument("--init-kernel", default=None, metavar="FILE|l0",
                    help="warm start: a kernel file (resized to the method's kernel size with a note) or 'l0' (start from "
                         f"the l0 method's kernel; the default of fast-em and diffusion-em, whose 'dirac' is the paper's start); methods "
@@ -131,6 +134,7 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
     from ..blind.checks import blind_checks
     from ..io import preview_png, read_image, write_image
     from ..metadata import ImageMetadata
+    from ..physics.transfer import decode, encode
 
     out = unit.output
     image, meta = read_image(args.image, with_metadata=True)
@@ -141,9 +145,11 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
         optics = deepblur_optics_from_metadata(meta, args.image, params.get("identify_weights"))
         if optics is not None:
             params["optics"] = optics
-    result = blind_deconvolve(image, method=args.method, **params)
+    light = decode(image, args.transfer)  # the blur is linear in light (unblur.physics.transfer)
+    result = blind_deconvolve(light, method=args.method, **params)
     if "checks" not in result.info and result.kernel is not None:
-        result.info["checks"] = blind_checks(image, result.image, result.kernel, result.info.get("noise_sigma"))
+        result.info["checks"] = blind_checks(light, result.image, result.kernel, result.info.get("noise_sigma"))
+    result.image = encode(result.image, args.transfer)
     for n in result.info.get("notes") or []:
         if str(n).startswith(("init_kernel", "warm start")):
             print(f"note: {n}", file=sys.stderr)
@@ -168,7 +174,7 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
     logged = dict(result.info.get("params") or {})
     if "init_kernel" in logged:
         logged["init_kernel"] = args.init_kernel  # the file name (or l0), not the array
-    outputs = unit.commit({"command": "blind", "image": args.image, "image_shape": image.shape,
+    outputs = unit.commit({"command": "blind", "image": args.image, "image_shape": image.shape, "transfer": args.transfer,
                            "image_metadata": meta.describe(), "file_notes": file_notes, "method": args.method, "params": logged,
                            "info": {k: v for k, v in result.info.items() if k != "params"}})
     print(f"wrote {', '.join(map(str, outputs))} ({result.info.get('time_s', 0):.1f} s)")

@@ -61,6 +61,9 @@ def add_parser(sub, argv=()) -> None:
                    help="output bit depth: 8/16 clip to [0, 1] and scale by 255/65535; 32 = float32 TIFF")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--no-preview", action="store_true", help="do not write the side-by-side PNG")
+    p.add_argument("--transfer", choices=("linear", "srgb"), default="linear",
+                   help="transfer curve of the image values: srgb decodes a JPEG/PNG photograph to linear light before the "
+                        "restoration and encodes the result after it (blur adds light); linear (default): the values as given")
     p.add_argument("--psf-center", choices=("none", "integer", "subpixel"), default="none",
                    help="re-centre the PSF's centre of mass on n//2 before use (default: use as given)")
     g = p.add_argument_group("large data: tiles scheduled with Dask (docs/scaling.md)")
@@ -122,6 +125,8 @@ def run(args) -> int:
     method = next(m for m in methods if m.name == args.method)
     params = method_params_from_args(args, method, methods)
     if _tiled(args):
+        require(args.transfer == "linear", "--transfer srgb is for photographs restored whole, not for tiles",
+                "drop --tile/--memory-limit/--scheduler/--workers, or decode the images to linear light first")
         return _run_tiled(args, method, params)
     args.image = args.image[0]
     maps = diagnostic_paths(args.output, expected_diagnostic_maps(method, params))
@@ -135,6 +140,7 @@ def _run(args, method, params, unit: Outputs) -> int:
     import numpy as np
 
     from ..io import RASTER_SUFFIXES, preview_png, read_image, write_image
+    from ..physics.transfer import decode, encode
 
     out = unit.output
     image, meta = read_image(args.image, with_metadata=True)
@@ -145,9 +151,11 @@ def _run(args, method, params, unit: Outputs) -> int:
             "write it as .tif, .ome.tif or .ome.zarr")
     for n in notes:
         print(f"note: {n}")
-    frames = image if axes.startswith("T") else [image]  # several time points: each on its own
+    light = decode(image, args.transfer)  # the blur is linear in light (unblur.physics.transfer)
+    frames = light if axes.startswith("T") else [light]  # several time points: each on its own
     parts = [_restore(frame, psfs, args.method, params) for frame in frames]
     result = parts[0] if len(parts) == 1 else join_restorations(parts, 0, "per_time_point")
+    result.image = encode(result.image, args.transfer)
     maps = pop_diagnostic_maps(result.info)
     out_meta = output_metadata(meta, axes, out)
     file_notes = list(meta.notes)  # rules applied on reading (alpha, axes) and writing (clipping, bit depth)
@@ -160,6 +168,7 @@ def _run(args, method, params, unit: Outputs) -> int:
                                                            ("restored", preview_view(result.image, axes))]))
     psf = psfs[0] if len(psfs) == 1 else np.stack(psfs, -1)
     outputs = unit.commit({"command": "deconvolve", "image": args.image, "psf": args.psf, "image_shape": image.shape,
+                           "transfer": args.transfer,
                            "image_axes": axes, "image_metadata": meta.describe(), "psf_shape": psf.shape,
                            "psf_notes": notes, "file_notes": file_notes, "method": args.method, "params": result.info.get("params"),
                            "diagnostic_maps": written,
