@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 import unblur  # noqa: F401  (sets the thread environment first)
 import numpy as np
 
-from unblur.bench import load_suite
+from unblur.bench import load_suite, shards
 from unblur.bench.cases import degrade, make_units
 from unblur.bench.runner import safe_name
 from unblur.blind.l0 import _final_weight, hyper_laplacian_deconvolve_valid, refine_kernel
@@ -101,24 +100,12 @@ def main() -> None:
     ap.add_argument("--suite", help="suite name or TOML file the run was made with")
     ap.add_argument("--full", action="store_true", help="the suite's --full protocol")
     ap.add_argument("--variants", nargs="+", default=["0", "2"])
-    ap.add_argument("--shard", default="0/1", help="I/N: every N-th degraded image from the I-th")
-    ap.add_argument("--save", type=Path, help="write the rows (pickle) for --merge")
-    ap.add_argument("--merge", type=Path, nargs="+", help="print the table of saved shards")
+    shards.add_arguments(ap)
     args = ap.parse_args()
-    if args.merge:
-        rows = defaultdict(list)
-        for f in args.merge:
-            for spec, r in pickle.loads(f.read_bytes()).items():
-                rows[spec] += r
-        print(table(rows))
-        return
-    if not (args.run and args.label and args.suite):
+    if not args.merge and not (args.run and args.label and args.suite):
         ap.error("give RUN, --label and --suite (or --merge)")
-    shard = tuple(int(s) for s in args.shard.split("/"))
-    rows = score(args.run, args.label, args.suite, args.full, args.variants, shard)
-    if args.save:
-        args.save.write_bytes(pickle.dumps(rows))
-    print(table(rows))
+    print(table(shards.rows_of(args, lambda shard: score(args.run, args.label, args.suite, args.full, args.variants,
+                                                         shard))))
 
 
 if __name__ == "__main__":

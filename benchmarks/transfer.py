@@ -21,14 +21,13 @@ against the sharp encoded scene, mean over the cases; for ``l0`` also the kernel
 from __future__ import annotations
 
 import argparse
-import pickle
 from collections import defaultdict
-from pathlib import Path
 
 import unblur
 import numpy as np
 from scipy import signal
 
+from unblur.bench import shards
 from unblur.data import data_path
 from unblur.metrics import kernel_error, shift_tolerant
 from unblur.physics.transfer import decode, encode
@@ -98,20 +97,8 @@ def table(rows: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shard", default="0/1", help="I/N: every N-th case from the I-th")
-    ap.add_argument("--save", type=Path, help="write the rows (pickle) for --merge")
-    ap.add_argument("--merge", type=Path, nargs="+", help="print the table of saved shards")
-    args = ap.parse_args()
-    if args.merge:
-        rows = defaultdict(list)
-        for f in args.merge:
-            for key, r in pickle.loads(f.read_bytes()).items():
-                rows[key] += r
-    else:
-        rows = run(tuple(int(s) for s in args.shard.split("/")))
-        if args.save:
-            args.save.write_bytes(pickle.dumps(rows))
-    print(table(rows))
+    shards.add_arguments(ap)
+    print(table(shards.rows_of(ap.parse_args(), run)))
 
 
 if __name__ == "__main__":

@@ -356,3 +356,23 @@ def test_blind_warmstart_and_fastem_motion_suites_and_the_dirac_reference(tmp_pa
     assert "kernel_error" not in recs["true"]["metrics"] and recs["dirac"]["metrics"]["psnr"] < recs["true"]["metrics"]["psnr"]
     with pytest.raises(InputError, match="kernel"):
         load_suite("smoke", overrides=['methods=[{method = "wiener", kernel = "flat"}]'])
+
+
+def test_script_shards_parse_and_merge(tmp_path):
+    import argparse
+    import pickle
+
+    from unblur.bench import shards
+    assert shards.parse("1/3") == (1, 3)
+    for bad in ("3/3", "x", "1/0"):
+        with pytest.raises(InputError, match="--shard"):
+            shards.parse(bad)
+    ap = argparse.ArgumentParser()
+    shards.add_arguments(ap)
+    seen = []
+    rows = shards.rows_of(ap.parse_args(["--shard", "1/2", "--save", str(tmp_path / "a.pkl")]),
+                          lambda shard: seen.append(shard) or {"k": [1.0]})
+    assert seen == [(1, 2)] and rows == {"k": [1.0]}
+    (tmp_path / "b.pkl").write_bytes(pickle.dumps({"k": [2.0], "j": [3.0]}))
+    merged = shards.rows_of(ap.parse_args(["--merge", str(tmp_path / "a.pkl"), str(tmp_path / "b.pkl")]), None)
+    assert merged == {"k": [1.0, 2.0], "j": [3.0]}
