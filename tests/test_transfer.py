@@ -73,3 +73,23 @@ def test_cli_transfer_with_tiles_refused_and_blind_records_it(photo, capsys):
                  "--no-preview"]) == 0
     log = json.loads(out.with_name(out.name + ".json").read_text())
     assert log["transfer"] == "srgb" and log["method"] == "l0"
+
+
+def test_api_transfer_decodes_and_encodes(photo):
+    import unblur
+    d, sharp = photo
+    y = read_image(d / "photo.png")
+    psf = read_image(d / "psf.tif")
+    plain = unblur.deconvolve(y, psf, method="rl", num_iter=30)
+    light = unblur.deconvolve(y, psf, method="rl", num_iter=30, transfer="srgb")
+    by_hand = encode(unblur.deconvolve(decode(y, "srgb"), psf, method="rl", num_iter=30).image, "srgb")
+    assert light.info["transfer"] == "srgb" and plain.info["transfer"] == "linear"
+    assert np.allclose(light.image, by_hand, atol=1e-6) and light.image.dtype == y.dtype
+    assert aligned_psnr(light.image, sharp) > aligned_psnr(plain.image, sharp)
+    blind = unblur.blind_deconvolve(y, kernel_size=9, transfer="srgb")
+    assert blind.info["transfer"] == "srgb" and blind.kernel.shape == (9, 9)
+    import torch
+    with pytest.raises(InputError, match="numpy"):
+        unblur.deconvolve(torch.from_numpy(y)[None, None], psf, transfer="srgb")
+    with pytest.raises(InputError, match="transfer"):
+        unblur.deconvolve(y, psf, transfer="log")

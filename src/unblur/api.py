@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, require
 from .registry import DEFAULT_BLIND_METHOD, DEFAULT_METHOD, get_method
 
 
@@ -45,7 +45,24 @@ def _as_float(image):
     return np.asarray(image, dtype=np.float32) / np.float32(scale)
 
 
-def deconvolve(image, psf, method: str = DEFAULT_METHOD, **params) -> Restoration:
+def _in_light(image, transfer: str):
+    """The float image decoded to linear light (:mod:`unblur.physics.transfer`); numpy only when decoding."""
+    from .physics.transfer import check_transfer, decode
+    img = _as_float(image)
+    if check_transfer(transfer) == "linear":
+        return img
+    require(not hasattr(img, "detach"), f"transfer={transfer!r} takes a numpy image, got a torch tensor",
+            "pass image.cpu().numpy(), or decode it yourself (unblur.physics.transfer.srgb_to_linear)")
+    return decode(img, transfer)
+
+
+def _encoded(restored, info: dict, transfer: str):
+    from .physics.transfer import encode
+    info["transfer"] = transfer
+    return encode(restored, transfer)
+
+
+def deconvolve(image, psf, method: str = DEFAULT_METHOD, *, transfer: str = "linear", **params) -> Restoration:
     """Restore ``image`` blurred by ``psf`` with a registered non-blind method.
 
     Parameters
@@ -58,6 +75,10 @@ def deconvolve(image, psf, method: str = DEFAULT_METHOD, **params) -> Restoratio
         The PSF (centre at ``n // 2``, normalised to sum 1 by the method).
     method : str
         A non-blind method (``unblur methods``); default ``"rl"`` (Richardson-Lucy).
+    transfer : {"linear", "srgb"}
+        Transfer curve of the values: ``"linear"`` (default) takes them as proportional to light; ``"srgb"``
+        decodes an sRGB-encoded photograph (camera JPEG/PNG) to linear light, where the blur happened, and
+        encodes the result after the restoration (:mod:`unblur.physics.transfer`; numpy images).
     **params
         The method's parameters (``unblur methods NAME``), e.g. ``num_iter=30``; objects are accepted
         where the method takes them (a Denoiser as ``prior``, a ``torch.device`` as ``device``).
@@ -85,11 +106,11 @@ def deconvolve(image, psf, method: str = DEFAULT_METHOD, **params) -> Restoratio
     m = get_method(method)
     if m.kind != "nonblind":
         raise InputError(f"{method!r} is a blind method", "use blind_deconvolve (no PSF) for it")
-    restored, info = m.run(_as_float(image), psf, **params)
-    return Restoration(restored, info)
+    restored, info = m.run(_in_light(image, transfer), psf, **params)
+    return Restoration(_encoded(restored, info, transfer), info)
 
 
-def blind_deconvolve(image, method: str = DEFAULT_BLIND_METHOD, **params) -> Restoration:
+def blind_deconvolve(image, method: str = DEFAULT_BLIND_METHOD, *, transfer: str = "linear", **params) -> Restoration:
     """Estimate the blur and the sharp image with a registered blind method.
 
     Parameters
@@ -99,6 +120,8 @@ def blind_deconvolve(image, method: str = DEFAULT_BLIND_METHOD, **params) -> Res
         divided by their type's maximum (uint8 by 255, uint16 by 65535), as integer files are.
     method : str
         A blind method (``unblur methods``); default ``"l0"`` (L0 gradient prior, for photographs).
+    transfer : {"linear", "srgb"}
+        As in :func:`deconvolve`: ``"srgb"`` estimates and restores in linear light.
     **params
         The method's parameters (``unblur methods NAME``).
 
@@ -119,8 +142,8 @@ def blind_deconvolve(image, method: str = DEFAULT_BLIND_METHOD, **params) -> Res
     m = get_method(method)
     if m.kind != "blind":
         raise InputError(f"{method!r} needs a PSF", "use deconvolve(image, psf, method=...)")
-    restored, info = m.run(_as_float(image), **params)
-    return Restoration(restored, info, info.pop("kernel", None))
+    restored, info = m.run(_in_light(image, transfer), **params)
+    return Restoration(_encoded(restored, info, transfer), info, info.pop("kernel", None))
 
 
 __all__ = ["Restoration", "blind_deconvolve", "deconvolve"]

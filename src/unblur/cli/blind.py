@@ -8,8 +8,8 @@ from pathlib import Path
 from ..api import blind_deconvolve
 from ..errors import InputError
 from ..registry import DEFAULT_BLIND_METHOD, list_methods
-from .common import (Outputs, add_method_options, method_epilog, method_params_from_args, output_metadata,
-                     requested_method)
+from .common import (Outputs, add_method_options, add_transfer_option, method_epilog, method_params_from_args,
+                     output_metadata, requested_method)
 
 HELP = "blind deconvolution: estimate the PSF and the sharp image"
 
@@ -37,9 +37,7 @@ def add_parser(sub, argv=()) -> None:
     p.add_argument("--bits", type=int, choices=(8, 16, 32), default=None, help="output bit depth")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--no-preview", action="store_true", help="do not write the side-by-side PNG")
-    p.add_argument("--transfer", choices=("linear", "srgb"), default="linear",
-                   help="transfer curve of the image values: srgb decodes a JPEG/PNG photograph to linear light before the "
-                        "restoration and encodes the result after it (blur adds light); linear (default): the values as given")
+    add_transfer_option(p)
     p.add_argument("--init-kernel", default=None, metavar="FILE|l0",
                    help="warm start: a kernel file (resized to the method's kernel size with a note) or 'l0' (start from "
                         f"the l0 method's kernel; the default of fast-em and diffusion-em, whose 'dirac' is the paper's start); methods "
@@ -134,7 +132,7 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
     from ..blind.checks import blind_checks
     from ..io import preview_png, read_image, write_image
     from ..metadata import ImageMetadata
-    from ..physics.transfer import decode, encode
+    from ..physics.transfer import decode
 
     out = unit.output
     image, meta = read_image(args.image, with_metadata=True)
@@ -145,11 +143,10 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
         optics = deepblur_optics_from_metadata(meta, args.image, params.get("identify_weights"))
         if optics is not None:
             params["optics"] = optics
-    light = decode(image, args.transfer)  # the blur is linear in light (unblur.physics.transfer)
-    result = blind_deconvolve(light, method=args.method, **params)
-    if "checks" not in result.info and result.kernel is not None:
-        result.info["checks"] = blind_checks(light, result.image, result.kernel, result.info.get("noise_sigma"))
-    result.image = encode(result.image, args.transfer)
+    result = blind_deconvolve(image, method=args.method, transfer=args.transfer, **params)
+    if "checks" not in result.info and result.kernel is not None:  # in linear light, as the method saw the data
+        result.info["checks"] = blind_checks(decode(image, args.transfer), decode(result.image, args.transfer),
+                                             result.kernel, result.info.get("noise_sigma"))
     for n in result.info.get("notes") or []:
         if str(n).startswith(("init_kernel", "warm start")):
             print(f"note: {n}", file=sys.stderr)
@@ -174,8 +171,8 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
     logged = dict(result.info.get("params") or {})
     if "init_kernel" in logged:
         logged["init_kernel"] = args.init_kernel  # the file name (or l0), not the array
-    outputs = unit.commit({"command": "blind", "image": args.image, "image_shape": image.shape, "transfer": args.transfer,
-                           "image_metadata": meta.describe(), "file_notes": file_notes, "method": args.method, "params": logged,
+    outputs = unit.commit({"command": "blind", "image": args.image, "image_shape": image.shape,
+                           "transfer": args.transfer, "image_metadata": meta.describe(), "file_notes": file_notes, "method": args.method, "params": logged,
                            "info": {k: v for k, v in result.info.items() if k != "params"}})
     print(f"wrote {', '.join(map(str, outputs))} ({result.info.get('time_s', 0):.1f} s)")
     return 0

@@ -632,3 +632,11 @@ def preview_view(image, axes: str):
     if axes.endswith("C") and a.shape[-1] != 3:
         a = a.mean(-1)
     return a
+
+
+def add_transfer_option(p) -> None:
+    """``--transfer linear|srgb`` (:mod:`unblur.physics.transfer`), passed to the API's ``transfer``."""
+    from ..physics.transfer import TRANSFERS
+    p.add_argument("--transfer", choices=TRANSFERS, default="linear",
+                   help="transfer curve of the image values: srgb decodes a JPEG/PNG photograph to linear light before the "
+                        "restoration and encodes the result after it (blur adds light); linear (default): the values as given")

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..api import Restoration, deconvolve
 from ..errors import require
 from ..registry import DEFAULT_METHOD, list_methods
-from .common import (Outputs, add_method_options, diagnostic_paths, expected_diagnostic_maps,
+from .common import (Outputs, add_method_options, add_transfer_option, diagnostic_paths, expected_diagnostic_maps,
                      join_restorations, match_psf_to_image,
                      method_epilog, method_params_from_args, output_metadata, pop_diagnostic_maps, preview_view,
                      requested_method, write_diagnostic_maps)
@@ -61,9 +61,7 @@ def add_parser(sub, argv=()) -> None:
                    help="output bit depth: 8/16 clip to [0, 1] and scale by 255/65535; 32 = float32 TIFF")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--no-preview", action="store_true", help="do not write the side-by-side PNG")
-    p.add_argument("--transfer", choices=("linear", "srgb"), default="linear",
-                   help="transfer curve of the image values: srgb decodes a JPEG/PNG photograph to linear light before the "
-                        "restoration and encodes the result after it (blur adds light); linear (default): the values as given")
+    add_transfer_option(p)
     p.add_argument("--psf-center", choices=("none", "integer", "subpixel"), default="none",
                    help="re-centre the PSF's centre of mass on n//2 before use (default: use as given)")
     g = p.add_argument_group("large data: tiles scheduled with Dask (docs/scaling.md)")
@@ -140,7 +138,6 @@ def _run(args, method, params, unit: Outputs) -> int:
     import numpy as np
 
     from ..io import RASTER_SUFFIXES, preview_png, read_image, write_image
-    from ..physics.transfer import decode, encode
 
     out = unit.output
     image, meta = read_image(args.image, with_metadata=True)
@@ -151,11 +148,9 @@ def _run(args, method, params, unit: Outputs) -> int:
             "write it as .tif, .ome.tif or .ome.zarr")
     for n in notes:
         print(f"note: {n}")
-    light = decode(image, args.transfer)  # the blur is linear in light (unblur.physics.transfer)
-    frames = light if axes.startswith("T") else [light]  # several time points: each on its own
-    parts = [_restore(frame, psfs, args.method, params) for frame in frames]
+    frames = image if axes.startswith("T") else [image]  # several time points: each on its own
+    parts = [_restore(frame, psfs, args.method, dict(params, transfer=args.transfer)) for frame in frames]
     result = parts[0] if len(parts) == 1 else join_restorations(parts, 0, "per_time_point")
-    result.image = encode(result.image, args.transfer)
     maps = pop_diagnostic_maps(result.info)
     out_meta = output_metadata(meta, axes, out)
     file_notes = list(meta.notes)  # rules applied on reading (alpha, axes) and writing (clipping, bit depth)

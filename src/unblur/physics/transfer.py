@@ -5,7 +5,8 @@ transfer curve, almost always sRGB (IEC 61966-2-1), which lifts the shadows (abo
 recorded by the sensor is a convolution of the *linear* values; deconvolving the encoded ones fits a model that
 does not hold there: edges between bright and dark regions are blurred asymmetrically in the encoded values,
 which leaves halos and a wrong kernel. ``transfer="srgb"`` decodes the image to linear light before the
-restoration and encodes the result after it (``unblur deconvolve|blind --transfer srgb``). Microscopy, astronomy
+restoration and encodes the result after it (``unblur deconvolve|blind --transfer srgb``; in Python
+``unblur.deconvolve(image, psf, transfer="srgb")`` and ``unblur.blind_deconvolve(image, transfer="srgb")``). Microscopy, astronomy
 and raw camera data are linear already (``"linear"``, the default: the values are used as given).
 
 sRGB, for ``v`` in [0, 1] (IEC 61966-2-1)::
