@@ -172,7 +172,8 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
     if "init_kernel" in logged:
         logged["init_kernel"] = args.init_kernel  # the file name (or l0), not the array
     outputs = unit.commit({"command": "blind", "image": args.image, "image_shape": image.shape,
-                           "transfer": args.transfer, "image_metadata": meta.describe(), "file_notes": file_notes, "method": args.method, "params": logged,
+                           "transfer": args.transfer, "image_metadata": meta.describe(), "file_notes": file_notes,
+                           "method": args.method, "params": logged,
                            "info": {k: v for k, v in result.info.items() if k != "params"}})
     print(f"wrote {', '.join(map(str, outputs))} ({result.info.get('time_s', 0):.1f} s)")
     return 0
