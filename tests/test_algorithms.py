@@ -14,6 +14,7 @@ from unblur.algorithms.guidance import solve_regularized_gram
 from unblur.algorithms.pnp import data_step
 from unblur.algorithms.rl_diffusion import rl_diffusion_schedule
 from unblur.diffusion.schedule import VPSchedule
+from unblur.diagnostics import residual_map
 from unblur.errors import InputError
 from unblur.metrics import psnr
 from unblur.models.base import Denoiser
@@ -300,10 +301,10 @@ def test_samplers_return_maps_only_when_asked(name):
     img, psf = _scene(24, channels=3), _gauss_psf(5, 1.0)
     y = _blur(img, psf, "replicate", sigma=0.02)
     func = SOLVERS[name][0]
-    kw = dict(DIAG_KW[name], prior=GaussianModelDenoiser(), noise_sigma=0.02, seed=3)
-    plain, info = func(y, psf, **kw)
+    kw = dict(DIAG_KW[name], prior=GaussianModelDenoiser(), noise_sigma=0.02, seed=3, average=False)
+    plain, info = func(y, psf, seeds=1, **kw)
     assert not {"residual_map", "seed_spread", "residual_outlier_share", "seed_spread_mean"} & set(info)
-    out, info = func(y, psf, diagnostics=True, **kw)
+    out, info = func(y, psf, seeds=1, diagnostics=True, **kw)
     np.testing.assert_array_equal(out, plain)  # the maps do not change the result
     r = info["residual_map"]
     assert isinstance(r, np.ndarray) and r.shape == y.shape
@@ -316,6 +317,25 @@ def test_samplers_return_maps_only_when_asked(name):
     with pytest.raises(InputError):
         func(y, psf, seeds=0, **kw)
 
+
+@pytest.mark.parametrize("name", list(DIAG_KW))
+def test_average_returns_the_mean_of_the_seeds_and_its_residual_map(name):
+    img, psf = _scene(24), _gauss_psf(5, 1.0)
+    y = _blur(img, psf, "replicate", sigma=0.02)
+    func = SOLVERS[name][0]
+    kw = dict(DIAG_KW[name], prior=GaussianModelDenoiser(), noise_sigma=0.02, boundary="replicate")
+    a, ia = func(y, psf, seed=3, seeds=1, diagnostics=True, **kw)
+    b, ib = func(y, psf, seed=4, seeds=1, diagnostics=True, **kw)
+    assert np.abs(a - b).max() > 1e-4  # two different samples
+    mean, info = func(y, psf, seed=3, seeds=2, average=True, diagnostics=True, **kw)
+    np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
+    assert info["averaged"] == 2 and info["seed_spread"].shape == y.shape
+    # the map of the mean: the residual is linear in the image (both samples lie in [0, 1], no clipping)
+    want = residual_map(y, mean, psf, 0.02, boundary="replicate")
+    np.testing.assert_allclose(info["residual_map"], want, atol=1e-3)
+    np.testing.assert_allclose(info["residual_map"], (ia["residual_map"] + ib["residual_map"]) / 2, atol=1e-5)
+    one, info = func(y, psf, seed=3, seeds=1, average=True, **kw)
+    np.testing.assert_array_equal(one, a)  # the mean of one sample is that sample
 
 @pytest.mark.parametrize("name, ratio", [("dps", 0.5), ("pigdm", 0.5), ("rl-diffusion", 0.9)])  # RL-diffusion: close
 def test_consistency_step_brings_the_output_back_to_the_data(name, ratio):
@@ -389,7 +409,7 @@ def test_sampler_refuses_prior_without_the_noise_range():
     img, psf = _scene(24), _gauss_psf(5, 1.0)
     with pytest.raises(InputError, match="timestep 999"):
         dps(img, psf, prior=SmallRange(), start="noise", steps=10)
-    _, info = dps(img, psf, prior=SmallRange(), t_start=9)  # from an estimate at t = 9: allowed
+    _, info = dps(img, psf, prior=SmallRange(), t_start=9, seeds=1)  # from an estimate at t = 9: allowed
     assert info["nfe"] == 10
     with pytest.raises(InputError, match="timestep"):
         pigdm(img, psf, prior=SmallRange(), steps=10)

@@ -197,6 +197,19 @@ def test_diagnostic_maps_written_only_on_request(photo):
     assert (d / "c.tif.residual.tif").read_bytes() == b"x" and not (d / "c.tif").exists()
 
 
+def test_dps_default_mean_of_two_samples_writes_no_map_unless_asked(photo):
+    d = photo
+    dps = ["--method", "dps", "--steps", "3", "--no-progress", "--no-preview"]
+    assert main(["deconvolve", str(d / "gray.tif"), "--psf", str(d / "k.tif"), "-o", str(d / "m.tif"), *dps]) == 0
+    assert not (d / "m.tif.spread.tif").exists()  # the default seeds make the mean, not a map
+    info = json.loads((d / "m.tif.json").read_text())["info"]
+    assert info["averaged"] == 2 and info["nfe"] == 6 and info["seed_spread_mean"] > 0
+    assert main(["deconvolve", str(d / "gray.tif"), "--psf", str(d / "k.tif"), "-o", str(d / "n.tif"), *dps,
+                 "--seeds", "2"]) == 0
+    assert read_image(d / "n.tif.spread.tif").shape == (32, 32)
+    np.testing.assert_array_equal(read_image(d / "m.tif"), read_image(d / "n.tif"))
+
+
 def test_diagnostic_maps_per_channel_psf_are_stacked_on_the_last_axis(photo):
     d = photo
     assert main(["deconvolve", str(d / "rgb.tif"), "--psf", str(d / "k3.tif"), "-o", str(d / "o.tif"), *TINY,

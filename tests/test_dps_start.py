@@ -63,19 +63,21 @@ def test_default_start_is_rl_at_t_start():
     img, psf = _scene(16), _gauss_psf(5, 1.0)
     y = _valid(img, psf)
     _, info = dps(y, psf, steps=4, prior=GaussianModelDenoiser(), noise_sigma=0.01)
-    assert info["start"] == "rl" and info["t_start"] == T_START == 30 and info["nfe"] == 4
+    assert info["start"] == "rl" and info["t_start"] == T_START == 30
+    assert info["averaged"] == 2 and info["nfe"] == 2 * 4 and m.defaults()["seeds"] is None  # the mean of 2 samples
     assert info["zeta"] == ZETA_START == 1.0 and m.defaults()["zeta"] is None
     assert info["consistency_tau"] == 0.05 and m.defaults()["consistency_tau"] is None
     _, info = dps(y, psf, start="noise", steps=4, prior=GaussianModelDenoiser(), noise_sigma=0.01)
     assert info["zeta"] == 0.3 and info["consistency_tau"] == 0.1  # unblur's DPS from noise, as before
+    assert info["nfe"] == 4 and "averaged" not in info  # one sample from noise
     _, info = dps(y, psf, t_start=9, prior=GaussianModelDenoiser(), noise_sigma=0.01)
-    assert info["t_start"] == 9 and info["nfe"] == 10  # every timestep from t_start by default
+    assert info["t_start"] == 9 and info["nfe"] == 2 * 10  # every timestep from t_start by default
 
 
 def test_estimate_starts_improve_and_stay_close_to_the_estimate():
     img, psf = _scene(32), _gauss_psf(11, 2.5)
     y = _blur(img, psf, "circular")
-    kw = dict(prior=GaussianModelDenoiser(), noise_sigma=0.01, boundary="circular", zeta=1.0)
+    kw = dict(prior=GaussianModelDenoiser(), noise_sigma=0.01, boundary="circular", zeta=1.0, seeds=1)
     for start in ("rl", "y"):
         out, info = dps(y, psf, start=start, t_start=50, **kw)
         assert out.shape == img.shape and info["nfe"] == 51
@@ -91,7 +93,7 @@ def test_estimate_starts_improve_and_stay_close_to_the_estimate():
 def test_array_start_on_the_data_grid_of_a_valid_blur():
     img, psf = _scene(24, channels=3), _gauss_psf(5, 1.0)
     y = _valid(img, psf)  # (20, 20, 3): the object grid is 24x24
-    out, info = dps(y, psf, start=y, t_start=5, prior=GaussianModelDenoiser(), noise_sigma=0.01)
+    out, info = dps(y, psf, start=y, t_start=5, prior=GaussianModelDenoiser(), noise_sigma=0.01, seeds=1)
     assert out.shape == y.shape and info["nfe"] == 6
 
 

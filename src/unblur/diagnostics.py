@@ -26,7 +26,9 @@ different seeds (same data, same parameters): large where the prior, not the dat
 Methods that sample (``dps``, ``pigdm``, ``rl-diffusion``) return both on request: ``diagnostics=True``
 adds ``info["residual_map"]`` and its summary numbers; ``seeds=S`` (S >= 2) also runs the seeds
 ``seed + 1 .. seed + S - 1`` and adds ``info["seed_spread"]`` and its mean (the returned image is the
-sample of ``seed``, the same as with ``seeds=1``).  Summary numbers: :func:`summarize`.
+sample of ``seed``, the same as with ``seeds=1``; with ``average=True`` the mean of the ``S`` samples, a
+Monte-Carlo estimate of the posterior mean: details that the samples do not share average out).  Summary
+numbers: :func:`summarize`.
 
 Example
 -------
@@ -156,27 +158,42 @@ def summarize(residual: np.ndarray | None = None, spread: np.ndarray | None = No
     return out
 
 
-def run_seeds(func, image, psf, *, seed: int | None, seeds: int, diagnostics: bool, kwargs: dict):
+def run_seeds(func, image, psf, *, seed: int | None, seeds: int, diagnostics: bool, kwargs: dict,
+              average: bool = False):
     """Run a sampling method for ``seeds`` seeds and add the seed spread (module docstring).
 
     ``func(image, psf, seed=s, seeds=1, diagnostics=..., **kwargs)`` returns ``(restored, info)``; the
     seeds are ``seed, seed + 1, ...`` (random ones when ``seed`` is None).  The returned image and info
-    are those of the first seed, with ``seed_spread``, ``seed_spread_mean``, ``seeds`` and the total
-    ``time_s`` added.
+    are those of the first seed, with ``seed_spread``, ``seed_spread_mean``, ``seeds`` and the totals
+    ``time_s`` and ``nfe`` (network evaluations) over the seeds.  With ``average`` the returned image is the per-pixel mean of the samples instead
+    (a Monte-Carlo estimate of the posterior mean, ``info["averaged"] = S``); the residual map is then
+    the mean of the samples' maps, which is the map of the mean (the residual is linear in the image).
     """
     require(int(seeds) == seeds and seeds >= 2, f"seeds must be an integer >= 2 here, got {seeds}")
     base = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**62))
     used = [base + i for i in range(int(seeds))]
-    outs, first, total = [], None, 0.0
+    outs, maps, first, total, nfe = [], [], None, 0.0, 0
     for i, s in enumerate(used):
-        out, info = func(image, psf, seed=s, seeds=1, diagnostics=diagnostics and i == 0, **kwargs)
+        out, info = func(image, psf, seed=s, seeds=1, diagnostics=diagnostics and (average or i == 0), **kwargs)
         outs.append(out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out)
+        if diagnostics and average:
+            maps.append(np.asarray(info["residual_map"], np.float64))
         total += float(info.get("time_s", 0.0))
+        nfe += int(info.get("nfe", 0))
         if i == 0:
             first = (out, info)
     out, info = first
     spread = seed_spread(outs)
     info.update(seed_spread=spread, seeds=used, time_s=total, **summarize(spread=spread))
+    if "nfe" in info:
+        info["nfe"] = nfe
+    if average:
+        mean = np.mean(np.stack([np.asarray(o, np.float64) for o in outs]), axis=0).astype(outs[0].dtype)
+        out = torch.from_numpy(mean).to(out) if isinstance(out, torch.Tensor) else mean
+        info["averaged"] = len(used)
+        if maps:
+            r = np.mean(maps, axis=0).astype(np.float32)
+            info.update(residual_map=r, **summarize(residual=r))
     return out, info
 
 

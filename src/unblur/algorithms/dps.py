@@ -24,9 +24,12 @@ Defaults.  From noise: ``zeta = 0.3``, the reference code's value for deblurring
 data-consistency step with ``tau = 0.1`` (``start="noise", consistency_tau=0``: the paper's sampler).  From
 an estimate: ``t0 = 30`` (31 network evaluations), ``zeta = 1.0`` (the DPS step of the Fast Diffusion EM
 code, claroche-r/FastDiffusionEM: the guidance acts over a few dozen steps, and a larger step per step keeps
-the sample on the data) and a final data-consistency step with ``tau = 0.05`` (0.1 from noise).
-They were chosen on tuning images (BENCHMARKS.md, "How DPS's start was chosen" and "A third round on textured
-tuning images").
+the sample on the data), a final data-consistency step with ``tau = 0.05`` (0.1 from noise) and the mean of
+2 samples (``seeds = 2, average = True``: 62 network evaluations; one sample from noise).  A single DPS sample
+is one draw from the posterior: it carries detail that the prior, not the data, chose, and its expected
+squared error is that of the posterior mean plus the posterior variance; the mean of ``S`` samples removes
+``(S - 1) / S`` of that variance term.  They were chosen on tuning images (BENCHMARKS.md, "How DPS's start was
+chosen", "A third round on textured tuning images" and "The mean of several samples").
 
 Input and output in [0, 1]; ``noise_sigma`` is in [0, 1] units (DPS papers quote it in [-1, 1] units: 0.05
 there is 0.025 here); DPS itself does not use it, the final data-consistency step (``consistency_tau``,
@@ -59,7 +62,7 @@ if TYPE_CHECKING:
 
 STARTS = ("noise", "rl", "y")
 # defaults of the starts other than "noise" (BENCHMARKS.md, "How DPS's start was chosen")
-T_START, ZETA_START, TAU_START = 30, 1.0, 0.05
+T_START, ZETA_START, TAU_START, SEEDS_START = 30, 1.0, 0.05, 2
 ZETA_NOISE = 0.3  # the DPS reference code's step for deblurring (the start from noise)
 TAU_NOISE = 0.1  # final data-consistency tau of the start from noise
 RL_START_ITERATIONS = 50  # Richardson-Lucy iterations of start="rl" (unblur's rl default)
@@ -114,7 +117,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
         steps: int | None = None, zeta: float | None = None, squared: bool = False,
         zeta_schedule: Literal["constant", "sqrt_abar"] = "constant", prior: Denoiser | str | None = None,
         noise_sigma: float | None = None, boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid",
-        consistency_tau: float | None = None, diagnostics: bool = False, seeds: int = 1,
+        consistency_tau: float | None = None, diagnostics: bool = False, seeds: int | None = None, average: bool = True,
         seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
     """DPS deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image in [0, 1] (module docstring).
 
@@ -156,9 +159,13 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
         from an estimate.
     diagnostics : bool
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
-    seeds : int
+    seeds : int, optional
         Number of samples, drawn with the seeds ``seed``, ``seed + 1``, and so on; 2 or more adds the per-pixel
-        ``seed_spread`` to ``info`` (the image returned is the sample of ``seed``).
+        ``seed_spread`` to ``info`` (the image returned is their mean with ``average``, otherwise the sample of
+        ``seed``); default 2 from an estimate and 1 from noise.
+    average : bool
+        Return the per-pixel mean of the ``seeds`` samples (a Monte-Carlo estimate of the posterior mean:
+        details that the samples do not share average out) instead of the sample of ``seed``; default on.
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional
@@ -182,18 +189,21 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
     >>> from unblur.models import GaussianSmoother
     >>> y = np.full((16, 16), 0.5, np.float32)
     >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), steps=4)
-    >>> restored.shape, info["nfe"], info["start"], info["t_start"]
-    ((16, 16), 4, 'rl', 30)
+    >>> restored.shape, info["nfe"], info["start"], info["t_start"]  # the mean of 2 samples of 4 steps
+    ((16, 16), 8, 'rl', 30)
     >>> restored, info = dps(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), start="noise", steps=4)
     >>> info["nfe"], info["t_start"]  # the paper's start (pure noise), 4 respaced steps
     (4, 999)
     """
     kwargs = dict(locals())  # the parameters, for the other seeds
-    for k in ("image", "psf", "seed", "seeds", "diagnostics"):
+    for k in ("image", "psf", "seed", "seeds", "average", "diagnostics"):
         kwargs.pop(k)
+    if seeds is None:
+        seeds = 1 if isinstance(start, str) and start == "noise" else SEEDS_START
     require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
     if seeds > 1:
-        return run_seeds(dps, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs)
+        return run_seeds(dps, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs,
+                         average=average)
     custom = not isinstance(start, str)
     require(custom or start in STARTS, f"unknown start {start!r}", f"use one of {', '.join(STARTS)} or an array")
     mode = "array" if custom else start

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] = "paper", weight: float = 1.0,
           prior: Denoiser | str | None = None, noise_sigma: float | None = None,
           boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid", cg_iter: int = 50,
-          consistency_tau: float = 0.02, diagnostics: bool = False, seeds: int = 1, seed: int | None = 0,
-          device: str | None = None, progress: bool = False, callback=None):
+          consistency_tau: float = 0.02, diagnostics: bool = False, seeds: int = 1, average: bool = False,
+          seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
     """PiGDM deblurring of a gray or colour image in [0, 1] (module docstring).
 
     Parameters
@@ -65,7 +65,10 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
     seeds : int
         Number of samples, drawn with the seeds ``seed``, ``seed + 1``, and so on; 2 or more adds the per-pixel
-        ``seed_spread`` to ``info`` (the image returned is the sample of ``seed``).
+        ``seed_spread`` to ``info`` (the image returned is the sample of ``seed``, or their mean with ``average``).
+    average : bool
+        Return the per-pixel mean of the ``seeds`` samples (a Monte-Carlo estimate of the posterior mean:
+        details that the samples do not share average out) instead of the sample of ``seed``.
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional
@@ -94,12 +97,13 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
     ((16, 16), 4)
     """
     kwargs = dict(locals())  # the parameters, for the other seeds
-    for k in ("image", "psf", "seed", "seeds", "diagnostics"):
+    for k in ("image", "psf", "seed", "seeds", "average", "diagnostics"):
         kwargs.pop(k)
     require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
     require(consistency_tau >= 0, f"consistency_tau must be >= 0, got {consistency_tau}")
     if seeds > 1:
-        return run_seeds(pigdm, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs)
+        return run_seeds(pigdm, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs,
+                         average=average)
     run = start(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     ts = respaced_timesteps(run.schedule, steps)
     run.require_noise_levels(ts[0])

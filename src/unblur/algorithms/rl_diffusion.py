@@ -68,8 +68,8 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int | None = None, 
                  refine_from: Literal["rl-diffusion", "y", "rl-tv", "pnp-admm"] = "rl-diffusion",
                  prior: Denoiser | str | None = None, noise_sigma: float | None = None,
                  boundary: Literal["valid", "replicate", "circular", "zero", "reflect"] = "valid",
-                 consistency_tau: float = 0.05, diagnostics: bool = False, seeds: int = 1, seed: int | None = 0,
-                 device: str | None = None, progress: bool = False, callback=None):
+                 consistency_tau: float = 0.05, diagnostics: bool = False, seeds: int = 1, average: bool = False,
+                 seed: int | None = 0, device: str | None = None, progress: bool = False, callback=None):
     """RL-diffusion deblurring (module docstring) of a gray or colour image in [0, 1].
 
     Parameters
@@ -108,7 +108,10 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int | None = None, 
         Add the re-blur residual map ``(A x - y) / sigma`` and its summary to ``info`` (:mod:`unblur.diagnostics`).
     seeds : int
         Number of samples, drawn with the seeds ``seed``, ``seed + 1``, and so on; 2 or more adds the per-pixel
-        ``seed_spread`` to ``info`` (the image returned is the sample of ``seed``).
+        ``seed_spread`` to ``info`` (the image returned is the sample of ``seed``, or their mean with ``average``).
+    average : bool
+        Return the per-pixel mean of the ``seeds`` samples (a Monte-Carlo estimate of the posterior mean:
+        details that the samples do not share average out) instead of the sample of ``seed``.
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional
@@ -137,13 +140,14 @@ def rl_diffusion(image, psf, *, N: int = 20, L: int = 20, M: int | None = None, 
     ((16, 16), 4)
     """
     kwargs = dict(locals())  # the parameters, for the other seeds
-    for k in ("image", "psf", "seed", "seeds", "diagnostics"):
+    for k in ("image", "psf", "seed", "seeds", "average", "diagnostics"):
         kwargs.pop(k)
     require(L >= 0, f"L must be >= 0, got {L}")
     require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
     require(consistency_tau >= 0, f"consistency_tau must be >= 0, got {consistency_tau}")
     if seeds > 1:
-        return run_seeds(rl_diffusion, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs)
+        return run_seeds(rl_diffusion, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs,
+                         average=average)
     custom = not isinstance(refine_from, str)
     require(custom or refine_from in REFINE_FROM, f"unknown refine_from {refine_from!r}",
             f"use one of {', '.join(REFINE_FROM)} or an array")

@@ -589,8 +589,9 @@ def write_diagnostic_maps(unit: Outputs, maps: dict, image_shape, meta) -> dict:
     written = {}
     for key, arr in maps.items():
         target = diagnostic_paths(unit.output, [key])[key]
-        require(unit.force or target in unit.extra or not target.exists(), f"{target} exists",
-                "pass --force to replace it")
+        if target not in unit.extra:
+            continue  # not asked for (a method's default seeds, not --seeds): only the summary goes to the log
+        require(unit.force or not target.exists(), f"{target} exists", "pass --force to replace it")
         m = meta if meta is not None and tuple(arr.shape) == tuple(image_shape) else None
         unit.write(target, lambda p, a=arr, m=m: write_image(p, a, metadata=m))
         written[key] = str(target)
