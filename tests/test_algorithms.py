@@ -373,7 +373,8 @@ def test_registry_and_cli_parameters():
     img, psf = _scene(24), _gauss_psf(5, 1.0)
     out, info = get_method("pigdm").func(_blur(img, psf, "replicate"), psf, prior=GaussianModelDenoiser(), steps=5,
                                          progress=False)
-    assert info["nfe"] == 5 and out.shape == img.shape
+    assert info["nfe"] == 2 * 5 and info["averaged"] == 2 and out.shape == img.shape  # the mean of 2 samples
+    assert get_method("pigdm").defaults()["seeds"] == 2 and get_method("pigdm").defaults()["average"] is True
 
 
 @pytest.mark.parametrize("name", list(SOLVERS))

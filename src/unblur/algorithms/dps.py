@@ -165,7 +165,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
         ``seed``); default 2 from an estimate and 1 from noise.
     average : bool
         Return the per-pixel mean of the ``seeds`` samples (a Monte-Carlo estimate of the posterior mean:
-        details that the samples do not share average out) instead of the sample of ``seed``; default on.
+        details that the samples do not share average out) instead of the sample of ``seed``.
     seed : int, optional
         Random seed (same seed, same device: same result).
     device : str, optional

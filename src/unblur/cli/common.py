@@ -551,13 +551,14 @@ def output_metadata(meta, axes: str, output: Path):
 
 
 def expected_diagnostic_maps(method: Method, params: dict) -> list[str]:
-    """The keys of :data:`DIAGNOSTIC_MAPS` a run of ``method`` with ``params`` puts in its ``info``:
-    ``residual_map`` with ``diagnostics``, ``seed_spread`` with ``seeds >= 2``."""
+    """The keys of :data:`DIAGNOSTIC_MAPS` a run of ``method`` with ``params`` writes as files:
+    ``residual_map`` with ``diagnostics``, ``seed_spread`` with ``seeds >= 2`` given in ``params`` (a
+    method's own default seeds, e.g. the mean of 2 samples of ``dps`` and ``pigdm``, write no map)."""
     values = dict({p.name: p.default for p in method.params}, **params)
     keys = []
     if values.get("diagnostics"):
         keys.append("residual_map")
-    if (values.get("seeds") or 1) > 1:
+    if (params.get("seeds") or 1) > 1:
         keys.append("seed_spread")
     return keys
 
