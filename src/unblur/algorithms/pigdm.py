@@ -99,8 +99,8 @@ def pigdm(image, psf, *, steps: int = 100, r_choice: Literal["paper", "fastem"] 
     >>> from unblur.models import GaussianSmoother
     >>> y = np.full((16, 16), 0.5, np.float32)
     >>> restored, info = pigdm(y, np.ones((3, 3)) / 9, prior=GaussianSmoother(), steps=4)
-    >>> restored.shape, info["nfe"]
-    ((16, 16), 4)
+    >>> restored.shape, info["nfe"], info["averaged"]  # the mean of 2 samples of 4 steps
+    ((16, 16), 8, 2)
     """
     kwargs = dict(locals())  # the parameters, for the other seeds
     for k in ("image", "psf", "seed", "seeds", "average", "diagnostics"):
