@@ -19,12 +19,14 @@ def bsd68_dncnn_psnr(model, files, sigma8=25):
     """KAIR's main_test_dncnn protocol: np.random.seed(0) before each image, noise N(0, sigma/255) added
     to the [0,1] image (no clipping), output clipped and rounded to uint8, PSNR on the whole image."""
     vals = []
+    model = model.to(memory_format=torch.channels_last)  # the same numbers, faster convolutions on a CPU
     for f in files:
         x = read_image(f)
         np.random.seed(0)
         y = (x + np.random.normal(0, sigma8 / 255, x.shape)).astype(np.float32)
-        with torch.no_grad():
-            e = model(torch.from_numpy(y)[None, None], sigma8 / 255)[0, 0].numpy()
+        with torch.inference_mode():
+            yt = torch.from_numpy(y)[None, None].contiguous(memory_format=torch.channels_last)
+            e = model(yt, sigma8 / 255)[0, 0].numpy()
         vals.append(psnr(np.round(np.clip(e, 0, 1) * 255) / 255, x))
     return float(np.mean(vals))
 

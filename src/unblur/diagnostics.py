@@ -165,9 +165,10 @@ def run_seeds(func, image, psf, *, seed: int | None, seeds: int, diagnostics: bo
     ``func(image, psf, seed=s, seeds=1, diagnostics=..., **kwargs)`` returns ``(restored, info)``; the
     seeds are ``seed, seed + 1, ...`` (random ones when ``seed`` is None).  The returned image and info
     are those of the first seed, with ``seed_spread``, ``seed_spread_mean``, ``seeds`` and the totals
-    ``time_s`` and ``nfe`` (network evaluations) over the seeds.  With ``average`` the returned image is the per-pixel mean of the samples instead
-    (a Monte-Carlo estimate of the posterior mean, ``info["averaged"] = S``); the residual map is then
-    the mean of the samples' maps, which is the map of the mean (the residual is linear in the image).
+    ``time_s`` and ``nfe`` (network evaluations) over the seeds.  With ``average`` the returned image is
+    the per-pixel mean of the samples instead (a Monte-Carlo estimate of the posterior mean,
+    ``info["averaged"] = S``); the residual map is then the mean of the samples' maps, which is the map of
+    the mean (the residual is linear in the image).
     """
     require(int(seeds) == seeds and seeds >= 2, f"seeds must be an integer >= 2 here, got {seeds}")
     base = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**62))
