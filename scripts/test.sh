@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m pytest "$@"
+# one test process per core, at most 4 (pytest-xdist; the tests pin torch to one thread each)
+workers=$(.venv/bin/python -c "import os; print(max(1, min(4, len(os.sched_getaffinity(0)))))")
+.venv/bin/python -m pytest -n "$workers" "$@"

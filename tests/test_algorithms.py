@@ -413,7 +413,7 @@ def test_sampler_refuses_prior_without_the_noise_range():
     _, info = dps(img, psf, prior=SmallRange(), t_start=9, seeds=1)  # from an estimate at t = 9: allowed
     assert info["nfe"] == 10
     with pytest.raises(InputError, match="timestep"):
-        pigdm(img, psf, prior=SmallRange(), steps=10)
+        pigdm(img, psf, prior=SmallRange(), start="noise", steps=10)
     _, info = rl_diffusion(img, psf, prior=SmallRange(), N=2, L=2, M=2)  # t < 100 only: allowed
     assert info["nfe"] == 4
 

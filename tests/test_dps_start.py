@@ -1,4 +1,5 @@
-"""DPS's start (unblur.algorithms.dps): pure noise (the paper) or a forward-diffused estimate (CCDF).
+"""The samplers' start (unblur.algorithms.dps, shared by PiGDM): pure noise (the papers) or a forward-diffused
+estimate (CCDF).
 
 Tiny images and the training-free Gaussian-model prior of ``test_algorithms``: nothing here depends on
 shipped weights.
@@ -8,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from unblur.algorithms import dps
+from unblur.algorithms import dps, pigdm
 from unblur.algorithms.common import start as begin
 from unblur.algorithms.ddpm import randn, respaced_timesteps
 from unblur.algorithms.dps import T_START, ZETA_START, dps_refine, start_timesteps
-from unblur.algorithms.guidance import finish_sample
+from unblur.algorithms.ddpm import guided_ddpm, make_x0_predictor
+from unblur.algorithms.guidance import PiGDMGuidance, finish_sample
 from unblur.diffusion.schedule import VPSchedule
 from unblur.errors import InputError
 from unblur.metrics import psnr
@@ -121,3 +123,50 @@ def test_bad_start_parameters_rejected():
         dps(y, psf, consistency_tau=-0.1, **kw)
     with pytest.raises(InputError, match="start has shape"):
         dps(y, psf, start=np.zeros((5, 5), np.float32), **kw)
+
+
+def _paper_pigdm(y, psf, steps, seed):
+    """PiGDM from pure noise over respaced steps, as unblur ran it before the start options."""
+    run = begin(y, psf, boundary="valid", noise_sigma=0.01, prior=GaussianModelDenoiser(), seed=seed)
+    ts = respaced_timesteps(run.schedule, steps)
+    guidance = PiGDMGuidance(make_x0_predictor(run.prior, run.schedule), run.y, run.op, run.sigma, run.schedule,
+                             r_choice="paper", weight=1.0, cg_iter=10)
+    x_T = randn(run.y.shape[:2] + tuple(run.op.in_shape), run.y, run.generator)
+    x = guided_ddpm(x_T, ts, run.schedule, guidance, run.generator, None)
+    return finish_sample(run, (x + 1) / 2, 0.02, {})[0]
+
+
+def test_pigdm_noise_start_is_the_papers_sampler_and_rl_the_default():
+    img, psf = _scene(16), _gauss_psf(5, 1.0)
+    y = _valid(img, psf)
+    kw = dict(prior=GaussianModelDenoiser(), noise_sigma=0.01, cg_iter=10)
+    out, info = pigdm(y, psf, start="noise", steps=7, seeds=1, seed=3, **kw)
+    np.testing.assert_array_equal(out, _paper_pigdm(y, psf, 7, seed=3))
+    assert info["nfe"] == 7 and info["t_start"] == 999 and info["start"] == "noise"
+    _, info = pigdm(y, psf, start="noise", seeds=1, **kw)
+    assert info["steps"] == 100  # respaced over the whole schedule
+    m = get_method("pigdm")
+    assert m.defaults()["start"] == "rl" and m.defaults()["t_start"] is None and m.defaults()["steps"] is None
+    _, info = pigdm(y, psf, **kw)
+    assert info["start"] == "rl" and info["t_start"] == 200 and info["steps"] == 40 and info["nfe"] == 2 * 40
+    assert info["averaged"] == 2
+    _, info = pigdm(y, psf, t_start=9, seeds=1, **kw)
+    assert info["t_start"] == 9 and info["steps"] == 10  # 40 steps capped at one per timestep
+    with pytest.raises(InputError, match="pure noise"):
+        pigdm(y, psf, start="noise", t_start=100, **kw)
+    with pytest.raises(InputError, match="steps must be an integer in"):
+        pigdm(y, psf, t_start=10, steps=12, **kw)
+    with pytest.raises(InputError, match="start.*noise.*rl"):
+        pigdm(y, psf, start="wiener", **kw)
+
+
+def test_pigdm_estimate_starts_improve_and_stay_close_to_the_estimate():
+    img, psf = _scene(32), _gauss_psf(11, 2.5)
+    y = _blur(img, psf, "circular")
+    kw = dict(prior=GaussianModelDenoiser(), noise_sigma=0.01, boundary="circular", seeds=1)
+    out, info = pigdm(y, psf, t_start=50, steps=10, **kw)
+    assert out.shape == img.shape and info["nfe"] == 10
+    assert psnr(out, img) > psnr(y, img) + 0.5, (psnr(out, img), psnr(y, img))
+    # the start is used: a late t_start (little noise) from the truth returns close to it
+    out, info = pigdm(y, psf, start=img, t_start=3, consistency_tau=0.0, **kw)
+    assert psnr(out, img) > 30 and info["start"] == "array"

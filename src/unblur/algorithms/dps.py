@@ -90,6 +90,32 @@ def initial_estimate(run, start) -> torch.Tensor:
     return x
 
 
+def start_state(run, start, ts: list[int]) -> torch.Tensor:
+    """The reverse process's first state at ``ts[0]`` ([-1, 1] units, object grid): pure noise for
+    ``start="noise"``, otherwise the estimate of :func:`initial_estimate` forward-diffused to ``ts[0]`` (CCDF)."""
+    shape = run.y.shape[:2] + tuple(run.op.in_shape)
+    noise = randn(shape, run.y, run.generator)
+    if isinstance(start, str) and start == "noise":
+        return noise
+    x0 = initial_estimate(run, start)
+    return run.schedule.q_sample(2 * x0.clamp(0, 1) - 1, ts[0], noise)
+
+
+def start_mode(start, t_start: int | None, t_default: int) -> tuple[str, int]:
+    """Check ``start`` and ``t_start``; returns the start's name (``"array"`` for an estimate) and the first
+    timestep (999 from noise, ``t_default`` from an estimate when ``t_start`` is omitted)."""
+    custom = not isinstance(start, str)
+    require(custom or start in STARTS, f"unknown start {start!r}", f"use one of {', '.join(STARTS)} or an array")
+    mode = "array" if custom else start
+    T = VPSchedule().T
+    if t_start is None:
+        t_start = T - 1 if mode == "noise" else t_default
+    require(int(t_start) == t_start, f"t_start must be an integer, got {t_start!r}")
+    require(mode != "noise" or t_start == T - 1, f"start='noise' begins at pure noise (t_start {T - 1}), "
+            f"got t_start={t_start}", "omit t_start, or start from an estimate (start='rl') to begin lower")
+    return mode, int(t_start)
+
+
 def dps_refine(run, x_start: torch.Tensor, timesteps: list[int], *, zeta: float = 0.3, squared: bool = False,
                zeta_schedule: str = "constant", progress=None) -> torch.Tensor:
     """DPS steps through ``timesteps`` from state ``x_start`` ([-1, 1] units); returns the [0, 1] estimate."""
@@ -204,16 +230,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
     if seeds > 1:
         return run_seeds(dps, image, psf, seed=seed, seeds=seeds, diagnostics=diagnostics, kwargs=kwargs,
                          average=average)
-    custom = not isinstance(start, str)
-    require(custom or start in STARTS, f"unknown start {start!r}", f"use one of {', '.join(STARTS)} or an array")
-    mode = "array" if custom else start
-    T = VPSchedule().T
-    if t_start is None:
-        t_start = T - 1 if mode == "noise" else T_START
-    require(int(t_start) == t_start, f"t_start must be an integer, got {t_start!r}")
-    t_start = int(t_start)
-    require(mode != "noise" or t_start == T - 1, f"start='noise' begins at pure noise (t_start {T - 1}), "
-            f"got t_start={t_start}", "omit t_start, or start from an estimate (start='rl') to begin lower")
+    mode, t_start = start_mode(start, t_start, T_START)
     if zeta is None:
         zeta = ZETA_NOISE if mode == "noise" else ZETA_START
     if consistency_tau is None:
@@ -224,12 +241,7 @@ def dps(image, psf, *, start: Literal["noise", "rl", "y"] = "rl", t_start: int |
     ts = start_timesteps(VPSchedule(), t_start, t_start + 1 if steps is None else steps)
     run = begin(image, psf, boundary=boundary, noise_sigma=noise_sigma, prior=prior, seed=seed, device=device)
     run.require_noise_levels(ts[0])
-    shape = run.y.shape[:2] + tuple(run.op.in_shape)
-    if mode == "noise":
-        x_start = randn(shape, run.y, run.generator)
-    else:
-        x0 = initial_estimate(run, start)
-        x_start = run.schedule.q_sample(2 * x0.clamp(0, 1) - 1, ts[0], randn(shape, run.y, run.generator))
+    x_start = start_state(run, start, ts)
     bar = run.progress(len(ts), "DPS", progress, callback)
     x = dps_refine(run, x_start, ts, zeta=zeta, squared=squared, zeta_schedule=zeta_schedule, progress=bar)
     bar.close()

@@ -29,7 +29,9 @@ register(Method(
 
 register(Method(
     "pigdm", "nonblind", "unblur.algorithms.pigdm:pigdm",
-    "pseudoinverse-guided diffusion: (r_t^2 H H^T + sigma^2 I)^-1 guidance", "Song et al., ICLR 2023", _DIFFUSION))
+    "pseudoinverse-guided diffusion: (r_t^2 H H^T + sigma^2 I)^-1 guidance, from a forward-diffused "
+    "Richardson-Lucy estimate (CCDF) or from noise", "Song et al., ICLR 2023; Chung, Sim, Ye, CVPR 2022 (CCDF)",
+    _DIFFUSION))
 
 register(Method(
     "rl-diffusion", "nonblind", "unblur.algorithms.rl_diffusion:rl_diffusion",
