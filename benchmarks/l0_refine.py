@@ -11,13 +11,17 @@ the refinement's time.
 
 A variant is ``ROUNDS[:EDGE_FACTOR[:WEIGHT_FACTOR[:GAMMA]]]`` (defaults 2, 5, 1, 0.1): the refinement rounds,
 the edges of the kernel step (``EDGE_FACTOR * size^2``), the latent step's prior weight as a multiple of the
-final step's, the kernel step's Tikhonov weight. ``0`` is the saved kernel itself.
+final step's, the kernel step's Tikhonov weight. ``0`` is the saved kernel itself; ``l0``'s default refinement
+is ``4:5:1:0.3`` (``gamma`` 0.1 times ``REFINE_GAMMA_FACTOR``).
 
     # tuning: the l0-estimation-knobs run (BSD68 images outside the suites), its "outer_iter 10" label
     python benchmarks/l0_refine.py runs/l0-knobs --label "outer_iter 10" \\
         --suite benchmarks/choices/l0-estimation-knobs.toml --variants 0 1 2 4 2:10 2:3 2:5:2 2:5:1:0.3
     # held out: the blind-camera-shake --full run before the refinement
     python benchmarks/l0_refine.py runs/bcs-final2 --label l0 --suite blind-camera-shake --full --variants 0 2
+    # the kernels l0 refines today (stability check included), tuning and held out
+    python benchmarks/l0_refine.py runs/l0-refine-variants --label "l0, refine 0" \\
+        --suite benchmarks/choices/l0-refine-variants.toml --variants 0 2 4:5:1:0.3
 
 ``--shard I/N`` scores every N-th degraded image from the I-th and writes its rows to ``--save``; ``--merge``
 prints the table of several saved shards.

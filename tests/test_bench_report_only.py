@@ -28,7 +28,7 @@ def test_report_only_writes_the_partial_report_and_runs_nothing(tmp_path, monkey
     from unblur.bench import load_suite, run_suite
     with pytest.raises(InputError, match="no results"):
         run_suite(load_suite("smoke"), out, data=d, report_only=True)
-    assert main(args) == 0
+    assert main(args + ["--workers", "2"]) == 0
     recs = read_records(out / "results.jsonl")
     keep = recs[:1]  # a partial run: one case of the results
     (out / "results.jsonl").write_text("")
@@ -45,3 +45,5 @@ def test_report_only_writes_the_partial_report_and_runs_nothing(tmp_path, monkey
     assert (out / "report.html").exists() and len(read_records(out / "results.jsonl")) == 1
     text = md.read_text()
     assert "### `smoke`" in text and "| Wiener |" in text and "--report-only" not in text
+    # the block describes the run (2 workers), not the report command (1 by default)
+    assert "2 worker(s)" in text and "--workers 2" in text

@@ -67,6 +67,7 @@ def run_suite(suite: Suite, out_dir: str | Path, data: str | Path | None = None,
         import json
         prev = json.loads(run_file.read_text()) if run_file.exists() else {}
         machine, started = prev.get("machine", machine), prev.get("started", started)
+        workers = prev.get("workers", workers)  # the report describes the run, not this command
     else:
         write_json_atomic(run_file, {"suite": suite.name, "source": suite.source, "command": command, "cases": len(cases),
                                      "fingerprint": fingerprint, "machine": machine, "started": started, "workers": workers})
@@ -77,4 +78,4 @@ def run_suite(suite: Suite, out_dir: str | Path, data: str | Path | None = None,
     records = [r for r in read_records(results) if r["case"] in set(ids)]
     report = write_report(out, suite, cases, records, command, machine, started, panel_units)
     return {"records": records, "summary": summarize(records, [m.label for m in suite.methods], suite.reference), "report": report,
-            "machine": machine, "started": started, "cases": cases}
+            "machine": machine, "started": started, "cases": cases, "workers": workers}

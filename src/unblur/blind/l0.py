@@ -88,6 +88,10 @@ VERIFY_USEFULNESS = 0.3
 #: ``verify``'s deciding estimate, run where the first two disagree: the first's settings with the kernel step's
 #: Tikhonov weight ``gamma`` times this factor (BENCHMARKS.md, "Blind deblurring of photographs").
 VERIFY_GAMMA_FACTOR = 3.0
+#: The kernel refinement (``refine``) fits its kernel steps with the Tikhonov weight ``gamma`` times this factor:
+#: with the sharper latent image of the final step, the stronger weight keeps the kernel from fitting its residual
+#: ringing (BENCHMARKS.md, "Blind deblurring of photographs", kernel refinement).
+REFINE_GAMMA_FACTOR = 3.0
 #: The kernel step leaves out every pixel whose footprint reaches a clipped pixel when that leaves out at most this
 #: share of the image (light sources, highlights); where clipping is more extensive, only the clipped pixels and
 #: their neighbours (BENCHMARKS.md, "Clipped highlights").
@@ -408,8 +412,8 @@ def _saturated_exclusion(saturated: np.ndarray, factor: float, size: int, footpr
                                    np.ones((2 * half + 1, 2 * half + 1), bool))
 
 
-def refine_kernel(y: np.ndarray, k: np.ndarray, weight: float, *, rounds: int = 2, edge_factor: float = 5.0,
-                  gamma: float = 0.1, alpha: float = 0.8, saturated: np.ndarray | None = None) -> np.ndarray:
+def refine_kernel(y: np.ndarray, k: np.ndarray, weight: float, *, rounds: int = 4, edge_factor: float = 5.0,
+                  gamma: float = 0.3, alpha: float = 0.8, saturated: np.ndarray | None = None) -> np.ndarray:
     """Kernel refinement at full resolution from the final step's latent image: ``rounds`` times,
 
     * ``x`` = the final deconvolution of ``y`` with the current kernel (:func:`hyper_laplacian_deconvolve_valid`,
@@ -611,7 +615,7 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
              final_alpha: float = 0.8, final_weight: float | None = None,
              final_boundary: Literal["valid", "periodic"] = "valid", noise_sigma: float | None = None,
              max_estimation_size: int = 512, init_kernel=None, verify: Literal["warn", "input", "off"] = "warn",
-             verify_limit: float = 0.3, refine: int = 2, saturation: str | float | None = "auto",
+             verify_limit: float = 0.3, refine: int = 4, saturation: str | float | None = "auto",
              progress: bool = False):
     """Blind deblurring of a gray ``(H, W)`` or colour ``(H, W, C)`` image with the L0 gradient prior.
 
@@ -677,7 +681,8 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
         flat square of its size scores about 1).
     refine : int
         Rounds of kernel refinement at full resolution from the final step's latent image
-        (:func:`refine_kernel`; 0: off), after the stability check.
+        (:func:`refine_kernel`, its kernel steps with Tikhonov weight ``gamma`` times
+        :data:`REFINE_GAMMA_FACTOR`; 0: off), after the stability check.
     saturation : "auto", float or None
         Clipped pixels (:mod:`unblur.physics.saturation`): ``"auto"`` finds each channel's ceiling where its
         maximum is a plateau, a number is the ceiling in the image's units, None treats no pixel as clipped.
@@ -778,7 +783,7 @@ def l0_blind(image, *, kernel_size: int | None = None, lambda_grad: float = 4e-3
     stable = disagreement is None or choice != "none"
     kept_input = verify == "input" and not stable
     if init_kernel is None and refine and not kept_input:
-        k = refine_kernel(crop, k, weight, rounds=refine, gamma=gamma, alpha=final_alpha,
+        k = refine_kernel(crop, k, weight, rounds=refine, gamma=gamma * REFINE_GAMMA_FACTOR, alpha=final_alpha,
                           saturated=None if clipped_gray is None else clipped_gray[rows, cols])
     channels = [gray] if work.ndim == 2 else [work[..., c] for c in range(work.shape[-1])]
     require(final_boundary in ("valid", "periodic"), f"final_boundary must be 'valid' or 'periodic', got {final_boundary!r}")

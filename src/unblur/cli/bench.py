@@ -70,8 +70,10 @@ def run(args) -> int:
     print(f"\nresults: {out / 'results.jsonl'}\nreport:  {res['report']}")
     if args.markdown is not None:
         from ..bench.report import markdown_block, update_markdown
+        if args.report_only and res["workers"] != args.workers:  # the command that made the results
+            command = "unblur bench " + _command(argparse.Namespace(**{**vars(args), "workers": res["workers"]}))
         update_markdown(args.markdown, suite.name, markdown_block(suite, res["records"], command, res["machine"], res["started"],
-                                                                  args.workers))
+                                                                  res["workers"]))
         print(f"updated: {args.markdown} (section of suite {suite.name})")
     return 0
 
