@@ -368,8 +368,8 @@ def test_l0_refine_is_the_default_and_improves_the_image():
 
 
 def test_l0_refinement_fits_with_three_times_the_kernel_weight(monkeypatch):
-    """The refinement's kernel steps use ``gamma * REFINE_GAMMA_FACTOR`` (3), ``refine`` rounds, the final step's
-    weight and exponent; without estimation (``init_kernel``) there is no refinement."""
+    """The refinement's kernel steps use ``gamma * REFINE_GAMMA_FACTOR`` (3), ``refine`` rounds and the final step's
+    exponent; without estimation (``init_kernel``) there is no refinement."""
     import unblur.blind.l0 as l0
     calls = []
     real = l0.refine_kernel

@@ -88,9 +88,9 @@ VERIFY_USEFULNESS = 0.3
 #: ``verify``'s deciding estimate, run where the first two disagree: the first's settings with the kernel step's
 #: Tikhonov weight ``gamma`` times this factor (BENCHMARKS.md, "Blind deblurring of photographs").
 VERIFY_GAMMA_FACTOR = 3.0
-#: The kernel refinement (``refine``) fits its kernel steps with the Tikhonov weight ``gamma`` times this factor:
-#: with the sharper latent image of the final step, the stronger weight keeps the kernel from fitting its residual
-#: ringing (BENCHMARKS.md, "Blind deblurring of photographs", kernel refinement).
+#: The kernel refinement (``refine``) fits its kernel steps with the Tikhonov weight ``gamma`` times this factor
+#: (on the tuning images: lower kernel errors at the same or higher PSNR than ``gamma`` itself; BENCHMARKS.md,
+#: "Blind deblurring of photographs", kernel refinement).
 REFINE_GAMMA_FACTOR = 3.0
 #: The kernel step leaves out every pixel whose footprint reaches a clipped pixel when that leaves out at most this
 #: share of the image (light sources, highlights); where clipping is more extensive, only the clipped pixels and
