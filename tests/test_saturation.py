@@ -200,3 +200,23 @@ def test_tiles_use_the_whole_image_ceiling():
     two = np.stack([y, rng.random(y.shape).astype(np.float32)], -1)  # the second has a single maximum
     levels = auto_levels(lambda s: two[s], two.shape, (0, 1, 2))
     assert levels.shape == (2,) and levels[0] == 1.0 and np.isnan(levels[1])
+
+
+def test_l0_refinement_takes_its_edges_from_the_observed_range():
+    """With clipped lights the refinement selects its edges from the latent image clipped to the observed range:
+    a light rebuilt above the ceiling with a slightly wrong kernel rings beyond the pixels the kernel step leaves
+    out. From the true kernel smoothed by a Gaussian (error 0.34) the refined kernel's error is 0.19 (0.23 when the
+    edges come from the unclipped latent image)."""
+    from unblur.blind import l0
+
+    y, k, _ = _night_scene()
+    truth = np.pad(k, 2)
+    smooth = ndimage.gaussian_filter(truth, 1.0)
+    smooth /= smooth.sum()
+    seen = []
+    real = l0.select_edges
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(l0, "select_edges", lambda x, *a, **kw: seen.append(float(x.max())) or real(x, *a, **kw))
+        refined = l0.refine_kernel(y, smooth, l0._final_weight(0.01), saturated=y >= 1)
+    assert len(seen) == 4 and max(seen) <= float(y.max())
+    assert kernel_error(refined, truth) < 0.21 < kernel_error(smooth, truth)

@@ -425,15 +425,22 @@ def refine_kernel(y: np.ndarray, k: np.ndarray, weight: float, *, rounds: int = 
     gone, so the last kernel step fits ``y`` with an image that differs from the scene. The hyper-Laplacian
     estimate keeps the fine edges the data support; fitting the kernel to it corrects the kernel's small
     errors (chosen on tuning images, BENCHMARKS.md, "Blind deblurring of photographs"). ``saturated``
-    (boolean, ``y``'s shape): clipped pixels, left out as :func:`estimate_kernel` leaves them out."""
+    (boolean, ``y``'s shape): clipped pixels, left out as :func:`estimate_kernel` leaves them out; the edges are
+    then taken from ``x`` clipped to the observed range ``[min(0, min y), max y]``: a light above the sensor's
+    ceiling, rebuilt from its unclipped tails with a slightly wrong kernel, rings beyond the pixels the kernel step
+    leaves out and draws the kernel towards its halo (chosen on tuning images, BENCHMARKS.md, "Clipped
+    highlights")."""
     require(rounds >= 0, f"refine must be >= 0 rounds, got {rounds}")
     size = k.shape[0]
     footprint = saturated is not None and _footprint_exclusion(saturated, size)
     exclude = None if saturated is None else _saturated_exclusion(saturated, 1.0, size, footprint)
     yp = periodic_extend(y.astype(np.float32), size)
     k = k.astype(np.float64)
+    clipped = saturated is not None and bool(saturated.any())
     for _ in range(rounds):
         x = hyper_laplacian_deconvolve_valid(y, k, weight, alpha, clipped=saturated, bound=not footprint)
+        if clipped:  # beyond the ceiling the scene is unknown: a light rebuilt there rings with a wrong kernel
+            x = np.clip(x, min(0.0, float(y.min())), float(y.max()))
         edges = select_edges(periodic_extend(x, size), int(edge_factor * size * size))
         k = estimate_kernel_step(edges, yp, k, gamma, valid=y.shape, exclude=exclude)
     return k.astype(np.float32)
