@@ -17,12 +17,16 @@ an ideal sharp photo records), on the result clipped to [0, 1], shift-tolerant P
 
 Held-out images: BSD68 ``test042``-``test053`` less ``test048`` and ``test051`` (not used to choose anything in
 ``l0``); the choice of the kernel-step exclusion around clipped pixels (``SATURATION_BUDGET``) was made on Set12
-``01``-``06`` with other kernels (``--images tune --budget B``). Resumable: finished cases are kept in ``--out``.
+``01``-``06`` with other kernels (``--images tune --budget B``); that of the refinement's edges from the latent image
+clipped to the observed range (``REFINE_CLIP_EDGES``) on Set12 ``01``-``06`` and six BSD68 tuning images
+(``--images tune`` and ``tune-bsd``, ``--blind-only --refine-clip on|off``). Resumable: finished cases are kept in
+``--out``.
 
     python benchmarks/saturation.py --out runs/saturation.jsonl
     python benchmarks/saturation.py --images tune --budget 0 --out runs/saturation-tune-b0.jsonl
     python benchmarks/saturation.py --timing
     python benchmarks/saturation.py --learned --out runs/saturation-learned.jsonl
+    python benchmarks/saturation.py --images tune-bsd --blind-only --refine-clip off --out runs/sat-tune-bsd-off.jsonl
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from scipy import ndimage, signal  # noqa: E402
 HELD_OUT = ["test042", "test043", "test044", "test045", "test046", "test047", "test049", "test050", "test052",
             "test053"]
 TUNE = ["01", "02", "03", "04", "05", "06"]
+TUNE_BSD = ["test022", "test029", "test032", "test036", "test040", "test056"]  # l0's tuning images, none held out
 SIGMA, GAIN, LIGHTS, LIGHT_LEVEL = 0.01, 1.5, 8, 8.0
 
 
@@ -90,14 +95,15 @@ def run_learned(path, kname, k, kind) -> dict:
 
 
 def run_case(arg) -> dict:
-    path, kname, k, kind, budget = arg
-    if budget == "learned":
+    path, kname, k, kind, opts = arg
+    if opts == "learned":
         return run_learned(path, kname, k, kind)
     from unblur.bench.cases import mirror_crop
     from unblur.blind import l0
     from unblur.blind.l0 import l0_blind
-    if budget is not None:
-        l0.SATURATION_BUDGET = float(budget)
+    if opts["budget"] is not None:
+        l0.SATURATION_BUDGET = float(opts["budget"])
+    l0.REFINE_CLIP_EDGES = opts["refine_clip"]
     from unblur.io import read_image
     from unblur.metrics import kernel_error, shift_tolerant
     from unblur.solvers import richardson_lucy
@@ -115,6 +121,10 @@ def run_case(arg) -> dict:
     score = lambda x: shift_tolerant(np.clip(x, 0, 1), truth)["psnr"]  # noqa: E731
     rec = {"image": Path(path).stem, "kernel": kname, "scene": kind, "clipped": float((y >= 1).mean()),
            "input": score(y)}
+    if opts["blind_only"]:
+        x, info = l0_blind(y, kernel_size=k.shape[0], noise_sigma=SIGMA)
+        rec["l0_auto"], rec["l0_auto_ke"] = score(x), kernel_error(info["kernel"], k)
+        return rec
     for sat in (None, "auto"):
         tag = "auto" if sat else "none"
         x = richardson_lucy(y.astype(np.float32), k.astype(np.float32), 30, saturation=sat)
@@ -152,7 +162,7 @@ def summary(records: list[dict]) -> None:
     print("| method | " + " | ".join(f"{s}: PSNR (dB)" for s in ("bright", "lights")) + " | "
           + " | ".join(f"{s}: worse than input" for s in ("bright", "lights")) + " | kernel error (bright / lights) |")
     print("|---|---|---|---|---|---|")
-    for key, label in cols:
+    for key, label in [c for c in cols if c[0] in records[0]]:
         cells, worse, ke = [], [], []
         for s in ("bright", "lights"):
             rs = [r for r in records if r["scene"] == s]
@@ -160,7 +170,7 @@ def summary(records: list[dict]) -> None:
             worse.append("-" if key == "input" else str(sum(r[key] < r["input"] for r in rs)))
             ke.append(f"{np.mean([r[key + '_ke'] for r in rs]):.3f}" if key + "_ke" in rs[0] else "-")
         print(f"| {label} | " + " | ".join(cells + worse) + f" | {' / '.join(ke)} |")
-    for s in ("bright", "lights"):
+    for s in ("bright", "lights") if "rl_none" in records[0] else ():
         rs = [r for r in records if r["scene"] == s]
         print(f"\n{s}: {len(rs)} cases, {100 * np.mean([r['clipped'] for r in rs]):.1f}% of the pixels clipped; RL within "
               f"8 px of a clipped pixel: {np.nanmean([r['rl_none_near'] for r in rs]):.2f} dB as data, "
@@ -193,21 +203,28 @@ def main() -> None:
     from unblur.data import data_path
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/saturation.jsonl"))
-    p.add_argument("--images", choices=("held-out", "tune"), default="held-out")
+    p.add_argument("--images", choices=("held-out", "tune", "tune-bsd"), default="held-out",
+                   help="held-out: BSD68 test042-test053; tune: Set12 01-06; tune-bsd: BSD68 images l0 was tuned on "
+                   "(both tuning sets with the tuning kernels)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--budget", type=float, help="l0's SATURATION_BUDGET for this run (0: only the clipped pixels and "
                    "their neighbours left out of the kernel step, 1: always their footprints)")
+    p.add_argument("--refine-clip", choices=("on", "off"), default="on", help="l0's REFINE_CLIP_EDGES for this run "
+                   "(off: the refinement's edges from the latent image as rebuilt, above the ceiling too)")
+    p.add_argument("--blind-only", action="store_true", help="only blind l0 with its defaults (the tuning runs)")
     p.add_argument("--timing", action="store_true", help="only time RL with and without saturation='auto'")
     p.add_argument("--learned", action="store_true", help="DPIR and PnP-ADMM rows instead, on the first 3 images")
     args = p.parse_args()
     if args.timing:
         return timing()
-    paths = ([data_path(f"test/bsd68_gray/{n}.png") for n in HELD_OUT] if args.images == "held-out"
-             else [data_path(f"test/set12/{n}.png") for n in TUNE])
-    ks = kernels(args.images)
+    paths = {"held-out": [data_path(f"test/bsd68_gray/{n}.png") for n in HELD_OUT],
+             "tune": [data_path(f"test/set12/{n}.png") for n in TUNE],
+             "tune-bsd": [data_path(f"test/bsd68_gray/{n}.png") for n in TUNE_BSD]}[args.images]
+    ks = kernels("held-out" if args.images == "held-out" else "tune")
     if args.learned:
         paths = paths[:3]
-    mode = "learned" if args.learned else args.budget
+    mode = "learned" if args.learned else {"budget": args.budget, "refine_clip": args.refine_clip == "on",
+                                           "blind_only": args.blind_only}
     todo = [(str(pth), kn, k, kind, mode) for pth in paths for kn, k in ks.items() for kind in ("bright", "lights")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.out.open()] if args.out.exists() else []

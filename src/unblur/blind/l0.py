@@ -96,6 +96,8 @@ REFINE_GAMMA_FACTOR = 3.0
 #: share of the image (light sources, highlights); where clipping is more extensive, only the clipped pixels and
 #: their neighbours (BENCHMARKS.md, "Clipped highlights").
 SATURATION_BUDGET = 0.3
+#: With clipped pixels, :func:`refine_kernel` selects its edges from the latent image clipped to the observed range.
+REFINE_CLIP_EDGES = True
 
 
 def _footprint_exclusion(saturated: np.ndarray, kernel_size: int) -> bool:
@@ -436,7 +438,7 @@ def refine_kernel(y: np.ndarray, k: np.ndarray, weight: float, *, rounds: int = 
     exclude = None if saturated is None else _saturated_exclusion(saturated, 1.0, size, footprint)
     yp = periodic_extend(y.astype(np.float32), size)
     k = k.astype(np.float64)
-    clipped = saturated is not None and bool(saturated.any())
+    clipped = REFINE_CLIP_EDGES and saturated is not None and bool(saturated.any())
     for _ in range(rounds):
         x = hyper_laplacian_deconvolve_valid(y, k, weight, alpha, clipped=saturated, bound=not footprint)
         if clipped:  # beyond the ceiling the scene is unknown: a light rebuilt there rings with a wrong kernel
