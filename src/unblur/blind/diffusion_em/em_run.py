@@ -45,7 +45,7 @@ class MaskedCircularBlur(LinearOperator):
     ``A^T`` (``A^T y = k^T (*) (m y)``).  With a band of at least ``k - 1`` unobserved pixels after the
     window, this is the ``valid`` model (module docstring).  The quadratic solves are the base class's
     conjugate gradient (the mask breaks the Fourier diagonalisation); :attr:`circulant` is the unmasked
-    circular blur, whose exact Fourier solves the guidance uses as a surrogate (:mod:`.fast_em`).
+    circular blur.
     """
 
     boundary = "valid"

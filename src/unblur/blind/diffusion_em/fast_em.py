@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from ...algorithms.ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
-from ...algorithms.guidance import DPSGuidance, PiGDMGuidance, data_residual
+from ...algorithms.guidance import DPSGuidance, PiGDMGuidance
 from ...errors import require
 from ..checks import attach_checks
 from .em_run import KernelState, MaskedCircularBlur, finish_blind, start_blind
@@ -87,21 +87,8 @@ class MStepPredictor:
         return x0
 
 
-class MaskedPiGDMGuidance(PiGDMGuidance):
-    """PiGDM for the ``valid`` model ``H = m C`` (:class:`~unblur.blind.diffusion_em.em_run.MaskedCircularBlur`)::
-
-        g = H^T (r^2 C C^T + sigma^2 I)^{-1} m (y - C x0_hat)
-
-    The residual is the valid model's (observed pixels only, so the unobserved band exerts no pull) and
-    ``H^T = C^T m``; the Gram inverse ``(r^2 H H^T + sigma^2 I)^{-1}`` is replaced by its circulant
-    counterpart, solved exactly in Fourier.  The two differ only near the window's edges; PiGDM's Gram
-    weighting is itself a Gaussian approximation of ``x0 | x_t``, and the exact masked Gram solve by
-    conjugate gradient needs 30-100 iterations per step at the early, large ``r_t^2``.
-    """
-
-    def vector(self, x0_pm: torch.Tensor, r2: float) -> torch.Tensor:
-        res = data_residual(self.y, self.op, x0_pm)
-        return self.op.A_adjoint(self.op.circulant.solve_gram(res, self.s2, weight=r2))
+#: Conjugate-gradient iterations of the ``valid`` model's PiGDM Gram solve at each step.
+GUIDANCE_CG_ITER = 30
 
 
 def make_guidance(run, state: KernelState, guidance: str, *, zeta: float, weight: float, r_choice: str,
@@ -114,10 +101,13 @@ def make_guidance(run, state: KernelState, guidance: str, *, zeta: float, weight
     y = state.observed(run.y)
     if guidance == "dps":
         g = DPSGuidance(predict, y, op, zeta=zeta)
-    elif isinstance(op, MaskedCircularBlur):
-        g = MaskedPiGDMGuidance(predict, y, op, run.sigma, run.schedule, r_choice=r_choice, weight=weight)
     else:
-        g = PiGDMGuidance(predict, y, op, run.sigma, run.schedule, r_choice=r_choice, weight=weight)
+        # The valid model H = m C: (r^2 H H^T + sigma^2 I)^{-1} is solved exactly, by conjugate gradient.  Its
+        # circulant counterpart (r^2 C C^T + sigma^2 I)^{-1}, exact in Fourier, is not a usable surrogate: it
+        # deconvolves the residual's step at the window's edge with a gain up to 1 / (2 r sigma), which on
+        # low-noise photographs (sigma ~ 0.003) makes the sampler diverge (BENCHMARKS.md, the clock).
+        cg = dict(solver="cg", cg_iter=GUIDANCE_CG_ITER) if isinstance(op, MaskedCircularBlur) else {}
+        g = PiGDMGuidance(predict, y, op, run.sigma, run.schedule, r_choice=r_choice, weight=weight, **cg)
     if isinstance(predict, MStepPredictor):
         predict.guidance = g
     return g
