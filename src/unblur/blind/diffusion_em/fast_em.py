@@ -31,9 +31,11 @@ than the paper's ``r_t^2 = 1 - abar_t`` at noise 5, 10 and 20/255.  Non-blind Pi
 
 Photographs (non-periodic blur), the defaults: ``boundary="valid"`` (the image is the valid part of the
 blur of a larger object: the E-step guidance and the M-step see only observed pixels,
-:mod:`.em_run`), ``init_kernel="l0"`` (the M-step starts from the kernel of the ``l0`` method, a few
-seconds) and ``safeguard=True`` (the discrepancy principle: the l0 start is kept when it explains the data
-at the noise level better than the EM result, :func:`~unblur.blind.diffusion_em.em_run.safeguard`).  The
+:mod:`.em_run`; PiGDM's Gram system ``(r_t^2 H H^T + sigma^2 I) u = m (y - H x0_hat)`` is then solved by
+:data:`GUIDANCE_CG_ITER` conjugate-gradient iterations, the masked ``H`` having no Fourier inverse),
+``init_kernel="l0"`` (the M-step starts from the kernel of the ``l0`` method, a few seconds) and
+``safeguard=True`` (the discrepancy principle: the l0 start is kept when it explains the data at the noise
+level better than the EM result, :func:`~unblur.blind.diffusion_em.em_run.safeguard`).  The
 paper's setting is ``boundary="circular", init_kernel="dirac", safeguard=False`` (BENCHMARKS.md, "Blind
 camera-shake deblurring with diffusion priors").
 """
