@@ -197,6 +197,26 @@ def test_diagnostic_maps_written_only_on_request(photo):
     assert (d / "c.tif.residual.tif").read_bytes() == b"x" and not (d / "c.tif").exists()
 
 
+def test_blind_diffusion_method_writes_its_diagnostic_maps(photo):
+    """``unblur blind --method fast-em --diagnostics --seeds 2``: the residual map of the returned image and
+    kernel (NaN in the kernel's border band) and the spread of the seeds, beside the image, in the log."""
+    d = photo
+    args = ["blind", str(d / "gray.tif"), "--method", "fast-em", "--kernel-size", "5", "--steps", "2",
+            "--init-kernel", "dirac", "--no-progress", "--no-preview"]
+    assert main([*args, "-o", str(d / "a.tif")]) == 0
+    assert not (d / "a.tif.residual.tif").exists() and not (d / "a.tif.spread.tif").exists()
+    assert main([*args, "-o", str(d / "b.tif"), "--diagnostics", "--seeds", "2"]) == 0
+    res, spread = read_image(d / "b.tif.residual.tif"), read_image(d / "b.tif.spread.tif")
+    assert res.shape == spread.shape == (32, 32) and res.dtype == np.float32
+    assert np.isnan(res[:2]).all() and np.isnan(res[:, -2:]).all() and np.isfinite(res[2:-2, 2:-2]).all()
+    assert spread.min() >= 0 and spread.max() > 0
+    log = json.loads((d / "b.tif.json").read_text())
+    assert log["diagnostic_maps"] == {"residual_map": str(d / "b.tif.residual.tif"),
+                                      "seed_spread": str(d / "b.tif.spread.tif")}
+    assert "residual_map" not in log["info"] and log["info"]["seeds"] == [0, 1]
+    assert np.array_equal(read_image(d / "a.tif"), read_image(d / "b.tif"))  # the result is the first seed's
+
+
 def test_dps_default_mean_of_two_samples_writes_no_map_unless_asked(photo):
     d = photo
     dps = ["--method", "dps", "--steps", "3", "--no-progress", "--no-preview"]

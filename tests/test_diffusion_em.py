@@ -505,6 +505,30 @@ def test_safeguard_keeps_the_l0_start_only_when_the_em_result_does_not_explain_t
     assert not info_off["safeguard"]["kept_start"] and np.allclose(r_off, np.clip(info_off["particles"][0], 0, 1))
 
 
+def test_em_methods_map_the_residual_of_the_returned_pair_and_the_spread_of_seeds():
+    """``diagnostics``: the window-summed re-blur residual of the returned image and kernel, NaN in the border
+    band of the kernel's radius (no boundary rule assumed there); ``seeds=2``: the first seed's result with the
+    per-pixel spread of both.  The map reads about N(0, 1) for the true pair and not for a flipped kernel."""
+    from unblur.diagnostics import blind_residual_info
+    from unblur.physics.convolution import convolve as conv
+    img, k, y, sigma = _case()
+    kw = dict(kernel_size=7, steps=4, prior=GaussianSmoother(), regularizer="l2", noise_sigma=sigma,
+              init_kernel="dirac", seed=0)
+    r1, info1 = fast_diffusion_em(y, **kw)
+    r, info = fast_diffusion_em(y, diagnostics=True, seeds=2, **kw)
+    m = info["residual_map"]
+    assert m.shape == y.shape and np.isnan(m[:3]).all() and np.isnan(m[-3:]).all() and np.isfinite(m[3:-3, 3:-3]).all()
+    assert np.array_equal(r, r1) and info["seeds"] == [0, 1] and info["seed_spread"].shape == y.shape
+    assert info["seed_spread_mean"] > 0 and info["residual_mean_abs"] == pytest.approx(np.nanmean(np.abs(m)))
+    _, dinfo = diffusion_em(y, em_iters=1, diagnostics=True, **kw)
+    assert dinfo["residual_map"].shape == y.shape
+    x = _image(96)
+    yy = conv(torch.from_numpy(x)[None, None], torch.from_numpy(k), "replicate")[0, 0].numpy()
+    yy = yy + 0.01 * np.random.default_rng(0).standard_normal(yy.shape).astype(np.float32)
+    good, flipped = (blind_residual_info(yy, x, kk, 0.01)["residual_mean_abs"] for kk in (k, k[::-1, ::-1].copy()))
+    assert 0.7 < good < 0.95 and flipped > 1.3, (good, flipped)
+
+
 def test_safeguard_rule_prefers_the_pair_closer_to_the_noise_level():
     """The rule itself, on known pairs: the true image and kernel leave about one noise sigma; the blurred input
     with a Dirac kernel leaves none (it fits the noise), a flat image far more (it does not explain the data)."""

@@ -23,8 +23,9 @@ get one map per channel (an off-colour patch has opposite signs in two channels)
 **Seed spread** (:func:`seed_spread`).  The per-pixel standard deviation over samples drawn with
 different seeds (same data, same parameters): large where the prior, not the data, decides.
 
-Methods that sample (``dps``, ``pigdm``, ``rl-diffusion``) return both on request: ``diagnostics=True``
-adds ``info["residual_map"]`` and its summary numbers; ``seeds=S`` (S >= 2) also runs the seeds
+Methods that sample (``dps``, ``pigdm``, ``rl-diffusion``; the blind ``fast-em`` and ``diffusion-em``, whose
+map is that of the returned image and kernel, :func:`blind_residual_info`) return both on request:
+``diagnostics=True`` adds ``info["residual_map"]`` and its summary numbers; ``seeds=S`` (S >= 2) also runs the seeds
 ``seed + 1 .. seed + S - 1`` and adds ``info["seed_spread"]`` and its mean (the returned image is the
 sample of ``seed``, the same as with ``seeds=1``; with ``average=True`` the mean of the ``S`` samples, a
 Monte-Carlo estimate of the posterior mean: details that the samples do not share average out).  Summary
@@ -209,4 +210,25 @@ def residual_info(run, x01: torch.Tensor, window: int = 7, sigma_floor: float = 
     return {"residual_map": r, "residual_sigma": sigma, "residual_window": window, **summarize(residual=r)}
 
 
-__all__ = ["residual_map", "residual_tensor", "residual_info", "seed_spread", "summarize", "run_seeds", "OUTLIER_LEVEL"]
+def blind_residual_info(y, restored, kernel, noise_sigma: float, window: int = 7, sigma_floor: float = 1e-4) -> dict:
+    """``residual_map`` and its summary for a blind result ``(restored, kernel)`` of data ``y``.
+
+    The blur model is the ``valid`` one with the estimated kernel: ``restored`` (the image's shape) is the
+    object and ``y``'s interior, farther than the kernel's radius from the border, its valid blur.  The map has
+    ``y``'s layout; the border band, where no boundary rule is assumed, is NaN (as in the discrepancy of
+    :func:`unblur.blind.checks.blind_checks`).  The summary numbers are those of the interior.
+    """
+    y = np.asarray(y, np.float32)
+    k = np.asarray(kernel, np.float32)
+    kh, kw = k.shape[:2]
+    h, w = y.shape[0] - kh + 1, y.shape[1] - kw + 1
+    require(h > 0 and w > 0, f"the image {y.shape[:2]} is smaller than the kernel {k.shape[:2]}")
+    sigma = max(float(noise_sigma), sigma_floor)
+    r0, c0 = kh // 2, kw // 2
+    inner = residual_map(y[r0:r0 + h, c0:c0 + w], restored, k, sigma, boundary="valid", window=window)
+    full = np.full(y.shape, np.nan, np.float32)
+    full[r0:r0 + h, c0:c0 + w] = inner
+    return {"residual_map": full, "residual_sigma": sigma, "residual_window": window, **summarize(residual=inner)}
+
+
+__all__ = ["residual_map", "residual_tensor", "residual_info", "blind_residual_info", "seed_spread", "summarize", "run_seeds", "OUTLIER_LEVEL"]

@@ -8,8 +8,9 @@ from pathlib import Path
 from ..api import blind_deconvolve
 from ..errors import InputError
 from ..registry import DEFAULT_BLIND_METHOD, list_methods
-from .common import (Outputs, add_method_options, add_transfer_option, method_epilog, method_params_from_args,
-                     output_metadata, requested_method)
+from .common import (Outputs, add_method_options, add_transfer_option, diagnostic_paths, expected_diagnostic_maps,
+                     method_epilog, method_params_from_args, output_metadata, pop_diagnostic_maps, requested_method,
+                     write_diagnostic_maps)
 
 HELP = "blind deconvolution: estimate the PSF and the sharp image"
 
@@ -23,7 +24,9 @@ def add_parser(sub, argv=()) -> None:
     epilog = (f"example: unblur blind photo.png -o sharp.png --kernel-out kernel.tif   (method {default})\n"
               "Writes OUT, the kernel (OUT_kernel.tif unless --kernel-out), OUT.compare.png (input | restored | kernel;\n"
               "panels reduced to at most 1024 px; --no-preview: none)\n"
-              "and, last, the JSON log OUT.json, as one unit.")
+              "and, last, the JSON log OUT.json, as one unit. With --diagnostics / --seeds N (fast-em, diffusion-em)\n"
+              "also OUT.residual.tif (re-blur residual over the noise level, NaN in the kernel's border band) and\n"
+              "OUT.spread.tif (per-pixel spread of the seeds), float32.")
     if shown is not None:
         epilog += "\n" + method_epilog("blind", methods, shown, default)
     p = sub.add_parser("blind", help=HELP, description=HELP, epilog=epilog,
@@ -117,9 +120,10 @@ def run(args) -> int:
     params = method_params_from_args(args, method, methods)
     output = Path(args.output)
     kout = Path(args.kernel_out) if args.kernel_out else output.with_name(output.stem + "_kernel.tif")
+    maps = diagnostic_paths(output, expected_diagnostic_maps(method, params))
     unit = Outputs(output, args.force, inputs=(args.image, args.init_kernel if getattr(args, "init_kernel", None) not in
                                               (None, "l0") else None), preview=None if args.no_preview else "compare",
-                   extra=(kout,))
+                   extra=(kout, *maps.values()))
     with unit:
         return _run(args, method, methods, params, unit, kout)
 
@@ -144,6 +148,7 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
         if optics is not None:
             params["optics"] = optics
     result = blind_deconvolve(image, method=args.method, transfer=args.transfer, **params)
+    maps = pop_diagnostic_maps(result.info)
     if "checks" not in result.info and result.kernel is not None:  # in linear light, as the method saw the data
         result.info["checks"] = blind_checks(decode(image, args.transfer), decode(result.image, args.transfer),
                                              result.kernel, result.info.get("noise_sigma"))
@@ -157,6 +162,7 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
                                           notes=file_notes))
     for n in file_notes:
         print(f"note: {n}", file=sys.stderr)
+    written = write_diagnostic_maps(unit, maps, result.image.shape, output_metadata(meta, axes, out))
     panels = [("input", image), ("restored", result.image)]
     if result.kernel is not None:
         k = np.asarray(result.kernel, dtype=np.float32)
@@ -173,7 +179,7 @@ def _run(args, method, methods, params, unit: Outputs, kout: Path) -> int:
         logged["init_kernel"] = args.init_kernel  # the file name (or l0), not the array
     outputs = unit.commit({"command": "blind", "image": args.image, "image_shape": image.shape,
                            "transfer": args.transfer, "image_metadata": meta.describe(), "file_notes": file_notes,
-                           "method": args.method, "params": logged,
+                           "method": args.method, "params": logged, "diagnostic_maps": written,
                            "info": {k: v for k, v in result.info.items() if k != "params"}})
     print(f"wrote {', '.join(map(str, outputs))} ({result.info.get('time_s', 0):.1f} s)")
     return 0

@@ -19,9 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ...algorithms.ddpm import guided_ddpm, randn, respaced_timesteps
 from ...errors import require
-from ..checks import attach_checks
-from .em_run import finish_blind, start_blind
-from .em_run import safeguard as apply_safeguard
+from .em_run import finish_blind, finish_result, seeded_runs, start_blind
 from .fast_em import make_guidance, resolve_regularizer
 
 if TYPE_CHECKING:
@@ -34,7 +32,8 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
                  regularizer: Literal["auto", "denoiser", "l1", "l2", "none"] = "auto", lam: float | None = None,
                  beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
                  r_choice: Literal["fastem", "paper"] = "fastem", even_rule: Literal["refuse", "fftshift"] = "refuse",
-                 init_kernel="l0", boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, device: str | None = None, progress: bool = False, callback=None):
+                 init_kernel="l0", boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, diagnostics: bool = False,
+                 seeds: int = 1, device: str | None = None, progress: bool = False, callback=None):
     """Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
     Parameters
@@ -87,6 +86,10 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
     safeguard : bool
         Keep the l0 start (its image and kernel) when its re-blur discrepancy is closer to the noise level than
         the EM result's by more than 0.1 noise sigma (discrepancy principle; ``info["safeguard"]``).
+    diagnostics : bool
+        Add the re-blur residual map of the returned pair to ``info`` (as in :func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em`).
+    seeds : int
+        Number of runs (seeds ``seed``, ``seed + 1``, ...); 2 or more adds their ``seed_spread`` to ``info``.
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool
@@ -100,6 +103,9 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
         As :func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em`; ``kernel_history`` has one
         kernel per EM iteration.
     """
+    if seeds != 1:
+        require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
+        return seeded_runs(diffusion_em, image, dict(locals()))
     regularizer, beta, notes = resolve_regularizer(regularizer, kernel_prior, kernel_size, beta)
     require(isinstance(em_iters, int) and em_iters >= 1, f"em_iters must be an integer >= 1, got {em_iters!r}")
     run, state = start_blind(image, guidance=guidance, particles=particles, kernel_size=kernel_size, steps=steps,
@@ -120,9 +126,7 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
     restored, info = finish_blind(run, state, x01, info, sigma_given=noise_sigma is not None)
     info["notes"] = list(info.get("notes") or []) + notes
     info["init_kernel"] = "dirac" if init_kernel is None else (init_kernel if isinstance(init_kernel, str) else "array")
-    restored, info = apply_safeguard(image, restored, info, state, run.sigma, safeguard)
-    attach_checks(info, image, restored, info["kernel"], run.sigma)
-    return restored, info
+    return finish_result(image, restored, info, state, run.sigma, safeguard, diagnostics)
 
 
 __all__ = ["diffusion_em"]

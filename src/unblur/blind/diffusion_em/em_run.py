@@ -240,6 +240,33 @@ def safeguard(image, restored, info: dict, state: KernelState, sigma: float, ena
     return restored, info
 
 
+def finish_result(image, restored, info: dict, state: KernelState, sigma: float, safeguard_on: bool,
+                  diagnostics: bool):
+    """The common end of the EM methods: the safeguard, the checks of the returned pair and, with
+    ``diagnostics``, its re-blur residual map (:func:`unblur.diagnostics.blind_residual_info`)."""
+    from ..checks import attach_checks
+
+    restored, info = safeguard(image, restored, info, state, sigma, safeguard_on)
+    attach_checks(info, image, restored, info["kernel"], sigma)
+    if diagnostics:
+        from ...diagnostics import blind_residual_info
+
+        info.update(blind_residual_info(image, restored, info["kernel"], sigma))
+    return restored, info
+
+
+def seeded_runs(func, image, kwargs: dict):
+    """``func(image, **kwargs)`` for ``kwargs["seeds"]`` seeds (:func:`unblur.diagnostics.run_seeds`): the result
+    of the first seed with the per-pixel ``seed_spread`` of the returned images."""
+    from ...diagnostics import run_seeds
+
+    kw = dict(kwargs)
+    seed, seeds, diagnostics = kw.pop("seed"), kw.pop("seeds"), kw.pop("diagnostics")
+    kw.pop("image", None)
+    return run_seeds(lambda im, _psf, **k: func(im, **k), image, None, seed=seed, seeds=seeds,
+                     diagnostics=diagnostics, kwargs=kw)
+
+
 def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, sigma_given: bool):
     """Mean of the particles (each clipped to [0, 1]) as the image; each particle, the kernel and its history in ``info``."""
     x01 = x01.clamp(0, 1).detach()
@@ -258,4 +285,5 @@ def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, si
     return restored, info
 
 
-__all__ = ["GUIDANCES", "BOUNDARIES", "KernelState", "MaskedCircularBlur", "safeguard", "start_blind", "finish_blind", "resolve_kernel_prior"]
+__all__ = ["GUIDANCES", "BOUNDARIES", "KernelState", "MaskedCircularBlur", "safeguard", "start_blind", "finish_blind",
+           "finish_result", "seeded_runs", "resolve_kernel_prior"]

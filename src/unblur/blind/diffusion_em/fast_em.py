@@ -50,9 +50,7 @@ import torch
 from ...algorithms.ddpm import guided_ddpm, make_x0_predictor, randn, respaced_timesteps
 from ...algorithms.guidance import DPSGuidance, PiGDMGuidance
 from ...errors import require
-from ..checks import attach_checks
-from .em_run import KernelState, MaskedCircularBlur, finish_blind, start_blind
-from .em_run import safeguard as apply_safeguard
+from .em_run import KernelState, MaskedCircularBlur, finish_blind, finish_result, seeded_runs, start_blind
 
 if TYPE_CHECKING:
     from ...models.base import Denoiser
@@ -144,7 +142,8 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
                       beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
                       r_choice: Literal["fastem", "paper"] = "fastem", mstep_variance: bool = False,
                       even_rule: Literal["refuse", "fftshift"] = "refuse", init_kernel="l0", mstep_start: float = 0.0,
-                      boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, device: str | None = None, progress: bool = False, callback=None):
+                      boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, diagnostics: bool = False,
+                      seeds: int = 1, device: str | None = None, progress: bool = False, callback=None):
     """Fast Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
     Parameters
@@ -202,6 +201,12 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     safeguard : bool
         Keep the l0 start (its image and kernel) when its re-blur discrepancy is closer to the noise level than
         the EM result's by more than 0.1 noise sigma (discrepancy principle; ``info["safeguard"]``).
+    diagnostics : bool
+        Add the re-blur residual map ``(k * x - y) / sigma`` of the returned image and kernel (window-summed;
+        NaN in the border band of the kernel's radius) and its summary to ``info`` (:mod:`unblur.diagnostics`).
+    seeds : int
+        Number of runs, with the seeds ``seed``, ``seed + 1``, and so on; 2 or more adds the per-pixel
+        ``seed_spread`` of the returned images to ``info`` (the result is that of ``seed``).
     device : str, optional
         Torch device (cpu, cuda, ...); default cpu.
     progress : bool
@@ -216,8 +221,13 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     info : dict
         ``kernel`` ``(k, k)``, ``kernel_history`` ``(steps - first_mstep, k, k)`` (the kernel after
         each M-step), ``particles`` (each restored particle), ``nfe``, ``time_s``, ``noise_sigma`` and its
-        source, ``regularizer`` and ``notes``.
+        source, ``regularizer``, ``notes``, ``safeguard`` and ``checks``; with ``diagnostics``
+        ``residual_map``, ``residual_outlier_share`` and ``residual_mean_abs``; with ``seeds >= 2``
+        ``seed_spread``, ``seed_spread_mean`` and ``seeds``.
     """
+    if seeds != 1:
+        require(int(seeds) == seeds and seeds >= 1, f"seeds must be an integer >= 1, got {seeds}")
+        return seeded_runs(fast_diffusion_em, image, dict(locals()))
     regularizer, beta, notes = resolve_regularizer(regularizer, kernel_prior, kernel_size, beta)
     run, state = start_blind(image, guidance=guidance, particles=particles, kernel_size=kernel_size, steps=steps,
                              noise_sigma=noise_sigma, seed=seed, prior=prior, kernel_prior=kernel_prior,
@@ -238,9 +248,7 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     restored, info = finish_blind(run, state, (x + 1) / 2, info, sigma_given=noise_sigma is not None)
     info["notes"] = list(info.get("notes") or []) + notes
     info["init_kernel"] = "dirac" if init_kernel is None else (init_kernel if isinstance(init_kernel, str) else "array")
-    restored, info = apply_safeguard(image, restored, info, state, run.sigma, safeguard)
-    attach_checks(info, image, restored, info["kernel"], run.sigma)
-    return restored, info
+    return finish_result(image, restored, info, state, run.sigma, safeguard, diagnostics)
 
 
 __all__ = ["fast_diffusion_em", "MStepPredictor", "make_guidance", "resolve_regularizer"]
