@@ -49,6 +49,7 @@ CLOCK_METHODS = {
     "fast-em": ("fast-em", {}),
     "fast-em-paper": ("fast-em", {"boundary": "circular", "init_kernel": "dirac", "safeguard": False}),
     "fast-em-dirac": ("fast-em", {"init_kernel": "dirac"}),
+    "diffusion-em": ("diffusion-em", {}),
 }
 
 
