@@ -137,6 +137,29 @@ def test_sigterm_during_deconvolve_exits_143_and_leaves_nothing(tmp_path):
     assert sorted(x.name for x in tmp_path.iterdir()) == ["psf.tif", "stack.tif"]
 
 
+def test_sigterm_while_torch_starts_is_held_until_its_import_ends(tmp_path):
+    """A signal handled inside torch's C++ start-up aborts the process (exit -6, "terminate called after
+    throwing ..."): the command line holds it until the import is complete, then exits 143 as anywhere else."""
+    write_image(tmp_path / "in.tif", np.random.default_rng(0).random((32, 32)).astype(np.float32))
+    write_image(tmp_path / "psf.tif", gaussian_psf(5, 1.0))
+    code = ("import os, signal, sys\n"
+            "class Trigger:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch._C':\n"
+            "            os.kill(os.getpid(), signal.SIGTERM)\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Trigger())\n"
+            "from unblur.cli.main import main\n"
+            f"rc = main(['deconvolve', {str(tmp_path / 'in.tif')!r}, '--psf', {str(tmp_path / 'psf.tif')!r}, "
+            f"'-o', {str(tmp_path / 'o.tif')!r}, '--no-progress'])\n"
+            "print(rc, 'torch._C' in sys.modules, 'torch.nn' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["143", "True", "True"], r.stderr[-3000:]
+    assert r.stderr.strip().splitlines()[-1] == "unblur deconvolve: terminated (SIGTERM); no partial output was written"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["in.tif", "psf.tif"]
+
+
 def test_device_cuda_without_a_gpu_is_one_line(d, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -9,16 +9,22 @@ Inside :func:`deferred` a signal is held until the block ends and raised there: 
 finished files into place, writing a checkpoint) always completes, so a signal never leaves a
 half-committed result.
 
-Outside the main thread (where Python cannot install handlers) both context managers do nothing.
+Inside :func:`held_during_import` the import of the named modules runs as a :func:`deferred` block: a
+signal handled while torch's C++ extension initialises would otherwise surface as a C++ error that aborts
+the process ("terminate called after throwing an instance of 'pybind11::error_already_set'", exit -6).
+
+Outside the main thread (where Python cannot install handlers) these context managers do nothing.
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
-__all__ = ["Interrupted", "deferred", "handle_termination"]
+__all__ = ["Interrupted", "deferred", "handle_termination", "held_during_import"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _pending: list[int] = []
@@ -78,3 +84,56 @@ def deferred():
                 signum = _pending[0]
                 _pending.clear()
                 raise Interrupted(signum)
+
+
+class _HeldLoader(importlib.abc.Loader):
+    """A module loader whose ``exec_module`` runs with SIGINT/SIGTERM held (:func:`deferred`)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):  # resource readers and the like: the wrapped loader's
+        return getattr(self.inner, name)
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        with deferred():
+            self.inner.exec_module(module)
+
+
+class _HeldImportFinder(importlib.abc.MetaPathFinder):
+    """Finds ``names`` with the other finders and wraps their loader in :class:`_HeldLoader`."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in self.names:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _HeldLoader(spec.loader)
+                return spec
+        return None
+
+
+@contextmanager
+def held_during_import(*names: str):
+    """Inside the block, importing one of ``names`` (top-level modules such as ``"torch"``) holds
+    SIGINT/SIGTERM until the import is complete; the signal is then raised as :class:`Interrupted`."""
+    if threading.current_thread() is not threading.main_thread() or all(n in sys.modules for n in names):
+        yield
+        return
+    finder = _HeldImportFinder(names)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)

@@ -16,7 +16,7 @@ import sys
 import warnings
 
 from ..errors import InputError
-from ..signals import Interrupted, handle_termination
+from ..signals import Interrupted, handle_termination, held_during_import
 
 COMMANDS = ["deconvolve", "blind", "simulate", "methods", "train", "psf", "bench"]
 DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
-        with handle_termination():
+        with handle_termination(), held_during_import("torch"):  # torch's C++ start-up is not interruptible
             return int(args._modules[args.command].run(args) or 0)
     except InputError as e:
         print(f"unblur {args.command}: error: {e}", file=sys.stderr)
