@@ -47,8 +47,8 @@ import numpy as np
 CLOCK_METHODS = {
     "l0": ("l0", {}),
     "fast-em": ("fast-em", {}),
-    "fast-em-paper": ("fast-em", {"boundary": "circular", "init_kernel": "dirac", "safeguard": False}),
-    "fast-em-dirac": ("fast-em", {"init_kernel": "dirac"}),
+    "fast-em-paper": ("fast-em", {"boundary": "circular", "init_kernel": "dirac", "safeguard": False, "final_step": False}),
+    "fast-em-dirac": ("fast-em", {"init_kernel": "dirac", "final_step": False}),
     "diffusion-em": ("diffusion-em", {}),
 }
 

@@ -272,7 +272,8 @@ def test_fast_em_particles_colour_and_determinism():
     assert a.shape == img.shape and len(ia["particles"]) == 2 and ia["kernel"].shape == (7, 7)
     assert np.array_equal(a, b) and np.array_equal(ia["kernel"], ib["kernel"])
     assert not np.array_equal(a, c)
-    assert np.allclose(a, np.clip(np.mean(ia["particles"], 0), 0, 1), atol=1e-6)
+    assert np.allclose(ia["sample"], np.clip(np.mean(ia["particles"], 0), 0, 1), atol=1e-6)  # a final step on the sample
+    assert ia["final_step"] and a.dtype == ia["sample"].dtype
     assert ia["noise_sigma_source"].startswith("estimated") and ia["noise_sigma"] > 0
 
 
@@ -501,7 +502,7 @@ def test_safeguard_keeps_the_l0_start_only_when_the_em_result_does_not_explain_t
     assert sg["kept_start"] and abs(sg["em_discrepancy"] - 1) - abs(sg["start_discrepancy"] - 1) > SAFEGUARD_MARGIN
     assert not np.allclose(r, info["particles"][0]) and "em_kernel" in info
     assert any(n.startswith("safeguard") for n in info["notes"])
-    r_off, info_off = fast_diffusion_em(y, prior=GaussianSmoother(), safeguard=False, **kw)
+    r_off, info_off = fast_diffusion_em(y, prior=GaussianSmoother(), safeguard=False, final_step=False, **kw)
     assert not info_off["safeguard"]["kept_start"] and np.allclose(r_off, np.clip(info_off["particles"][0], 0, 1))
 
 
@@ -554,3 +555,25 @@ def test_safeguard_rule_prefers_the_pair_closer_to_the_noise_level():
     assert not info["safeguard"]["kept_start"]
     _, info = run(flat, k, truth, k, enabled=False)  # off: reported, never replaced
     assert not info["safeguard"]["kept_start"] and "start_discrepancy" in info["safeguard"]
+
+
+def test_final_step_replaces_the_sample_by_l0s_deconvolution_with_the_em_kernel():
+    """``final_step=True`` (the default): the returned image is ``l0``'s non-blind final step with the EM kernel (the valid
+    one for the valid model), the diffusion sample stays in ``info["sample"]``; here, with a prior that cannot
+    make sharp images, it is closer to the truth than the sample.  When the safeguard keeps the start, the
+    start is returned unchanged."""
+    from unblur.blind.l0 import l0_blind
+    img, k, y, sigma = _case()
+    kw = dict(kernel_size=7, steps=10, noise_sigma=sigma, regularizer="l1", beta=1e3, seed=0, prior=GaussianSmoother())
+    r, info = fast_diffusion_em(y, safeguard=False, **kw)
+    sample, _ = fast_diffusion_em(y, safeguard=False, final_step=False, **kw)
+    assert info["final_step"] and np.array_equal(info["sample"], sample) and r.dtype == sample.dtype
+    ref, _ = l0_blind(y, kernel_size=7, noise_sigma=sigma, init_kernel=info["kernel"], final_boundary="valid")
+    assert np.allclose(r, ref, atol=1e-6)
+    h, w = y.shape
+    truth = np.asarray(img, np.float32)[:h, :w]
+    err = {name: float(np.sqrt(np.mean((x[8:-8, 8:-8] - truth[8:-8, 8:-8]) ** 2))) for name, x in (("final", r), ("sample", sample))}
+    assert err["final"] < err["sample"], err
+    r_kept, info_kept = fast_diffusion_em(y, **kw)  # the safeguard keeps the l0 start
+    r_start, _ = fast_diffusion_em(y, final_step=False, **kw)
+    assert info_kept["safeguard"]["kept_start"] and not info_kept["final_step"] and np.array_equal(r_kept, r_start)

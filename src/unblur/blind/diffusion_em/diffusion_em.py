@@ -32,7 +32,8 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
                  regularizer: Literal["auto", "denoiser", "l1", "l2", "none"] = "auto", lam: float | None = None,
                  beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
                  r_choice: Literal["fastem", "paper"] = "fastem", even_rule: Literal["refuse", "fftshift"] = "refuse",
-                 init_kernel="l0", boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, diagnostics: bool = False,
+                 init_kernel="l0", boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, final_step: bool = True,
+                 diagnostics: bool = False,
                  seeds: int = 1, device: str | None = None, progress: bool = False, callback=None):
     """Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
@@ -86,6 +87,12 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
     safeguard : bool
         Keep the l0 start (its image and kernel) when its re-blur discrepancy is closer to the noise level than
         the EM result's by more than 0.1 noise sigma (discrepancy principle; ``info["safeguard"]``).
+    final_step : bool
+        When the EM result is returned (not the start), return ``l0``'s non-blind final step with the EM
+        kernel (hyper-Laplacian, valid boundary with ``boundary="valid"``) instead of the diffusion sample,
+        which stays in ``info["sample"]`` (+1.3 dB on average with the shipped priors: BENCHMARKS.md, "Blind
+        camera-shake deblurring with diffusion priors"); the safeguard decides on the sample.  False: the
+        sample, as in the paper.
     diagnostics : bool
         Add the re-blur residual map of the returned pair to ``info`` (as in :func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em`).
     seeds : int
@@ -126,7 +133,7 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
     restored, info = finish_blind(run, state, x01, info, sigma_given=noise_sigma is not None)
     info["notes"] = list(info.get("notes") or []) + notes
     info["init_kernel"] = "dirac" if init_kernel is None else (init_kernel if isinstance(init_kernel, str) else "array")
-    return finish_result(image, restored, info, state, run.sigma, safeguard, diagnostics)
+    return finish_result(image, restored, info, state, run.sigma, safeguard, diagnostics, final_step)
 
 
 __all__ = ["diffusion_em"]

@@ -22,6 +22,7 @@ Blur models (``boundary``):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -240,13 +241,38 @@ def safeguard(image, restored, info: dict, state: KernelState, sigma: float, ena
     return restored, info
 
 
+def final_step(image, restored, info: dict, state: KernelState, sigma: float):
+    """The non-blind final step of ``l0`` (:func:`unblur.blind.l0.l0_blind` with ``init_kernel``: a
+    hyper-Laplacian deconvolution, ``|grad x|^0.8``, weight from the noise level) with the EM kernel, in
+    place of the diffusion sample; the sample stays in ``info["sample"]``.  The boundary follows the blur
+    model: the valid final step for ``boundary="valid"``, the periodic one otherwise.  Even kernels (no
+    centre pixel) keep the sample, with a note."""
+    from ..l0 import l0_blind
+
+    kernel = np.asarray(info["kernel"], np.float32)
+    if kernel.shape[0] % 2 == 0:
+        info["notes"] = list(info.get("notes") or []) + ["final_step: an even kernel has no centre pixel; the sample is returned"]
+        return restored, info
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its input checks were made (and said) by the EM method
+        out, _ = l0_blind(np.asarray(image, np.float32), kernel_size=kernel.shape[0], noise_sigma=sigma, init_kernel=kernel,
+                          final_boundary="valid" if state.mask is not None else "periodic")
+    info["sample"] = restored
+    info["final_step"] = True
+    return out.astype(np.asarray(restored).dtype, copy=False), info
+
+
 def finish_result(image, restored, info: dict, state: KernelState, sigma: float, safeguard_on: bool,
-                  diagnostics: bool):
-    """The common end of the EM methods: the safeguard, the checks of the returned pair and, with
+                  diagnostics: bool, final: bool = False):
+    """The common end of the EM methods: the safeguard (on the diffusion sample), with ``final`` the
+    non-blind :func:`final_step` when the EM result is returned, the checks of the returned pair and, with
     ``diagnostics``, its re-blur residual map (:func:`unblur.diagnostics.blind_residual_info`)."""
     from ..checks import attach_checks
 
     restored, info = safeguard(image, restored, info, state, sigma, safeguard_on)
+    info["final_step"] = False
+    if final and not info["safeguard"]["kept_start"]:
+        restored, info = final_step(image, restored, info, state, sigma)
     attach_checks(info, image, restored, info["kernel"], sigma)
     if diagnostics:
         from ...diagnostics import blind_residual_info
@@ -285,5 +311,5 @@ def finish_blind(run: Run, state: KernelState, x01: torch.Tensor, info: dict, si
     return restored, info
 
 
-__all__ = ["GUIDANCES", "BOUNDARIES", "KernelState", "MaskedCircularBlur", "safeguard", "start_blind", "finish_blind",
+__all__ = ["GUIDANCES", "BOUNDARIES", "KernelState", "MaskedCircularBlur", "safeguard", "final_step", "start_blind", "finish_blind",
            "finish_result", "seeded_runs", "resolve_kernel_prior"]

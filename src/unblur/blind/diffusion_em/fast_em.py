@@ -35,9 +35,10 @@ blur of a larger object: the E-step guidance and the M-step see only observed pi
 :data:`GUIDANCE_CG_ITER` conjugate-gradient iterations, the masked ``H`` having no Fourier inverse),
 ``init_kernel="l0"`` (the M-step starts from the kernel of the ``l0`` method, a few seconds) and
 ``safeguard=True`` (the discrepancy principle: the l0 start is kept when it explains the data at the noise
-level better than the EM result, :func:`~unblur.blind.diffusion_em.em_run.safeguard`).  The
-paper's setting is ``boundary="circular", init_kernel="dirac", safeguard=False`` (BENCHMARKS.md, "Blind
-camera-shake deblurring with diffusion priors").
+level better than the EM result, :func:`~unblur.blind.diffusion_em.em_run.safeguard`) and
+``final_step=True`` (an EM result is returned as ``l0``'s non-blind final step with the EM kernel, not as the
+diffusion sample).  The paper's setting is ``boundary="circular", init_kernel="dirac", safeguard=False,
+final_step=False`` (BENCHMARKS.md, "Blind camera-shake deblurring with diffusion priors").
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
                       beta: float | None = None, hqs_iters: int = 10, zeta: float = 0.3, weight: float = 1.0,
                       r_choice: Literal["fastem", "paper"] = "fastem", mstep_variance: bool = False,
                       even_rule: Literal["refuse", "fftshift"] = "refuse", init_kernel="l0", mstep_start: float = 0.0,
-                      boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, diagnostics: bool = False,
+                      boundary: Literal["valid", "periodize", "circular"] = "valid", safeguard: bool = True, final_step: bool = True,
+                      diagnostics: bool = False,
                       seeds: int = 1, device: str | None = None, progress: bool = False, callback=None):
     """Fast Diffusion EM on a gray ``(H, W)`` or colour ``(H, W, 3)`` image in [0, 1].
 
@@ -201,6 +203,12 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     safeguard : bool
         Keep the l0 start (its image and kernel) when its re-blur discrepancy is closer to the noise level than
         the EM result's by more than 0.1 noise sigma (discrepancy principle; ``info["safeguard"]``).
+    final_step : bool
+        When the EM result is returned (not the start), return ``l0``'s non-blind final step with the EM
+        kernel (hyper-Laplacian, valid boundary with ``boundary="valid"``) instead of the diffusion sample,
+        which stays in ``info["sample"]`` (+1.3 dB on average with the shipped priors: BENCHMARKS.md, "Blind
+        camera-shake deblurring with diffusion priors"); the safeguard decides on the sample.  False: the
+        sample, as in the paper.
     diagnostics : bool
         Add the re-blur residual map ``(k * x - y) / sigma`` of the returned image and kernel (window-summed;
         NaN in the border band of the kernel's radius) and its summary to ``info`` (:mod:`unblur.diagnostics`).
@@ -217,7 +225,7 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     Returns
     -------
     restored : array
-        The mean of the particles.
+        The mean of the particles, or with ``final_step`` the final step on the EM kernel.
     info : dict
         ``kernel`` ``(k, k)``, ``kernel_history`` ``(steps - first_mstep, k, k)`` (the kernel after
         each M-step), ``particles`` (each restored particle), ``nfe``, ``time_s``, ``noise_sigma`` and its
@@ -248,7 +256,7 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     restored, info = finish_blind(run, state, (x + 1) / 2, info, sigma_given=noise_sigma is not None)
     info["notes"] = list(info.get("notes") or []) + notes
     info["init_kernel"] = "dirac" if init_kernel is None else (init_kernel if isinstance(init_kernel, str) else "array")
-    return finish_result(image, restored, info, state, run.sigma, safeguard, diagnostics)
+    return finish_result(image, restored, info, state, run.sigma, safeguard, diagnostics, final_step)
 
 
 __all__ = ["fast_diffusion_em", "MStepPredictor", "make_guidance", "resolve_regularizer"]
