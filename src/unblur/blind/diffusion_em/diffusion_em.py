@@ -88,11 +88,8 @@ def diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", particle
         Keep the l0 start (its image and kernel) when its re-blur discrepancy is closer to the noise level than
         the EM result's by more than 0.1 noise sigma (discrepancy principle; ``info["safeguard"]``).
     final_step : bool
-        When the EM result is returned (not the start), return ``l0``'s non-blind final step with the EM
-        kernel (hyper-Laplacian, valid boundary with ``boundary="valid"``) instead of the diffusion sample,
-        which stays in ``info["sample"]`` (+1.3 dB on average with the shipped priors: BENCHMARKS.md, "Blind
-        camera-shake deblurring with diffusion priors"); the safeguard decides on the sample.  False: the
-        sample, as in the paper.
+        Return an EM result as ``l0``'s non-blind final step with the EM kernel (as in
+        :func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em`; the sample in ``info["sample"]``).
     diagnostics : bool
         Add the re-blur residual map of the returned pair to ``info`` (as in :func:`~unblur.blind.diffusion_em.fast_em.fast_diffusion_em`).
     seeds : int
