@@ -99,6 +99,9 @@ class _HeldLoader(importlib.abc.Loader):
         return self.inner.create_module(spec)
 
     def exec_module(self, module):
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            self.inner.exec_module(module)
+            return
         with deferred():
             self.inner.exec_module(module)
 
