@@ -206,9 +206,8 @@ def fast_diffusion_em(image, *, guidance: Literal["pigdm", "dps"] = "pigdm", par
     final_step : bool
         When the EM result is returned (not the start), return ``l0``'s non-blind final step with the EM
         kernel (hyper-Laplacian, valid boundary with ``boundary="valid"``) instead of the diffusion sample,
-        which stays in ``info["sample"]`` (+1.3 dB on average with the shipped priors: BENCHMARKS.md, "Blind
-        camera-shake deblurring with diffusion priors"); the safeguard decides on the sample.  False: the
-        sample, as in the paper.
+        which stays in ``info["sample"]`` (measured in BENCHMARKS.md, "Blind camera-shake deblurring with
+        diffusion priors"); the safeguard decides on the sample.  False: the sample, as in the paper.
     diagnostics : bool
         Add the re-blur residual map ``(k * x - y) / sigma`` of the returned image and kernel (window-summed;
         NaN in the border band of the kernel's radius) and its summary to ``info`` (:mod:`unblur.diagnostics`).
